@@ -1,0 +1,134 @@
+use proptest::prelude::*;
+
+use super::*;
+
+const START_MS: i64 = 1_767_225_600_000; // 2026-01-01T00:00:00Z
+
+fn disposition_strategy() -> impl Strategy<Value = Disposition> {
+    proptest::sample::select(Disposition::ALL.to_vec())
+}
+
+fn event_strategy() -> impl Strategy<Value = HistoryEvent> {
+    (
+        any::<u64>(),
+        0i64..(60 * 86_400_000),
+        any::<bool>(),
+        0.0f64..600.0,
+        any::<bool>(),
+        disposition_strategy(),
+    )
+        .prop_map(|(contact_fingerprint, offset_ms, answered, talk_s, night, disposition)| HistoryEvent {
+            contact_fingerprint,
+            at_ms: START_MS + offset_ms,
+            answered,
+            talk_s,
+            night,
+            disposition,
+        })
+}
+
+fn replay(events: &[HistoryEvent]) -> Option<CallerHistory> {
+    let (first, rest) = events.split_first()?;
+    let mut history = CallerHistory::from_event(first);
+    for event in rest {
+        history.apply(event);
+    }
+    Some(history)
+}
+
+fn assert_close(left: &CallerHistory, right: &CallerHistory, now_ms: i64) {
+    for half_life_index in 0..HALF_LIFE_COUNT {
+        for counter_index in 0..COUNTER_COUNT {
+            let counter = counter_at(counter_index);
+            let a = left.value_at(counter, half_life_index, now_ms);
+            let b = right.value_at(counter, half_life_index, now_ms);
+            assert!((a - b).abs() <= 1e-9 * (1.0 + a.abs()), "{counter:?}/{half_life_index}: {a} vs {b}");
+        }
+    }
+    assert_eq!(left.total_contacts, right.total_contacts);
+    assert_eq!(left.first_seen_ms, right.first_seen_ms);
+    assert_eq!(left.last_seen_ms, right.last_seen_ms);
+}
+
+fn counter_at(index: usize) -> Counter {
+    match index {
+        0 => Counter::Contacts,
+        1 => Counter::Answered,
+        2 => Counter::Short,
+        3 => Counter::Night,
+        other => Counter::Disposition(Disposition::ALL[other - 4]),
+    }
+}
+
+proptest! {
+    #[test]
+    fn decay_of_a_sum_equals_the_sum_of_decays(events in proptest::collection::vec(event_strategy(), 1..40), later_ms in 0i64..(90 * 86_400_000)) {
+        let history = replay(&events).unwrap();
+        let now_ms = history.as_of_ms + later_ms;
+        for half_life_index in 0..HALF_LIFE_COUNT {
+            let expected: f64 = events
+                .iter()
+                .map(|event| decay_factor(now_ms - event.at_ms, HALF_LIVES_S[half_life_index]))
+                .sum();
+            let actual = history.value_at(Counter::Contacts, half_life_index, now_ms);
+            prop_assert!((expected - actual).abs() <= 1e-9 * (1.0 + expected), "{expected} vs {actual}");
+        }
+    }
+
+    #[test]
+    fn arrival_order_does_not_matter(mut events in proptest::collection::vec(event_strategy(), 1..40), seed in any::<u64>()) {
+        let in_order = replay(&events).unwrap();
+        // A deterministic shuffle driven by the seed.
+        let mut state = seed | 1;
+        for index in (1..events.len()).rev() {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+            events.swap(index, (state % (index as u64 + 1)) as usize);
+        }
+        let shuffled = replay(&events).unwrap();
+        assert_close(&in_order, &shuffled, in_order.as_of_ms.max(shuffled.as_of_ms));
+    }
+
+    #[test]
+    fn equal_time_events_commute_exactly(a in event_strategy(), b in event_strategy(), base in event_strategy()) {
+        let b = HistoryEvent { at_ms: a.at_ms, ..b };
+        let mut first = CallerHistory::from_event(&base);
+        let mut second = first.clone();
+        first.apply(&a);
+        first.apply(&b);
+        second.apply(&b);
+        second.apply(&a);
+        // Same time, same decay weights: the sums are equal bit for bit.
+        prop_assert_eq!(first.counters, second.counters);
+    }
+
+    #[test]
+    fn the_same_contact_counts_once(events in proptest::collection::vec(event_strategy(), 1..20), repeat_index in any::<proptest::sample::Index>()) {
+        let once = replay(&events).unwrap();
+        let mut twice = once.clone();
+        let repeated = events[repeat_index.index(events.len())];
+        // A repeat of one of the last RECENT_CONTACT_IDS contacts is ignored by the aggregate itself; older
+        // repeats are caught by the store's per-contact marker.
+        if events.len() - repeat_index.index(events.len()) <= RECENT_CONTACT_IDS {
+            prop_assert!(!twice.apply(&repeated));
+            prop_assert_eq!(once, twice);
+        }
+    }
+}
+
+#[test]
+fn a_counter_halves_after_one_half_life() {
+    let event = HistoryEvent {
+        contact_fingerprint: contact_fingerprint("c-1"),
+        at_ms: START_MS,
+        answered: true,
+        talk_s: 5.0,
+        night: false,
+        disposition: Disposition::Prank,
+    };
+    let history = CallerHistory::from_event(&event);
+    let one_day_later = START_MS + 86_400_000;
+    assert!((history.value_at(Counter::Contacts, DAY, one_day_later) - 0.5).abs() < 1e-12);
+    assert!((history.value_at(Counter::Disposition(Disposition::Prank), MONTH, START_MS) - 1.0).abs() < 1e-12);
+    assert_eq!(history.value_at(Counter::Night, HOUR, START_MS), 0.0);
+    assert_eq!(history.value_at(Counter::Short, HOUR, START_MS), 1.0);
+}

@@ -1,0 +1,142 @@
+//! Scoring a feature vector with a validated artifact, with exact per-feature contributions.
+//!
+//! Contributions add up to the raw score: `raw = bias + Σ contributions`. For the logistic model a contribution
+//! is weight × standardised value (log-odds); for forests it is the path (Saabas) contribution: along each tree's
+//! path, the change in node value at a split is credited to the split's feature, averaged over trees.
+
+use crate::artifact::{BandThresholds, Calibration, FlatTree, ModelArtifact, ModelParams};
+use crate::features::{FeatureVector, FEATURE_COUNT};
+
+/// The operator-facing band.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Band {
+    /// Most likely genuine or ordinary.
+    Low,
+    /// Signs of misuse.
+    Elevated,
+    /// Strong signs of deliberate misuse.
+    High,
+}
+
+impl Band {
+    /// Lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Band::Low => "low",
+            Band::Elevated => "elevated",
+            Band::High => "high",
+        }
+    }
+}
+
+/// A model's answer for one contact.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// The calibrated likelihood of misuse, 0..1.
+    pub likelihood: f64,
+    /// The uncalibrated score the contributions add up to.
+    pub raw: f64,
+    /// The raw score of a contact with no feature evidence (intercept, or mean root value).
+    pub bias: f64,
+    /// Per-feature contributions to `raw`.
+    pub contributions: FeatureVector,
+    /// The band of `likelihood`.
+    pub band: Band,
+}
+
+/// A loaded, validated model ready to score.
+#[derive(Debug, Clone)]
+pub struct Model {
+    artifact: ModelArtifact,
+    forest_bias: f64,
+}
+
+fn logistic(value: f64) -> f64 {
+    1.0 / (1.0 + (-value).exp())
+}
+
+impl Model {
+    /// Wraps a validated artifact (see [`ModelArtifact::from_json`]).
+    pub fn new(artifact: ModelArtifact) -> Self {
+        let forest_bias = match &artifact.params {
+            ModelParams::Forest(forest) => {
+                forest.trees.iter().map(|tree| tree.value[0]).sum::<f64>() / forest.trees.len() as f64
+            }
+            ModelParams::Logistic(_) => 0.0,
+        };
+        Model { artifact, forest_bias }
+    }
+
+    /// The artifact behind the model.
+    pub fn artifact(&self) -> &ModelArtifact {
+        &self.artifact
+    }
+
+    /// The model version string.
+    pub fn version(&self) -> &str {
+        &self.artifact.model_version
+    }
+
+    /// Scores one feature vector. Allocation-free.
+    pub fn score(&self, features: &FeatureVector) -> Score {
+        let mut contributions = [0.0; FEATURE_COUNT];
+        let (raw, bias) = match &self.artifact.params {
+            ModelParams::Logistic(params) => {
+                let mut raw = params.intercept;
+                for index in 0..FEATURE_COUNT {
+                    let standardised = (features[index] - params.means[index]) / params.scales[index];
+                    contributions[index] = params.weights[index] * standardised;
+                    raw += contributions[index];
+                }
+                (raw, params.intercept)
+            }
+            ModelParams::Forest(forest) => {
+                let tree_count = forest.trees.len() as f64;
+                let mut leaf_sum = 0.0;
+                for tree in &forest.trees {
+                    leaf_sum += walk_with_contributions(tree, features, &mut contributions);
+                }
+                for contribution in contributions.iter_mut() {
+                    *contribution /= tree_count;
+                }
+                (leaf_sum / tree_count, self.forest_bias)
+            }
+        };
+        let likelihood = calibrate(&self.artifact.calibration, raw);
+        Score { likelihood, raw, bias, contributions, band: band_of(&self.artifact.bands, likelihood) }
+    }
+}
+
+/// Walks one tree, adding each split's change in node value to its feature; returns the leaf value.
+fn walk_with_contributions(tree: &FlatTree, features: &FeatureVector, contributions: &mut FeatureVector) -> f64 {
+    let mut node = 0usize;
+    loop {
+        let left = tree.left[node];
+        if left == FlatTree::LEAF {
+            return tree.value[node];
+        }
+        let feature = usize::from(tree.feature[node]);
+        let next = if features[feature] <= tree.threshold[node] { left } else { tree.right[node] } as usize;
+        contributions[feature] += tree.value[next] - tree.value[node];
+        node = next;
+    }
+}
+
+/// Applies Platt calibration to a raw score.
+pub fn calibrate(calibration: &Calibration, raw: f64) -> f64 {
+    logistic(calibration.slope * raw + calibration.offset)
+}
+
+/// The band of a calibrated likelihood.
+pub fn band_of(bands: &BandThresholds, likelihood: f64) -> Band {
+    if likelihood >= bands.high {
+        Band::High
+    } else if likelihood >= bands.elevated {
+        Band::Elevated
+    } else {
+        Band::Low
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,24 @@
+//! Compiles `proto/saring/v1/*.proto` with the pure-Rust `protox` compiler (no system `protoc`) and writes a
+//! file descriptor set used by server reflection.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    let mut protos = Vec::new();
+    for entry in fs::read_dir(proto_root.join("saring/v1"))? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|ext| ext == "proto") {
+            println!("cargo:rerun-if-changed={}", path.display());
+            protos.push(path);
+        }
+    }
+    protos.sort();
+    let descriptors = protox::compile(&protos, [&proto_root])?;
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    fs::write(out_dir.join("saring_descriptor.bin"), descriptors.encode_to_vec())?;
+    tonic_prost_build::configure().compile_fds(descriptors)?;
+    Ok(())
+}
