@@ -171,7 +171,10 @@ impl ModelArtifact {
         }
         let bands = &self.bands;
         if !(0.0..=1.0).contains(&bands.elevated) || !(0.0..=1.0).contains(&bands.high) || bands.elevated > bands.high {
-            return invalid(format!("band thresholds {} / {} are not 0 <= elevated <= high <= 1", bands.elevated, bands.high));
+            return invalid(format!(
+                "band thresholds {} / {} are not 0 <= elevated <= high <= 1",
+                bands.elevated, bands.high
+            ));
         }
         match &self.params {
             ModelParams::Logistic(params) => validate_logistic(params),
@@ -188,7 +191,10 @@ impl ModelArtifact {
 fn validate_logistic(params: &LogisticParams) -> Result<(), ArtifactError> {
     for (name, values) in [("means", &params.means), ("scales", &params.scales), ("weights", &params.weights)] {
         if values.len() != FEATURE_COUNT {
-            return Err(ArtifactError::Invalid(format!("{name} has {} values, expected {FEATURE_COUNT}", values.len())));
+            return Err(ArtifactError::Invalid(format!(
+                "{name} has {} values, expected {FEATURE_COUNT}",
+                values.len()
+            )));
         }
         if values.iter().any(|value| !value.is_finite()) {
             return Err(ArtifactError::Invalid(format!("{name} holds a non-finite value")));

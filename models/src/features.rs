@@ -7,7 +7,7 @@
 use sha2::{Digest, Sha256};
 
 use crate::domain::{Channel, Disposition};
-use crate::history::{CallerHistory, Counter, DAY, HOUR, MONTH};
+use crate::history::{CallerHistory, Counter, HistoryEvent, DAY, HOUR, MONTH};
 
 /// A named feature and what it means.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +128,25 @@ impl ContactContext {
         // 1970-01-01 was a Thursday (3 when Monday is 0).
         (local_day + 3).rem_euclid(7) as u32
     }
+
+    /// The history event this contact becomes once its outcome is known. Training and serving both build
+    /// history events here, so the night flag and the time used for decay are the same in both.
+    pub fn history_event(
+        &self,
+        contact_fingerprint: u64,
+        answered: bool,
+        talk_s: f64,
+        disposition: Disposition,
+    ) -> HistoryEvent {
+        HistoryEvent {
+            contact_fingerprint,
+            at_ms: self.received_at_ms,
+            answered,
+            talk_s,
+            night: self.is_night(),
+            disposition,
+        }
+    }
 }
 
 fn ln1p(value: f64) -> f64 {
@@ -170,7 +189,8 @@ pub fn extract_into(
 
     let caller = caller.filter(|history| history.total_contacts > 0);
     features[13] = f64::from(u8::from(caller.is_some()));
-    let value = |history: &CallerHistory, counter: Counter, half_life: usize| history.value_at(counter, half_life, now_ms);
+    let value =
+        |history: &CallerHistory, counter: Counter, half_life: usize| history.value_at(counter, half_life, now_ms);
     let misuse = |history: &CallerHistory, half_life: usize| {
         value(history, Counter::Disposition(Disposition::Prank), half_life)
             + value(history, Counter::Disposition(Disposition::Abusive), half_life)
@@ -224,7 +244,7 @@ pub fn extract_into(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::{contact_fingerprint, HistoryEvent};
+    use crate::history::contact_fingerprint;
 
     fn context(received_at_ms: i64) -> ContactContext {
         ContactContext {

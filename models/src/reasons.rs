@@ -36,8 +36,38 @@ pub const REASONS: [ReasonSpec; REASON_COUNT] = {
 };
 
 const SINGLE: [&[usize]; FEATURES.len()] = [
-    &[0], &[1], &[2], &[3], &[4], &[5], &[6], &[7], &[8], &[9], &[10], &[11], &[12], &[13], &[14], &[15], &[16],
-    &[17], &[18], &[19], &[20], &[21], &[22], &[23], &[24], &[25], &[26], &[27], &[28], &[29], &[30], &[31],
+    &[0],
+    &[1],
+    &[2],
+    &[3],
+    &[4],
+    &[5],
+    &[6],
+    &[7],
+    &[8],
+    &[9],
+    &[10],
+    &[11],
+    &[12],
+    &[13],
+    &[14],
+    &[15],
+    &[16],
+    &[17],
+    &[18],
+    &[19],
+    &[20],
+    &[21],
+    &[22],
+    &[23],
+    &[24],
+    &[25],
+    &[26],
+    &[27],
+    &[28],
+    &[29],
+    &[30],
+    &[31],
 ];
 
 /// Sums feature contributions into reason contributions (no allocation).
@@ -114,27 +144,43 @@ pub fn sentence(reason_index: usize, features: &FeatureVector) -> String {
         "has_device" => if flag { "the device is identified" } else { "no device id" }.to_owned(),
         "has_location" => if flag { "a location was sent" } else { "no location was sent" }.to_owned(),
         "location_accuracy_log" => format!("location accurate to {:.0} m", count),
-        "caller_known" => if flag { "this number has contacted 110 before" } else { "first contact from this number" }.to_owned(),
+        "caller_known" => {
+            if flag { "this number has contacted 110 before" } else { "first contact from this number" }.to_owned()
+        }
         "caller_contacts_1h" => format!("{} contacts from this number in the last hour", count_words(count)),
         "caller_contacts_1d" => format!("{} contacts from this number in the last day", count_words(count)),
         "caller_contacts_30d" => format!("{} contacts from this number in the last month", count_words(count)),
-        "caller_misuse_1d" => format!("{} prank or abusive contacts from this number in the last day", count_words(count)),
-        "caller_misuse_30d" => format!("{} prank or abusive contacts from this number in the last month", count_words(count)),
-        "caller_misuse_share_30d" => format!("{} of this number's recent contacts were pranks or abuse", percent(value)),
+        "caller_misuse_1d" => {
+            format!("{} prank or abusive contacts from this number in the last day", count_words(count))
+        }
+        "caller_misuse_30d" => {
+            format!("{} prank or abusive contacts from this number in the last month", count_words(count))
+        }
+        "caller_misuse_share_30d" => {
+            format!("{} of this number's recent contacts were pranks or abuse", percent(value))
+        }
         "caller_genuine_30d" => format!("{} genuine contacts from this number in the last month", count_words(count)),
         "caller_silent_accidental_30d" => {
             format!("{} silent or accidental contacts from this number in the last month", count_words(count))
         }
-        "caller_short_share_30d" => format!("{} of this number's recent contacts lasted under 10 seconds", percent(value)),
-        "caller_unanswered_share_30d" => format!("{} of this number's recent contacts were not answered", percent(value)),
+        "caller_short_share_30d" => {
+            format!("{} of this number's recent contacts lasted under 10 seconds", percent(value))
+        }
+        "caller_unanswered_share_30d" => {
+            format!("{} of this number's recent contacts were not answered", percent(value))
+        }
         "caller_night_share_30d" => format!("{} of this number's recent contacts came at night", percent(value)),
         "caller_log_seconds_since_last" if never_seen(13) => "no earlier contact from this number".to_owned(),
         "caller_log_seconds_since_last" => format!("last contact from this number {} ago", duration_words(count)),
         "caller_log_age_days" => format!("this number was first seen {} ago", duration_words(count * 86_400.0)),
         "device_contacts_1h" => format!("{} contacts from this device in the last hour", count_words(count)),
         "device_contacts_30d" => format!("{} contacts from this device in the last month", count_words(count)),
-        "device_misuse_30d" => format!("{} prank or abusive contacts from this device in the last month", count_words(count)),
-        "device_misuse_share_30d" => format!("{} of this device's recent contacts were pranks or abuse", percent(value)),
+        "device_misuse_30d" => {
+            format!("{} prank or abusive contacts from this device in the last month", count_words(count))
+        }
+        "device_misuse_share_30d" => {
+            format!("{} of this device's recent contacts were pranks or abuse", percent(value))
+        }
         "device_log_seconds_since_last" if never_seen(28) => "no earlier contact from this device".to_owned(),
         "device_log_seconds_since_last" => format!("last contact from this device {} ago", duration_words(count)),
         other => other.replace('_', " "),
@@ -171,7 +217,10 @@ mod tests {
         features[feature_index("caller_contacts_1h").unwrap()] = 8f64.ln();
         features[feature_index("sim_less").unwrap()] = 1.0;
         let reason_of = |code: &str| REASONS.iter().position(|reason| reason.code == code).unwrap();
-        assert_eq!(sentence(reason_of("caller_contacts_1h"), &features), "about 7 contacts from this number in the last hour");
+        assert_eq!(
+            sentence(reason_of("caller_contacts_1h"), &features),
+            "about 7 contacts from this number in the last hour"
+        );
         assert_eq!(sentence(reason_of("sim_less"), &features), "no SIM card in the handset");
         let every_sentence_differs_from_its_code =
             (0..REASON_COUNT).all(|index| sentence(index, &features) != REASONS[index].code);

@@ -6,12 +6,21 @@
 pub fn utc_offset_seconds(region: &str) -> i64 {
     let province = region.split('.').next().unwrap_or(region);
     const WITA: [&str; 13] = [
-        "bali", "ntb", "ntt", "kalsel", "kaltim", "kaltara", "sulut", "sulteng", "sulsel", "sultra",
-        "gorontalo", "sulbar", "sulawesi",
+        "bali",
+        "ntb",
+        "ntt",
+        "kalsel",
+        "kaltim",
+        "kaltara",
+        "sulut",
+        "sulteng",
+        "sulsel",
+        "sultra",
+        "gorontalo",
+        "sulbar",
+        "sulawesi",
     ];
-    const WIT: [&str; 8] = [
-        "maluku", "malut", "papua", "pabar", "papbar", "papteng", "papsel", "papdaya",
-    ];
+    const WIT: [&str; 8] = ["maluku", "malut", "papua", "pabar", "papbar", "papteng", "papsel", "papdaya"];
     if WIT.contains(&province) {
         9 * 3600
     } else if WITA.contains(&province) {

@@ -1,6 +1,26 @@
+//! saring: the gRPC screening service for contacts reaching police emergency line 110.
+//!
+//! `screening` is the transport-free core; `grpc` translates saring.v1 messages to and from it; `store` holds
+//! caller histories; `server` wires everything together.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod grpc;
+pub mod privacy;
+pub mod recent;
+pub mod screening;
+pub mod server;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;
+
+/// The generated saring.v1 messages and services.
 pub mod proto {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("saring.v1");
 
+    /// The encoded file descriptor set of saring.v1, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("saring_descriptor");
 }

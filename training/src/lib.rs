@@ -1,1 +1,14 @@
+//! saring-train: the traffic simulator, event-log replay, learners and evaluation.
+//!
+//! Features come from `saring-models`, the same code the service runs, so a model trained here scores exactly
+//! as the service scores.
 
+#![forbid(unsafe_code)]
+
+pub mod evaluate;
+pub mod events;
+pub mod fit;
+pub mod learners;
+pub mod metrics;
+pub mod replay;
+pub mod simulate;

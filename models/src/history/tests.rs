@@ -9,14 +9,7 @@ fn disposition_strategy() -> impl Strategy<Value = Disposition> {
 }
 
 fn event_strategy() -> impl Strategy<Value = HistoryEvent> {
-    (
-        any::<u64>(),
-        0i64..(60 * 86_400_000),
-        any::<bool>(),
-        0.0f64..600.0,
-        any::<bool>(),
-        disposition_strategy(),
-    )
+    (any::<u64>(), 0i64..(60 * 86_400_000), any::<bool>(), 0.0f64..600.0, any::<bool>(), disposition_strategy())
         .prop_map(|(contact_fingerprint, offset_ms, answered, talk_s, night, disposition)| HistoryEvent {
             contact_fingerprint,
             at_ms: START_MS + offset_ms,

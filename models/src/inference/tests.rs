@@ -16,12 +16,8 @@ fn artifact(params: ModelParams) -> ModelArtifact {
 }
 
 fn logistic_model(weights: Vec<f64>) -> Model {
-    let params = LogisticParams {
-        means: vec![0.5; FEATURE_COUNT],
-        scales: vec![2.0; FEATURE_COUNT],
-        weights,
-        intercept: -1.0,
-    };
+    let params =
+        LogisticParams { means: vec![0.5; FEATURE_COUNT], scales: vec![2.0; FEATURE_COUNT], weights, intercept: -1.0 };
     let artifact = artifact(ModelParams::Logistic(params));
     artifact.validate().unwrap();
     Model::new(artifact)

@@ -1,0 +1,188 @@
+//! Configuration in layers: built-in defaults → TOML file → `SARING__SECTION__KEY` environment variables →
+//! command-line flags. Checked before the runtime starts; an invalid value names its key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Everything `saring serve` can be configured with. See `config/reference.toml` for each key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The gRPC listener.
+    pub server: ServerSettings,
+    /// The model artifact.
+    pub model: ModelSettings,
+    /// Caller history.
+    pub history: HistorySettings,
+    /// Personal-data protection.
+    pub privacy: PrivacySettings,
+    /// Logs.
+    pub log: LogSettings,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to listen on for gRPC.
+    pub listen: String,
+    /// Seconds in-flight calls get to finish after SIGTERM/SIGINT.
+    pub shutdown_grace_s: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        ServerSettings { listen: "127.0.0.1:50051".into(), shutdown_grace_s: 10 }
+    }
+}
+
+/// `[model]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct ModelSettings {
+    /// Path of a model artifact; unset serves the model shipped inside the binary.
+    pub path: Option<PathBuf>,
+}
+
+/// `[history]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HistorySettings {
+    /// Where histories live: `memory` (the embedded default).
+    pub store: String,
+    /// Milliseconds ScoreContact waits for history before answering without it (degraded).
+    pub budget_ms: u64,
+    /// How many recently scored contacts are remembered, so an outcome need not repeat its contact.
+    pub recent_contacts: usize,
+    /// Hours a recorded contact id is remembered to ignore repeated outcomes.
+    pub marker_window_h: u64,
+}
+
+impl Default for HistorySettings {
+    fn default() -> Self {
+        HistorySettings { store: "memory".into(), budget_ms: 5, recent_contacts: 200_000, marker_window_h: 7 * 24 }
+    }
+}
+
+/// `[privacy]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PrivacySettings {
+    /// Secret for HMAC-SHA256 history keys (at least 16 bytes). Unset: a fixed development secret is used and a
+    /// warning logged; never run production without one.
+    pub hash_secret: Option<String>,
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSettings {
+    /// `text` or `json`.
+    pub format: String,
+    /// A tracing filter, e.g. `info` or `saring=debug`.
+    pub filter: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        LogSettings { format: "text".into(), filter: "info".into() }
+    }
+}
+
+/// Flags that override every other layer.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct FlagOverrides {
+    /// `--listen`
+    pub listen: Option<String>,
+    /// `--model`
+    pub model: Option<PathBuf>,
+    /// `--log-format`
+    pub log_format: Option<String>,
+}
+
+/// A configuration problem, naming the key.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
+impl Settings {
+    /// Loads the layers and validates the result.
+    pub fn load(file: Option<&std::path::Path>, flags: &FlagOverrides) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Settings::default()));
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!("config file {} does not exist", file.display())));
+            }
+            figment = figment.merge(Toml::file(file));
+        }
+        figment = figment.merge(Env::prefixed("SARING__").split("__").lowercase(true));
+        if let Some(listen) = &flags.listen {
+            figment = figment.merge(Serialized::default("server.listen", listen));
+        }
+        if let Some(model) = &flags.model {
+            figment = figment.merge(Serialized::default("model.path", model));
+        }
+        if let Some(format) = &flags.log_format {
+            figment = figment.merge(Serialized::default("log.format", format));
+        }
+        let settings: Settings = figment.extract().map_err(|error| ConfigError(error.to_string()))?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values that parse but make no sense.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |message: String| Err(ConfigError(message));
+        if self.listen_addr().is_err() {
+            return fail(format!("server.listen: {:?} is not an address like 127.0.0.1:50051", self.server.listen));
+        }
+        if self.history.store != "memory" {
+            return fail(format!("history.store: {:?} is not supported (use \"memory\")", self.history.store));
+        }
+        if self.history.budget_ms == 0 || self.history.budget_ms > 10_000 {
+            return fail(format!("history.budget_ms: {} must be between 1 and 10000", self.history.budget_ms));
+        }
+        if self.privacy.hash_secret.as_ref().is_some_and(|secret| secret.len() < 16) {
+            return fail("privacy.hash_secret: must be at least 16 bytes".into());
+        }
+        if !matches!(self.log.format.as_str(), "text" | "json") {
+            return fail(format!("log.format: {:?} must be \"text\" or \"json\"", self.log.format));
+        }
+        Ok(())
+    }
+
+    /// The parsed listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, std::net::AddrParseError> {
+        self.server.listen.parse()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_apply_in_order_and_bad_keys_are_named() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("saring.toml", "[server]\nlisten = \"127.0.0.1:6000\"\n[history]\nbudget_ms = 7\n")?;
+            jail.set_env("SARING__HISTORY__BUDGET_MS", "9");
+            let settings = Settings::load(Some("saring.toml".as_ref()), &FlagOverrides::default()).unwrap();
+            assert_eq!(settings.server.listen, "127.0.0.1:6000");
+            assert_eq!(settings.history.budget_ms, 9);
+            let flags = FlagOverrides { listen: Some("127.0.0.1:7000".into()), ..FlagOverrides::default() };
+            assert_eq!(Settings::load(Some("saring.toml".as_ref()), &flags).unwrap().server.listen, "127.0.0.1:7000");
+
+            jail.create_file("bad.toml", "[history]\nbudget_ms = 0\n")?;
+            let error = Settings::load(Some("bad.toml".as_ref()), &FlagOverrides::default()).unwrap_err();
+            assert!(error.to_string().contains("history.budget_ms"), "{error}");
+            jail.create_file("unknown.toml", "[server]\nlisten_on = \"x\"\n")?;
+            let error = Settings::load(Some("unknown.toml".as_ref()), &FlagOverrides::default()).unwrap_err();
+            assert!(error.to_string().contains("listen_on"), "{error}");
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,84 @@
+//! Contacts scored recently, so an outcome that does not repeat its contact can still be recorded in full.
+//! Bounded: the oldest entries are evicted first. An outcome reaching a replica that has forgotten (or never saw)
+//! its contact must carry the contact.
+
+use std::collections::{HashMap, VecDeque};
+
+use parking_lot::Mutex;
+
+use crate::screening::Contact;
+
+/// A bounded, first-in-first-out map from contact id to contact.
+#[derive(Debug)]
+pub struct RecentContacts {
+    inner: Mutex<Inner>,
+    capacity: usize,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    contacts: HashMap<String, Contact>,
+    order: VecDeque<String>,
+}
+
+impl RecentContacts {
+    /// Remembers up to `capacity` contacts (0 remembers none).
+    pub fn new(capacity: usize) -> Self {
+        RecentContacts { inner: Mutex::new(Inner::default()), capacity }
+    }
+
+    /// Remembers a contact, evicting the oldest when full. A contact id seen again keeps its latest contact.
+    pub fn remember(&self, contact: Contact) {
+        if self.capacity == 0 {
+            return;
+        }
+        let mut inner = self.inner.lock();
+        let contact_id = contact.contact_id.clone();
+        if inner.contacts.insert(contact_id.clone(), contact).is_some() {
+            return;
+        }
+        inner.order.push_back(contact_id);
+        while inner.order.len() > self.capacity {
+            if let Some(oldest) = inner.order.pop_front() {
+                inner.contacts.remove(&oldest);
+            }
+        }
+    }
+
+    /// The contact with this id, if remembered.
+    pub fn get(&self, contact_id: &str) -> Option<Contact> {
+        self.inner.lock().contacts.get(contact_id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use saring_models::Channel;
+
+    use super::*;
+
+    fn contact(id: &str) -> Contact {
+        Contact {
+            contact_id: id.into(),
+            caller: None,
+            channel: Channel::Voice,
+            received_at_ms: 0,
+            region: "dki.jakarta".into(),
+            sim_present: true,
+            device_id: None,
+            location: None,
+        }
+    }
+
+    #[test]
+    fn evicts_the_oldest_first() {
+        let recent = RecentContacts::new(2);
+        recent.remember(contact("a"));
+        recent.remember(contact("b"));
+        recent.remember(contact("a"));
+        recent.remember(contact("c"));
+        assert!(recent.get("a").is_none());
+        assert!(recent.get("b").is_some());
+        assert!(recent.get("c").is_some());
+    }
+}

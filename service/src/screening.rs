@@ -1,0 +1,306 @@
+//! The screening core, free of any transport: score a contact, record an outcome, read a caller's profile.
+//! The gRPC handlers (and later the console) validate their input into these types and call these functions.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use saring_models::features::{extract, ContactContext};
+use saring_models::history::{contact_fingerprint, Counter, DAY, MONTH};
+use saring_models::reasons::{reason_contributions, sentence, strongest, REASONS};
+use saring_models::region::utc_offset_seconds;
+use saring_models::{Band, CallerHistory, Channel, Disposition, Model};
+
+use crate::error::{Error, Result, Violation};
+use crate::privacy::{HistoryKey, KeyHasher};
+use crate::recent::RecentContacts;
+use crate::store::{Histories, HistoryStore, Recorded};
+
+/// How many reasons a score carries.
+pub const REASONS_PER_SCORE: usize = 5;
+
+/// A location reported with a contact.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Location {
+    /// Latitude, -90..90.
+    pub lat: f64,
+    /// Longitude, -180..180.
+    pub lon: f64,
+    /// Accuracy radius in metres.
+    pub accuracy_m: f64,
+}
+
+/// A validated contact.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Contact {
+    /// The routing engine's contact id.
+    pub contact_id: String,
+    /// The number in E.164, absent when withheld.
+    pub caller: Option<String>,
+    /// The channel.
+    pub channel: Channel,
+    /// Arrival time, Unix milliseconds.
+    pub received_at_ms: i64,
+    /// Region code.
+    pub region: String,
+    /// Whether the handset has a SIM card.
+    pub sim_present: bool,
+    /// Device id.
+    pub device_id: Option<String>,
+    /// Location.
+    pub location: Option<Location>,
+}
+
+impl Contact {
+    /// The feature context of this contact.
+    pub fn context(&self) -> ContactContext {
+        ContactContext {
+            received_at_ms: self.received_at_ms,
+            channel: self.channel,
+            utc_offset_s: utc_offset_seconds(&self.region),
+            withheld: self.caller.is_none(),
+            sim_present: self.sim_present,
+            has_device: self.device_id.is_some(),
+            location_accuracy_m: self.location.map(|location| location.accuracy_m),
+        }
+    }
+}
+
+/// A validated outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeReport {
+    /// The contact id.
+    pub contact_id: String,
+    /// The contact, when the request carried it.
+    pub contact: Option<Contact>,
+    /// Whether an operator answered.
+    pub answered: bool,
+    /// Seconds ringing.
+    pub ring_s: f64,
+    /// Seconds of talk.
+    pub talk_s: f64,
+    /// The operator's disposition.
+    pub disposition: Disposition,
+    /// Incident category.
+    pub category: Option<String>,
+    /// Operator id.
+    pub operator_id: Option<String>,
+}
+
+/// One reason in an assessment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReasonOut {
+    /// Reason code.
+    pub code: &'static str,
+    /// Plain sentence.
+    pub sentence: String,
+    /// Contribution to the raw score.
+    pub contribution: f64,
+}
+
+/// A history summary (decayed counts).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Summary {
+    /// Contacts, one-day half-life.
+    pub contacts_day: f64,
+    /// Misuse, one-day half-life.
+    pub misuse_day: f64,
+    /// Contacts, 30-day half-life.
+    pub contacts_month: f64,
+    /// Misuse, 30-day half-life.
+    pub misuse_month: f64,
+    /// All contacts ever.
+    pub total_contacts: u64,
+    /// First contact, Unix ms (None if never seen).
+    pub first_seen_ms: Option<i64>,
+    /// Latest contact, Unix ms.
+    pub last_seen_ms: Option<i64>,
+}
+
+impl Summary {
+    /// The summary of a history as seen at `now_ms` (all zero without history).
+    pub fn of(history: Option<&CallerHistory>, now_ms: i64) -> Self {
+        let Some(history) = history else { return Summary::default() };
+        let misuse = |half_life| {
+            history.value_at(Counter::Disposition(Disposition::Prank), half_life, now_ms)
+                + history.value_at(Counter::Disposition(Disposition::Abusive), half_life, now_ms)
+        };
+        Summary {
+            contacts_day: history.value_at(Counter::Contacts, DAY, now_ms),
+            misuse_day: misuse(DAY),
+            contacts_month: history.value_at(Counter::Contacts, MONTH, now_ms),
+            misuse_month: misuse(MONTH),
+            total_contacts: history.total_contacts,
+            first_seen_ms: Some(history.first_seen_ms),
+            last_seen_ms: Some(history.last_seen_ms),
+        }
+    }
+}
+
+/// The answer to "score this contact".
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessment {
+    /// Calibrated misuse likelihood.
+    pub likelihood: f64,
+    /// Band.
+    pub band: Band,
+    /// Strongest reasons first.
+    pub reasons: Vec<ReasonOut>,
+    /// Model version.
+    pub model_version: Arc<str>,
+    /// Why the answer is degraded (empty when it is not).
+    pub degraded_reasons: Vec<&'static str>,
+    /// The number's history, unless withheld.
+    pub caller_history: Option<Summary>,
+    /// The device's history, when a device id was given.
+    pub device_history: Option<Summary>,
+}
+
+/// One caller's profile.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallerProfile {
+    /// E.164 number.
+    pub caller: String,
+    /// Whether any history exists.
+    pub known: bool,
+    /// Summary.
+    pub summary: Summary,
+    /// Decayed counts per disposition (30-day half-life).
+    pub dispositions_month: Vec<(Disposition, f64)>,
+}
+
+/// The screening core shared by every transport.
+pub struct Screener<S> {
+    store: S,
+    model: Arc<Model>,
+    model_version: Arc<str>,
+    hasher: KeyHasher,
+    recent: RecentContacts,
+    history_budget: Duration,
+}
+
+impl<S: HistoryStore> Screener<S> {
+    /// A screener over `store` with `model`.
+    pub fn new(store: S, model: Model, hasher: KeyHasher, recent_capacity: usize, history_budget: Duration) -> Self {
+        let model_version: Arc<str> = Arc::from(model.version());
+        Screener {
+            store,
+            model: Arc::new(model),
+            model_version,
+            hasher,
+            recent: RecentContacts::new(recent_capacity),
+            history_budget,
+        }
+    }
+
+    /// The history store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    fn keys(&self, contact: &Contact) -> (Option<HistoryKey>, Option<HistoryKey>) {
+        (
+            contact.caller.as_deref().map(|number| self.hasher.number(number)),
+            contact.device_id.as_deref().map(|device| self.hasher.device(device)),
+        )
+    }
+
+    /// Scores a contact. Never fails: when history cannot be read within the budget, the score rests on the
+    /// contact's own features and is marked degraded.
+    pub async fn score(&self, contact: Contact) -> Assessment {
+        let (caller_key, device_key) = self.keys(&contact);
+        let mut degraded_reasons = Vec::new();
+        let histories =
+            match tokio::time::timeout(self.history_budget, self.store.load(caller_key.as_ref(), device_key.as_ref()))
+                .await
+            {
+                Ok(Ok(histories)) => histories,
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "history read failed; scoring without history");
+                    degraded_reasons.push("history_unavailable");
+                    Histories::default()
+                }
+                Err(_) => {
+                    tracing::warn!(budget_ms = self.history_budget.as_millis() as u64, "history read timed out");
+                    degraded_reasons.push("history_timeout");
+                    Histories::default()
+                }
+            };
+        let context = contact.context();
+        let features = extract(&context, histories.caller.as_ref(), histories.device.as_ref());
+        let score = self.model.score(&features);
+        let sums = reason_contributions(&score.contributions);
+        let reasons = strongest::<REASONS_PER_SCORE>(&sums)
+            .into_iter()
+            .flatten()
+            .map(|index| ReasonOut {
+                code: REASONS[index].code,
+                sentence: sentence(index, &features),
+                contribution: sums[index],
+            })
+            .collect();
+        let now_ms = contact.received_at_ms;
+        let history_known = degraded_reasons.is_empty();
+        let assessment = Assessment {
+            likelihood: score.likelihood,
+            band: score.band,
+            reasons,
+            model_version: self.model_version.clone(),
+            caller_history: (contact.caller.is_some() && history_known)
+                .then(|| Summary::of(histories.caller.as_ref(), now_ms)),
+            device_history: (contact.device_id.is_some() && history_known)
+                .then(|| Summary::of(histories.device.as_ref(), now_ms)),
+            degraded_reasons,
+        };
+        self.recent.remember(contact);
+        assessment
+    }
+
+    /// Records an outcome once per contact id. Fails (and acknowledges nothing) when the contact is unknown and
+    /// not included, or when the store cannot take the write.
+    pub async fn record_outcome(&self, report: OutcomeReport) -> Result<Recorded> {
+        let contact = match report.contact {
+            Some(contact) => contact,
+            None => self.recent.get(&report.contact_id).ok_or_else(|| {
+                Error::InvalidArgument(vec![Violation::new(
+                    "contact",
+                    "required: this contact_id was not scored by this replica recently, so the outcome must carry \
+                     the contact",
+                )])
+            })?,
+        };
+        let (caller_key, device_key) = self.keys(&contact);
+        let event = contact.context().history_event(
+            contact_fingerprint(&report.contact_id),
+            report.answered,
+            report.talk_s,
+            report.disposition,
+        );
+        let recorded = self
+            .store
+            .record(&report.contact_id, caller_key.as_ref(), device_key.as_ref(), &event)
+            .await
+            .map_err(|error| Error::StoreUnavailable(error.to_string()))?;
+        tracing::debug!(contact_id = %report.contact_id, disposition = report.disposition.as_str(), ?recorded, "outcome");
+        Ok(recorded)
+    }
+
+    /// The profile of a normalised number as seen at `now_ms`.
+    pub async fn caller_profile(&self, e164: &str, now_ms: i64) -> Result<CallerProfile> {
+        let key = self.hasher.number(e164);
+        let histories =
+            self.store.load(Some(&key), None).await.map_err(|error| Error::StoreUnavailable(error.to_string()))?;
+        let history = histories.caller.as_ref();
+        let dispositions_month = Disposition::ALL
+            .iter()
+            .map(|disposition| {
+                (*disposition, history.map_or(0.0, |h| h.value_at(Counter::Disposition(*disposition), MONTH, now_ms)))
+            })
+            .collect();
+        Ok(CallerProfile {
+            caller: e164.to_owned(),
+            known: history.is_some(),
+            summary: Summary::of(history, now_ms),
+            dispositions_month,
+        })
+    }
+}

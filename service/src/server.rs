@@ -1,0 +1,170 @@
+//! Building and running the gRPC server: Screening, health and reflection, with a designed shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use saring_models::{Model, ModelArtifact};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::Settings;
+use crate::grpc::ScreeningService;
+use crate::privacy::KeyHasher;
+use crate::proto::screening_server::ScreeningServer;
+use crate::screening::Screener;
+use crate::store::{HistoryStore, MemoryStore};
+
+/// The model shipped inside the binary, served when no model path is configured.
+pub const SHIPPED_MODEL: &str = include_str!("../../models/artifacts/default.json");
+
+/// The development secret for history keys, used only when none is configured.
+const DEVELOPMENT_HASH_SECRET: &[u8] = b"saring-development-secret-not-for-production";
+
+/// Why the service could not start, with the process exit code to use.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The model file could not be read (exit 66).
+    #[error("cannot read model {path}: {source}")]
+    ModelUnreadable {
+        /// The path.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The model was refused (exit 65).
+    #[error("model {path} refused: {source}")]
+    ModelRefused {
+        /// The path, or "shipped".
+        path: String,
+        /// Why.
+        source: saring_models::ArtifactError,
+    },
+    /// The listener could not bind (exit 71).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+impl StartError {
+    /// The sysexits-style exit code.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            StartError::ModelUnreadable { .. } => 66,
+            StartError::ModelRefused { .. } => 65,
+            StartError::Bind { .. } => 71,
+        }
+    }
+}
+
+/// Loads the configured model, or the shipped one.
+pub fn load_model(settings: &Settings) -> Result<Model, StartError> {
+    let (path, text) = match &settings.model.path {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| StartError::ModelUnreadable { path: path.display().to_string(), source })?;
+            (path.display().to_string(), text)
+        }
+        None => ("shipped".to_owned(), SHIPPED_MODEL.to_owned()),
+    };
+    let artifact = ModelArtifact::from_json(&text).map_err(|source| StartError::ModelRefused { path, source })?;
+    Ok(Model::new(artifact))
+}
+
+/// Builds the screener the settings describe.
+pub fn build_screener(settings: &Settings, model: Model) -> Screener<MemoryStore> {
+    let secret = match &settings.privacy.hash_secret {
+        Some(secret) => secret.as_bytes().to_vec(),
+        None => {
+            tracing::warn!("privacy.hash_secret is not set: using the development secret; set it in production");
+            DEVELOPMENT_HASH_SECRET.to_vec()
+        }
+    };
+    Screener::new(
+        MemoryStore::new(Duration::from_secs(settings.history.marker_window_h * 3600)),
+        model,
+        KeyHasher::new(&secret),
+        settings.history.recent_contacts,
+        Duration::from_millis(settings.history.budget_ms),
+    )
+}
+
+/// Serves Screening, health and reflection on `listener` until `shutdown` resolves; then reports NOT_SERVING,
+/// stops accepting, and gives in-flight calls up to `grace` to finish.
+pub async fn serve<S: HistoryStore>(
+    listener: TcpListener,
+    screener: Arc<Screener<S>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    grace: Duration,
+) -> Result<(), tonic::transport::Error> {
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    health_reporter.set_serving::<ScreeningServer<ScreeningService<S>>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("the compiled descriptor set is valid");
+    let (drain_started_tx, drain_started_rx) = oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: health is NOT_SERVING, draining in-flight calls");
+        health_reporter.set_not_serving::<ScreeningServer<ScreeningService<S>>>().await;
+        let _ = drain_started_tx.send(());
+    };
+    let server = tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(ScreeningServer::new(ScreeningService::new(screener)))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    let deadline = async move {
+        if drain_started_rx.await.is_ok() {
+            tokio::time::sleep(grace).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!(grace_s = grace.as_secs(), "drain took longer than the grace period; closing");
+            Ok(())
+        }
+    }
+}
+
+/// A server running in the background (tests, benchmarks, embedding).
+pub struct RunningServer {
+    /// The bound address.
+    pub local_addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: JoinHandle<Result<(), tonic::transport::Error>>,
+}
+
+impl RunningServer {
+    /// Binds `addr` (use port 0 for any) and serves `screener` in a task.
+    pub async fn start<S: HistoryStore>(addr: SocketAddr, screener: Arc<Screener<S>>) -> Result<Self, StartError> {
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        let (shutdown_tx, shutdown_rx) = oneshot::channel();
+        let shutdown = async move {
+            let _ = shutdown_rx.await;
+        };
+        let handle = tokio::spawn(serve(listener, screener, shutdown, Duration::from_secs(5)));
+        Ok(RunningServer { local_addr, shutdown: Some(shutdown_tx), handle })
+    }
+
+    /// Shuts down gracefully and waits for the server to stop.
+    pub async fn stop(mut self) -> Result<(), tonic::transport::Error> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        self.handle.await.expect("the server task does not panic")
+    }
+}

@@ -1,0 +1,106 @@
+//! The in-memory history store: sharded maps behind short synchronous locks (never held across an await).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use saring_models::{CallerHistory, HistoryEvent};
+
+use super::{Histories, HistoryStore, Recorded, StoreError};
+use crate::privacy::HistoryKey;
+
+const SHARDS: usize = 32;
+
+/// Histories and per-contact markers in process memory. Lost on restart: the embedded default for one replica.
+#[derive(Debug)]
+pub struct MemoryStore {
+    shards: Vec<Mutex<HashMap<HistoryKey, CallerHistory>>>,
+    markers: Mutex<Markers>,
+}
+
+/// Contact ids already recorded, each kept for the marker window so late repeats still count once.
+#[derive(Debug)]
+struct Markers {
+    recorded: HashMap<String, Instant>,
+    window: Duration,
+    next_sweep_at: usize,
+}
+
+impl Markers {
+    /// Inserts a marker; false when it was already there.
+    fn insert(&mut self, contact_id: &str) -> bool {
+        if self.recorded.contains_key(contact_id) {
+            return false;
+        }
+        if self.recorded.len() >= self.next_sweep_at {
+            let window = self.window;
+            self.recorded.retain(|_, recorded_at| recorded_at.elapsed() < window);
+            self.next_sweep_at = (self.recorded.len() * 2).max(1024);
+        }
+        self.recorded.insert(contact_id.to_owned(), Instant::now());
+        true
+    }
+}
+
+impl MemoryStore {
+    /// An empty store that remembers recorded contact ids for `marker_window`.
+    pub fn new(marker_window: Duration) -> Self {
+        MemoryStore {
+            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            markers: Mutex::new(Markers { recorded: HashMap::new(), window: marker_window, next_sweep_at: 1024 }),
+        }
+    }
+
+    fn shard(&self, key: &HistoryKey) -> &Mutex<HashMap<HistoryKey, CallerHistory>> {
+        &self.shards[usize::from(key.0[0]) % SHARDS]
+    }
+
+    fn read(&self, key: Option<&HistoryKey>) -> Option<CallerHistory> {
+        let key = key?;
+        self.shard(key).lock().get(key).cloned()
+    }
+
+    fn apply(&self, key: Option<&HistoryKey>, event: &HistoryEvent) {
+        let Some(key) = key else { return };
+        let mut shard = self.shard(key).lock();
+        match shard.get_mut(key) {
+            Some(history) => {
+                history.apply(event);
+            }
+            None => {
+                shard.insert(*key, CallerHistory::from_event(event));
+            }
+        }
+    }
+
+    /// Number of histories held (numbers and devices).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|shard| shard.lock().len()).sum()
+    }
+
+    /// Whether the store holds no history.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl HistoryStore for MemoryStore {
+    async fn load(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Result<Histories, StoreError> {
+        Ok(Histories { caller: self.read(caller), device: self.read(device) })
+    }
+
+    async fn record(
+        &self,
+        contact_id: &str,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+        event: &HistoryEvent,
+    ) -> Result<Recorded, StoreError> {
+        if !self.markers.lock().insert(contact_id) {
+            return Ok(Recorded::Duplicate);
+        }
+        self.apply(caller, event);
+        self.apply(device, event);
+        Ok(Recorded::Applied)
+    }
+}
