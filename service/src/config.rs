@@ -176,8 +176,8 @@ mod tests {
             let flags = FlagOverrides { listen: Some("127.0.0.1:7000".into()), ..FlagOverrides::default() };
             assert_eq!(Settings::load(Some("saring.toml".as_ref()), &flags).unwrap().server.listen, "127.0.0.1:7000");
 
-            jail.create_file("bad.toml", "[history]\nbudget_ms = 0\n")?;
-            let error = Settings::load(Some("bad.toml".as_ref()), &FlagOverrides::default()).unwrap_err();
+            jail.set_env("SARING__HISTORY__BUDGET_MS", "0");
+            let error = Settings::load(Some("saring.toml".as_ref()), &FlagOverrides::default()).unwrap_err();
             assert!(error.to_string().contains("history.budget_ms"), "{error}");
             jail.create_file("unknown.toml", "[server]\nlisten_on = \"x\"\n")?;
             let error = Settings::load(Some("unknown.toml".as_ref()), &FlagOverrides::default()).unwrap_err();

@@ -1,0 +1,103 @@
+//! Health, reflection, refusing a mismatched model, invalid config, and graceful shutdown of the real binary.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+use tonic_reflection::pb::v1::ServerReflectionRequest;
+
+use crate::common::start;
+
+const SCREENING: &str = "saring.v1.Screening";
+
+#[tokio::test]
+async fn health_and_reflection_answer() {
+    let harness = start().await;
+    let mut health = HealthClient::new(harness.channel.clone());
+    let status = health.check(HealthCheckRequest { service: SCREENING.into() }).await.unwrap().into_inner();
+    assert_eq!(status.status, ServingStatus::Serving as i32);
+
+    let mut reflection = ServerReflectionClient::new(harness.channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = reflection.server_reflection_info(tokio_stream::iter([request])).await.unwrap().into_inner();
+    let response = responses.message().await.unwrap().expect("one response");
+    let Some(MessageResponse::ListServicesResponse(list)) = response.message_response else {
+        panic!("expected a service list, got {:?}", response.message_response);
+    };
+    let names: Vec<String> = list.service.into_iter().map(|service| service.name).collect();
+    assert!(names.contains(&SCREENING.to_owned()), "{names:?}");
+    assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
+    harness.server.stop().await.unwrap();
+}
+
+fn saring() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_saring"))
+}
+
+#[test]
+fn a_model_trained_on_another_schema_is_refused_with_exit_code_65() {
+    let directory = std::env::temp_dir().join(format!("saring-schema-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let mut artifact: serde_json::Value = serde_json::from_str(saring::server::SHIPPED_MODEL).unwrap();
+    artifact["schema"]["fingerprint"] = "0123456789abcdef".into();
+    let path = directory.join("other-schema.json");
+    std::fs::write(&path, artifact.to_string()).unwrap();
+    let output = saring().args(["serve", "--listen", "127.0.0.1:0", "--model"]).arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(65));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("feature schema 0123456789abcdef"), "{stderr}");
+    std::fs::remove_dir_all(directory).ok();
+}
+
+#[test]
+fn invalid_configuration_exits_64_naming_the_key() {
+    let output =
+        saring().args(["serve", "--listen", "127.0.0.1:0"]).env("SARING__HISTORY__BUDGET_MS", "0").output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("history.budget_ms"));
+}
+
+#[tokio::test]
+async fn sigterm_drains_and_exits_cleanly() {
+    let mut child = saring()
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (address_tx, address_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut log = Vec::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) {
+                if let Some(address) = entry["fields"]["local_addr"].as_str() {
+                    let _ = address_tx.send(address.to_owned());
+                }
+            }
+            log.push(line);
+        }
+        log
+    });
+    let address = address_rx.recv_timeout(Duration::from_secs(30)).expect("the server logs its address");
+    let channel = tonic::transport::Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
+    let mut health = HealthClient::new(channel);
+    let status = health.check(HealthCheckRequest { service: SCREENING.into() }).await.unwrap().into_inner();
+    assert_eq!(status.status, ServingStatus::Serving as i32);
+
+    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(killed.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let log = reader.join().unwrap();
+    assert!(log.iter().any(|line| line.contains("received SIGTERM")), "{log:?}");
+    assert!(log.iter().any(|line| line.contains("saring stopped")), "{log:?}");
+}

@@ -1,0 +1,173 @@
+//! Bad input gets INVALID_ARGUMENT naming the field; idempotency; outcomes for contacts this replica never saw.
+
+use saring::proto;
+use tonic::Code;
+use tonic_types::StatusExt;
+
+use crate::common::{sample_contact, start, timestamp};
+
+fn violated_fields(status: &tonic::Status) -> Vec<String> {
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    let bad_request = status.get_details_bad_request().expect("INVALID_ARGUMENT carries google.rpc.BadRequest");
+    bad_request.field_violations.into_iter().map(|violation| violation.field).collect()
+}
+
+#[tokio::test]
+async fn every_bad_field_is_named() {
+    let mut harness = start().await;
+    let client = &mut harness.client;
+
+    let cases: Vec<(&str, proto::ContactRequest)> = vec![
+        ("caller", sample_contact("c-1", Some("+1 415 555 0123"))),
+        ("caller", sample_contact("c-1", Some("08-not-a-number"))),
+        ("contact_id", sample_contact("", Some("081234567890"))),
+        ("channel", proto::ContactRequest { channel: 0, ..sample_contact("c-1", None) }),
+        ("channel", proto::ContactRequest { channel: 42, ..sample_contact("c-1", None) }),
+        ("region", proto::ContactRequest { region: String::new(), ..sample_contact("c-1", None) }),
+        ("received_at", proto::ContactRequest { received_at: None, ..sample_contact("c-1", None) }),
+        (
+            "received_at",
+            proto::ContactRequest {
+                received_at: Some(timestamp(time::OffsetDateTime::now_utc() + time::Duration::days(2))),
+                ..sample_contact("c-1", None)
+            },
+        ),
+        (
+            "location.lat",
+            proto::ContactRequest {
+                location: Some(proto::Location { lat: 123.0, lon: 120.0, accuracy_m: 10.0 }),
+                ..sample_contact("c-1", None)
+            },
+        ),
+        (
+            "location.accuracy_m",
+            proto::ContactRequest {
+                location: Some(proto::Location { lat: -10.0, lon: 120.0, accuracy_m: f64::NAN }),
+                ..sample_contact("c-1", None)
+            },
+        ),
+    ];
+    for (field, request) in cases {
+        let status = client.score_contact(request).await.expect_err(field);
+        assert_eq!(violated_fields(&status), vec![field.to_owned()], "{}", status.message());
+    }
+
+    // Several problems at once are all reported.
+    let status = client
+        .score_contact(proto::ContactRequest {
+            channel: 9,
+            region: "BAD REGION".into(),
+            ..sample_contact("", Some("x"))
+        })
+        .await
+        .unwrap_err();
+    let fields = violated_fields(&status);
+    for field in ["contact_id", "caller", "channel", "region"] {
+        assert!(fields.contains(&field.to_owned()), "{field} missing from {fields:?}");
+    }
+
+    let outcome = |ring_s: f64, talk_s: f64, answered: bool, disposition: i32| proto::Outcome {
+        contact_id: "c-2".into(),
+        contact: Some(sample_contact("c-2", Some("081234567890"))),
+        answered,
+        ring_s,
+        talk_s,
+        disposition,
+        category: None,
+        operator_id: None,
+    };
+    let prank = proto::Disposition::Prank as i32;
+    for (field, request) in [
+        ("ring_s", outcome(-1.0, 0.0, true, prank)),
+        ("talk_s", outcome(1.0, -5.0, true, prank)),
+        ("talk_s", outcome(1.0, 30.0, false, prank)),
+        ("disposition", outcome(1.0, 3.0, true, 0)),
+        ("disposition", outcome(1.0, 3.0, true, 99)),
+    ] {
+        let status = client.record_outcome(request).await.expect_err(field);
+        assert_eq!(violated_fields(&status), vec![field.to_owned()]);
+    }
+    let mismatched = proto::Outcome { contact_id: "c-3".into(), ..outcome(1.0, 3.0, true, prank) };
+    assert_eq!(violated_fields(&client.record_outcome(mismatched).await.unwrap_err()), vec!["contact.contact_id"]);
+    let status = client.get_caller(proto::CallerQuery { caller: "12345".into() }).await.unwrap_err();
+    assert_eq!(violated_fields(&status), vec!["caller"]);
+    harness.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_withheld_number_is_valid_and_scored() {
+    let mut harness = start().await;
+    let reply = harness.client.score_contact(sample_contact("w-1", None)).await.unwrap().into_inner();
+    assert!((0.0..=1.0).contains(&reply.prank_likelihood));
+    assert!(!reply.degraded);
+    assert!(reply.caller_history.is_none());
+    assert!(!reply.reasons.is_empty());
+    assert!(reply.reasons.iter().any(|reason| reason.code == "withheld"), "{:?}", reply.reasons);
+    for pair in reply.reasons.windows(2) {
+        assert!(pair[0].contribution.abs() >= pair[1].contribution.abs(), "reasons are strongest first");
+    }
+    harness.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_repeated_outcome_changes_nothing() {
+    let mut harness = start().await;
+    let client = &mut harness.client;
+    let number = "0812-3456-7001";
+    client.score_contact(sample_contact("r-1", Some(number))).await.unwrap();
+    let outcome = proto::Outcome {
+        contact_id: "r-1".into(),
+        contact: None,
+        answered: true,
+        ring_s: 2.0,
+        talk_s: 4.0,
+        disposition: proto::Disposition::Prank as i32,
+        category: None,
+        operator_id: Some("op-1".into()),
+    };
+    let first = client.record_outcome(outcome.clone()).await.unwrap().into_inner();
+    assert!(!first.duplicate);
+    let query = proto::CallerQuery { caller: "+62 812 3456 7001".into() };
+    let before = client.get_caller(query.clone()).await.unwrap().into_inner();
+    assert!(before.known);
+    assert_eq!(before.caller, "+6281234567001");
+    assert_eq!(before.history.as_ref().unwrap().total_contacts, 1);
+
+    for _ in 0..3 {
+        let again = client.record_outcome(outcome.clone()).await.unwrap().into_inner();
+        assert!(again.duplicate);
+    }
+    // A repeat carrying a different disposition is still the same contact: ignored.
+    let changed = proto::Outcome { disposition: proto::Disposition::GenuineEmergency as i32, ..outcome };
+    assert!(client.record_outcome(changed).await.unwrap().into_inner().duplicate);
+    let after = client.get_caller(query).await.unwrap().into_inner();
+    assert_eq!(after.history.as_ref().unwrap().total_contacts, 1);
+    assert_eq!(after.dispositions_month.get("prank").copied().unwrap_or(0.0) > 0.99, true);
+    assert_eq!(after.dispositions_month.get("genuine_emergency").copied(), Some(0.0));
+    harness.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn an_outcome_for_an_unseen_contact_is_recorded_when_it_carries_the_contact() {
+    let mut harness = start().await;
+    let client = &mut harness.client;
+    let bare = proto::Outcome {
+        contact_id: "u-1".into(),
+        contact: None,
+        answered: true,
+        ring_s: 1.0,
+        talk_s: 3.0,
+        disposition: proto::Disposition::Abusive as i32,
+        category: None,
+        operator_id: None,
+    };
+    let status = client.record_outcome(bare.clone()).await.unwrap_err();
+    assert_eq!(violated_fields(&status), vec!["contact"]);
+
+    let with_contact = proto::Outcome { contact: Some(sample_contact("u-1", Some("6281299990001"))), ..bare };
+    assert!(!client.record_outcome(with_contact).await.unwrap().into_inner().duplicate);
+    let profile = client.get_caller(proto::CallerQuery { caller: "081299990001".into() }).await.unwrap().into_inner();
+    assert!(profile.known);
+    assert!(profile.history.unwrap().misuse_month > 0.99);
+    harness.server.stop().await.unwrap();
+}
