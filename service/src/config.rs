@@ -166,6 +166,7 @@ mod tests {
     use super::*;
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure type is not ours to choose
     fn layers_apply_in_order_and_bad_keys_are_named() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("saring.toml", "[server]\nlisten = \"127.0.0.1:6000\"\n[history]\nbudget_ms = 7\n")?;

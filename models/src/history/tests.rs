@@ -58,10 +58,10 @@ proptest! {
     fn decay_of_a_sum_equals_the_sum_of_decays(events in proptest::collection::vec(event_strategy(), 1..40), later_ms in 0i64..(90 * 86_400_000)) {
         let history = replay(&events).unwrap();
         let now_ms = history.as_of_ms + later_ms;
-        for half_life_index in 0..HALF_LIFE_COUNT {
+        for (half_life_index, half_life_s) in HALF_LIVES_S.iter().enumerate() {
             let expected: f64 = events
                 .iter()
-                .map(|event| decay_factor(now_ms - event.at_ms, HALF_LIVES_S[half_life_index]))
+                .map(|event| decay_factor(now_ms - event.at_ms, *half_life_s))
                 .sum();
             let actual = history.value_at(Counter::Contacts, half_life_index, now_ms);
             prop_assert!((expected - actual).abs() <= 1e-9 * (1.0 + expected), "{expected} vs {actual}");
