@@ -15,7 +15,7 @@ pub enum PhoneError {
     #[error("is not an Indonesian number (expected 08…, 628… or +628…)")]
     NotIndonesian,
     /// Too few or too many digits for an Indonesian number.
-    #[error("has {0} national digits; Indonesian numbers have 7 to 12 after the leading 0")]
+    #[error("has {0} digits after the leading 0 (or 62); Indonesian numbers have 8 to 12, mobiles (08…) 9 to 12")]
     BadLength(usize),
 }
 
@@ -51,13 +51,12 @@ pub fn normalise_indonesian_number(raw: &str) -> Result<String, PhoneError> {
     if national.starts_with('0') {
         return Err(PhoneError::NotIndonesian);
     }
-    // National significant numbers: mobiles 8xx with 9..12 digits, landlines with area code 7..11 digits.
+    // National significant numbers (after the trunk 0 or the country code 62): mobiles 8xx with 9..=12 digits,
+    // landlines (area code + subscriber) with 8..=12.
     let length = national.len();
-    if !(8..=12).contains(&length) {
-        return Err(PhoneError::BadLength(length + 1));
-    }
-    if national.starts_with('8') && length < 9 {
-        return Err(PhoneError::BadLength(length + 1));
+    let shortest = if national.starts_with('8') { 9 } else { 8 };
+    if !(shortest..=12).contains(&length) {
+        return Err(PhoneError::BadLength(length));
     }
     Ok(format!("+62{national}"))
 }
@@ -90,7 +89,9 @@ mod tests {
         assert_eq!(normalise_indonesian_number("81234567890"), Err(PhoneError::NotIndonesian));
         assert_eq!(normalise_indonesian_number("0812abc"), Err(PhoneError::BadCharacter));
         assert_eq!(normalise_indonesian_number("0812+345"), Err(PhoneError::BadCharacter));
-        assert!(matches!(normalise_indonesian_number("0812"), Err(PhoneError::BadLength(_))));
+        assert_eq!(normalise_indonesian_number("0812345"), Err(PhoneError::BadLength(6)));
+        assert_eq!(normalise_indonesian_number("081234567"), Err(PhoneError::BadLength(8)));
+        assert_eq!(normalise_indonesian_number("0812345678").as_deref(), Ok("+62812345678"));
         assert!(matches!(normalise_indonesian_number("08123456789012345"), Err(PhoneError::BadLength(_))));
         assert_eq!(normalise_indonesian_number("00812345678"), Err(PhoneError::NotIndonesian));
     }

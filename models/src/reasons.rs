@@ -3,7 +3,7 @@
 //! Most reasons are one feature; the hour of day is two (its sine and cosine) and is reported as one reason
 //! whose contribution is their sum, so reason contributions still add up to the raw score minus the bias.
 
-use crate::features::{FeatureVector, FEATURES, NEVER_SEEN_SECONDS};
+use crate::features::{FeatureVector, FEATURES};
 
 /// A reason code and the features it sums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +79,51 @@ pub fn reason_contributions(feature_contributions: &FeatureVector) -> [f64; REAS
     sums
 }
 
+fn reason_of_feature(feature: usize) -> usize {
+    if feature <= 4 {
+        feature
+    } else {
+        feature - 1
+    }
+}
+
+/// Moves the contributions of reasons `from` into `into` (they describe history that does not exist).
+fn fold(sums: &mut [f64; REASON_COUNT], from: std::ops::RangeInclusive<usize>, into: usize) {
+    for feature in from {
+        let reason = reason_of_feature(feature);
+        if reason != into {
+            sums[into] += sums[reason];
+            sums[reason] = 0.0;
+        }
+    }
+}
+
+/// Reason contributions for an operator: like [`reason_contributions`], but when the number (or device) has no
+/// history, every feature about that history is folded into one reason ("the number is withheld", "first contact
+/// from this number", "no device id", "first contact from this device"), so operators never read sentences about
+/// history that does not exist. The sum is unchanged: reasons still add up to the raw score minus the bias.
+pub fn operator_reasons(feature_contributions: &FeatureVector, features: &FeatureVector) -> [f64; REASON_COUNT] {
+    let mut sums = reason_contributions(feature_contributions);
+    if features[CALLER_KNOWN] < 0.5 {
+        let into = if features[WITHHELD] >= 0.5 { WITHHELD } else { CALLER_KNOWN };
+        fold(&mut sums, CALLER_KNOWN..=CALLER_LAST, reason_of_feature(into));
+    }
+    if features[DEVICE_CONTACTS_30D] <= 0.0 {
+        let into = reason_of_feature(HAS_DEVICE);
+        fold(&mut sums, DEVICE_FIRST..=DEVICE_LAST, into);
+    }
+    sums
+}
+
+const HAS_DEVICE: usize = 10;
+const WITHHELD: usize = 8;
+const CALLER_KNOWN: usize = 13;
+const CALLER_CONTACTS_30D: usize = 16;
+const CALLER_LAST: usize = 26;
+const DEVICE_FIRST: usize = 27;
+const DEVICE_CONTACTS_30D: usize = 28;
+const DEVICE_LAST: usize = 31;
+
 /// Indices of the `N` values largest in magnitude, strongest first; zeros are skipped, ties keep their order.
 /// Used on [`reason_contributions`] to pick the reasons to show. Allocation-free.
 pub fn strongest<const N: usize>(sums: &[f64]) -> [Option<usize>; N] {
@@ -99,15 +144,20 @@ pub fn strongest<const N: usize>(sums: &[f64]) -> [Option<usize>; N] {
     chosen
 }
 
-fn count_words(count: f64) -> String {
+/// "no contacts", "1 contact", "about 7 contacts" for a decayed count.
+fn counted(count: f64, singular: &str, plural: &str) -> String {
     if count < 0.5 {
-        "under 1".to_owned()
+        format!("no {plural}")
+    } else if count < 1.5 {
+        format!("1 {singular}")
     } else {
-        format!("about {count:.0}")
+        format!("about {count:.0} {plural}")
     }
 }
 
-fn percent(share: f64) -> String {
+/// The share a smoothed feature `amount / (contacts + 1)` stands for: `amount / contacts`, as a percentage.
+fn percent_of(smoothed_share: f64, contacts: f64) -> String {
+    let share = if contacts > 0.0 { smoothed_share * (contacts + 1.0) / contacts } else { 0.0 };
     format!("{:.0}%", (share * 100.0).clamp(0.0, 100.0))
 }
 
@@ -120,13 +170,19 @@ fn duration_words(seconds: f64) -> String {
     }
 }
 
-/// The plain sentence for a reason, from the feature values of the contact.
+/// The plain sentence for a reason, from the feature values of the contact. Reasons folded by
+/// [`operator_reasons`] read as the absence of history.
 pub fn sentence(reason_index: usize, features: &FeatureVector) -> String {
     let reason = &REASONS[reason_index];
     let value = features[reason.features[0]];
     let flag = value >= 0.5;
     let count = value.exp_m1();
-    let never_seen = |index: usize| (value - NEVER_SEEN_SECONDS.ln_1p()).abs() < 1e-9 && features[index] == 0.0;
+    let caller_contacts = features[CALLER_CONTACTS_30D].exp_m1();
+    let device_contacts = features[DEVICE_CONTACTS_30D].exp_m1();
+    let caller_known = features[CALLER_KNOWN] >= 0.5;
+    let contacts = |singular: &str, plural: &str, whose: &str, when: &str| {
+        format!("{} from this {whose} in the last {when}", counted(count, singular, plural))
+    };
     match reason.code {
         "channel_voice" => if flag { "a voice call" } else { "not a voice call" }.to_owned(),
         "channel_whatsapp" => if flag { "a WhatsApp contact" } else { "not a WhatsApp contact" }.to_owned(),
@@ -139,49 +195,48 @@ pub fn sentence(reason_index: usize, features: &FeatureVector) -> String {
         }
         "night" => if flag { "arrived at night (22:00-06:00 local time)" } else { "arrived in the daytime" }.to_owned(),
         "weekend" => if flag { "arrived on a weekend" } else { "arrived on a weekday" }.to_owned(),
-        "withheld" => if flag { "the number is withheld" } else { "the number is shown" }.to_owned(),
+        "withheld" if flag => "the number is withheld, so there is no caller history".to_owned(),
+        "withheld" => "the number is shown".to_owned(),
         "sim_less" => if flag { "no SIM card in the handset" } else { "the handset has a SIM card" }.to_owned(),
-        "has_device" => if flag { "the device is identified" } else { "no device id" }.to_owned(),
+        "has_device" if !flag => "no device id, so there is no device history".to_owned(),
+        "has_device" if device_contacts < 0.5 => "first contact from this device".to_owned(),
+        "has_device" => "the device is identified".to_owned(),
         "has_location" => if flag { "a location was sent" } else { "no location was sent" }.to_owned(),
-        "location_accuracy_log" => format!("location accurate to {:.0} m", count),
-        "caller_known" => {
-            if flag { "this number has contacted 110 before" } else { "first contact from this number" }.to_owned()
-        }
-        "caller_contacts_1h" => format!("{} contacts from this number in the last hour", count_words(count)),
-        "caller_contacts_1d" => format!("{} contacts from this number in the last day", count_words(count)),
-        "caller_contacts_30d" => format!("{} contacts from this number in the last month", count_words(count)),
-        "caller_misuse_1d" => {
-            format!("{} prank or abusive contacts from this number in the last day", count_words(count))
-        }
-        "caller_misuse_30d" => {
-            format!("{} prank or abusive contacts from this number in the last month", count_words(count))
-        }
+        "location_accuracy_log" if features[11] < 0.5 => "no location was sent".to_owned(),
+        "location_accuracy_log" => format!("location accurate to {count:.0} m"),
+        "caller_known" if caller_known => "this number has contacted 110 before".to_owned(),
+        "caller_known" => "first contact from this number".to_owned(),
+        "caller_contacts_1h" => contacts("contact", "contacts", "number", "hour"),
+        "caller_contacts_1d" => contacts("contact", "contacts", "number", "day"),
+        "caller_contacts_30d" => contacts("contact", "contacts", "number", "month"),
+        "caller_misuse_1d" => contacts("prank or abusive contact", "prank or abusive contacts", "number", "day"),
+        "caller_misuse_30d" => contacts("prank or abusive contact", "prank or abusive contacts", "number", "month"),
         "caller_misuse_share_30d" => {
-            format!("{} of this number's recent contacts were pranks or abuse", percent(value))
+            format!("{} of this number's recent contacts were pranks or abuse", percent_of(value, caller_contacts))
         }
-        "caller_genuine_30d" => format!("{} genuine contacts from this number in the last month", count_words(count)),
+        "caller_genuine_30d" => contacts("genuine contact", "genuine contacts", "number", "month"),
         "caller_silent_accidental_30d" => {
-            format!("{} silent or accidental contacts from this number in the last month", count_words(count))
+            contacts("silent or accidental contact", "silent or accidental contacts", "number", "month")
         }
         "caller_short_share_30d" => {
-            format!("{} of this number's recent contacts lasted under 10 seconds", percent(value))
+            format!("{} of this number's recent contacts lasted under 10 seconds", percent_of(value, caller_contacts))
         }
         "caller_unanswered_share_30d" => {
-            format!("{} of this number's recent contacts were not answered", percent(value))
+            format!("{} of this number's recent contacts were not answered", percent_of(value, caller_contacts))
         }
-        "caller_night_share_30d" => format!("{} of this number's recent contacts came at night", percent(value)),
-        "caller_log_seconds_since_last" if never_seen(13) => "no earlier contact from this number".to_owned(),
+        "caller_night_share_30d" => {
+            format!("{} of this number's recent contacts came at night", percent_of(value, caller_contacts))
+        }
+        "caller_log_seconds_since_last" if !caller_known => "no earlier contact from this number".to_owned(),
         "caller_log_seconds_since_last" => format!("last contact from this number {} ago", duration_words(count)),
         "caller_log_age_days" => format!("this number was first seen {} ago", duration_words(count * 86_400.0)),
-        "device_contacts_1h" => format!("{} contacts from this device in the last hour", count_words(count)),
-        "device_contacts_30d" => format!("{} contacts from this device in the last month", count_words(count)),
-        "device_misuse_30d" => {
-            format!("{} prank or abusive contacts from this device in the last month", count_words(count))
-        }
+        "device_contacts_1h" => contacts("contact", "contacts", "device", "hour"),
+        "device_contacts_30d" => contacts("contact", "contacts", "device", "month"),
+        "device_misuse_30d" => contacts("prank or abusive contact", "prank or abusive contacts", "device", "month"),
         "device_misuse_share_30d" => {
-            format!("{} of this device's recent contacts were pranks or abuse", percent(value))
+            format!("{} of this device's recent contacts were pranks or abuse", percent_of(value, device_contacts))
         }
-        "device_log_seconds_since_last" if never_seen(28) => "no earlier contact from this device".to_owned(),
+        "device_log_seconds_since_last" if device_contacts < 0.5 => "no earlier contact from this device".to_owned(),
         "device_log_seconds_since_last" => format!("last contact from this device {} ago", duration_words(count)),
         other => other.replace('_', " "),
     }
@@ -202,6 +257,25 @@ mod tests {
             }
         }
         assert!(seen.iter().all(|count| *count == 1));
+    }
+
+    #[test]
+    fn absent_history_is_one_reason_and_the_sum_is_kept() {
+        let mut features = [0.0; FEATURES.len()];
+        features[WITHHELD] = 1.0;
+        let mut contributions = [0.0; FEATURES.len()];
+        for (index, contribution) in contributions.iter_mut().enumerate() {
+            *contribution = 0.01 * (index as f64 + 1.0);
+        }
+        let sums = operator_reasons(&contributions, &features);
+        let reason_of = |code: &str| REASONS.iter().position(|reason| reason.code == code).unwrap();
+        assert!((sums.iter().sum::<f64>() - contributions.iter().sum::<f64>()).abs() < 1e-12);
+        for code in ["caller_known", "caller_misuse_30d", "caller_misuse_share_30d", "device_misuse_30d"] {
+            assert_eq!(sums[reason_of(code)], 0.0, "{code}");
+        }
+        assert!(sums[reason_of("withheld")] > contributions[WITHHELD]);
+        assert_eq!(sentence(reason_of("withheld"), &features), "the number is withheld, so there is no caller history");
+        assert_eq!(sentence(reason_of("has_device"), &features), "no device id, so there is no device history");
     }
 
     #[test]

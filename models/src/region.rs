@@ -1,32 +1,46 @@
 //! Region codes and local time. A region code is `province.unit` (e.g. `ntt.kupang`); the province sets the
-//! time zone, which the night-time and hour-of-day features need.
+//! time zone, which the night-time and hour-of-day features need, so an unknown province is refused rather than
+//! guessed.
 
-/// Offset from UTC in seconds for a region code: WIT (UTC+9) for Maluku and Papua, WITA (UTC+8) for Bali, Nusa
-/// Tenggara, Kalimantan's east and south and Sulawesi, WIB (UTC+7) everywhere else, including unknown codes.
-pub fn utc_offset_seconds(region: &str) -> i64 {
-    let province = region.split('.').next().unwrap_or(region);
-    const WITA: [&str; 13] = [
-        "bali",
-        "ntb",
-        "ntt",
-        "kalsel",
-        "kaltim",
-        "kaltara",
-        "sulut",
-        "sulteng",
-        "sulsel",
-        "sultra",
-        "gorontalo",
-        "sulbar",
-        "sulawesi",
-    ];
-    const WIT: [&str; 8] = ["maluku", "malut", "papua", "pabar", "papbar", "papteng", "papsel", "papdaya"];
-    if WIT.contains(&province) {
-        9 * 3600
-    } else if WITA.contains(&province) {
-        8 * 3600
+/// Province codes in Western Indonesia Time (WIB, UTC+7).
+pub const WIB_PROVINCES: [&str; 18] = [
+    "aceh", "sumut", "sumbar", "riau", "kepri", "jambi", "sumsel", "babel", "bengkulu", "lampung", "dki", "jabar",
+    "banten", "jateng", "diy", "jatim", "kalbar", "kalteng",
+];
+/// Province codes in Central Indonesia Time (WITA, UTC+8).
+pub const WITA_PROVINCES: [&str; 12] = [
+    "bali",
+    "ntb",
+    "ntt",
+    "kalsel",
+    "kaltim",
+    "kaltara",
+    "sulut",
+    "gorontalo",
+    "sulteng",
+    "sulbar",
+    "sulsel",
+    "sultra",
+];
+/// Province codes in Eastern Indonesia Time (WIT, UTC+9).
+pub const WIT_PROVINCES: [&str; 8] = ["maluku", "malut", "papua", "pabar", "pabarda", "papteng", "papsel", "papeg"];
+
+/// The province part of a region code (before the first `.`).
+pub fn province(region: &str) -> &str {
+    region.split('.').next().unwrap_or(region)
+}
+
+/// Offset from UTC in seconds for a region code's province, or `None` for an unknown province.
+pub fn utc_offset_seconds(region: &str) -> Option<i64> {
+    let province = province(region);
+    if WIB_PROVINCES.contains(&province) {
+        Some(7 * 3600)
+    } else if WITA_PROVINCES.contains(&province) {
+        Some(8 * 3600)
+    } else if WIT_PROVINCES.contains(&province) {
+        Some(9 * 3600)
     } else {
-        7 * 3600
+        None
     }
 }
 
@@ -45,10 +59,12 @@ mod tests {
 
     #[test]
     fn provinces_map_to_their_time_zones() {
-        assert_eq!(utc_offset_seconds("dki.jakarta"), 7 * 3600);
-        assert_eq!(utc_offset_seconds("ntt.kupang"), 8 * 3600);
-        assert_eq!(utc_offset_seconds("papua.jayapura"), 9 * 3600);
-        assert_eq!(utc_offset_seconds("unknown"), 7 * 3600);
+        assert_eq!(utc_offset_seconds("dki.jakarta"), Some(7 * 3600));
+        assert_eq!(utc_offset_seconds("kalbar.pontianak"), Some(7 * 3600));
+        assert_eq!(utc_offset_seconds("ntt.kupang"), Some(8 * 3600));
+        assert_eq!(utc_offset_seconds("papua.jayapura"), Some(9 * 3600));
+        assert_eq!(utc_offset_seconds("papua"), Some(9 * 3600));
+        assert_eq!(utc_offset_seconds("zzz.foo"), None);
     }
 
     #[test]

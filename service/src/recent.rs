@@ -64,6 +64,7 @@ mod tests {
             channel: Channel::Voice,
             received_at_ms: 0,
             region: "dki.jakarta".into(),
+            utc_offset_s: 7 * 3600,
             sim_present: true,
             device_id: None,
             location: None,

@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use saring_models::features::{extract, ContactContext};
 use saring_models::history::{contact_fingerprint, Counter, DAY, MONTH};
-use saring_models::reasons::{reason_contributions, sentence, strongest, REASONS};
-use saring_models::region::utc_offset_seconds;
+use saring_models::reasons::{operator_reasons, sentence, strongest, REASONS};
 use saring_models::{Band, CallerHistory, Channel, Disposition, Model};
 
 use crate::error::{Error, Result, Violation};
@@ -42,6 +41,8 @@ pub struct Contact {
     pub received_at_ms: i64,
     /// Region code.
     pub region: String,
+    /// The region's offset from UTC in seconds (from its province).
+    pub utc_offset_s: i64,
     /// Whether the handset has a SIM card.
     pub sim_present: bool,
     /// Device id.
@@ -56,7 +57,7 @@ impl Contact {
         ContactContext {
             received_at_ms: self.received_at_ms,
             channel: self.channel,
-            utc_offset_s: utc_offset_seconds(&self.region),
+            utc_offset_s: self.utc_offset_s,
             withheld: self.caller.is_none(),
             sim_present: self.sim_present,
             has_device: self.device_id.is_some(),
@@ -228,7 +229,7 @@ impl<S: HistoryStore> Screener<S> {
         let context = contact.context();
         let features = extract(&context, histories.caller.as_ref(), histories.device.as_ref());
         let score = self.model.score(&features);
-        let sums = reason_contributions(&score.contributions);
+        let sums = operator_reasons(&score.contributions, &features);
         let reasons = strongest::<REASONS_PER_SCORE>(&sums)
             .into_iter()
             .flatten()

@@ -44,7 +44,7 @@ impl ReplayRow {
 pub struct Replay {
     /// One row per contact, in arrival order.
     pub rows: Vec<ReplayRow>,
-    /// Contacts whose caller number is not a valid Indonesian number (the service rejects those).
+    /// Contacts the service would refuse: a caller number that is not Indonesian, or an unknown province.
     pub invalid_contacts: usize,
     /// Outcomes for contacts not in the log.
     pub orphan_outcomes: usize,
@@ -52,12 +52,13 @@ pub struct Replay {
     pub duplicate_outcomes: usize,
 }
 
-/// The context of a contact event, as the service builds it from a ContactRequest.
-pub fn contact_context(contact: &ContactEvent, withheld: bool) -> ContactContext {
-    ContactContext {
+/// The context of a contact event, as the service builds it from a ContactRequest; `None` when the region's
+/// province is unknown (the service refuses such a contact).
+pub fn contact_context(contact: &ContactEvent, withheld: bool) -> Option<ContactContext> {
+    Some(ContactContext {
         received_at_ms: (contact.at.unix_timestamp_nanos() / 1_000_000) as i64,
         channel: contact.channel,
-        utc_offset_s: utc_offset_seconds(&contact.region),
+        utc_offset_s: utc_offset_seconds(&contact.region)?,
         withheld,
         sim_present: contact.sim_present,
         has_device: contact.device_id.is_some(),
@@ -65,7 +66,7 @@ pub fn contact_context(contact: &ContactEvent, withheld: bool) -> ContactContext
             (Some(_), Some(_)) => Some(contact.accuracy_m.unwrap_or(0.0)),
             _ => None,
         },
-    }
+    })
 }
 
 struct Pending {
@@ -100,7 +101,10 @@ pub fn replay(events: &[Event]) -> Replay {
                     }
                     None => None,
                 };
-                let context = contact_context(contact, caller.is_none());
+                let Some(context) = contact_context(contact, caller.is_none()) else {
+                    result.invalid_contacts += 1;
+                    continue;
+                };
                 let caller_history = caller.as_ref().and_then(|number| caller_histories.get(number));
                 let device_history = contact.device_id.as_ref().and_then(|device| device_histories.get(device));
                 let features = extract(&context, caller_history, device_history);

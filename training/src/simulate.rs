@@ -104,6 +104,11 @@ pub fn parse_region_profiles(spec: &str) -> anyhow::Result<Vec<RegionProfile>> {
         if !is_valid_region_code(code) {
             anyhow::bail!("region entry `{entry}`: `{code}` is not a region code (lowercase letters, digits, . _ -)");
         }
+        if utc_offset_seconds(code).is_none() {
+            anyhow::bail!(
+                "region entry `{entry}`: `{code}` does not start with a known province code (e.g. ntt.kupang)"
+            );
+        }
         if profiles.iter().any(|profile| profile.code == code) {
             anyhow::bail!("region `{code}` is given twice");
         }
@@ -281,7 +286,7 @@ fn plan_contacts(config: &SimulationConfig) -> Vec<PlannedContact> {
     let mut generator = Generator {
         rng: ChaCha8Rng::seed_from_u64(config.seed),
         regions,
-        region_utc_offsets: regions.iter().map(|region| utc_offset_seconds(&region.code)).collect(),
+        region_utc_offsets: regions.iter().map(|region| utc_offset_seconds(&region.code).unwrap_or(7 * HOUR)).collect(),
         start,
         days: i64::from(config.days),
         total_seconds: i64::from(config.days) * DAY,
@@ -714,7 +719,8 @@ mod tests {
             ("ntt.kupang=-1", "≥ 0"),
             ("ntt.kupang=1:0", "greater than 0"),
             ("ntt.kupang=1:x", "population weight `x`"),
-            ("a=1,a=2", "given twice"),
+            ("bali=1,bali=2", "given twice"),
+            ("zzz.foo=1", "known province"),
         ] {
             let error = parse_region_profiles(spec).expect_err(spec).to_string();
             assert!(error.contains(expected), "{spec}: {error}");

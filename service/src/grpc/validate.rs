@@ -2,7 +2,7 @@
 //! so one rejection tells the routing engine everything that is wrong.
 
 use saring_models::phone::normalise_indonesian_number;
-use saring_models::region::is_valid_region_code;
+use saring_models::region::{is_valid_region_code, province, utc_offset_seconds};
 use saring_models::{Channel, Disposition};
 
 use crate::error::{Error, Result, Violation};
@@ -114,9 +114,23 @@ fn check_contact(checker: &mut Checker, request: &proto::ContactRequest, now_ms:
             }
         }
     };
-    if !is_valid_region_code(&request.region) {
+    let utc_offset_s = if !is_valid_region_code(&request.region) {
         checker.fail("region", "must be 1..64 characters of lowercase letters, digits, '.', '_' or '-'");
-    }
+        None
+    } else {
+        let offset = utc_offset_seconds(&request.region);
+        if offset.is_none() {
+            checker.fail(
+                "region",
+                format!(
+                    "unknown province {:?}: the part before the first '.' must be a province code such as dki, jatim, \
+                     ntt or papua (it sets the local time zone)",
+                    province(&request.region)
+                ),
+            );
+        }
+        offset
+    };
     if let Some(device_id) = &request.device_id {
         checker.text("device_id", device_id, 64);
     }
@@ -141,6 +155,7 @@ fn check_contact(checker: &mut Checker, request: &proto::ContactRequest, now_ms:
         channel: channel?,
         received_at_ms: received_at_ms?,
         region: request.region.clone(),
+        utc_offset_s: utc_offset_s?,
         sim_present: request.sim_present,
         device_id: request.device_id.clone(),
         location,

@@ -24,6 +24,7 @@ async fn every_bad_field_is_named() {
         ("channel", proto::ContactRequest { channel: 0, ..sample_contact("c-1", None) }),
         ("channel", proto::ContactRequest { channel: 42, ..sample_contact("c-1", None) }),
         ("region", proto::ContactRequest { region: String::new(), ..sample_contact("c-1", None) }),
+        ("region", proto::ContactRequest { region: "zzz.foo".into(), ..sample_contact("c-1", None) }),
         ("received_at", proto::ContactRequest { received_at: None, ..sample_contact("c-1", None) }),
         (
             "received_at",

@@ -1,0 +1,94 @@
+//! `saring-train simulate | fit | evaluate` run as a user runs them.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn saring_train(arguments: &[&str]) -> std::process::Output {
+    let output = Command::new(env!("CARGO_BIN_EXE_saring-train")).args(arguments).output().expect("runs");
+    assert!(output.status.success(), "saring-train {arguments:?} failed: {}", String::from_utf8_lossy(&output.stderr));
+    output
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let directory = std::env::temp_dir().join(format!("saring-train-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    directory
+}
+
+fn text(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn simulate_fit_evaluate_end_to_end() {
+    let directory = scratch("e2e");
+    let train = directory.join("train.jsonl");
+    let holdout = directory.join("holdout.jsonl");
+    let model = directory.join("model.json");
+    let predictions = directory.join("predictions.jsonl");
+    saring_train(&["simulate", "--out", text(&train), "--seed", "5", "--days", "20", "--callers", "2500"]);
+    saring_train(&["simulate", "--out", text(&holdout), "--seed", "6", "--days", "10", "--callers", "2500"]);
+    // Determinism: the same seed writes the same log.
+    let again = directory.join("again.jsonl");
+    saring_train(&["simulate", "--out", text(&again), "--seed", "5", "--days", "20", "--callers", "2500"]);
+    assert_eq!(std::fs::read(&train).unwrap(), std::fs::read(&again).unwrap());
+
+    saring_train(&["fit", "--events", text(&train), "--out", text(&model)]);
+    let artifact: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();
+    assert_eq!(artifact["format_version"], 1);
+    assert_eq!(artifact["schema"]["fingerprint"], saring_models::features::schema_fingerprint());
+    assert!(artifact["card"]["label_source"].as_str().unwrap().contains("operator dispositions"));
+    assert!(artifact["card"]["metrics"]["test"]["roc_auc"].as_f64().unwrap() > 0.8);
+    assert!(artifact["card"]["candidates"].as_array().unwrap().len() >= 2);
+    let bands = &artifact["bands"];
+    assert!(bands["elevated"].as_f64().unwrap() <= bands["high"].as_f64().unwrap());
+
+    let output = saring_train(&[
+        "evaluate",
+        "--model",
+        text(&model),
+        "--events",
+        text(&holdout),
+        "--json",
+        "--predictions-out",
+        text(&predictions),
+    ]);
+    let metrics: serde_json::Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    for key in ["roc_auc", "pr_auc", "brier", "contacts", "labelled", "positives"] {
+        assert!(metrics.get(key).is_some(), "{key} missing from {metrics}");
+    }
+    assert!(metrics["roc_auc"].as_f64().unwrap() > metrics["naive_roc_auc"].as_f64().unwrap());
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&predictions)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(rows.len() as u64, metrics["contacts"].as_u64().unwrap());
+    for row in &rows {
+        let likelihood = row["prank_likelihood"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&likelihood));
+        assert!(["low", "elevated", "high"].contains(&row["band"].as_str().unwrap()));
+        assert!(row["contact_id"].as_str().is_some());
+    }
+    std::fs::remove_dir_all(directory).ok();
+}
+
+#[test]
+fn a_bad_line_is_reported_with_its_number_or_fails_in_strict_mode() {
+    let directory = scratch("bad-line");
+    let log = directory.join("log.jsonl");
+    saring_train(&["simulate", "--out", text(&log), "--seed", "8", "--days", "2", "--callers", "300"]);
+    let mut content = std::fs::read_to_string(&log).unwrap();
+    content.insert_str(0, "{\"kind\":\"contact\",\"broken\":true}\n");
+    std::fs::write(&log, content).unwrap();
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/artifacts/default.json");
+    let output = saring_train(&["evaluate", "--model", shipped, "--events", text(&log)]);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("line 1: skipped"));
+    let strict = Command::new(env!("CARGO_BIN_EXE_saring-train"))
+        .args(["evaluate", "--model", shipped, "--events", text(&log), "--strict"])
+        .output()
+        .unwrap();
+    assert!(!strict.status.success());
+    assert!(String::from_utf8_lossy(&strict.stderr).contains("line 1:"));
+    std::fs::remove_dir_all(directory).ok();
+}
