@@ -1,6 +1,7 @@
 //! The screening core, free of any transport: score a contact, record an outcome, read a caller's profile.
 //! The gRPC handlers (and later the console) validate their input into these types and call these functions.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,8 +143,8 @@ impl Summary {
 pub struct Assessment {
     /// Calibrated misuse likelihood.
     pub likelihood: f64,
-    /// Band.
-    pub band: Band,
+    /// Band; `None` only when the model failed (then `degraded_reasons` says `model_failure`).
+    pub band: Option<Band>,
     /// Strongest reasons first.
     pub reasons: Vec<ReasonOut>,
     /// Model version.
@@ -154,6 +155,23 @@ pub struct Assessment {
     pub caller_history: Option<Summary>,
     /// The device's history, when a device id was given.
     pub device_history: Option<Summary>,
+}
+
+/// Features, score and operator reasons for one contact: the pure part of ScoreContact.
+fn score_with_reasons(model: &Model, contact: &Contact, histories: &Histories) -> (f64, Band, Vec<ReasonOut>) {
+    let features = extract(&contact.context(), histories.caller.as_ref(), histories.device.as_ref());
+    let score = model.score(&features);
+    let sums = operator_reasons(&score.contributions, &features);
+    let reasons = strongest::<REASONS_PER_SCORE>(&sums)
+        .into_iter()
+        .flatten()
+        .map(|index| ReasonOut {
+            code: REASONS[index].code,
+            sentence: sentence(index, &features),
+            contribution: sums[index],
+        })
+        .collect();
+    (score.likelihood, score.band, reasons)
 }
 
 /// One caller's profile.
@@ -226,24 +244,23 @@ impl<S: HistoryStore> Screener<S> {
                     Histories::default()
                 }
             };
-        let context = contact.context();
-        let features = extract(&context, histories.caller.as_ref(), histories.device.as_ref());
-        let score = self.model.score(&features);
-        let sums = operator_reasons(&score.contributions, &features);
-        let reasons = strongest::<REASONS_PER_SCORE>(&sums)
-            .into_iter()
-            .flatten()
-            .map(|index| ReasonOut {
-                code: REASONS[index].code,
-                sentence: sentence(index, &features),
-                contribution: sums[index],
-            })
-            .collect();
+        // The model is validated at load time and scoring is pure; should it fail all the same, the contact is
+        // still answered — without a score, and saying so.
+        let scored =
+            std::panic::catch_unwind(AssertUnwindSafe(|| score_with_reasons(&self.model, &contact, &histories)));
+        let (likelihood, band, reasons) = match scored {
+            Ok((likelihood, band, reasons)) => (likelihood, Some(band), reasons),
+            Err(_) => {
+                tracing::error!(contact_id = %contact.contact_id, "the model failed on a contact; answering without a score");
+                degraded_reasons.push("model_failure");
+                (0.0, None, Vec::new())
+            }
+        };
         let now_ms = contact.received_at_ms;
-        let history_known = degraded_reasons.is_empty();
+        let history_known = !degraded_reasons.iter().any(|reason| reason.starts_with("history"));
         let assessment = Assessment {
-            likelihood: score.likelihood,
-            band: score.band,
+            likelihood,
+            band,
             reasons,
             model_version: self.model_version.clone(),
             caller_history: (contact.caller.is_some() && history_known)

@@ -43,11 +43,12 @@ fn summary(summary: Summary) -> proto::HistorySummary {
     }
 }
 
-fn band(band: saring_models::Band) -> proto::Band {
+fn band(band: Option<saring_models::Band>) -> proto::Band {
     match band {
-        saring_models::Band::Low => proto::Band::Low,
-        saring_models::Band::Elevated => proto::Band::Elevated,
-        saring_models::Band::High => proto::Band::High,
+        None => proto::Band::Unspecified,
+        Some(saring_models::Band::Low) => proto::Band::Low,
+        Some(saring_models::Band::Elevated) => proto::Band::Elevated,
+        Some(saring_models::Band::High) => proto::Band::High,
     }
 }
 
