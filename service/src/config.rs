@@ -52,8 +52,16 @@ pub struct ModelSettings {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HistorySettings {
-    /// Where histories live: `memory` (the embedded default).
+    /// Where histories live: `memory` (the embedded default) or `redis://HOST:PORT/DB`.
     pub store: String,
+    /// Prefix of every Redis key.
+    pub redis_prefix: String,
+    /// Days an untouched history is kept in Redis (the TTL is refreshed on every write).
+    pub retention_days: u64,
+    /// Milliseconds RecordOutcome waits for Redis before writing the outcome to the journal instead.
+    pub write_budget_ms: u64,
+    /// The local journal that keeps outcomes Redis could not take, until they are replayed.
+    pub journal_path: PathBuf,
     /// Milliseconds ScoreContact waits for history before answering without it (degraded).
     pub budget_ms: u64,
     /// How many recently scored contacts are remembered, so an outcome need not repeat its contact.
@@ -64,7 +72,16 @@ pub struct HistorySettings {
 
 impl Default for HistorySettings {
     fn default() -> Self {
-        HistorySettings { store: "memory".into(), budget_ms: 5, recent_contacts: 200_000, marker_window_h: 7 * 24 }
+        HistorySettings {
+            store: "memory".into(),
+            redis_prefix: "saring".into(),
+            retention_days: 180,
+            write_budget_ms: 50,
+            journal_path: PathBuf::from("saring-data/outcomes.journal"),
+            budget_ms: 5,
+            recent_contacts: 200_000,
+            marker_window_h: 7 * 24,
+        }
     }
 }
 
@@ -102,6 +119,8 @@ pub struct FlagOverrides {
     pub model: Option<PathBuf>,
     /// `--log-format`
     pub log_format: Option<String>,
+    /// `--history`
+    pub history: Option<String>,
 }
 
 /// A configuration problem, naming the key.
@@ -126,6 +145,9 @@ impl Settings {
         if let Some(model) = &flags.model {
             figment = figment.merge(Serialized::default("model.path", model));
         }
+        if let Some(history) = &flags.history {
+            figment = figment.merge(Serialized::default("history.store", history));
+        }
         if let Some(format) = &flags.log_format {
             figment = figment.merge(Serialized::default("log.format", format));
         }
@@ -140,8 +162,21 @@ impl Settings {
         if self.listen_addr().is_err() {
             return fail(format!("server.listen: {:?} is not an address like 127.0.0.1:50051", self.server.listen));
         }
-        if self.history.store != "memory" {
-            return fail(format!("history.store: {:?} is not supported (use \"memory\")", self.history.store));
+        if self.history.store != "memory" && !self.history.store.starts_with("redis://") {
+            return fail(format!("history.store: {:?} must be \"memory\" or redis://HOST:PORT/DB", self.history.store));
+        }
+        if self.history.store.starts_with("redis://") {
+            if let Err(error) = redis::Client::open(self.history.store.as_str()) {
+                return fail(format!("history.store: {error}"));
+            }
+            if self.privacy.hash_secret.is_none() {
+                return fail(
+                    "privacy.hash_secret: required with a Redis history store (histories are shared and kept)".into(),
+                );
+            }
+        }
+        if self.history.write_budget_ms == 0 || self.history.retention_days == 0 {
+            return fail("history.write_budget_ms and history.retention_days: must be positive".into());
         }
         if self.history.budget_ms == 0 || self.history.budget_ms > 10_000 {
             return fail(format!("history.budget_ms: {} must be between 1 and 10000", self.history.budget_ms));

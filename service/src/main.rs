@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use saring::config::{FlagOverrides, Settings};
-use saring::server::{build_screener, load_model, serve, StartError};
+use saring::screening::Screener;
+use saring::server::{build_screener, load_model, memory_store, redis_store, serve, StartError};
+use saring::store::HistoryStore;
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -33,6 +35,9 @@ enum Command {
         /// Log format: text or json.
         #[arg(long)]
         log_format: Option<String>,
+        /// History store: memory, or redis://HOST:PORT/DB.
+        #[arg(long)]
+        history: Option<String>,
     },
 }
 
@@ -40,8 +45,8 @@ enum Command {
 const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
-    let Command::Serve { config, listen, model, log_format } = Cli::parse().command;
-    let flags = FlagOverrides { listen, model, log_format };
+    let Command::Serve { config, listen, model, log_format, history } = Cli::parse().command;
+    let flags = FlagOverrides { listen, model, log_format, history };
     let settings = match Settings::load(config.as_deref(), &flags) {
         Ok(settings) => settings,
         Err(error) => {
@@ -75,14 +80,31 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     tracing::info!(
         %local_addr,
         model_version = model.version(),
-        history = %settings.history.store,
+        history = if settings.history.store == "memory" { "memory" } else { "redis" },
         "saring is serving saring.v1.Screening"
     );
-    let screener = Arc::new(build_screener(&settings, model));
     let grace = Duration::from_secs(settings.server.shutdown_grace_s);
-    if let Err(error) = serve(listener, screener, saring::shutdown::signal(), grace).await {
-        tracing::error!(%error, "server error");
+    if settings.history.store == "memory" {
+        let screener = Arc::new(build_screener(&settings, model, memory_store(&settings)));
+        serve_logged(listener, screener, grace).await;
+    } else {
+        let screener = Arc::new(build_screener(&settings, model, redis_store(&settings)?));
+        let background = Arc::clone(&screener);
+        let replayer = tokio::spawn(async move {
+            if let Err(error) = background.store().inner().connect().await {
+                tracing::warn!(%error, "redis is not answering yet; scores are degraded and outcomes journaled until it does");
+            }
+            background.store().replay_forever(Duration::from_millis(500)).await;
+        });
+        serve_logged(listener, screener, grace).await;
+        replayer.abort();
     }
     tracing::info!("saring stopped");
     Ok(())
+}
+
+async fn serve_logged<S: HistoryStore>(listener: TcpListener, screener: Arc<Screener<S>>, grace: Duration) {
+    if let Err(error) = serve(listener, screener, saring::shutdown::signal(), grace).await {
+        tracing::error!(%error, "server error");
+    }
 }

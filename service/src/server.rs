@@ -16,7 +16,8 @@ use crate::grpc::ScreeningService;
 use crate::privacy::KeyHasher;
 use crate::proto::screening_server::ScreeningServer;
 use crate::screening::Screener;
-use crate::store::{HistoryStore, MemoryStore};
+use crate::store::journal::JournaledStore;
+use crate::store::{HistoryStore, MemoryStore, RedisSettings, RedisStore};
 
 /// The model shipped inside the binary, served when no model path is configured.
 pub const SHIPPED_MODEL: &str = include_str!("../../models/artifacts/default.json");
@@ -43,6 +44,9 @@ pub enum StartError {
         /// Why.
         source: saring_models::ArtifactError,
     },
+    /// The history store or its journal could not be set up (exit 74).
+    #[error("history store: {0}")]
+    Store(String),
     /// The listener could not bind (exit 71).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -60,6 +64,7 @@ impl StartError {
             StartError::ModelUnreadable { .. } => 66,
             StartError::ModelRefused { .. } => 65,
             StartError::Bind { .. } => 71,
+            StartError::Store(_) => 74,
         }
     }
 }
@@ -78,19 +83,43 @@ pub fn load_model(settings: &Settings) -> Result<Model, StartError> {
     Ok(Model::new(artifact))
 }
 
-/// Builds the screener the settings describe.
-pub fn build_screener(settings: &Settings, model: Model) -> Screener<MemoryStore> {
-    let secret = match &settings.privacy.hash_secret {
-        Some(secret) => secret.as_bytes().to_vec(),
+/// The key hasher the settings describe.
+pub fn key_hasher(settings: &Settings) -> KeyHasher {
+    match &settings.privacy.hash_secret {
+        Some(secret) => KeyHasher::new(secret.as_bytes()),
         None => {
             tracing::warn!("privacy.hash_secret is not set: using the development secret; set it in production");
-            DEVELOPMENT_HASH_SECRET.to_vec()
+            KeyHasher::new(DEVELOPMENT_HASH_SECRET)
         }
-    };
+    }
+}
+
+/// The in-memory history store the settings describe.
+pub fn memory_store(settings: &Settings) -> MemoryStore {
+    MemoryStore::new(Duration::from_secs(settings.history.marker_window_h * 3600))
+}
+
+/// The Redis history store behind its durable journal, as the settings describe. Does not connect yet.
+pub fn redis_store(settings: &Settings) -> Result<JournaledStore<RedisStore>, StartError> {
+    let history = &settings.history;
+    let redis = RedisStore::new(RedisSettings {
+        url: history.store.clone(),
+        prefix: history.redis_prefix.clone(),
+        retention: Duration::from_secs(history.retention_days * 86_400),
+        marker_ttl: Duration::from_secs(history.marker_window_h * 3600),
+        connect_timeout: Duration::from_millis(500),
+    })
+    .map_err(|source| StartError::Store(source.to_string()))?;
+    JournaledStore::open(redis, &history.journal_path, Duration::from_millis(history.write_budget_ms))
+        .map_err(|source| StartError::Store(source.to_string()))
+}
+
+/// A screener over `store`, configured by the settings.
+pub fn build_screener<S: HistoryStore>(settings: &Settings, model: Model, store: S) -> Screener<S> {
     Screener::new(
-        MemoryStore::new(Duration::from_secs(settings.history.marker_window_h * 3600)),
+        store,
         model,
-        KeyHasher::new(&secret),
+        key_hasher(settings),
         settings.history.recent_contacts,
         Duration::from_millis(settings.history.budget_ms),
     )

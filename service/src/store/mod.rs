@@ -1,11 +1,14 @@
 //! Where caller and device histories live. The in-memory store is the embedded default; production stores
 //! (Redis) implement the same trait.
 
+pub mod journal;
 mod memory;
+pub mod redis;
 
 use std::future::Future;
 
 pub use memory::MemoryStore;
+pub use redis::{RedisSettings, RedisStore};
 use saring_models::{CallerHistory, HistoryEvent};
 
 use crate::privacy::HistoryKey;

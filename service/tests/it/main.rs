@@ -4,5 +4,6 @@ mod common;
 mod degraded;
 mod lifecycle;
 mod parity;
+mod redis_store;
 mod simulated_day;
 mod validation;

@@ -6,7 +6,7 @@ use prost_types::Timestamp;
 use saring::config::Settings;
 use saring::proto;
 use saring::proto::screening_client::ScreeningClient;
-use saring::server::{build_screener, load_model, RunningServer};
+use saring::server::{build_screener, load_model, memory_store, RunningServer};
 use saring_training::events::{ContactEvent, OutcomeEvent};
 use tonic::transport::Channel;
 
@@ -20,7 +20,8 @@ pub struct Harness {
 /// Starts the real service (shipped model, in-memory history) on an ephemeral port and connects a client.
 pub async fn start() -> Harness {
     let settings = Settings::default();
-    let screener = Arc::new(build_screener(&settings, load_model(&settings).expect("the shipped model loads")));
+    let model = load_model(&settings).expect("the shipped model loads");
+    let screener = Arc::new(build_screener(&settings, model, memory_store(&settings)));
     let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), screener).await.expect("binds");
     let channel =
         Channel::from_shared(format!("http://{}", server.local_addr)).unwrap().connect().await.expect("connects");

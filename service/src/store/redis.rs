@@ -1,0 +1,251 @@
+//! Caller history in Redis, shared by every replica.
+//!
+//! Layout (Redis Cluster-safe: nothing crosses a slot):
+//! - one key per number and per device, `{prefix}:v1:n:{<hmac>}` / `{prefix}:v1:d:{<hmac>}`, holding the history
+//!   as 40 little-endian doubles (320 bytes): 12 counters × 3 half-lives, as-of, first seen, last seen, total;
+//! - one marker per (history, contact), `{prefix}:v1:n:{<hmac>}:c:<contact fingerprint>`, hash-tagged into the
+//!   history's slot, with a TTL: the script sets it and applies the contact in one atomic step, so a contact
+//!   counts once per history however often it is retried.
+//!
+//! A read is one pipelined round-trip (GET number, GET device). A write is one pipelined round-trip of two
+//! EVALSHA calls (number, device); the script does the decay arithmetic of
+//! [`saring_models::CallerHistory::apply`] server-side. Each history is updated atomically and exactly once; the
+//! two are independent, so a retry after a partial failure completes the other exactly once.
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
+use saring_models::history::{COUNTER_COUNT, HALF_LIFE_COUNT, HALF_LIVES_S};
+use saring_models::{CallerHistory, HistoryEvent};
+use tokio::sync::OnceCell;
+
+use super::{Histories, HistoryStore, Recorded, StoreError};
+use crate::privacy::HistoryKey;
+
+/// Doubles in one encoded history.
+const ENCODED_DOUBLES: usize = COUNTER_COUNT * HALF_LIFE_COUNT + 4;
+/// Bytes in one encoded history.
+pub const ENCODED_BYTES: usize = ENCODED_DOUBLES * 8;
+
+/// The server-side apply: marker check, lazy decay, increments, TTLs. Mirrors `CallerHistory::apply`.
+const APPLY_SCRIPT: &str = r#"
+-- KEYS[1] history, KEYS[2] marker
+-- ARGV[1] at_ms, ARGV[2] retention s, ARGV[3] marker ttl s, ARGV[4..6] half-lives s, ARGV[7..] counter indexes
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return 0 end
+local FMT = '<' .. string.rep('d', 40)
+local at = tonumber(ARGV[1])
+local v
+local raw = redis.call('GET', KEYS[1])
+if raw then
+  v = {struct.unpack(FMT, raw)}
+  v[41] = nil
+else
+  v = {}
+  for i = 1, 40 do v[i] = 0 end
+  v[37] = at; v[38] = at; v[39] = at
+end
+local half_lives = {tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])}
+if at > v[37] then
+  local elapsed_s = (at - v[37]) / 1000
+  for h = 1, 3 do
+    local factor = 2 ^ (-elapsed_s / half_lives[h])
+    for c = 0, 11 do v[c * 3 + h] = v[c * 3 + h] * factor end
+  end
+  v[37] = at
+end
+local weights = {1, 1, 1}
+if v[37] > at then
+  local age_s = (v[37] - at) / 1000
+  for h = 1, 3 do weights[h] = 2 ^ (-age_s / half_lives[h]) end
+end
+for j = 7, #ARGV do
+  local c = tonumber(ARGV[j])
+  for h = 1, 3 do v[c * 3 + h] = v[c * 3 + h] + weights[h] end
+end
+if v[40] == 0 then
+  v[38] = at; v[39] = at
+else
+  if at < v[38] then v[38] = at end
+  if at > v[39] then v[39] = at end
+end
+v[40] = v[40] + 1
+redis.call('SET', KEYS[1], struct.pack(FMT, unpack(v)), 'EX', ARGV[2])
+return 1
+"#;
+
+/// Settings of the Redis store.
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`.
+    pub url: String,
+    /// Key prefix (tests use a unique one each).
+    pub prefix: String,
+    /// How long an untouched history is kept.
+    pub retention: Duration,
+    /// How long a per-contact marker is kept.
+    pub marker_ttl: Duration,
+    /// Timeout of one connection attempt.
+    pub connect_timeout: Duration,
+}
+
+/// The Redis history store.
+pub struct RedisStore {
+    settings: RedisSettings,
+    client: redis::Client,
+    connection: OnceCell<ConnectionManager>,
+    script: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("RedisStore").field("prefix", &self.settings.prefix).finish_non_exhaustive()
+    }
+}
+
+fn store_error(error: RedisError) -> StoreError {
+    StoreError(format!("redis: {error}"))
+}
+
+impl RedisStore {
+    /// A store for `settings`. Does not connect yet: the first operation (or [`RedisStore::connect`]) does, so
+    /// saring starts and answers (degraded) while Redis is down.
+    pub fn new(settings: RedisSettings) -> Result<Self, StoreError> {
+        let client = redis::Client::open(settings.url.as_str()).map_err(store_error)?;
+        Ok(RedisStore { settings, client, connection: OnceCell::new(), script: Script::new(APPLY_SCRIPT) })
+    }
+
+    /// Connects (once) and loads the script. Later failures are handled by the connection manager, which
+    /// reconnects in the background.
+    pub async fn connect(&self) -> Result<ConnectionManager, StoreError> {
+        let connection = self
+            .connection
+            .get_or_try_init(|| async {
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.settings.connect_timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                let mut connection =
+                    ConnectionManager::new_with_config(self.client.clone(), config).await.map_err(store_error)?;
+                self.script.load_async(&mut connection).await.map_err(store_error)?;
+                Ok::<_, StoreError>(connection)
+            })
+            .await?;
+        Ok(connection.clone())
+    }
+
+    /// The key of a history.
+    pub fn history_key(&self, kind: char, key: &HistoryKey) -> String {
+        format!("{}:v1:{kind}:{{{}}}", self.settings.prefix, key.to_hex())
+    }
+
+    fn marker_key(history_key: &str, contact_fingerprint: u64) -> String {
+        format!("{history_key}:c:{contact_fingerprint:016x}")
+    }
+
+    fn apply_command(&self, history_key: &str, event: &HistoryEvent) -> redis::Cmd {
+        let mut command = redis::cmd("EVALSHA");
+        command
+            .arg(self.script.get_hash())
+            .arg(2)
+            .arg(history_key)
+            .arg(Self::marker_key(history_key, event.contact_fingerprint))
+            .arg(event.at_ms)
+            .arg(self.settings.retention.as_secs().max(1))
+            .arg(self.settings.marker_ttl.as_secs().max(1));
+        for half_life in HALF_LIVES_S {
+            command.arg(half_life);
+        }
+        for counter in event.counters() {
+            command.arg(counter.index());
+        }
+        command
+    }
+}
+
+/// Decodes a stored history (`None` for a missing key).
+pub fn decode(value: &Value) -> Result<Option<CallerHistory>, StoreError> {
+    let bytes = match value {
+        Value::Nil => return Ok(None),
+        Value::BulkString(bytes) => bytes,
+        other => return Err(StoreError(format!("redis: unexpected history value {other:?}"))),
+    };
+    if bytes.len() != ENCODED_BYTES {
+        return Err(StoreError(format!("redis: a history holds {} bytes, expected {ENCODED_BYTES}", bytes.len())));
+    }
+    let mut doubles = [0.0; ENCODED_DOUBLES];
+    for (double, chunk) in doubles.iter_mut().zip(bytes.chunks_exact(8)) {
+        *double = f64::from_le_bytes(chunk.try_into().expect("chunks of 8"));
+    }
+    let mut counters = [[0.0; HALF_LIFE_COUNT]; COUNTER_COUNT];
+    for (counter, row) in counters.iter_mut().enumerate() {
+        row.copy_from_slice(&doubles[counter * HALF_LIFE_COUNT..(counter + 1) * HALF_LIFE_COUNT]);
+    }
+    let base = COUNTER_COUNT * HALF_LIFE_COUNT;
+    Ok(Some(CallerHistory {
+        counters,
+        as_of_ms: doubles[base] as i64,
+        first_seen_ms: doubles[base + 1] as i64,
+        last_seen_ms: doubles[base + 2] as i64,
+        total_contacts: doubles[base + 3] as u64,
+        recent_contacts: [0; saring_models::history::RECENT_CONTACT_IDS],
+    }))
+}
+
+impl HistoryStore for RedisStore {
+    async fn load(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Result<Histories, StoreError> {
+        let keys: Vec<String> =
+            [caller.map(|key| self.history_key('n', key)), device.map(|key| self.history_key('d', key))]
+                .into_iter()
+                .flatten()
+                .collect();
+        if keys.is_empty() {
+            return Ok(Histories::default());
+        }
+        let mut connection = self.connect().await?;
+        let mut pipeline = redis::pipe();
+        for key in &keys {
+            pipeline.get(key);
+        }
+        let values: Vec<Value> = pipeline.query_async(&mut connection).await.map_err(store_error)?;
+        let mut decoded = values.iter().map(decode);
+        Ok(Histories {
+            caller: if caller.is_some() { decoded.next().transpose()?.flatten() } else { None },
+            device: if device.is_some() { decoded.next().transpose()?.flatten() } else { None },
+        })
+    }
+
+    async fn record(
+        &self,
+        _contact_id: &str,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+        event: &HistoryEvent,
+    ) -> Result<Recorded, StoreError> {
+        let keys: Vec<String> =
+            [caller.map(|key| self.history_key('n', key)), device.map(|key| self.history_key('d', key))]
+                .into_iter()
+                .flatten()
+                .collect();
+        if keys.is_empty() {
+            // Withheld number and no device: nothing to remember.
+            return Ok(Recorded::Applied);
+        }
+        let mut connection = self.connect().await?;
+        let mut pipeline = redis::pipe();
+        for key in &keys {
+            pipeline.add_command(self.apply_command(key, event));
+        }
+        let applied: Vec<i64> = match pipeline.query_async(&mut connection).await {
+            Ok(applied) => applied,
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                // Redis restarted or flushed its scripts: load it again and retry once. Markers make the retry
+                // safe for a history the first attempt already updated.
+                self.script.load_async(&mut connection).await.map_err(store_error)?;
+                pipeline.query_async(&mut connection).await.map_err(store_error)?
+            }
+            Err(error) => return Err(store_error(error)),
+        };
+        Ok(if applied.contains(&1) { Recorded::Applied } else { Recorded::Duplicate })
+    }
+}

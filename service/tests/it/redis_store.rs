@@ -1,0 +1,284 @@
+//! The Redis history store against a real Redis: the same arithmetic as the in-memory aggregate, exact counts
+//! under concurrency from several replicas, no personal data in Redis, fail-open reads, and a journal that loses
+//! nothing while Redis is down — also across a restart of saring.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use saring::privacy::{HistoryKey, KeyHasher};
+use saring::store::journal::JournaledStore;
+use saring::store::{HistoryStore, Recorded, RedisSettings, RedisStore};
+use saring_models::history::{contact_fingerprint, Counter, COUNTER_COUNT, HALF_LIFE_COUNT, MONTH};
+use saring_models::{CallerHistory, Disposition, HistoryEvent};
+
+/// The shared Redis of the test machine (scripts/services.sh starts it).
+fn redis_url() -> String {
+    std::env::var("SARING_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
+}
+
+/// A key prefix no other test (or earlier run) uses.
+pub fn unique_prefix(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("saring-test:{name}:{}:{nanos}", std::process::id())
+}
+
+fn store_at(url: &str, prefix: &str) -> RedisStore {
+    RedisStore::new(RedisSettings {
+        url: url.into(),
+        prefix: prefix.into(),
+        retention: Duration::from_secs(3600),
+        marker_ttl: Duration::from_secs(3600),
+        connect_timeout: Duration::from_millis(300),
+    })
+    .unwrap()
+}
+
+fn key(index: u8) -> HistoryKey {
+    KeyHasher::new(b"redis-store-test-secret").number(&format!("+62812000000{index:02}"))
+}
+
+fn event(contact: &str, at_ms: i64, disposition: Disposition) -> HistoryEvent {
+    HistoryEvent {
+        contact_fingerprint: contact_fingerprint(contact),
+        at_ms,
+        answered: disposition != Disposition::Unknown,
+        talk_s: 5.0,
+        night: at_ms % 3 == 0,
+        disposition,
+    }
+}
+
+fn assert_same(redis: &CallerHistory, memory: &CallerHistory) {
+    for counter in 0..COUNTER_COUNT {
+        for half_life in 0..HALF_LIFE_COUNT {
+            let (a, b) = (redis.counters[counter][half_life], memory.counters[counter][half_life]);
+            assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "counter {counter}/{half_life}: redis {a} vs memory {b}");
+        }
+    }
+    assert_eq!(redis.as_of_ms, memory.as_of_ms);
+    assert_eq!(redis.first_seen_ms, memory.first_seen_ms);
+    assert_eq!(redis.last_seen_ms, memory.last_seen_ms);
+    assert_eq!(redis.total_contacts, memory.total_contacts);
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// The Lua script's arithmetic equals `CallerHistory::apply` within 1e-12 relative (pow vs exp2 may differ in
+    /// the last bit), for random logs with out-of-order times and repeated contact ids.
+    #[test]
+    fn redis_matches_the_in_memory_aggregate(
+        log in proptest::collection::vec(
+            (0u8..3, 0u32..40, 0i64..(45 * 86_400_000), proptest::sample::select(Disposition::ALL.to_vec())),
+            1..60,
+        )
+    ) {
+        let prefix = unique_prefix("parity");
+        let store = store_at(&redis_url(), &prefix);
+        let start_ms = 1_772_323_200_000;
+        let mut memory: [Option<CallerHistory>; 3] = [None, None, None];
+        let mut seen = std::collections::HashSet::new();
+        runtime().block_on(async {
+            for (caller, contact, offset_ms, disposition) in &log {
+                let contact_id = format!("c-{caller}-{contact}");
+                let history_event = event(&contact_id, start_ms + offset_ms, *disposition);
+                let recorded = store.record(&contact_id, Some(&key(*caller)), None, &history_event).await.unwrap();
+                let first_time = seen.insert(contact_id.clone());
+                prop_assert_eq!(recorded == Recorded::Applied, first_time);
+                if first_time {
+                    let slot = &mut memory[usize::from(*caller)];
+                    match slot {
+                        Some(history) => { history.apply(&history_event); }
+                        None => *slot = Some(CallerHistory::from_event(&history_event)),
+                    }
+                }
+            }
+            for caller in 0..3u8 {
+                let loaded = store.load(Some(&key(caller)), None).await.unwrap().caller;
+                match (&loaded, &memory[usize::from(caller)]) {
+                    (Some(redis), Some(memory)) => assert_same(redis, memory),
+                    (None, None) => {}
+                    other => panic!("caller {caller}: {other:?}"),
+                }
+            }
+            Ok(())
+        })?;
+    }
+}
+
+#[tokio::test]
+async fn replicas_recording_at_once_count_exactly() {
+    let prefix = unique_prefix("concurrency");
+    // Two "replicas": independent stores and connections over the same Redis.
+    let replicas = [Arc::new(store_at(&redis_url(), &prefix)), Arc::new(store_at(&redis_url(), &prefix))];
+    let caller = key(1);
+    let device = KeyHasher::new(b"redis-store-test-secret").device("356938035643809");
+    let mut tasks = Vec::new();
+    for task in 0..16 {
+        let store = Arc::clone(&replicas[task % 2]);
+        tasks.push(tokio::spawn(async move {
+            for contact in 0..25 {
+                // Every contact is sent by two tasks (a retry racing the original).
+                let contact_id = format!("c-{}-{contact}", task / 2);
+                let history_event = event(&contact_id, 1_772_323_200_000 + contact * 1000, Disposition::Prank);
+                store.record(&contact_id, Some(&caller), Some(&device), &history_event).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let histories = replicas[0].load(Some(&caller), Some(&device)).await.unwrap();
+    for history in [histories.caller.unwrap(), histories.device.unwrap()] {
+        assert_eq!(history.total_contacts, 8 * 25);
+        let misuse = history.value_at(Counter::Disposition(Disposition::Prank), MONTH, history.as_of_ms);
+        assert!(misuse > 199.9 && misuse <= 200.0, "{misuse}");
+    }
+}
+
+/// A private Redis on its own port, so a test can stop and start it.
+struct PrivateRedis {
+    port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/services.sh)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PrivateRedis { port, child: Some(child) }
+    }
+
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        Self::start_on(port)
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn outcomes_taken_while_redis_is_down_survive_a_restart_and_count_once() {
+    let directory = std::env::temp_dir().join(unique_prefix("journal").replace(':', "-"));
+    let journal = directory.join("outcomes.journal");
+    let mut redis = PrivateRedis::start();
+    let prefix = unique_prefix("journal");
+    let caller = key(7);
+    let budget = Duration::from_millis(200);
+
+    let store = JournaledStore::open(store_at(&redis.url(), &prefix), &journal, budget).unwrap();
+    let first = event("j-1", 1_772_323_200_000, Disposition::Prank);
+    assert_eq!(store.record("j-1", Some(&caller), None, &first).await.unwrap(), Recorded::Applied);
+    assert_eq!(store.depth(), 0);
+
+    redis.stop();
+    for (index, contact) in ["j-2", "j-3"].into_iter().enumerate() {
+        let history_event = event(contact, 1_772_323_260_000 + index as i64 * 1000, Disposition::Abusive);
+        // Acknowledged: it is in the journal, fsynced.
+        assert_eq!(store.record(contact, Some(&caller), None, &history_event).await.unwrap(), Recorded::Applied);
+    }
+    assert_eq!(store.depth(), 2);
+    assert!(store.load(Some(&caller), None).await.is_err(), "reads fail while Redis is down (the screener degrades)");
+    drop(store);
+
+    // saring restarts while Redis is still down: the journal is still there.
+    let restarted = JournaledStore::open(store_at(&redis.url(), &prefix), &journal, budget).unwrap();
+    assert_eq!(restarted.depth(), 2);
+    let port = redis.port;
+    drop(redis);
+    // Redis comes back — empty, as a restarted Redis without persistence would be.
+    let _redis = PrivateRedis::start_on(port);
+    assert_eq!(restarted.replay().await.unwrap(), 2);
+    assert_eq!(restarted.depth(), 0);
+    assert_eq!(restarted.replay().await.unwrap(), 0);
+    let history = restarted.load(Some(&caller), None).await.unwrap().caller.unwrap();
+    assert_eq!(history.total_contacts, 2, "the two journaled outcomes, once each (the first was lost with Redis)");
+    // A retry of a replayed outcome is a duplicate.
+    let again = event("j-2", 1_772_323_260_000, Disposition::Abusive);
+    assert_eq!(restarted.record("j-2", Some(&caller), None, &again).await.unwrap(), Recorded::Duplicate);
+    std::fs::remove_dir_all(directory).ok();
+}
+
+#[tokio::test]
+async fn no_raw_number_or_device_id_is_written_to_redis() {
+    use saring::proto;
+    use saring::screening::Screener;
+    use saring::server::RunningServer;
+
+    let prefix = unique_prefix("privacy");
+    let directory = std::env::temp_dir().join(prefix.replace(':', "-"));
+    let store = JournaledStore::open(store_at(&redis_url(), &prefix), &directory.join("j"), Duration::from_millis(200))
+        .unwrap();
+    let model =
+        saring_models::Model::new(saring_models::ModelArtifact::from_json(saring::server::SHIPPED_MODEL).unwrap());
+    let screener =
+        Screener::new(store, model, KeyHasher::new(b"privacy-test-secret!"), 1000, Duration::from_millis(50));
+    let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), Arc::new(screener)).await.unwrap();
+    let mut client =
+        proto::screening_client::ScreeningClient::connect(format!("http://{}", server.local_addr)).await.unwrap();
+
+    let config = saring_training::simulate::SimulationConfig { seed: 31, days: 2, callers: 300, ..Default::default() };
+    let events = saring_training::simulate::simulate(&config);
+    let mut secrets = Vec::new();
+    for item in &events {
+        match item {
+            saring_training::events::Event::Contact(contact) => {
+                if let Some(raw) = &contact.caller {
+                    let e164 = saring_models::phone::normalise_indonesian_number(raw).unwrap();
+                    secrets.push(e164[3..].to_owned()); // the national digits, in any form
+                }
+                secrets.extend(contact.device_id.clone());
+                client.score_contact(crate::common::contact_request(contact)).await.unwrap();
+            }
+            saring_training::events::Event::Outcome(outcome) => {
+                client.record_outcome(crate::common::outcome_request(outcome, None)).await.unwrap();
+            }
+        }
+    }
+    server.stop().await.unwrap();
+
+    let client = redis::Client::open(redis_url()).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut connection).await.unwrap();
+    assert!(keys.len() > 100, "the run wrote histories and markers: {}", keys.len());
+    for key in &keys {
+        let value: Vec<u8> = redis::cmd("GET").arg(key).query_async(&mut connection).await.unwrap();
+        let ttl: i64 = redis::cmd("TTL").arg(key).query_async(&mut connection).await.unwrap();
+        assert!(ttl > 0, "{key} has a retention TTL");
+        for secret in &secrets {
+            assert!(!key.contains(secret.as_str()), "a raw number or device id in key {key}");
+            assert!(!value.windows(secret.len()).any(|window| window == secret.as_bytes()), "a raw value in {key}");
+        }
+    }
+    std::fs::remove_dir_all(directory).ok();
+}
