@@ -282,3 +282,45 @@ async fn no_raw_number_or_device_id_is_written_to_redis() {
     }
     std::fs::remove_dir_all(directory).ok();
 }
+
+#[tokio::test]
+async fn with_redis_down_the_service_answers_degraded_and_journals_outcomes() {
+    use saring::proto;
+    use saring::screening::Screener;
+    use saring::server::RunningServer;
+
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let prefix = unique_prefix("down");
+    let directory = std::env::temp_dir().join(prefix.replace(':', "-"));
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let store = JournaledStore::open(store_at(&url, &prefix), &directory.join("j"), Duration::from_millis(50)).unwrap();
+    let model = saring_models::Model::new(saring_models::ModelArtifact::from_json(saring::server::SHIPPED_MODEL).unwrap());
+    let screener =
+        Arc::new(Screener::new(store, model, KeyHasher::new(b"down-test-secret-16"), 1000, Duration::from_millis(5)));
+    let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&screener)).await.unwrap();
+    let mut client = proto::screening_client::ScreeningClient::connect(format!("http://{}", server.local_addr)).await.unwrap();
+
+    let reply = client.score_contact(crate::common::sample_contact("x-1", Some("081234567899"))).await.unwrap().into_inner();
+    assert!(reply.degraded);
+    assert!(
+        reply.degraded_reasons == ["history_unavailable"] || reply.degraded_reasons == ["history_timeout"],
+        "{:?}",
+        reply.degraded_reasons
+    );
+    let outcome = proto::Outcome {
+        contact_id: "x-1".into(),
+        contact: None,
+        answered: true,
+        ring_s: 1.0,
+        talk_s: 3.0,
+        disposition: proto::Disposition::Prank as i32,
+        category: None,
+        operator_id: None,
+    };
+    let ack = client.record_outcome(outcome).await.unwrap().into_inner();
+    assert!(!ack.duplicate);
+    assert_eq!(screener.store().depth(), 1, "the acknowledged outcome waits in the journal");
+    server.stop().await.unwrap();
+    std::fs::remove_dir_all(directory).ok();
+}
