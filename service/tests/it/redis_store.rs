@@ -295,13 +295,16 @@ async fn with_redis_down_the_service_answers_degraded_and_journals_outcomes() {
     let directory = std::env::temp_dir().join(prefix.replace(':', "-"));
     let url = format!("redis://127.0.0.1:{port}/0");
     let store = JournaledStore::open(store_at(&url, &prefix), &directory.join("j"), Duration::from_millis(50)).unwrap();
-    let model = saring_models::Model::new(saring_models::ModelArtifact::from_json(saring::server::SHIPPED_MODEL).unwrap());
+    let model =
+        saring_models::Model::new(saring_models::ModelArtifact::from_json(saring::server::SHIPPED_MODEL).unwrap());
     let screener =
         Arc::new(Screener::new(store, model, KeyHasher::new(b"down-test-secret-16"), 1000, Duration::from_millis(5)));
     let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&screener)).await.unwrap();
-    let mut client = proto::screening_client::ScreeningClient::connect(format!("http://{}", server.local_addr)).await.unwrap();
+    let mut client =
+        proto::screening_client::ScreeningClient::connect(format!("http://{}", server.local_addr)).await.unwrap();
 
-    let reply = client.score_contact(crate::common::sample_contact("x-1", Some("081234567899"))).await.unwrap().into_inner();
+    let reply =
+        client.score_contact(crate::common::sample_contact("x-1", Some("081234567899"))).await.unwrap().into_inner();
     assert!(reply.degraded);
     assert!(
         reply.degraded_reasons == ["history_unavailable"] || reply.degraded_reasons == ["history_timeout"],
