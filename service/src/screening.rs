@@ -2,6 +2,7 @@
 //! The gRPC handlers (and later the console) validate their input into these types and call these functions.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -195,6 +196,30 @@ pub struct Screener<S> {
     hasher: KeyHasher,
     recent: RecentContacts,
     history_budget: Duration,
+    degraded: DegradedCounts,
+}
+
+/// Why answers were degraded, counted since start-up (exported as metrics by the metrics endpoint).
+#[derive(Debug, Default)]
+pub struct DegradedCounts {
+    /// History store failed.
+    pub history_unavailable: AtomicU64,
+    /// History not read within the budget.
+    pub history_timeout: AtomicU64,
+    /// The model failed.
+    pub model_failure: AtomicU64,
+}
+
+impl DegradedCounts {
+    fn count(&self, reason: &'static str) -> &'static str {
+        let counter = match reason {
+            "history_unavailable" => &self.history_unavailable,
+            "history_timeout" => &self.history_timeout,
+            _ => &self.model_failure,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        reason
+    }
 }
 
 impl<S: HistoryStore> Screener<S> {
@@ -207,8 +232,14 @@ impl<S: HistoryStore> Screener<S> {
             model_version,
             hasher,
             recent: RecentContacts::new(recent_capacity),
+            degraded: DegradedCounts::default(),
             history_budget,
         }
+    }
+
+    /// Degraded answers by reason since start-up.
+    pub fn degraded_counts(&self) -> &DegradedCounts {
+        &self.degraded
     }
 
     /// The history store.
@@ -235,12 +266,12 @@ impl<S: HistoryStore> Screener<S> {
                 Ok(Ok(histories)) => histories,
                 Ok(Err(error)) => {
                     tracing::warn!(%error, "history read failed; scoring without history");
-                    degraded_reasons.push("history_unavailable");
+                    degraded_reasons.push(self.degraded.count("history_unavailable"));
                     Histories::default()
                 }
                 Err(_) => {
                     tracing::warn!(budget_ms = self.history_budget.as_millis() as u64, "history read timed out");
-                    degraded_reasons.push("history_timeout");
+                    degraded_reasons.push(self.degraded.count("history_timeout"));
                     Histories::default()
                 }
             };
@@ -252,7 +283,7 @@ impl<S: HistoryStore> Screener<S> {
             Ok((likelihood, band, reasons)) => (likelihood, Some(band), reasons),
             Err(_) => {
                 tracing::error!(contact_id = %contact.contact_id, "the model failed on a contact; answering without a score");
-                degraded_reasons.push("model_failure");
+                degraded_reasons.push(self.degraded.count("model_failure"));
                 (0.0, None, Vec::new())
             }
         };

@@ -324,6 +324,10 @@ async fn with_redis_down_the_service_answers_degraded_and_journals_outcomes() {
     let ack = client.record_outcome(outcome).await.unwrap().into_inner();
     assert!(!ack.duplicate);
     assert_eq!(screener.store().depth(), 1, "the acknowledged outcome waits in the journal");
+    let counts = screener.degraded_counts();
+    let degraded = counts.history_unavailable.load(std::sync::atomic::Ordering::Relaxed)
+        + counts.history_timeout.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(degraded, 1, "the degraded answer is counted by reason");
     server.stop().await.unwrap();
     std::fs::remove_dir_all(directory).ok();
 }
