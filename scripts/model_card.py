@@ -16,7 +16,7 @@ def band_counts(counts):
 
 print(f"""# Model card: `{artifact['model_version']}` (the shipped default)
 
-- **What it predicts**: the likelihood that a contact to 110 is deliberate misuse. {card['label_source']}
+- **What it predicts**: the likelihood that a contact to 110 is deliberate misuse. Labels: {card['label_source']}
 - **Learner**: {card['learner']}, chosen on {card['chosen_on']} among {len(card['candidates'])} candidates;
   calibrated with Platt scaling on the validation range; feature schema `{artifact['schema']['fingerprint']}`
   ({len(artifact['schema']['names'])} features).
