@@ -2,59 +2,59 @@
 
 use serde::Serialize;
 
-/// ROC-AUC with ties counted half (Mann-Whitney U). 0.5 when a class is missing.
-pub fn roc_auc(scores: &[f64], labels: &[bool]) -> f64 {
+/// Indices sorted by score (descending when `descending`), cut into runs of tied scores: `(start, end)` ranges
+/// (inclusive) into the returned order.
+fn tied_groups(scores: &[f64], descending: bool) -> (Vec<usize>, Vec<(usize, usize)>) {
     let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
-    let positives = labels.iter().filter(|label| **label).count() as f64;
-    let negatives = labels.len() as f64 - positives;
-    if positives == 0.0 || negatives == 0.0 {
-        return 0.5;
+    if descending {
+        order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
+    } else {
+        order.sort_by(|a, b| scores[*a].total_cmp(&scores[*b]));
     }
-    let mut rank_sum_positive = 0.0;
+    let mut groups = Vec::new();
     let mut start = 0;
     while start < order.len() {
         let mut end = start;
         while end + 1 < order.len() && scores[order[end + 1]] == scores[order[start]] {
             end += 1;
         }
+        groups.push((start, end));
+        start = end + 1;
+    }
+    (order, groups)
+}
+
+/// ROC-AUC with ties counted half (Mann-Whitney U). 0.5 when a class is missing.
+pub fn roc_auc(scores: &[f64], labels: &[bool]) -> f64 {
+    let positives = labels.iter().filter(|label| **label).count() as f64;
+    let negatives = labels.len() as f64 - positives;
+    if positives == 0.0 || negatives == 0.0 {
+        return 0.5;
+    }
+    let (order, groups) = tied_groups(scores, false);
+    let mut rank_sum_positive = 0.0;
+    for (start, end) in groups {
         // Ranks start + 1 ..= end + 1 share their average.
         let average_rank = (start + end + 2) as f64 / 2.0;
-        for index in &order[start..=end] {
-            if labels[*index] {
-                rank_sum_positive += average_rank;
-            }
-        }
-        start = end + 1;
+        let tied_positives = order[start..=end].iter().filter(|index| labels[**index]).count();
+        rank_sum_positive += average_rank * tied_positives as f64;
     }
     (rank_sum_positive - positives * (positives + 1.0) / 2.0) / (positives * negatives)
 }
 
 /// PR-AUC as average precision over groups of tied scores.
 pub fn pr_auc(scores: &[f64], labels: &[bool]) -> f64 {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
     let positives = labels.iter().filter(|label| **label).count() as f64;
     if positives == 0.0 {
         return 0.0;
     }
-    let (mut true_positives, mut seen, mut area, mut previous_recall) = (0.0, 0.0, 0.0, 0.0);
-    let mut start = 0;
-    while start < order.len() {
-        let mut end = start;
-        while end + 1 < order.len() && scores[order[end + 1]] == scores[order[start]] {
-            end += 1;
-        }
-        for index in &order[start..=end] {
-            seen += 1.0;
-            if labels[*index] {
-                true_positives += 1.0;
-            }
-        }
+    let (order, groups) = tied_groups(scores, true);
+    let (mut true_positives, mut area, mut previous_recall) = (0.0, 0.0, 0.0);
+    for (start, end) in groups {
+        true_positives += order[start..=end].iter().filter(|index| labels[**index]).count() as f64;
         let recall = true_positives / positives;
-        area += (recall - previous_recall) * (true_positives / seen);
+        area += (recall - previous_recall) * (true_positives / (end + 1) as f64);
         previous_recall = recall;
-        start = end + 1;
     }
     area
 }
@@ -127,24 +127,15 @@ impl Confusion {
 /// The lowest threshold (among observed scores) whose precision is at least `target` with at least
 /// `minimum_flagged` contacts flagged; `None` when no threshold reaches it.
 pub fn threshold_for_precision(scores: &[f64], labels: &[bool], target: f64, minimum_flagged: usize) -> Option<f64> {
-    let mut order: Vec<usize> = (0..scores.len()).collect();
-    order.sort_by(|a, b| scores[*b].total_cmp(&scores[*a]));
-    let (mut true_positives, mut flagged) = (0usize, 0usize);
+    let (order, groups) = tied_groups(scores, true);
+    let mut true_positives = 0usize;
     let mut best = None;
-    let mut start = 0;
-    while start < order.len() {
-        let mut end = start;
-        while end + 1 < order.len() && scores[order[end + 1]] == scores[order[start]] {
-            end += 1;
-        }
-        for index in &order[start..=end] {
-            flagged += 1;
-            true_positives += usize::from(labels[*index]);
-        }
+    for (start, end) in groups {
+        true_positives += order[start..=end].iter().filter(|index| labels[**index]).count();
+        let flagged = end + 1;
         if flagged >= minimum_flagged && true_positives as f64 >= target * flagged as f64 {
             best = Some(scores[order[start]]);
         }
-        start = end + 1;
     }
     best
 }

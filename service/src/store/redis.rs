@@ -139,6 +139,14 @@ impl RedisStore {
         format!("{}:v1:{kind}:{{{}}}", self.settings.prefix, key.to_hex())
     }
 
+    /// The keys of a number's and a device's histories, in that order, for those given.
+    fn history_keys(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Vec<String> {
+        [caller.map(|key| self.history_key('n', key)), device.map(|key| self.history_key('d', key))]
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
     fn marker_key(history_key: &str, contact_fingerprint: u64) -> String {
         format!("{history_key}:c:{contact_fingerprint:016x}")
     }
@@ -194,11 +202,7 @@ pub fn decode(value: &Value) -> Result<Option<CallerHistory>, StoreError> {
 
 impl HistoryStore for RedisStore {
     async fn load(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Result<Histories, StoreError> {
-        let keys: Vec<String> =
-            [caller.map(|key| self.history_key('n', key)), device.map(|key| self.history_key('d', key))]
-                .into_iter()
-                .flatten()
-                .collect();
+        let keys = self.history_keys(caller, device);
         if keys.is_empty() {
             return Ok(Histories::default());
         }
@@ -222,11 +226,7 @@ impl HistoryStore for RedisStore {
         device: Option<&HistoryKey>,
         event: &HistoryEvent,
     ) -> Result<Recorded, StoreError> {
-        let keys: Vec<String> =
-            [caller.map(|key| self.history_key('n', key)), device.map(|key| self.history_key('d', key))]
-                .into_iter()
-                .flatten()
-                .collect();
+        let keys = self.history_keys(caller, device);
         if keys.is_empty() {
             // Withheld number and no device: nothing to remember.
             return Ok(Recorded::Applied);
