@@ -1,8 +1,6 @@
 //! Health, reflection, refusing a mismatched model, invalid config, and graceful shutdown of the real binary.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -12,6 +10,7 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_reflection::pb::v1::ServerReflectionRequest;
 
+use crate::common::process::SaringProcess;
 use crate::common::start;
 
 const SCREENING: &str = "saring.v1.Screening";
@@ -68,36 +67,14 @@ fn invalid_configuration_exits_64_naming_the_key() {
 
 #[tokio::test]
 async fn sigterm_drains_and_exits_cleanly() {
-    let mut child = saring()
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (address_tx, address_rx) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        let mut log = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) {
-                if let Some(address) = entry["fields"]["local_addr"].as_str() {
-                    let _ = address_tx.send(address.to_owned());
-                }
-            }
-            log.push(line);
-        }
-        log
-    });
-    let address = address_rx.recv_timeout(Duration::from_secs(30)).expect("the server logs its address");
-    let channel = tonic::transport::Channel::from_shared(format!("http://{address}")).unwrap().connect().await.unwrap();
+    let saring = SaringProcess::spawn(&[], &[]);
+    let channel = tonic::transport::Channel::from_shared(saring.url()).unwrap().connect().await.unwrap();
     let mut health = HealthClient::new(channel);
     let status = health.check(HealthCheckRequest { service: SCREENING.into() }).await.unwrap().into_inner();
     assert_eq!(status.status, ServingStatus::Serving as i32);
 
-    let killed = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
-    assert!(killed.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
-    assert!(exit.success(), "{exit:?}");
-    let log = reader.join().unwrap();
+    let (clean, log) = tokio::task::spawn_blocking(move || saring.terminate()).await.unwrap();
+    assert!(clean, "{log:?}");
     assert!(log.iter().any(|line| line.contains("received SIGTERM")), "{log:?}");
     assert!(log.iter().any(|line| line.contains("saring stopped")), "{log:?}");
 }

@@ -2,7 +2,6 @@
 //! under concurrency from several replicas, no personal data in Redis, fail-open reads, and a journal that loses
 //! nothing while Redis is down — also across a restart of saring.
 
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,16 +12,7 @@ use saring::store::{HistoryStore, Recorded, RedisSettings, RedisStore};
 use saring_models::history::{contact_fingerprint, Counter, COUNTER_COUNT, HALF_LIFE_COUNT, MONTH};
 use saring_models::{CallerHistory, Disposition, HistoryEvent};
 
-/// The shared Redis of the test machine (scripts/services.sh starts it).
-fn redis_url() -> String {
-    std::env::var("SARING_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".into())
-}
-
-/// A key prefix no other test (or earlier run) uses.
-pub fn unique_prefix(name: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
-    format!("saring-test:{name}:{}:{nanos}", std::process::id())
-}
+use crate::common::process::{free_port, unique_prefix, PrivateRedis};
 
 fn store_at(url: &str, prefix: &str) -> RedisStore {
     RedisStore::new(RedisSettings {
@@ -79,8 +69,8 @@ proptest! {
             1..60,
         )
     ) {
-        let prefix = unique_prefix("parity");
-        let store = store_at(&redis_url(), &prefix);
+        let redis = PrivateRedis::start();
+        let store = store_at(&redis.url(), &unique_prefix("parity"));
         let start_ms = 1_772_323_200_000;
         let mut memory: [Option<CallerHistory>; 3] = [None, None, None];
         let mut seen = std::collections::HashSet::new();
@@ -114,77 +104,50 @@ proptest! {
 
 #[tokio::test]
 async fn replicas_recording_at_once_count_exactly() {
+    let redis = PrivateRedis::start();
     let prefix = unique_prefix("concurrency");
     // Two "replicas": independent stores and connections over the same Redis.
-    let replicas = [Arc::new(store_at(&redis_url(), &prefix)), Arc::new(store_at(&redis_url(), &prefix))];
+    let replicas = [Arc::new(store_at(&redis.url(), &prefix)), Arc::new(store_at(&redis.url(), &prefix))];
     let caller = key(1);
     let device = KeyHasher::new(b"redis-store-test-secret").device("356938035643809");
-    let mut tasks = Vec::new();
-    for task in 0..16 {
-        let store = Arc::clone(&replicas[task % 2]);
-        tasks.push(tokio::spawn(async move {
-            for contact in 0..25 {
-                // Every contact is sent by two tasks (a retry racing the original).
-                let contact_id = format!("c-{}-{contact}", task / 2);
-                let history_event = event(&contact_id, 1_772_323_200_000 + contact * 1000, Disposition::Prank);
-                store.record(&contact_id, Some(&caller), Some(&device), &history_event).await.unwrap();
-            }
-        }));
+    let record_all = |round: u32| {
+        let mut tasks = Vec::new();
+        for task in 0..64u32 {
+            let store = Arc::clone(&replicas[task as usize % 2]);
+            tasks.push(tokio::spawn(async move {
+                let mut applied = 0u32;
+                for contact in 0..200u32 {
+                    let contact_id = format!("c-{task}-{contact}");
+                    let at_ms = 1_772_323_200_000 + i64::from(task * 200 + contact) * 1000;
+                    let history_event = event(&contact_id, at_ms, Disposition::Prank);
+                    let recorded =
+                        store.record(&contact_id, Some(&caller), Some(&device), &history_event).await.unwrap();
+                    applied += u32::from(recorded == Recorded::Applied);
+                }
+                (round, applied)
+            }));
+        }
+        tasks
+    };
+    let mut applied = 0;
+    for task in record_all(1) {
+        applied += task.await.unwrap().1;
     }
-    for task in tasks {
-        task.await.unwrap();
-    }
-    let histories = replicas[0].load(Some(&caller), Some(&device)).await.unwrap();
-    for history in [histories.caller.unwrap(), histories.device.unwrap()] {
-        assert_eq!(history.total_contacts, 8 * 25);
+    assert_eq!(applied, 64 * 200);
+    let first = replicas[0].load(Some(&caller), Some(&device)).await.unwrap();
+    for history in [first.caller.as_ref().unwrap(), first.device.as_ref().unwrap()] {
+        assert_eq!(history.total_contacts, 64 * 200);
+        let contacts = history.value_at(Counter::Contacts, MONTH, history.as_of_ms);
         let misuse = history.value_at(Counter::Disposition(Disposition::Prank), MONTH, history.as_of_ms);
-        assert!(misuse > 199.9 && misuse <= 200.0, "{misuse}");
+        assert!((contacts - misuse).abs() < 1e-9, "{contacts} vs {misuse}");
     }
-}
-
-/// A private Redis on its own port, so a test can stop and start it.
-struct PrivateRedis {
-    port: u16,
-    child: Option<Child>,
-}
-
-impl PrivateRedis {
-    fn start_on(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed (scripts/services.sh)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        PrivateRedis { port, child: Some(child) }
+    // Every outcome a second time: all duplicates, nothing changes.
+    let mut applied_again = 0;
+    for task in record_all(2) {
+        applied_again += task.await.unwrap().1;
     }
-
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        Self::start_on(port)
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().ok();
-            child.wait().ok();
-        }
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.stop();
-    }
+    assert_eq!(applied_again, 0);
+    assert_eq!(replicas[1].load(Some(&caller), Some(&device)).await.unwrap(), first);
 }
 
 #[tokio::test]
@@ -235,9 +198,10 @@ async fn no_raw_number_or_device_id_is_written_to_redis() {
     use saring::screening::Screener;
     use saring::server::RunningServer;
 
+    let redis = PrivateRedis::start();
     let prefix = unique_prefix("privacy");
     let directory = std::env::temp_dir().join(prefix.replace(':', "-"));
-    let store = JournaledStore::open(store_at(&redis_url(), &prefix), &directory.join("j"), Duration::from_millis(200))
+    let store = JournaledStore::open(store_at(&redis.url(), &prefix), &directory.join("j"), Duration::from_millis(200))
         .unwrap();
     let model =
         saring_models::Model::new(saring_models::ModelArtifact::from_json(saring::server::SHIPPED_MODEL).unwrap());
@@ -267,13 +231,13 @@ async fn no_raw_number_or_device_id_is_written_to_redis() {
     }
     server.stop().await.unwrap();
 
-    let client = redis::Client::open(redis_url()).unwrap();
+    let client = ::redis::Client::open(redis.url()).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut connection).await.unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut connection).await.unwrap();
     assert!(keys.len() > 100, "the run wrote histories and markers: {}", keys.len());
     for key in &keys {
-        let value: Vec<u8> = redis::cmd("GET").arg(key).query_async(&mut connection).await.unwrap();
-        let ttl: i64 = redis::cmd("TTL").arg(key).query_async(&mut connection).await.unwrap();
+        let value: Vec<u8> = ::redis::cmd("GET").arg(key).query_async(&mut connection).await.unwrap();
+        let ttl: i64 = ::redis::cmd("TTL").arg(key).query_async(&mut connection).await.unwrap();
         assert!(ttl > 0, "{key} has a retention TTL");
         for secret in &secrets {
             assert!(!key.contains(secret.as_str()), "a raw number or device id in key {key}");
@@ -290,7 +254,7 @@ async fn with_redis_down_the_service_answers_degraded_and_journals_outcomes() {
     use saring::server::RunningServer;
 
     // A port nothing listens on.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = free_port();
     let prefix = unique_prefix("down");
     let directory = std::env::temp_dir().join(prefix.replace(':', "-"));
     let url = format!("redis://127.0.0.1:{port}/0");

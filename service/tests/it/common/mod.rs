@@ -1,5 +1,7 @@
 //! Shared fixtures: a real server on 127.0.0.1:0, a real tonic client, and event-log conversions.
 
+pub mod process;
+
 use std::sync::Arc;
 
 use prost_types::Timestamp;

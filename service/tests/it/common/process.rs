@@ -1,0 +1,123 @@
+//! Real processes: the `saring` binary, and a private `redis-server` on its own port.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+/// A `saring serve` process with JSON logs, and the address it logged.
+pub struct SaringProcess {
+    pub child: Child,
+    pub address: String,
+    log: Option<JoinHandle<Vec<String>>>,
+}
+
+impl SaringProcess {
+    /// Starts `saring serve --listen 127.0.0.1:0 --log-format json` plus `arguments`, with `environment`.
+    pub fn spawn(arguments: &[&str], environment: &[(&str, &str)]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_saring"));
+        command.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"]).args(arguments);
+        for (key, value) in environment {
+            command.env(key, value);
+        }
+        let mut child = command.stderr(Stdio::piped()).spawn().expect("the saring binary runs");
+        let stderr = child.stderr.take().unwrap();
+        let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let log = std::thread::spawn(move || {
+            let mut log = Vec::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) {
+                    if let Some(address) = entry["fields"]["local_addr"].as_str() {
+                        let _ = address_tx.send(address.to_owned());
+                    }
+                }
+                log.push(line);
+            }
+            log
+        });
+        let address = address_rx.recv_timeout(Duration::from_secs(30)).expect("saring logs its address");
+        SaringProcess { child, address, log: Some(log) }
+    }
+
+    /// The URL clients connect to.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Sends SIGTERM, waits for the exit, returns whether it exited cleanly and its log lines.
+    pub fn terminate(mut self) -> (bool, Vec<String>) {
+        let killed = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().unwrap();
+        assert!(killed.success());
+        let exit = self.child.wait().unwrap();
+        let log = self.log.take().unwrap().join().unwrap();
+        (exit.success(), log)
+    }
+}
+
+impl Drop for SaringProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private Redis on its own port, so a test can stop and restart it without touching anyone else's.
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// Starts `redis-server` on `port` (no persistence) and waits until it accepts connections.
+    pub fn start_on(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (scripts/services.sh)");
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        PrivateRedis { port, child: Some(child) }
+    }
+
+    /// Starts on a free port.
+    pub fn start() -> Self {
+        Self::start_on(free_port())
+    }
+
+    /// `redis://127.0.0.1:PORT/0`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills the server (its data is gone: no persistence, like a Redis crash without AOF).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().ok();
+            child.wait().ok();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A key prefix no other test (or earlier run) uses.
+pub fn unique_prefix(name: &str) -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
+    format!("saring-test:{name}:{}:{nanos}", std::process::id())
+}
