@@ -4,6 +4,7 @@ mod common;
 mod degraded;
 mod lifecycle;
 mod parity;
+mod redis_service;
 mod redis_store;
 mod simulated_day;
 mod validation;

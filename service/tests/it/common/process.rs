@@ -70,8 +70,20 @@ pub struct PrivateRedis {
 impl PrivateRedis {
     /// Starts `redis-server` on `port` (no persistence) and waits until it accepts connections.
     pub fn start_on(port: u16) -> Self {
+        Self::launch(port, &["--appendonly", "no"])
+    }
+
+    /// Starts `redis-server` on `port` with an append-only file fsynced on every write in `directory`, so a kill
+    /// and restart keeps every write it acknowledged.
+    pub fn start_persistent_on(port: u16, directory: &std::path::Path) -> Self {
+        std::fs::create_dir_all(directory).unwrap();
+        Self::launch(port, &["--appendonly", "yes", "--appendfsync", "always", "--dir", directory.to_str().unwrap()])
+    }
+
+    fn launch(port: u16, persistence: &[&str]) -> Self {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
+            .args(persistence)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
