@@ -9,7 +9,6 @@ use saring_models::{Model, ModelArtifact};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::Settings;
 use crate::grpc::ScreeningService;
@@ -147,11 +146,13 @@ pub async fn serve<S: HistoryStore>(
         health_reporter.set_not_serving::<ScreeningServer<ScreeningService<S>>>().await;
         let _ = drain_started_tx.send(());
     };
+    // TCP_NODELAY: without it, small replies wait on Nagle's algorithm and delayed ACKs (~40 ms per call).
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ScreeningServer::new(ScreeningService::new(screener)))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(incoming, signal);
     let deadline = async move {
         if drain_started_rx.await.is_ok() {
             tokio::time::sleep(grace).await;
