@@ -70,7 +70,8 @@ impl std::fmt::Display for Latencies {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut sorted = self.micros.clone();
         sorted.sort_unstable();
-        let at = |quantile: f64| sorted[((sorted.len() as f64 * quantile) as usize).min(sorted.len() - 1)] as f64 / 1000.0;
+        let at =
+            |quantile: f64| sorted[((sorted.len() as f64 * quantile) as usize).min(sorted.len() - 1)] as f64 / 1000.0;
         write!(
             formatter,
             "{:<14} p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  max {:.3} ms  ({} calls, {:.0}/s of this RPC, {} degraded)",
@@ -94,7 +95,8 @@ async fn run<S: HistoryStore>(
     let server = RunningServer::start("127.0.0.1:0".parse()?, Arc::new(screener)).await?;
     let mut channels = Vec::new();
     for _ in 0..4 {
-        channels.push(tonic::transport::Channel::from_shared(format!("http://{}", server.local_addr))?.connect().await?);
+        channels
+            .push(tonic::transport::Channel::from_shared(format!("http://{}", server.local_addr))?.connect().await?);
     }
     let started = Instant::now();
     let per_task = contacts / concurrency;
@@ -103,7 +105,8 @@ async fn run<S: HistoryStore>(
         let mut client = ScreeningClient::new(channels[task % channels.len()].clone());
         tasks.push(tokio::spawn(async move {
             let (mut score, mut outcome, mut degraded) = (Vec::new(), Vec::new(), 0);
-            let received_at = prost_types::Timestamp { seconds: time::OffsetDateTime::now_utc().unix_timestamp() - 60, nanos: 0 };
+            let received_at =
+                prost_types::Timestamp { seconds: time::OffsetDateTime::now_utc().unix_timestamp() - 60, nanos: 0 };
             for index in 0..per_task {
                 let contact_number = task * per_task + index;
                 let caller = (contact_number * 7919) % CALLERS;

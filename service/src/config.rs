@@ -162,11 +162,21 @@ impl Settings {
         if self.listen_addr().is_err() {
             return fail(format!("server.listen: {:?} is not an address like 127.0.0.1:50051", self.server.listen));
         }
-        if self.history.store != "memory" && !self.history.store.starts_with("redis://") {
-            return fail(format!("history.store: {:?} must be \"memory\" or redis://HOST:PORT/DB", self.history.store));
+        let store = self.history.store.as_str();
+        let redis = store.starts_with("redis://") || store.starts_with("redis-cluster://");
+        if store != "memory" && !redis {
+            return fail(format!(
+                "history.store: {store:?} must be \"memory\", redis://HOST:PORT/DB or redis-cluster://HOST:PORT,HOST:PORT"
+            ));
         }
-        if self.history.store.starts_with("redis://") {
-            if let Err(error) = redis::Client::open(self.history.store.as_str()) {
+        if redis {
+            let parsed = match store.strip_prefix("redis-cluster://") {
+                Some(nodes) => {
+                    redis::cluster::ClusterClient::new(nodes.split(',').map(|node| format!("redis://{node}"))).map(drop)
+                }
+                None => redis::Client::open(store).map(drop),
+            };
+            if let Err(error) = parsed {
                 return fail(format!("history.store: {error}"));
             }
             if self.privacy.hash_secret.is_none() {

@@ -7,8 +7,8 @@
 //!   history's slot, with a TTL: the script sets it and applies the contact in one atomic step, so a contact
 //!   counts once per history however often it is retried.
 //!
-//! A read is one pipelined round-trip (GET number, GET device). A write is one pipelined round-trip of two
-//! EVALSHA calls (number, device); the script does the decay arithmetic of
+//! A read is one round-trip (GET number, GET device: pipelined on one Redis, concurrent on a Cluster). A write is
+//! one round-trip of two EVALSHA calls (number, device); the script does the decay arithmetic of
 //! [`saring_models::CallerHistory::apply`] server-side. Each history is updated atomically and exactly once; the
 //! two are independent, so a retry after a partial failure completes the other exactly once.
 
@@ -89,11 +89,80 @@ pub struct RedisSettings {
     pub connect_timeout: Duration,
 }
 
+/// Where the store connects: one Redis, or a Redis Cluster (`redis-cluster://host:port,host:port`).
+enum Backend {
+    Single(redis::Client),
+    Cluster(Box<redis::cluster::ClusterClient>),
+}
+
+/// A live connection. Both kinds reconnect by themselves; both are cheap to clone.
+#[derive(Clone)]
+pub enum Connection {
+    /// One Redis, multiplexed, with automatic reconnect.
+    Single(ConnectionManager),
+    /// A Redis Cluster, routed by key slot.
+    Cluster(redis::cluster_async::ClusterConnection),
+}
+
+impl Connection {
+    /// Runs the commands in one round-trip: a pipeline on one Redis; concurrent single-slot commands on a
+    /// Cluster (a pipeline may not cross slots there, and a number's and a device's keys live in different ones).
+    async fn run(&mut self, commands: Vec<redis::Cmd>) -> redis::RedisResult<Vec<Value>> {
+        match self {
+            Connection::Single(connection) => {
+                let mut pipeline = redis::pipe();
+                for command in commands {
+                    pipeline.add_command(command);
+                }
+                pipeline.query_async(connection).await
+            }
+            Connection::Cluster(connection) => {
+                let queries = commands.into_iter().map(|command| {
+                    let mut connection = connection.clone();
+                    async move { command.query_async::<Value>(&mut connection).await }
+                });
+                let mut values = Vec::new();
+                for result in futures_join_all(queries).await {
+                    values.push(result?);
+                }
+                Ok(values)
+            }
+        }
+    }
+
+    async fn load_script(&mut self, script: &Script) -> redis::RedisResult<()> {
+        match self {
+            Connection::Single(connection) => script.load_async(connection).await.map(drop),
+            // SCRIPT LOAD is routed to every primary.
+            Connection::Cluster(connection) => script.load_async(connection).await.map(drop),
+        }
+    }
+}
+
+/// Awaits futures concurrently, keeping their order (at most two here: a number and a device).
+async fn futures_join_all<F: std::future::Future>(futures: impl Iterator<Item = F>) -> Vec<F::Output> {
+    let mut futures: Vec<_> = futures.map(Box::pin).collect();
+    match futures.len() {
+        2 => {
+            let (second, first) = (futures.pop().unwrap(), futures.pop().unwrap());
+            let (first, second) = tokio::join!(first, second);
+            vec![first, second]
+        }
+        _ => {
+            let mut outputs = Vec::new();
+            for future in futures {
+                outputs.push(future.await);
+            }
+            outputs
+        }
+    }
+}
+
 /// The Redis history store.
 pub struct RedisStore {
     settings: RedisSettings,
-    client: redis::Client,
-    connection: OnceCell<ConnectionManager>,
+    backend: Backend,
+    connection: OnceCell<Connection>,
     script: Script,
 }
 
@@ -111,23 +180,37 @@ impl RedisStore {
     /// A store for `settings`. Does not connect yet: the first operation (or [`RedisStore::connect`]) does, so
     /// saring starts and answers (degraded) while Redis is down.
     pub fn new(settings: RedisSettings) -> Result<Self, StoreError> {
-        let client = redis::Client::open(settings.url.as_str()).map_err(store_error)?;
-        Ok(RedisStore { settings, client, connection: OnceCell::new(), script: Script::new(APPLY_SCRIPT) })
+        let backend = match settings.url.strip_prefix("redis-cluster://") {
+            Some(nodes) => {
+                let nodes: Vec<String> = nodes.split(',').map(|node| format!("redis://{}", node.trim())).collect();
+                Backend::Cluster(Box::new(redis::cluster::ClusterClient::new(nodes).map_err(store_error)?))
+            }
+            None => Backend::Single(redis::Client::open(settings.url.as_str()).map_err(store_error)?),
+        };
+        Ok(RedisStore { settings, backend, connection: OnceCell::new(), script: Script::new(APPLY_SCRIPT) })
     }
 
     /// Connects (once) and loads the script. Later failures are handled by the connection manager, which
     /// reconnects in the background.
-    pub async fn connect(&self) -> Result<ConnectionManager, StoreError> {
+    pub async fn connect(&self) -> Result<Connection, StoreError> {
         let connection = self
             .connection
             .get_or_try_init(|| async {
-                let config = redis::aio::ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.settings.connect_timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
-                let mut connection =
-                    ConnectionManager::new_with_config(self.client.clone(), config).await.map_err(store_error)?;
-                self.script.load_async(&mut connection).await.map_err(store_error)?;
+                let mut connection = match &self.backend {
+                    Backend::Single(client) => {
+                        let config = redis::aio::ConnectionManagerConfig::new()
+                            .set_connection_timeout(Some(self.settings.connect_timeout))
+                            .set_number_of_retries(1)
+                            .set_max_delay(Duration::from_millis(500));
+                        Connection::Single(
+                            ConnectionManager::new_with_config(client.clone(), config).await.map_err(store_error)?,
+                        )
+                    }
+                    Backend::Cluster(client) => {
+                        Connection::Cluster(client.get_async_connection().await.map_err(store_error)?)
+                    }
+                };
+                connection.load_script(&self.script).await.map_err(store_error)?;
                 Ok::<_, StoreError>(connection)
             })
             .await?;
@@ -207,11 +290,8 @@ impl HistoryStore for RedisStore {
             return Ok(Histories::default());
         }
         let mut connection = self.connect().await?;
-        let mut pipeline = redis::pipe();
-        for key in &keys {
-            pipeline.get(key);
-        }
-        let values: Vec<Value> = pipeline.query_async(&mut connection).await.map_err(store_error)?;
+        let commands = keys.iter().map(redis::Cmd::get).collect();
+        let values = connection.run(commands).await.map_err(store_error)?;
         let mut decoded = values.iter().map(decode);
         Ok(Histories {
             caller: if caller.is_some() { decoded.next().transpose()?.flatten() } else { None },
@@ -232,20 +312,17 @@ impl HistoryStore for RedisStore {
             return Ok(Recorded::Applied);
         }
         let mut connection = self.connect().await?;
-        let mut pipeline = redis::pipe();
-        for key in &keys {
-            pipeline.add_command(self.apply_command(key, event));
-        }
-        let applied: Vec<i64> = match pipeline.query_async(&mut connection).await {
+        let commands = || keys.iter().map(|key| self.apply_command(key, event)).collect();
+        let applied = match connection.run(commands()).await {
             Ok(applied) => applied,
             Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 // Redis restarted or flushed its scripts: load it again and retry once. Markers make the retry
                 // safe for a history the first attempt already updated.
-                self.script.load_async(&mut connection).await.map_err(store_error)?;
-                pipeline.query_async(&mut connection).await.map_err(store_error)?
+                connection.load_script(&self.script).await.map_err(store_error)?;
+                connection.run(commands()).await.map_err(store_error)?
             }
             Err(error) => return Err(store_error(error)),
         };
-        Ok(if applied.contains(&1) { Recorded::Applied } else { Recorded::Duplicate })
+        Ok(if applied.contains(&Value::Int(1)) { Recorded::Applied } else { Recorded::Duplicate })
     }
 }

@@ -12,7 +12,7 @@ use saring::store::{HistoryStore, Recorded, RedisSettings, RedisStore};
 use saring_models::history::{contact_fingerprint, Counter, COUNTER_COUNT, HALF_LIFE_COUNT, MONTH};
 use saring_models::{CallerHistory, Disposition, HistoryEvent};
 
-use crate::common::process::{free_port, unique_prefix, PrivateRedis};
+use crate::common::process::{free_port, unique_prefix, PrivateRedis, PrivateRedisCluster};
 
 fn store_at(url: &str, prefix: &str) -> RedisStore {
     RedisStore::new(RedisSettings {
@@ -294,4 +294,38 @@ async fn with_redis_down_the_service_answers_degraded_and_journals_outcomes() {
     assert_eq!(degraded, 1, "the degraded answer is counted by reason");
     server.stop().await.unwrap();
     std::fs::remove_dir_all(directory).ok();
+}
+
+#[tokio::test]
+async fn a_redis_cluster_counts_exactly_across_slots() {
+    let cluster = PrivateRedisCluster::start();
+    let prefix = unique_prefix("cluster");
+    let replicas = [Arc::new(store_at(&cluster.url(), &prefix)), Arc::new(store_at(&cluster.url(), &prefix))];
+    // Numbers and devices hash to different slots (and here, different primaries).
+    let callers: Vec<HistoryKey> = (0..6).map(key).collect();
+    let device = KeyHasher::new(b"redis-store-test-secret").device("356938035643809");
+    let mut tasks = Vec::new();
+    for task in 0..8usize {
+        let store = Arc::clone(&replicas[task % 2]);
+        let callers = callers.clone();
+        tasks.push(tokio::spawn(async move {
+            for contact in 0..30usize {
+                // Tasks 2k and 2k+1 send the same contacts: every contact arrives twice, from both replicas.
+                let contact_id = format!("k-{}-{contact}", task / 2);
+                let caller = &callers[contact % callers.len()];
+                let history_event = event(&contact_id, 1_772_323_200_000 + contact as i64 * 1000, Disposition::Abusive);
+                store.record(&contact_id, Some(caller), Some(&device), &history_event).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let mut total = 0;
+    for caller in &callers {
+        let histories = replicas[0].load(Some(caller), Some(&device)).await.unwrap();
+        total += histories.caller.unwrap().total_contacts;
+        assert_eq!(histories.device.unwrap().total_contacts, 4 * 30);
+    }
+    assert_eq!(total, 4 * 30);
 }

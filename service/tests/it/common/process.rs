@@ -80,7 +80,7 @@ impl PrivateRedis {
         Self::launch(port, &["--appendonly", "yes", "--appendfsync", "always", "--dir", directory.to_str().unwrap()])
     }
 
-    fn launch(port: u16, persistence: &[&str]) -> Self {
+    pub(crate) fn launch(port: u16, persistence: &[&str]) -> Self {
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(persistence)
@@ -132,4 +132,63 @@ pub fn free_port() -> u16 {
 pub fn unique_prefix(name: &str) -> String {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos();
     format!("saring-test:{name}:{}:{nanos}", std::process::id())
+}
+
+/// A private three-primary Redis Cluster on loopback ports.
+pub struct PrivateRedisCluster {
+    pub ports: Vec<u16>,
+    nodes: Vec<PrivateRedis>,
+    directory: std::path::PathBuf,
+}
+
+impl PrivateRedisCluster {
+    /// Starts three cluster-enabled `redis-server`s, joins them with `redis-cli --cluster create`, and waits until
+    /// the cluster reports `cluster_state:ok`.
+    pub fn start() -> Self {
+        let directory = std::env::temp_dir().join(unique_prefix("cluster").replace(':', "-"));
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let nodes = ports
+            .iter()
+            .map(|port| {
+                let node_directory = directory.join(port.to_string());
+                std::fs::create_dir_all(&node_directory).unwrap();
+                PrivateRedis::launch(
+                    *port,
+                    &["--appendonly", "no", "--cluster-enabled", "yes", "--dir", node_directory.to_str().unwrap()],
+                )
+            })
+            .collect();
+        let addresses: Vec<String> = ports.iter().map(|port| format!("127.0.0.1:{port}")).collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("redis-cli is installed (scripts/services.sh)");
+        assert!(created.success(), "redis-cli --cluster create failed");
+        for _ in 0..200 {
+            let info =
+                Command::new("redis-cli").args(["-p", &ports[0].to_string(), "cluster", "info"]).output().unwrap();
+            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PrivateRedisCluster { ports, nodes, directory }
+    }
+
+    /// `redis-cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self.ports.iter().map(|port| format!("127.0.0.1:{port}")).collect();
+        format!("redis-cluster://{}", nodes.join(","))
+    }
+}
+
+impl Drop for PrivateRedisCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        std::fs::remove_dir_all(&self.directory).ok();
+    }
 }
