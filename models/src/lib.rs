@@ -10,6 +10,7 @@ pub mod domain;
 pub mod features;
 pub mod history;
 pub mod inference;
+pub mod ladder;
 pub mod phone;
 pub mod reasons;
 pub mod region;
