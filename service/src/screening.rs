@@ -199,9 +199,14 @@ pub struct Screener<S> {
     degraded: DegradedCounts,
 }
 
-/// Why answers were degraded, counted since start-up (exported as metrics by the metrics endpoint).
+/// Why answers were degraded, counted since start-up (exported as metrics by the metrics endpoint). Also keeps
+/// the log readable during an outage: at most one warning a second, with the count since the last one.
 #[derive(Debug, Default)]
 pub struct DegradedCounts {
+    /// Unix seconds of the last warning logged.
+    last_logged_s: AtomicU64,
+    /// Degraded answers since the last warning logged.
+    unlogged: AtomicU64,
     /// History store failed.
     pub history_unavailable: AtomicU64,
     /// History not read within the budget.
@@ -219,6 +224,21 @@ impl DegradedCounts {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         reason
+    }
+
+    /// Logs a degraded answer unless one was logged this second; the next log line says how many were skipped.
+    fn warn(&self, reason: &'static str, detail: &dyn std::fmt::Display) {
+        let now_s =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_secs());
+        let last_s = self.last_logged_s.load(Ordering::Relaxed);
+        if now_s > last_s
+            && self.last_logged_s.compare_exchange(last_s, now_s, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+        {
+            let also = self.unlogged.swap(0, Ordering::Relaxed);
+            tracing::warn!(reason, %detail, degraded_since_last_warning = also, "answering degraded");
+        } else {
+            self.unlogged.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -265,12 +285,13 @@ impl<S: HistoryStore> Screener<S> {
             {
                 Ok(Ok(histories)) => histories,
                 Ok(Err(error)) => {
-                    tracing::warn!(%error, "history read failed; scoring without history");
+                    self.degraded.warn("history_unavailable", &error);
                     degraded_reasons.push(self.degraded.count("history_unavailable"));
                     Histories::default()
                 }
                 Err(_) => {
-                    tracing::warn!(budget_ms = self.history_budget.as_millis() as u64, "history read timed out");
+                    let budget = format!("no history within {} ms", self.history_budget.as_millis());
+                    self.degraded.warn("history_timeout", &budget);
                     degraded_reasons.push(self.degraded.count("history_timeout"));
                     Histories::default()
                 }
