@@ -22,6 +22,16 @@ pub struct Settings {
     pub privacy: PrivacySettings,
     /// Logs.
     pub log: LogSettings,
+    /// The escalation ladder.
+    pub ladder: LadderSettings,
+}
+
+/// `[ladder]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct LadderSettings {
+    /// A ladder policy (TOML); unset: the shipped default (`models/ladder/default.toml`).
+    pub path: Option<PathBuf>,
 }
 
 /// `[server]`
@@ -121,6 +131,8 @@ pub struct FlagOverrides {
     pub log_format: Option<String>,
     /// `--history`
     pub history: Option<String>,
+    /// `--ladder`
+    pub ladder: Option<PathBuf>,
 }
 
 /// A configuration problem, naming the key.
@@ -147,6 +159,9 @@ impl Settings {
         }
         if let Some(history) = &flags.history {
             figment = figment.merge(Serialized::default("history.store", history));
+        }
+        if let Some(ladder) = &flags.ladder {
+            figment = figment.merge(Serialized::default("ladder.path", ladder));
         }
         if let Some(format) = &flags.log_format {
             figment = figment.merge(Serialized::default("log.format", format));
@@ -194,10 +209,20 @@ impl Settings {
         if self.privacy.hash_secret.as_ref().is_some_and(|secret| secret.len() < 16) {
             return fail("privacy.hash_secret: must be at least 16 bytes".into());
         }
+        self.ladder_policy()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return fail(format!("log.format: {:?} must be \"text\" or \"json\"", self.log.format));
         }
         Ok(())
+    }
+
+    /// The configured ladder policy, read and validated (the shipped default when no path is set).
+    pub fn ladder_policy(&self) -> Result<saring_models::ladder::LadderPolicy, ConfigError> {
+        use saring_models::ladder::LadderPolicy;
+        let Some(path) = &self.ladder.path else { return Ok(LadderPolicy::default_policy()) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| ConfigError(format!("ladder.path: cannot read {}: {error}", path.display())))?;
+        LadderPolicy::from_toml(&text).map_err(|error| ConfigError(format!("ladder.path {}: {error}", path.display())))
     }
 
     /// The parsed listen address.

@@ -35,9 +35,12 @@ enum Command {
         /// Log format: text or json.
         #[arg(long)]
         log_format: Option<String>,
-        /// History store: memory, or redis://HOST:PORT/DB.
+        /// History store: memory, redis://HOST:PORT/DB or redis-cluster://HOST:PORT,HOST:PORT.
         #[arg(long)]
         history: Option<String>,
+        /// Escalation ladder policy (TOML) instead of the shipped default.
+        #[arg(long)]
+        ladder: Option<PathBuf>,
     },
 }
 
@@ -45,8 +48,8 @@ enum Command {
 const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
-    let Command::Serve { config, listen, model, log_format, history } = Cli::parse().command;
-    let flags = FlagOverrides { listen, model, log_format, history };
+    let Command::Serve { config, listen, model, log_format, history, ladder } = Cli::parse().command;
+    let flags = FlagOverrides { listen, model, log_format, history, ladder };
     let settings = match Settings::load(config.as_deref(), &flags) {
         Ok(settings) => settings,
         Err(error) => {

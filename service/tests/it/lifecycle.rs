@@ -65,6 +65,21 @@ fn invalid_configuration_exits_64_naming_the_key() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("history.budget_ms"));
 }
 
+#[test]
+fn an_invalid_ladder_policy_exits_64_naming_the_key() {
+    let directory = std::env::temp_dir().join(format!("saring-ladder-{}", std::process::id()));
+    std::fs::create_dir_all(&directory).unwrap();
+    let policy =
+        saring_models::ladder::DEFAULT_POLICY.replacen("counts = [\"prank\", \"abusive\"]", "counts = [\"silent\"]", 1);
+    let path = directory.join("ladder.toml");
+    std::fs::write(&path, policy).unwrap();
+    let output = saring().args(["serve", "--listen", "127.0.0.1:0", "--ladder"]).arg(&path).output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("rungs.warning.counts"), "{stderr}");
+    std::fs::remove_dir_all(directory).ok();
+}
+
 #[tokio::test]
 async fn sigterm_drains_and_exits_cleanly() {
     let saring = SaringProcess::spawn(&[], &[]);
