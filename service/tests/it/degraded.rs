@@ -13,7 +13,7 @@ use saring::store::{Histories, HistoryStore, Recorded, StoreError};
 use saring_models::{HistoryEvent, Model, ModelArtifact};
 use tonic::Code;
 
-use crate::common::sample_contact;
+use crate::common::{prank_outcome, sample_contact};
 
 /// A store that cannot be reached, as when Redis is down.
 struct UnreachableStore;
@@ -72,16 +72,7 @@ async fn an_unreachable_store_degrades_scores_and_refuses_outcomes() {
     assert_ne!(reply.band, proto::Band::Unspecified as i32);
     assert!(reply.caller_history.is_none(), "no history summary is invented");
 
-    let outcome = proto::Outcome {
-        contact_id: "d-1".into(),
-        contact: None,
-        answered: true,
-        ring_s: 1.0,
-        talk_s: 2.0,
-        disposition: proto::Disposition::Prank as i32,
-        category: None,
-        operator_id: None,
-    };
+    let outcome = prank_outcome("d-1", None);
     let status = client.record_outcome(outcome).await.unwrap_err();
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
     server.stop().await.unwrap();

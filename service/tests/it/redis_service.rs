@@ -10,7 +10,7 @@ use saring::proto::screening_client::ScreeningClient;
 use tonic::transport::Channel;
 
 use crate::common::process::{free_port, unique_prefix, PrivateRedis, SaringProcess};
-use crate::common::sample_contact;
+use crate::common::{prank_outcome, sample_contact};
 
 struct Deployment {
     redis_url: String,
@@ -56,16 +56,7 @@ fn number(caller: usize) -> String {
 }
 
 fn outcome(contact: proto::ContactRequest) -> proto::Outcome {
-    proto::Outcome {
-        contact_id: contact.contact_id.clone(),
-        contact: Some(contact),
-        answered: true,
-        ring_s: 2.0,
-        talk_s: 4.0,
-        disposition: proto::Disposition::Prank as i32,
-        category: None,
-        operator_id: Some("op-1".into()),
-    }
+    prank_outcome(&contact.contact_id.clone(), Some(contact))
 }
 
 #[tokio::test]

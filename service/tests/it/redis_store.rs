@@ -275,16 +275,7 @@ async fn with_redis_down_the_service_answers_degraded_and_journals_outcomes() {
         "{:?}",
         reply.degraded_reasons
     );
-    let outcome = proto::Outcome {
-        contact_id: "x-1".into(),
-        contact: None,
-        answered: true,
-        ring_s: 1.0,
-        talk_s: 3.0,
-        disposition: proto::Disposition::Prank as i32,
-        category: None,
-        operator_id: None,
-    };
+    let outcome = crate::common::prank_outcome("x-1", None);
     let ack = client.record_outcome(outcome).await.unwrap().into_inner();
     assert!(!ack.duplicate);
     assert_eq!(screener.store().depth(), 1, "the acknowledged outcome waits in the journal");

@@ -4,7 +4,7 @@ use saring::proto;
 use tonic::Code;
 use tonic_types::StatusExt;
 
-use crate::common::{sample_contact, start, timestamp};
+use crate::common::{prank_outcome, sample_contact, start, timestamp};
 
 fn violated_fields(status: &tonic::Status) -> Vec<String> {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -116,16 +116,7 @@ async fn a_repeated_outcome_changes_nothing() {
     let client = &mut harness.client;
     let number = "0812-3456-7001";
     client.score_contact(sample_contact("r-1", Some(number))).await.unwrap();
-    let outcome = proto::Outcome {
-        contact_id: "r-1".into(),
-        contact: None,
-        answered: true,
-        ring_s: 2.0,
-        talk_s: 4.0,
-        disposition: proto::Disposition::Prank as i32,
-        category: None,
-        operator_id: Some("op-1".into()),
-    };
+    let outcome = prank_outcome("r-1", None);
     let first = client.record_outcome(outcome.clone()).await.unwrap().into_inner();
     assert!(!first.duplicate);
     let query = proto::CallerQuery { caller: "+62 812 3456 7001".into() };

@@ -97,3 +97,17 @@ pub fn sample_contact(contact_id: &str, caller: Option<&str>) -> proto::ContactR
         location: None,
     }
 }
+
+/// An answered contact an operator confirmed as a prank; `contact` embedded when given.
+pub fn prank_outcome(contact_id: &str, contact: Option<proto::ContactRequest>) -> proto::Outcome {
+    proto::Outcome {
+        contact_id: contact_id.into(),
+        contact,
+        answered: true,
+        ring_s: 2.0,
+        talk_s: 4.0,
+        disposition: proto::Disposition::Prank as i32,
+        category: None,
+        operator_id: Some("op-1".into()),
+    }
+}
