@@ -72,16 +72,6 @@ impl MemoryStore {
             }
         }
     }
-
-    /// Number of histories held (numbers and devices).
-    pub fn len(&self) -> usize {
-        self.shards.iter().map(|shard| shard.lock().len()).sum()
-    }
-
-    /// Whether the store holds no history.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 impl HistoryStore for MemoryStore {
