@@ -9,6 +9,7 @@ acknowledged as a duplicate), reads the caller's history back, and shows how a r
 fields in google.rpc.BadRequest details.
 """
 
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -25,6 +26,15 @@ from saring.v1 import screening_pb2, screening_pb2_grpc  # noqa: E402
 
 # Seconds each call may take.
 TIMEOUT_S = 5.0
+
+
+def auth() -> tuple:
+    # Every saring RPC needs a bearer token of a role allowed to call it; this example needs the operator role
+    # (score, outcome, caller profile). `saring serve` without configured tokens prints one per role at start-up.
+    token = os.environ.get("SARING_TOKEN", "")
+    if not token:
+        sys.exit("set SARING_TOKEN to an operator token (saring serve prints one per role in development mode)")
+    return (("authorization", f"Bearer {token}"),)
 
 
 def now() -> Timestamp:
@@ -58,7 +68,7 @@ def check_health(channel: grpc.Channel) -> None:
 
 
 def score(screening: screening_pb2_grpc.ScreeningStub, contact: screening_pb2.ContactRequest) -> None:
-    reply = screening.ScoreContact(contact, timeout=TIMEOUT_S)
+    reply = screening.ScoreContact(contact, timeout=TIMEOUT_S, metadata=auth())
     print(f"\nScoreContact {reply.contact_id}")
     print(f"  prank likelihood {reply.prank_likelihood:.3f}")
     print(f"  band             {screening_pb2.Band.Name(reply.band)}")
@@ -84,12 +94,12 @@ def record_outcomes(screening: screening_pb2_grpc.ScreeningStub, contact_id: str
         operator_id="op-7",
     )
     for attempt in ("first", "again"):
-        ack = screening.RecordOutcome(outcome, timeout=TIMEOUT_S)
+        ack = screening.RecordOutcome(outcome, timeout=TIMEOUT_S, metadata=auth())
         print(f"\nRecordOutcome ({attempt}) {ack.contact_id}: duplicate={ack.duplicate}")
 
 
 def show_caller(screening: screening_pb2_grpc.ScreeningStub, number: str) -> None:
-    profile = screening.GetCaller(screening_pb2.CallerQuery(caller=number), timeout=TIMEOUT_S)
+    profile = screening.GetCaller(screening_pb2.CallerQuery(caller=number), timeout=TIMEOUT_S, metadata=auth())
     print(f"\nGetCaller {number!r} -> {profile.caller} (known: {profile.known})")
     print_history(profile.history)
     print("  dispositions, month:")
@@ -108,7 +118,7 @@ def show_invalid_argument(screening: screening_pb2_grpc.ScreeningStub) -> None:
         sim_present=True,
     )
     try:
-        screening.ScoreContact(contact, timeout=TIMEOUT_S)
+        screening.ScoreContact(contact, timeout=TIMEOUT_S, metadata=auth())
     except grpc.RpcError as error:
         print(f"\nScoreContact with caller {contact.caller!r} was rejected")
         print(f"  code    {error.code().name}")

@@ -29,6 +29,11 @@ impl Channel {
             Channel::App => "app",
         }
     }
+
+    /// The channel with this lowercase name.
+    pub fn from_name(name: &str) -> Option<Channel> {
+        Channel::ALL.into_iter().find(|channel| channel.as_str() == name)
+    }
 }
 
 /// An operator's conclusion about a contact.
@@ -98,5 +103,10 @@ impl Disposition {
             Disposition::Test => "test",
             Disposition::Unknown => "unknown",
         }
+    }
+
+    /// The disposition with this lowercase name.
+    pub fn from_name(name: &str) -> Option<Disposition> {
+        Disposition::ALL.into_iter().find(|disposition| disposition.as_str() == name)
     }
 }

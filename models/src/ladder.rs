@@ -43,10 +43,17 @@ impl Rung {
         }
     }
 
-    fn from_key(key: &str) -> Option<Rung> {
-        [Rung::Warning, Rung::VirtualPoliceMessage, Rung::LegalReferral, Rung::WelfareReferral]
-            .into_iter()
-            .find(|rung| rung.key() == key)
+    /// Every rung.
+    pub const ALL: [Rung; 4] = [Rung::Warning, Rung::VirtualPoliceMessage, Rung::LegalReferral, Rung::WelfareReferral];
+
+    /// The rung with this policy key.
+    pub fn from_key(key: &str) -> Option<Rung> {
+        Rung::ALL.into_iter().find(|rung| rung.key() == key)
+    }
+
+    /// Whether the rung is on the punitive ladder (not the welfare branch).
+    pub fn is_punitive(self) -> bool {
+        self != Rung::WelfareReferral
     }
 }
 
@@ -58,6 +65,21 @@ pub enum Approval {
     Automatic,
     /// A reviewer of the legal team must approve.
     Reviewer,
+}
+
+impl Approval {
+    /// The policy's name for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Approval::Automatic => "automatic",
+            Approval::Reviewer => "reviewer",
+        }
+    }
+
+    /// The approval with this name.
+    pub fn from_name(name: &str) -> Option<Approval> {
+        [Approval::Automatic, Approval::Reviewer].into_iter().find(|approval| approval.as_str() == name)
+    }
 }
 
 /// One rung's rule.
@@ -172,6 +194,23 @@ impl LadderPolicy {
         Self::from_toml(DEFAULT_POLICY).expect("the shipped ladder policy is valid")
     }
 
+    /// How far back a caller's contacts matter to any rule (the longest window or quiet period), in ms.
+    pub fn lookback_ms(&self) -> i64 {
+        let days =
+            self.rules.values().map(|rule| rule.window_days.max(rule.expires_after_quiet_days)).max().unwrap_or(0);
+        i64::from(days) * DAY_MS
+    }
+
+    /// The window of a rung's rule in ms.
+    pub fn window_ms(&self, rung: Rung) -> i64 {
+        i64::from(self.rule(rung).window_days) * DAY_MS
+    }
+
+    /// The surge window in ms.
+    pub fn surge_window_ms(&self) -> i64 {
+        i64::from(self.surge.window_minutes) * 60_000
+    }
+
     /// The rule of a rung.
     pub fn rule(&self, rung: Rung) -> &RungRule {
         &self.rules[&rung]
@@ -230,10 +269,15 @@ fn validate_rule(rung: Rung, raw: RawRule) -> Result<RungRule, PolicyError> {
 /// One confirmed contact in a caller's timeline.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Incident {
+    /// The caller's own identifier for the incident (e.g. its row in a timeline), carried into proposals.
+    pub id: usize,
     /// When the contact arrived, Unix ms.
     pub at_ms: i64,
     /// The operator's disposition.
     pub disposition: Disposition,
+    /// Already used as grounds by a closed case (rejected, reverted, or a delivered welfare referral): it still
+    /// shows the caller was active, but never counts towards a proposal again.
+    pub spent: bool,
 }
 
 /// The highest punitive rung delivered to a caller, and when.
@@ -313,7 +357,7 @@ impl LadderPolicy {
         let window_start = now_ms - i64::from(rule.window_days) * DAY_MS;
         let counted: Vec<Incident> = incidents
             .iter()
-            .filter(|incident| rule.counts.contains(&incident.disposition))
+            .filter(|incident| !incident.spent && rule.counts.contains(&incident.disposition))
             .filter(|incident| incident.at_ms > window_start && incident.at_ms <= now_ms)
             .filter(|incident| after_ms.is_none_or(|after| incident.at_ms > after))
             .copied()

@@ -92,7 +92,16 @@ async fn run<S: HistoryStore>(
     concurrency: usize,
     contacts: usize,
 ) -> Result<(Latencies, Latencies), Box<dyn std::error::Error>> {
-    let server = RunningServer::start("127.0.0.1:0".parse()?, Arc::new(screener)).await?;
+    // Cases in a scratch SQLite file; every RecordOutcome from a known number also reaches the ladder.
+    let scratch = std::env::temp_dir().join(format!("saring-latency-{}", std::process::id()));
+    let store = saring::cases::CaseStore::connect(&format!("sqlite://{}/cases.db", scratch.display())).await?;
+    let escalator = saring::cases::Escalator::new(store, saring_models::ladder::LadderPolicy::default_policy());
+    let (auth, tokens) = saring::auth::Authenticator::generate_development();
+    let routing =
+        tokens.iter().find(|(role, _)| *role == saring::auth::Role::Routing).expect("a routing token").1.clone();
+    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {routing}").parse()?;
+    let app = Arc::new(saring::app::App { screener, escalator, auth });
+    let server = RunningServer::start("127.0.0.1:0".parse()?, app).await?;
     let mut channels = Vec::new();
     for _ in 0..4 {
         channels
@@ -102,7 +111,14 @@ async fn run<S: HistoryStore>(
     let per_task = contacts / concurrency;
     let mut tasks = Vec::new();
     for task in 0..concurrency {
-        let mut client = ScreeningClient::new(channels[task % channels.len()].clone());
+        let bearer = bearer.clone();
+        let mut client = ScreeningClient::with_interceptor(
+            channels[task % channels.len()].clone(),
+            move |mut request: tonic::Request<()>| {
+                request.metadata_mut().insert("authorization", bearer.clone());
+                Ok(request)
+            },
+        );
         tasks.push(tokio::spawn(async move {
             let (mut score, mut outcome, mut degraded) = (Vec::new(), Vec::new(), 0);
             let received_at =
@@ -150,6 +166,7 @@ async fn run<S: HistoryStore>(
     }
     let elapsed = started.elapsed();
     server.stop().await?;
+    std::fs::remove_dir_all(&scratch).ok();
     Ok((
         Latencies { name: "ScoreContact", micros: score, elapsed, degraded },
         Latencies { name: "RecordOutcome", micros: outcome, elapsed, degraded: 0 },

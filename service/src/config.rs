@@ -24,6 +24,33 @@ pub struct Settings {
     pub log: LogSettings,
     /// The escalation ladder.
     pub ladder: LadderSettings,
+    /// The case database.
+    pub cases: CasesSettings,
+    /// Bearer tokens and their roles.
+    pub auth: AuthSettings,
+}
+
+/// `[cases]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CasesSettings {
+    /// `sqlite://PATH` (the embedded default, a file under the data directory) or `postgres://…`.
+    pub database_url: String,
+}
+
+impl Default for CasesSettings {
+    fn default() -> Self {
+        CasesSettings { database_url: "sqlite://saring-data/cases.db".into() }
+    }
+}
+
+/// `[auth]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// `[[auth.tokens]]`: name, role and SHA-256 of each token. None configured: development mode, which generates
+    /// one token per role at start-up and prints them.
+    pub tokens: Vec<crate::auth::TokenEntry>,
 }
 
 /// `[ladder]`
@@ -133,6 +160,8 @@ pub struct FlagOverrides {
     pub history: Option<String>,
     /// `--ladder`
     pub ladder: Option<PathBuf>,
+    /// `--database-url`
+    pub database_url: Option<String>,
 }
 
 /// A configuration problem, naming the key.
@@ -162,6 +191,9 @@ impl Settings {
         }
         if let Some(ladder) = &flags.ladder {
             figment = figment.merge(Serialized::default("ladder.path", ladder));
+        }
+        if let Some(url) = &flags.database_url {
+            figment = figment.merge(Serialized::default("cases.database_url", url));
         }
         if let Some(format) = &flags.log_format {
             figment = figment.merge(Serialized::default("log.format", format));
@@ -210,6 +242,13 @@ impl Settings {
             return fail("privacy.hash_secret: must be at least 16 bytes".into());
         }
         self.ladder_policy()?;
+        let url = self.cases.database_url.as_str();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return fail(format!("cases.database_url: {url:?} must be sqlite://PATH or postgres://…"));
+        }
+        if let Err(error) = crate::auth::Authenticator::from_entries(&self.auth.tokens) {
+            return fail(error.to_string());
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return fail(format!("log.format: {:?} must be \"text\" or \"json\"", self.log.format));
         }

@@ -28,6 +28,33 @@ pub enum Error {
     /// A store could not take a write; nothing was acknowledged, the caller should retry.
     #[error("history store unavailable: {0}")]
     StoreUnavailable(String),
+    /// The case database failed; nothing was applied, the caller should retry.
+    #[error("case database unavailable: {0}")]
+    CasesUnavailable(String),
+    /// No such case.
+    #[error("no case {0}")]
+    CaseNotFound(String),
+    /// The case moved on (another decision came first, or it is in another state); nothing was applied.
+    #[error("{0}")]
+    CaseConflict(String),
+}
+
+impl From<crate::cases::CaseError> for Error {
+    fn from(error: crate::cases::CaseError) -> Self {
+        use crate::cases::CaseError;
+        match error {
+            CaseError::NotFound(case_id) => Error::CaseNotFound(case_id),
+            CaseError::Conflict { message, .. } => Error::CaseConflict(message),
+            CaseError::Database(error) => {
+                tracing::warn!(%error, "case database error");
+                Error::CasesUnavailable(error.to_string())
+            }
+            corrupt @ CaseError::Corrupt { .. } => {
+                tracing::error!(error = %corrupt, "case database holds data saring did not write");
+                Error::CasesUnavailable(corrupt.to_string())
+            }
+        }
+    }
 }
 
 fn describe(violations: &[Violation]) -> String {
@@ -56,7 +83,9 @@ impl From<Error> for Status {
                     ErrorDetails::with_bad_request(field_violations),
                 )
             }
-            Error::StoreUnavailable(_) => Status::with_error_details(
+            Error::CaseNotFound(_) => Status::not_found(message),
+            Error::CaseConflict(_) => Status::failed_precondition(message),
+            Error::StoreUnavailable(_) | Error::CasesUnavailable(_) => Status::with_error_details(
                 Code::Unavailable,
                 message,
                 ErrorDetails::with_retry_info(Some(std::time::Duration::from_millis(100))),

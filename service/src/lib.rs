@@ -5,6 +5,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod auth;
+pub mod cases;
 pub mod config;
 pub mod error;
 pub mod grpc;

@@ -6,9 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use saring::app::App;
+use saring::auth::{Authenticator, Role};
+use saring::cases::audit::Verification;
+use saring::cases::{CaseStore, Escalator};
 use saring::config::{FlagOverrides, Settings};
 use saring::screening::Screener;
-use saring::server::{build_screener, load_model, memory_store, redis_store, serve, StartError};
+use saring::server::{
+    authenticator, build_screener, load_model, memory_store, open_escalator, redis_store, serve, StartError,
+};
 use saring::store::HistoryStore;
 use tokio::net::TcpListener;
 
@@ -41,6 +47,27 @@ enum Command {
         /// Escalation ladder policy (TOML) instead of the shipped default.
         #[arg(long)]
         ladder: Option<PathBuf>,
+        /// Case database: sqlite://PATH (default sqlite://saring-data/cases.db) or postgres://USER@HOST/DB.
+        #[arg(long)]
+        database_url: Option<String>,
+    },
+    /// The audit log of the case database.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Checks every link of the audit log's hash chain; exits 1 naming the first broken entry.
+    Verify {
+        /// TOML config file (its [cases] database_url is used).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Case database URL (overrides the config).
+        #[arg(long)]
+        database_url: Option<String>,
     },
 }
 
@@ -48,9 +75,61 @@ enum Command {
 const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
-    let Command::Serve { config, listen, model, log_format, history, ladder } = Cli::parse().command;
-    let flags = FlagOverrides { listen, model, log_format, history, ladder };
-    let settings = match Settings::load(config.as_deref(), &flags) {
+    match Cli::parse().command {
+        Command::Serve { config, listen, model, log_format, history, ladder, database_url } => {
+            let flags = FlagOverrides { listen, model, log_format, history, ladder, database_url };
+            serve_command(config, &flags)
+        }
+        Command::Audit { command: AuditCommand::Verify { config, database_url } } => {
+            let flags = FlagOverrides { database_url, ..FlagOverrides::default() };
+            audit_verify(config, &flags)
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|error| {
+        eprintln!("saring: cannot start the runtime: {error}");
+        ExitCode::from(71)
+    })
+}
+
+fn audit_verify(config: Option<PathBuf>, flags: &FlagOverrides) -> ExitCode {
+    let settings = match Settings::load(config.as_deref(), flags) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("saring: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let verification = runtime.block_on(async {
+        let store = CaseStore::connect(&settings.cases.database_url).await?;
+        let verification = store.verify_audit().await;
+        store.close().await;
+        verification
+    });
+    match verification {
+        Ok(Verification::Intact { entries }) => {
+            println!("audit log intact: {entries} entries, every link verified");
+            ExitCode::SUCCESS
+        }
+        Ok(Verification::Broken { seq, problem }) => {
+            println!("audit log BROKEN at entry {seq}: {problem}");
+            ExitCode::from(1)
+        }
+        Err(error) => {
+            eprintln!("saring: {error}");
+            ExitCode::from(74)
+        }
+    }
+}
+
+fn serve_command(config: Option<PathBuf>, flags: &FlagOverrides) -> ExitCode {
+    let settings = match Settings::load(config.as_deref(), flags) {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("saring: {error}");
@@ -58,12 +137,9 @@ fn main() -> ExitCode {
         }
     };
     saring::telemetry::init(&settings.log.format, &settings.log.filter);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("saring: cannot start the runtime: {error}");
-            return ExitCode::from(71);
-        }
+        Err(code) => return code,
     };
     match runtime.block_on(run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -77,6 +153,11 @@ fn main() -> ExitCode {
 
 async fn run(settings: Settings) -> Result<(), StartError> {
     let model = load_model(&settings)?;
+    let escalator = open_escalator(&settings).await?;
+    let (auth, development_tokens) = authenticator(&settings);
+    if let Some(tokens) = development_tokens {
+        show_development_tokens(&tokens);
+    }
     let addr = settings.listen_addr().expect("validated with the settings");
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
@@ -88,26 +169,43 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     );
     let grace = Duration::from_secs(settings.server.shutdown_grace_s);
     if settings.history.store == "memory" {
-        let screener = Arc::new(build_screener(&settings, model, memory_store(&settings)));
-        serve_logged(listener, screener, grace).await;
+        let screener = build_screener(&settings, model, memory_store(&settings));
+        serve_logged(listener, app(screener, escalator, auth), grace).await;
     } else {
-        let screener = Arc::new(build_screener(&settings, model, redis_store(&settings)?));
-        let background = Arc::clone(&screener);
+        let app = app(build_screener(&settings, model, redis_store(&settings)?), escalator, auth);
+        let background = Arc::clone(&app);
         let replayer = tokio::spawn(async move {
-            if let Err(error) = background.store().inner().connect().await {
+            if let Err(error) = background.screener.store().inner().connect().await {
                 tracing::warn!(%error, "redis is not answering yet; scores are degraded and outcomes journaled until it does");
             }
-            background.store().replay_forever(Duration::from_millis(500)).await;
+            background.screener.store().replay_forever(Duration::from_millis(500)).await;
         });
-        serve_logged(listener, screener, grace).await;
+        serve_logged(listener, app, grace).await;
         replayer.abort();
     }
     tracing::info!("saring stopped");
     Ok(())
 }
 
-async fn serve_logged<S: HistoryStore>(listener: TcpListener, screener: Arc<Screener<S>>, grace: Duration) {
-    if let Err(error) = serve(listener, screener, saring::shutdown::signal(), grace).await {
+fn app<S>(screener: Screener<S>, escalator: Escalator, auth: Authenticator) -> Arc<App<S>> {
+    Arc::new(App { screener, escalator, auth })
+}
+
+/// Development mode: the generated tokens go to the terminal of whoever started saring (never to the log).
+fn show_development_tokens(tokens: &[(Role, String)]) {
+    tracing::warn!("no [auth] tokens configured: development mode, with a token per role generated for this run");
+    let mut banner = String::from(
+        "\nsaring: development mode: no [auth] tokens are configured, so these were generated for this run.\n\
+         Send one as `authorization: Bearer TOKEN`. Configure [[auth.tokens]] (config/reference.toml) in production.\n",
+    );
+    for (role, token) in tokens {
+        banner.push_str(&format!("  {:<9} {token}\n", role.as_str()));
+    }
+    eprintln!("{banner}");
+}
+
+async fn serve_logged<S: HistoryStore>(listener: TcpListener, app: Arc<App<S>>, grace: Duration) {
+    if let Err(error) = serve(listener, app, saring::shutdown::signal(), grace).await {
         tracing::error!(%error, "server error");
     }
 }

@@ -8,6 +8,15 @@ use parking_lot::Mutex;
 
 use crate::screening::Contact;
 
+/// A contact scored recently, with the likelihood saring gave it (absent when the model failed).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    /// The contact.
+    pub contact: Contact,
+    /// The likelihood given.
+    pub likelihood: Option<f64>,
+}
+
 /// A bounded, first-in-first-out map from contact id to contact.
 #[derive(Debug)]
 pub struct RecentContacts {
@@ -17,7 +26,7 @@ pub struct RecentContacts {
 
 #[derive(Debug, Default)]
 struct Inner {
-    contacts: HashMap<String, Contact>,
+    contacts: HashMap<String, Scored>,
     order: VecDeque<String>,
 }
 
@@ -28,13 +37,13 @@ impl RecentContacts {
     }
 
     /// Remembers a contact, evicting the oldest when full. A contact id seen again keeps its latest contact.
-    pub fn remember(&self, contact: Contact) {
+    pub fn remember(&self, contact: Contact, likelihood: Option<f64>) {
         if self.capacity == 0 {
             return;
         }
         let mut inner = self.inner.lock();
         let contact_id = contact.contact_id.clone();
-        if inner.contacts.insert(contact_id.clone(), contact).is_some() {
+        if inner.contacts.insert(contact_id.clone(), Scored { contact, likelihood }).is_some() {
             return;
         }
         inner.order.push_back(contact_id);
@@ -46,7 +55,7 @@ impl RecentContacts {
     }
 
     /// The contact with this id, if remembered.
-    pub fn get(&self, contact_id: &str) -> Option<Contact> {
+    pub fn get(&self, contact_id: &str) -> Option<Scored> {
         self.inner.lock().contacts.get(contact_id).cloned()
     }
 }
@@ -74,10 +83,10 @@ mod tests {
     #[test]
     fn evicts_the_oldest_first() {
         let recent = RecentContacts::new(2);
-        recent.remember(contact("a"));
-        recent.remember(contact("b"));
-        recent.remember(contact("a"));
-        recent.remember(contact("c"));
+        recent.remember(contact("a"), None);
+        recent.remember(contact("b"), None);
+        recent.remember(contact("a"), None);
+        recent.remember(contact("c"), Some(0.5));
         assert!(recent.get("a").is_none());
         assert!(recent.get("b").is_some());
         assert!(recent.get("c").is_some());

@@ -262,6 +262,16 @@ impl<S: HistoryStore> Screener<S> {
         &self.degraded
     }
 
+    /// The model version serving.
+    pub fn model_version(&self) -> &str {
+        &self.model_version
+    }
+
+    /// The keyed hash of a normalised number.
+    pub fn number_key(&self, e164: &str) -> HistoryKey {
+        self.hasher.number(e164)
+    }
+
     /// The history store.
     pub fn store(&self) -> &S {
         &self.store
@@ -321,22 +331,26 @@ impl<S: HistoryStore> Screener<S> {
                 .then(|| Summary::of(histories.device.as_ref(), now_ms)),
             degraded_reasons,
         };
-        self.recent.remember(contact);
+        self.recent.remember(contact, assessment.band.map(|_| assessment.likelihood));
         assessment
     }
 
     /// Records an outcome once per contact id. Fails (and acknowledges nothing) when the contact is unknown and
-    /// not included, or when the store cannot take the write.
-    pub async fn record_outcome(&self, report: OutcomeReport) -> Result<Recorded> {
-        let contact = match report.contact {
-            Some(contact) => contact,
-            None => self.recent.get(&report.contact_id).ok_or_else(|| {
-                Error::InvalidArgument(vec![Violation::new(
+    /// not included, or when the store cannot take the write. Returns the contact and the likelihood this
+    /// replica gave it, if it scored it.
+    pub async fn record_outcome(&self, report: &OutcomeReport) -> Result<(Recorded, Contact, Option<f64>)> {
+        let recent = self.recent.get(&report.contact_id);
+        let likelihood = recent.as_ref().and_then(|scored| scored.likelihood);
+        let contact = match (&report.contact, recent) {
+            (Some(contact), _) => contact.clone(),
+            (None, Some(scored)) => scored.contact,
+            (None, None) => {
+                return Err(Error::InvalidArgument(vec![Violation::new(
                     "contact",
                     "required: this contact_id was not scored by this replica recently, so the outcome must carry \
                      the contact",
-                )])
-            })?,
+                )]))
+            }
         };
         let (caller_key, device_key) = self.keys(&contact);
         let event = contact.context().history_event(
@@ -351,7 +365,7 @@ impl<S: HistoryStore> Screener<S> {
             .await
             .map_err(|error| Error::StoreUnavailable(error.to_string()))?;
         tracing::debug!(contact_id = %report.contact_id, disposition = report.disposition.as_str(), ?recorded, "outcome");
-        Ok(recorded)
+        Ok((recorded, contact, likelihood))
     }
 
     /// The profile of a normalised number as seen at `now_ms`.

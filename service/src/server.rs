@@ -10,9 +10,13 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::app::App;
+use crate::auth::{Authenticator, Role};
+use crate::cases::{CaseStore, Escalator};
 use crate::config::Settings;
-use crate::grpc::ScreeningService;
+use crate::grpc::{EscalationsService, ScreeningService};
 use crate::privacy::KeyHasher;
+use crate::proto::escalations_server::EscalationsServer;
 use crate::proto::screening_server::ScreeningServer;
 use crate::screening::Screener;
 use crate::store::journal::JournaledStore;
@@ -46,6 +50,9 @@ pub enum StartError {
     /// The history store or its journal could not be set up (exit 74).
     #[error("history store: {0}")]
     Store(String),
+    /// The case database could not be opened or migrated (exit 74).
+    #[error("case database: {0}")]
+    Cases(String),
     /// The listener could not bind (exit 71).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -63,7 +70,7 @@ impl StartError {
             StartError::ModelUnreadable { .. } => 66,
             StartError::ModelRefused { .. } => 65,
             StartError::Bind { .. } => 71,
-            StartError::Store(_) => 74,
+            StartError::Store(_) | StartError::Cases(_) => 74,
         }
     }
 }
@@ -124,11 +131,30 @@ pub fn build_screener<S: HistoryStore>(settings: &Settings, model: Model, store:
     )
 }
 
-/// Serves Screening, health and reflection on `listener` until `shutdown` resolves; then reports NOT_SERVING,
-/// stops accepting, and gives in-flight calls up to `grace` to finish.
+/// Opens (and migrates) the configured case database under the configured ladder policy.
+pub async fn open_escalator(settings: &Settings) -> Result<Escalator, StartError> {
+    let policy = settings.ladder_policy().map_err(|error| StartError::Cases(error.to_string()))?;
+    let store =
+        CaseStore::connect(&settings.cases.database_url).await.map_err(|error| StartError::Cases(error.to_string()))?;
+    Ok(Escalator::new(store, policy))
+}
+
+/// The configured tokens; with none configured, development mode: a generated token per role, returned in clear
+/// so the caller can show them once.
+pub fn authenticator(settings: &Settings) -> (Authenticator, Option<Vec<(Role, String)>>) {
+    if settings.auth.tokens.is_empty() {
+        let (authenticator, tokens) = Authenticator::generate_development();
+        (authenticator, Some(tokens))
+    } else {
+        (Authenticator::from_entries(&settings.auth.tokens).expect("validated with the settings"), None)
+    }
+}
+
+/// Serves Screening, Escalations, health and reflection on `listener` until `shutdown` resolves; then reports
+/// NOT_SERVING, stops accepting, and gives in-flight calls up to `grace` to finish.
 pub async fn serve<S: HistoryStore>(
     listener: TcpListener,
-    screener: Arc<Screener<S>>,
+    app: Arc<App<S>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
     grace: Duration,
 ) -> Result<(), tonic::transport::Error> {
@@ -151,7 +177,8 @@ pub async fn serve<S: HistoryStore>(
     let server = tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(ScreeningServer::new(ScreeningService::new(screener)))
+        .add_service(ScreeningServer::new(ScreeningService::new(Arc::clone(&app))))
+        .add_service(EscalationsServer::new(EscalationsService::new(app)))
         .serve_with_incoming_shutdown(incoming, signal);
     let deadline = async move {
         if drain_started_rx.await.is_ok() {
@@ -178,15 +205,15 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Binds `addr` (use port 0 for any) and serves `screener` in a task.
-    pub async fn start<S: HistoryStore>(addr: SocketAddr, screener: Arc<Screener<S>>) -> Result<Self, StartError> {
+    /// Binds `addr` (use port 0 for any) and serves `app` in a task.
+    pub async fn start<S: HistoryStore>(addr: SocketAddr, app: Arc<App<S>>) -> Result<Self, StartError> {
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let shutdown = async move {
             let _ = shutdown_rx.await;
         };
-        let handle = tokio::spawn(serve(listener, screener, shutdown, Duration::from_secs(5)));
+        let handle = tokio::spawn(serve(listener, app, shutdown, Duration::from_secs(5)));
         Ok(RunningServer { local_addr, shutdown: Some(shutdown_tx), handle })
     }
 

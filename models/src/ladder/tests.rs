@@ -3,7 +3,7 @@ use super::*;
 const NOW: i64 = 1_780_000_000_000;
 
 fn incident(days_ago: f64, disposition: Disposition) -> Incident {
-    Incident { at_ms: NOW - (days_ago * DAY_MS as f64) as i64, disposition }
+    Incident { id: 0, at_ms: NOW - (days_ago * DAY_MS as f64) as i64, disposition, spent: false }
 }
 
 fn with(replace: &str, by: &str) -> Result<LadderPolicy, PolicyError> {
@@ -113,4 +113,20 @@ fn a_surge_is_recognised() {
     let policy = LadderPolicy::default_policy();
     assert!(!policy.is_surge(3));
     assert!(policy.is_surge(20));
+}
+
+#[test]
+fn spent_incidents_never_count_again() {
+    let policy = LadderPolicy::default_policy();
+    let mut rejected = [incident(3.0, Disposition::Prank), incident(2.0, Disposition::Prank)];
+    assert!(policy.evaluate(&rejected, None, NOW).is_some());
+    for incident in &mut rejected {
+        incident.spent = true;
+    }
+    assert_eq!(policy.evaluate(&rejected, None, NOW), None, "a reviewer's rejection is not re-proposed");
+    let mut fresh = rejected.to_vec();
+    fresh.push(incident(1.0, Disposition::Prank));
+    assert_eq!(policy.evaluate(&fresh, None, NOW), None, "one fresh incident is not two");
+    fresh.push(incident(0.5, Disposition::Abusive));
+    assert_eq!(policy.evaluate(&fresh, None, NOW).unwrap().incidents.len(), 2);
 }

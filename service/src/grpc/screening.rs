@@ -2,33 +2,27 @@
 
 use std::sync::Arc;
 
-use prost_types::Timestamp;
 use tonic::{Request, Response, Status};
 
-use super::validate;
+use super::escalations::{case_summary, rung};
+use super::{now_ms, timestamp, validate};
+use crate::app::App;
+use crate::auth::Role;
+use crate::cases::LadderChange;
 use crate::proto;
-use crate::screening::{Assessment, Screener, Summary};
-use crate::store::{HistoryStore, Recorded};
+use crate::screening::{Assessment, Summary};
+use crate::store::HistoryStore;
 
-/// The Screening service over a screener.
+/// The Screening service over the application core.
 pub struct ScreeningService<S> {
-    screener: Arc<Screener<S>>,
+    app: Arc<App<S>>,
 }
 
 impl<S> ScreeningService<S> {
-    /// Serves `screener`.
-    pub fn new(screener: Arc<Screener<S>>) -> Self {
-        ScreeningService { screener }
+    /// Serves `app`.
+    pub fn new(app: Arc<App<S>>) -> Self {
+        ScreeningService { app }
     }
-}
-
-/// The server's clock in Unix milliseconds.
-pub fn now_ms() -> i64 {
-    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
-}
-
-fn timestamp(ms: i64) -> Timestamp {
-    Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 }
 }
 
 fn summary(summary: Summary) -> proto::HistorySummary {
@@ -80,23 +74,45 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
         &self,
         request: Request<proto::ContactRequest>,
     ) -> Result<Response<proto::ScoreReply>, Status> {
+        self.app.auth.authorize(request.metadata(), &[Role::Routing, Role::Operator])?;
         let contact = validate::contact(request.get_ref(), now_ms())?;
         let contact_id = contact.contact_id.clone();
-        let assessment = self.screener.score(contact).await;
+        let assessment = self.app.screener.score(contact).await;
         Ok(Response::new(score_reply(contact_id, assessment)))
     }
 
     async fn record_outcome(&self, request: Request<proto::Outcome>) -> Result<Response<proto::OutcomeAck>, Status> {
+        self.app.auth.authorize(request.metadata(), &[Role::Routing, Role::Operator])?;
         let report = validate::outcome(request.get_ref(), now_ms())?;
         let contact_id = report.contact_id.clone();
-        let recorded = self.screener.record_outcome(report).await?;
-        Ok(Response::new(proto::OutcomeAck { contact_id, duplicate: recorded == Recorded::Duplicate }))
+        let result = self.app.record_outcome(report).await?;
+        let duplicate = result.duplicate();
+        let (change, open_case) = match result.ladder {
+            None => (LadderChange::None, None),
+            Some(ladder) => (ladder.change, ladder.case),
+        };
+        Ok(Response::new(proto::OutcomeAck {
+            contact_id,
+            duplicate,
+            ladder_change: match change {
+                LadderChange::None => proto::LadderChange::None,
+                LadderChange::Proposed => proto::LadderChange::Proposed,
+                LadderChange::EvidenceAdded => proto::LadderChange::EvidenceAdded,
+                LadderChange::SurgeSuppressed => proto::LadderChange::SurgeSuppressed,
+            } as i32,
+            open_case: open_case.map(case_summary),
+        }))
     }
 
     async fn get_caller(&self, request: Request<proto::CallerQuery>) -> Result<Response<proto::CallerProfile>, Status> {
+        self.app.auth.authorize(request.metadata(), &[Role::Operator])?;
         let number = validate::caller_number("caller", &request.get_ref().caller)?;
-        let profile = self.screener.caller_profile(&number, now_ms()).await?;
+        let standing = self.app.caller_standing(&number, now_ms()).await?;
+        let profile = standing.profile;
         Ok(Response::new(proto::CallerProfile {
+            rung: standing.rung.map_or(proto::Rung::Unspecified, |delivered| rung(delivered.rung)) as i32,
+            rung_delivered_at: standing.rung.map(|delivered| timestamp(delivered.at_ms)),
+            open_case: standing.open_case.map(case_summary),
             caller: profile.caller,
             known: profile.known,
             history: Some(summary(profile.summary)),

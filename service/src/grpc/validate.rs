@@ -218,3 +218,169 @@ pub fn outcome(request: &proto::Outcome, now_ms: i64) -> Result<OutcomeReport> {
         _ => Err(Error::InvalidArgument(checker.violations)),
     }
 }
+
+/// A validated state-changing request on a case.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseChange {
+    /// The case.
+    pub case_id: String,
+    /// The version the caller saw.
+    pub version: i64,
+    /// The reason or note.
+    pub reason: String,
+}
+
+fn check_reason(checker: &mut Checker, field: &str, value: &str, required: bool) {
+    if value.trim().is_empty() {
+        if required {
+            checker.fail(field, "required: say why");
+        }
+    } else if value.chars().count() > 2000 {
+        checker.fail(field, "longer than 2000 characters");
+    } else if value.chars().any(|c| c.is_control() && c != '\n') {
+        checker.fail(field, "contains control characters");
+    }
+}
+
+fn check_case_change(checker: &mut Checker, case_id: &str, version: u64, reason: (&str, &str, bool)) -> CaseChange {
+    checker.text("case_id", case_id, 64);
+    if version == 0 || version > i64::MAX as u64 {
+        checker.fail("version", "required: the case version you read (from Get, List or Watch)");
+    }
+    let (field, value, required) = reason;
+    check_reason(checker, field, value, required);
+    CaseChange { case_id: case_id.to_owned(), version: version as i64, reason: value.trim().to_owned() }
+}
+
+fn done<T>(checker: Checker, value: T) -> Result<T> {
+    if checker.violations.is_empty() {
+        Ok(value)
+    } else {
+        Err(Error::InvalidArgument(checker.violations))
+    }
+}
+
+/// Validates a case id.
+pub fn case_id(case_id: &str) -> Result<String> {
+    let mut checker = Checker::new("");
+    checker.text("case_id", case_id, 64);
+    done(checker, case_id.to_owned())
+}
+
+/// Validates a Decide request.
+pub fn decide(request: &proto::DecideRequest) -> Result<(CaseChange, crate::cases::Decision)> {
+    let mut checker = Checker::new("");
+    let change = check_case_change(&mut checker, &request.case_id, request.version, ("reason", &request.reason, true));
+    let decision = match proto::Decision::try_from(request.decision) {
+        Ok(proto::Decision::Approve) => Some(crate::cases::Decision::Approve),
+        Ok(proto::Decision::Reject) => Some(crate::cases::Decision::Reject),
+        _ => {
+            checker.fail("decision", "must be DECISION_APPROVE or DECISION_REJECT");
+            None
+        }
+    };
+    match decision {
+        Some(decision) => done(checker, (change, decision)),
+        None => Err(Error::InvalidArgument(checker.violations)),
+    }
+}
+
+fn timestamp_ms(checker: &mut Checker, field: &str, timestamp: &prost_types::Timestamp) -> Option<i64> {
+    if !(0..1_000_000_000).contains(&timestamp.nanos) {
+        checker.fail(field, "nanos must be within 0..1e9");
+        return None;
+    }
+    let ms = timestamp.seconds.saturating_mul(1000).saturating_add(i64::from(timestamp.nanos / 1_000_000));
+    if ms < EARLIEST_MS {
+        checker.fail(field, "before 2000-01-01");
+        return None;
+    }
+    Some(ms)
+}
+
+/// Validates a RecordAction request; `delivered_at` defaults to `now_ms` and may not be in the future.
+pub fn record_action(request: &proto::RecordActionRequest, now_ms: i64) -> Result<(CaseChange, i64)> {
+    let mut checker = Checker::new("");
+    let change = check_case_change(&mut checker, &request.case_id, request.version, ("note", &request.note, false));
+    let delivered_ms = match &request.delivered_at {
+        None => Some(now_ms),
+        Some(timestamp) => timestamp_ms(&mut checker, "delivered_at", timestamp).filter(|ms| {
+            let future = *ms > now_ms + MAX_CLOCK_SKEW_MS;
+            if future {
+                checker.fail("delivered_at", "in the future");
+            }
+            !future
+        }),
+    };
+    match delivered_ms {
+        Some(ms) => done(checker, (change, ms)),
+        None => Err(Error::InvalidArgument(checker.violations)),
+    }
+}
+
+/// Validates a Revert request.
+pub fn revert(request: &proto::RevertRequest) -> Result<CaseChange> {
+    let mut checker = Checker::new("");
+    let change = check_case_change(&mut checker, &request.case_id, request.version, ("reason", &request.reason, true));
+    done(checker, change)
+}
+
+/// Validates a List request into a filter.
+pub fn list(request: &proto::ListCasesRequest) -> Result<crate::cases::CaseFilter> {
+    use crate::cases::{CaseFilter, CaseState};
+    use saring_models::ladder::Rung;
+    let mut checker = Checker::new("");
+    let mut filter =
+        CaseFilter { page_size: if request.page_size == 0 { 50 } else { request.page_size }, ..Default::default() };
+    if request.page_size > 500 {
+        checker.fail("page_size", "at most 500");
+    }
+    for (index, state) in request.states.iter().enumerate() {
+        match proto::CaseState::try_from(*state) {
+            Ok(proto::CaseState::Proposed) => filter.states.push(CaseState::Proposed),
+            Ok(proto::CaseState::Approved) => filter.states.push(CaseState::Approved),
+            Ok(proto::CaseState::Rejected) => filter.states.push(CaseState::Rejected),
+            Ok(proto::CaseState::Actioned) => filter.states.push(CaseState::Actioned),
+            Ok(proto::CaseState::Reverted) => filter.states.push(CaseState::Reverted),
+            _ => checker.fail(&format!("states[{index}]"), format!("{state} is not a case state")),
+        }
+    }
+    for (index, rung) in request.rungs.iter().enumerate() {
+        match proto::Rung::try_from(*rung) {
+            Ok(proto::Rung::Warning) => filter.rungs.push(Rung::Warning),
+            Ok(proto::Rung::VirtualPoliceMessage) => filter.rungs.push(Rung::VirtualPoliceMessage),
+            Ok(proto::Rung::LegalReferral) => filter.rungs.push(Rung::LegalReferral),
+            Ok(proto::Rung::WelfareReferral) => filter.rungs.push(Rung::WelfareReferral),
+            _ => checker.fail(&format!("rungs[{index}]"), format!("{rung} is not a rung")),
+        }
+    }
+    if !request.region.is_empty() {
+        if is_valid_region_code(&request.region) {
+            filter.region = Some(request.region.clone());
+        } else {
+            checker.fail("region", "must be 1..64 characters of lowercase letters, digits, '.', '_' or '-'");
+        }
+    }
+    filter.created_from_ms =
+        request.created_from.as_ref().and_then(|timestamp| timestamp_ms(&mut checker, "created_from", timestamp));
+    filter.created_to_ms =
+        request.created_to.as_ref().and_then(|timestamp| timestamp_ms(&mut checker, "created_to", timestamp));
+    if !request.page_token.is_empty() {
+        match parse_page_token(&request.page_token) {
+            Some(after) => filter.after = Some(after),
+            None => checker.fail("page_token", "not a token from a previous reply"),
+        }
+    }
+    done(checker, filter)
+}
+
+/// The page token after `(created_ms, case_id)`.
+pub fn page_token(created_ms: i64, case_id: &str) -> String {
+    hex::encode(format!("{created_ms}/{case_id}"))
+}
+
+fn parse_page_token(token: &str) -> Option<(i64, String)> {
+    let text = String::from_utf8(hex::decode(token).ok()?).ok()?;
+    let (created, case_id) = text.split_once('/')?;
+    Some((created.parse().ok()?, case_id.to_owned()))
+}

@@ -1,19 +1,17 @@
 //! Fail open on reads, fail closed on writes: a broken or slow history store degrades ScoreContact (it still
 //! answers, fast) and makes RecordOutcome refuse with UNAVAILABLE instead of acknowledging what it did not store.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use saring::privacy::{HistoryKey, KeyHasher};
 use saring::proto;
-use saring::proto::screening_client::ScreeningClient;
 use saring::screening::Screener;
 use saring::server::RunningServer;
 use saring::store::{Histories, HistoryStore, Recorded, StoreError};
 use saring_models::{HistoryEvent, Model, ModelArtifact};
 use tonic::Code;
 
-use crate::common::{prank_outcome, sample_contact};
+use crate::common::{app_with, connect, prank_outcome, sample_contact, screening, sqlite_url, Bearer, Screening};
 
 /// A store that cannot be reached, as when Redis is down.
 struct UnreachableStore;
@@ -54,12 +52,13 @@ impl HistoryStore for StalledStore {
     }
 }
 
-async fn serve<S: HistoryStore>(store: S) -> (RunningServer, ScreeningClient<tonic::transport::Channel>) {
+async fn serve<S: HistoryStore>(store: S) -> (RunningServer, Screening) {
     let model = Model::new(ModelArtifact::from_json(saring::server::SHIPPED_MODEL).unwrap());
     let screener = Screener::new(store, model, KeyHasher::new(b"degraded-test-secret"), 100, Duration::from_millis(20));
-    let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), Arc::new(screener)).await.unwrap();
-    let client = ScreeningClient::connect(format!("http://{}", server.local_addr)).await.unwrap();
-    (server, client)
+    let app = app_with(screener, &sqlite_url("degraded")).await;
+    let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), app).await.unwrap();
+    let channel = connect(format!("http://{}", server.local_addr)).await;
+    (server, screening(&channel, Bearer::of(saring::auth::Role::Routing)))
 }
 
 #[tokio::test]

@@ -34,6 +34,7 @@ async fn health_and_reflection_answer() {
     };
     let names: Vec<String> = list.service.into_iter().map(|service| service.name).collect();
     assert!(names.contains(&SCREENING.to_owned()), "{names:?}");
+    assert!(names.contains(&"saring.v1.Escalations".to_owned()), "{names:?}");
     assert!(names.contains(&"grpc.health.v1.Health".to_owned()), "{names:?}");
     harness.server.stop().await.unwrap();
 }

@@ -2,9 +2,11 @@
 
 mod common;
 mod degraded;
+mod ladder;
 mod lifecycle;
 mod parity;
 mod redis_service;
 mod redis_store;
+mod roles;
 mod simulated_day;
 mod validation;

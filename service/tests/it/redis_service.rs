@@ -6,11 +6,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use saring::proto;
-use saring::proto::screening_client::ScreeningClient;
-use tonic::transport::Channel;
 
 use crate::common::process::{free_port, unique_prefix, PrivateRedis, SaringProcess};
-use crate::common::{prank_outcome, sample_contact};
+use crate::common::{connect, prank_outcome, sample_contact, screening, Bearer, Screening};
 
 struct Deployment {
     redis_url: String,
@@ -47,8 +45,8 @@ impl Drop for Deployment {
     }
 }
 
-async fn client(saring: &SaringProcess) -> ScreeningClient<Channel> {
-    ScreeningClient::connect(saring.url()).await.unwrap()
+async fn client(saring: &SaringProcess) -> Screening {
+    screening(&connect(saring.url()).await, Bearer::of(saring::auth::Role::Operator))
 }
 
 fn number(caller: usize) -> String {
@@ -89,12 +87,7 @@ async fn an_outcome_recorded_through_one_replica_changes_the_next_score_from_the
 
 /// Drives one contact: ScoreContact (must answer, and fast, whatever Redis does), then RecordOutcome (counted
 /// when acknowledged).
-async fn drive(
-    client: &mut ScreeningClient<Channel>,
-    index: usize,
-    callers: usize,
-    acknowledged: &mut HashMap<usize, u64>,
-) {
+async fn drive(client: &mut Screening, index: usize, callers: usize, acknowledged: &mut HashMap<usize, u64>) {
     let caller = index % callers;
     let contact = sample_contact(&format!("s-{index}"), Some(&number(caller)));
     let started = Instant::now();
@@ -109,7 +102,7 @@ async fn drive(
 
 /// Waits until every caller's history holds exactly its acknowledged outcomes (the journal drained), then checks
 /// none is there twice.
-async fn assert_all_recorded_once(client: &mut ScreeningClient<Channel>, acknowledged: &HashMap<usize, u64>) {
+async fn assert_all_recorded_once(client: &mut Screening, acknowledged: &HashMap<usize, u64>) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut totals = HashMap::new();

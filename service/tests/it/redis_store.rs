@@ -194,7 +194,6 @@ async fn outcomes_taken_while_redis_is_down_survive_a_restart_and_count_once() {
 
 #[tokio::test]
 async fn no_raw_number_or_device_id_is_written_to_redis() {
-    use saring::proto;
     use saring::screening::Screener;
     use saring::server::RunningServer;
 
@@ -207,9 +206,10 @@ async fn no_raw_number_or_device_id_is_written_to_redis() {
         saring_models::Model::new(saring_models::ModelArtifact::from_json(saring::server::SHIPPED_MODEL).unwrap());
     let screener =
         Screener::new(store, model, KeyHasher::new(b"privacy-test-secret!"), 1000, Duration::from_millis(50));
-    let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), Arc::new(screener)).await.unwrap();
-    let mut client =
-        proto::screening_client::ScreeningClient::connect(format!("http://{}", server.local_addr)).await.unwrap();
+    let app = crate::common::app_with(screener, &crate::common::sqlite_url("privacy")).await;
+    let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), app).await.unwrap();
+    let channel = crate::common::connect(format!("http://{}", server.local_addr)).await;
+    let mut client = crate::common::screening(&channel, crate::common::Bearer::of(saring::auth::Role::Routing));
 
     let config = saring_training::simulate::SimulationConfig { seed: 31, days: 2, callers: 300, ..Default::default() };
     let events = saring_training::simulate::simulate(&config);
@@ -249,7 +249,6 @@ async fn no_raw_number_or_device_id_is_written_to_redis() {
 
 #[tokio::test]
 async fn with_redis_down_the_service_answers_degraded_and_journals_outcomes() {
-    use saring::proto;
     use saring::screening::Screener;
     use saring::server::RunningServer;
 
@@ -261,11 +260,12 @@ async fn with_redis_down_the_service_answers_degraded_and_journals_outcomes() {
     let store = JournaledStore::open(store_at(&url, &prefix), &directory.join("j"), Duration::from_millis(50)).unwrap();
     let model =
         saring_models::Model::new(saring_models::ModelArtifact::from_json(saring::server::SHIPPED_MODEL).unwrap());
-    let screener =
-        Arc::new(Screener::new(store, model, KeyHasher::new(b"down-test-secret-16"), 1000, Duration::from_millis(5)));
-    let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&screener)).await.unwrap();
-    let mut client =
-        proto::screening_client::ScreeningClient::connect(format!("http://{}", server.local_addr)).await.unwrap();
+    let screener = Screener::new(store, model, KeyHasher::new(b"down-test-secret-16"), 1000, Duration::from_millis(5));
+    let app = crate::common::app_with(screener, &crate::common::sqlite_url("down")).await;
+    let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&app)).await.unwrap();
+    let channel = crate::common::connect(format!("http://{}", server.local_addr)).await;
+    let mut client = crate::common::screening(&channel, crate::common::Bearer::of(saring::auth::Role::Routing));
+    let screener = &app.screener;
 
     let reply =
         client.score_contact(crate::common::sample_contact("x-1", Some("081234567899"))).await.unwrap().into_inner();

@@ -5,29 +5,150 @@ pub mod process;
 use std::sync::Arc;
 
 use prost_types::Timestamp;
+use saring::app::App;
+use saring::auth::{token_digest, Authenticator, Role, TokenEntry};
+use saring::cases::{CaseStore, Escalator};
 use saring::config::Settings;
 use saring::proto;
+use saring::proto::escalations_client::EscalationsClient;
 use saring::proto::screening_client::ScreeningClient;
+use saring::screening::Screener;
 use saring::server::{build_screener, load_model, memory_store, RunningServer};
+use saring::store::HistoryStore;
+use saring_models::ladder::LadderPolicy;
 use saring_training::events::{ContactEvent, OutcomeEvent};
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::interceptor::InterceptedService;
+use tonic::service::Interceptor;
 use tonic::transport::Channel;
 
-/// A running server and a client connected to it over TCP.
+/// The test token of a role.
+pub fn token(role: Role) -> String {
+    format!("test-token-of-{}", role.as_str())
+}
+
+/// Token entries for every role (`name` = `test-<role>`).
+pub fn token_entries() -> Vec<TokenEntry> {
+    Role::ALL
+        .into_iter()
+        .map(|role| TokenEntry { name: format!("test-{}", role.as_str()), role, sha256: token_digest(&token(role)) })
+        .collect()
+}
+
+/// An authenticator knowing every role's test token.
+pub fn authenticator() -> Authenticator {
+    Authenticator::from_entries(&token_entries()).unwrap()
+}
+
+/// `[[auth.tokens]]` for every role's test token, for a config file.
+pub fn auth_toml() -> String {
+    token_entries()
+        .iter()
+        .map(|entry| {
+            format!(
+                "[[auth.tokens]]\nname = \"{}\"\nrole = \"{}\"\nsha256 = \"{}\"\n",
+                entry.name, entry.role, entry.sha256
+            )
+        })
+        .collect()
+}
+
+/// Adds `authorization: Bearer TOKEN` to every request.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Bearer {
+    /// The test token of `role`.
+    pub fn of(role: Role) -> Self {
+        Bearer::raw(&token(role))
+    }
+
+    /// Any token.
+    pub fn raw(token: &str) -> Self {
+        Bearer(Some(format!("Bearer {token}").parse().unwrap()))
+    }
+
+    /// No token at all.
+    pub fn none() -> Self {
+        Bearer(None)
+    }
+}
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A Screening client presenting a token.
+pub type Screening = ScreeningClient<InterceptedService<Channel, Bearer>>;
+/// An Escalations client presenting a token.
+pub type Escalations = EscalationsClient<InterceptedService<Channel, Bearer>>;
+
+/// A Screening client for `role`.
+pub fn screening(channel: &Channel, bearer: Bearer) -> Screening {
+    ScreeningClient::with_interceptor(channel.clone(), bearer)
+}
+
+/// An Escalations client for `role`.
+pub fn escalations(channel: &Channel, bearer: Bearer) -> Escalations {
+    EscalationsClient::with_interceptor(channel.clone(), bearer)
+}
+
+/// A connected channel.
+pub async fn connect(url: String) -> Channel {
+    Channel::from_shared(url).unwrap().connect().await.expect("connects")
+}
+
+/// A fresh SQLite case database file in its own directory.
+pub fn sqlite_url(name: &str) -> String {
+    let directory = std::env::temp_dir().join(process::unique_prefix(name).replace(':', "-"));
+    format!("sqlite://{}/cases.db", directory.display())
+}
+
+/// The application over `screener`, with cases in `database_url` under the default ladder and the test tokens.
+pub async fn app_with<S: HistoryStore>(screener: Screener<S>, database_url: &str) -> Arc<App<S>> {
+    let store = CaseStore::connect(database_url).await.expect("the case database opens");
+    let escalator = Escalator::new(store, LadderPolicy::default_policy());
+    Arc::new(App { screener, escalator, auth: authenticator() })
+}
+
+/// A running server and an operator's client connected to it over TCP.
 pub struct Harness {
     pub server: RunningServer,
-    pub client: ScreeningClient<Channel>,
+    pub client: Screening,
     pub channel: Channel,
 }
 
-/// Starts the real service (shipped model, in-memory history) on an ephemeral port and connects a client.
+impl Harness {
+    /// A Screening client presenting `role`'s token.
+    pub fn screening(&self, role: Role) -> Screening {
+        screening(&self.channel, Bearer::of(role))
+    }
+
+    /// An Escalations client presenting `role`'s token.
+    pub fn escalations(&self, role: Role) -> Escalations {
+        escalations(&self.channel, Bearer::of(role))
+    }
+}
+
+/// Starts the real service (shipped model, in-memory history, a fresh SQLite case database) on an ephemeral port
+/// and connects an operator's client.
 pub async fn start() -> Harness {
+    start_on(&sqlite_url("harness")).await
+}
+
+/// Starts the real service with its cases in `database_url`.
+pub async fn start_on(database_url: &str) -> Harness {
     let settings = Settings::default();
     let model = load_model(&settings).expect("the shipped model loads");
-    let screener = Arc::new(build_screener(&settings, model, memory_store(&settings)));
-    let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), screener).await.expect("binds");
-    let channel =
-        Channel::from_shared(format!("http://{}", server.local_addr)).unwrap().connect().await.expect("connects");
-    Harness { server, client: ScreeningClient::new(channel.clone()), channel }
+    let app = app_with(build_screener(&settings, model, memory_store(&settings)), database_url).await;
+    let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), app).await.expect("binds");
+    let channel = connect(format!("http://{}", server.local_addr)).await;
+    Harness { server, client: screening(&channel, Bearer::of(Role::Operator)), channel }
 }
 
 pub fn timestamp(at: time::OffsetDateTime) -> Timestamp {

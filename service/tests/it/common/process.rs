@@ -13,10 +13,22 @@ pub struct SaringProcess {
 }
 
 impl SaringProcess {
-    /// Starts `saring serve --listen 127.0.0.1:0 --log-format json` plus `arguments`, with `environment`.
+    /// Starts `saring serve --listen 127.0.0.1:0 --log-format json` plus `arguments`, with `environment`, the
+    /// test tokens of every role, and a fresh SQLite case database (unless `arguments` name another).
     pub fn spawn(arguments: &[&str], environment: &[(&str, &str)]) -> Self {
+        let scratch = std::env::temp_dir().join(unique_prefix("process").replace(':', "-"));
+        std::fs::create_dir_all(&scratch).unwrap();
+        let config = scratch.join("saring.toml");
+        std::fs::write(
+            &config,
+            format!("[cases]\ndatabase_url = \"sqlite://{}/cases.db\"\n{}", scratch.display(), super::auth_toml()),
+        )
+        .unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_saring"));
-        command.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"]).args(arguments);
+        command
+            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--config"])
+            .arg(&config)
+            .args(arguments);
         for (key, value) in environment {
             command.env(key, value);
         }

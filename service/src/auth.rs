@@ -1,0 +1,199 @@
+//! Who is calling: bearer tokens mapped to roles. Tokens are configured by their SHA-256 (never in clear), and
+//! every RPC names the roles that may call it.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tonic::metadata::MetadataMap;
+use tonic::Status;
+
+/// A role a token grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// The call-routing engine: scores contacts and reports outcomes.
+    Routing,
+    /// An operator: scores, outcomes and caller profiles.
+    Operator,
+    /// The legal team: cases, their evidence (including the raw number) and decisions.
+    Legal,
+    /// Dispatch: watches cases and reports warnings and messages delivered, referrals filed.
+    Dispatch,
+    /// Administration of the service itself; no access to callers or evidence.
+    Admin,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 5] = [Role::Routing, Role::Operator, Role::Legal, Role::Dispatch, Role::Admin];
+
+    /// The role's name in config and audit entries.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Routing => "routing",
+            Role::Operator => "operator",
+            Role::Legal => "legal",
+            Role::Dispatch => "dispatch",
+            Role::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.as_str())
+    }
+}
+
+/// An authenticated caller of the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The token's name (a person or a system), recorded in audit entries.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+}
+
+/// One configured token: `[[auth.tokens]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEntry {
+    /// Who holds the token (recorded as the actor in audit entries).
+    pub name: String,
+    /// The role it grants.
+    pub role: Role,
+    /// Lowercase hex SHA-256 of the token (`printf %s TOKEN | sha256sum`).
+    pub sha256: String,
+}
+
+/// The SHA-256 of a token, as configured.
+pub fn token_digest(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Maps bearer tokens to principals.
+#[derive(Debug, Clone, Default)]
+pub struct Authenticator {
+    by_digest: HashMap<[u8; 32], Principal>,
+}
+
+/// A token entry that cannot be used, naming it.
+#[derive(Debug, thiserror::Error)]
+#[error("auth.tokens[{index}] ({name}): {message}")]
+pub struct TokenError {
+    /// The entry's position.
+    pub index: usize,
+    /// The entry's name.
+    pub name: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl Authenticator {
+    /// From configured entries; refuses malformed digests, empty names and a digest configured twice.
+    pub fn from_entries(entries: &[TokenEntry]) -> Result<Self, TokenError> {
+        let mut by_digest = HashMap::new();
+        for (index, entry) in entries.iter().enumerate() {
+            let fail = |message: &str| TokenError { index, name: entry.name.clone(), message: message.to_owned() };
+            if entry.name.trim().is_empty() {
+                return Err(fail("name must not be empty"));
+            }
+            let mut digest = [0u8; 32];
+            hex::decode_to_slice(&entry.sha256, &mut digest)
+                .map_err(|_| fail("sha256 must be 64 hex digits: the SHA-256 of the token"))?;
+            let principal = Principal { name: entry.name.clone(), role: entry.role };
+            if by_digest.insert(digest, principal).is_some() {
+                return Err(fail("the same token is configured twice"));
+            }
+        }
+        Ok(Authenticator { by_digest })
+    }
+
+    /// Development mode: one freshly generated token per role. Returns the authenticator and the tokens in clear
+    /// (to be shown once to whoever started the service).
+    pub fn generate_development() -> (Self, Vec<(Role, String)>) {
+        let mut entries = Vec::new();
+        let mut tokens = Vec::new();
+        for role in Role::ALL {
+            let mut secret = [0u8; 24];
+            getrandom::fill(&mut secret).expect("the operating system provides randomness");
+            let token = format!("saring-dev-{}-{}", role.as_str(), hex::encode(secret));
+            entries.push(TokenEntry { name: format!("dev-{}", role.as_str()), role, sha256: token_digest(&token) });
+            tokens.push((role, token));
+        }
+        let authenticator = Self::from_entries(&entries).expect("generated entries are valid");
+        (authenticator, tokens)
+    }
+
+    /// The principal presenting `authorization: Bearer TOKEN`, if its role is one of `allowed`.
+    /// A missing or unknown token is `UNAUTHENTICATED`; a known token of another role is `PERMISSION_DENIED`.
+    pub fn authorize(&self, metadata: &MetadataMap, allowed: &[Role]) -> Result<Principal, Status> {
+        let header = metadata
+            .get("authorization")
+            .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer TOKEN"))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| Status::unauthenticated("authorization must be \"Bearer TOKEN\""))?;
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let principal = self.by_digest.get(&digest).ok_or_else(|| Status::unauthenticated("unknown token"))?;
+        if !allowed.contains(&principal.role) {
+            let allowed: Vec<&str> = allowed.iter().map(|role| role.as_str()).collect();
+            return Err(Status::permission_denied(format!(
+                "role {} may not call this; it needs one of: {}",
+                principal.role,
+                allowed.join(", ")
+            )));
+        }
+        Ok(principal.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(token: &str) -> MetadataMap {
+        let mut metadata = MetadataMap::new();
+        metadata.insert("authorization", format!("Bearer {token}").parse().unwrap());
+        metadata
+    }
+
+    #[test]
+    fn tokens_map_to_roles() {
+        let entries = [TokenEntry { name: "ana".into(), role: Role::Legal, sha256: token_digest("s3cret-token") }];
+        let auth = Authenticator::from_entries(&entries).unwrap();
+        let principal = auth.authorize(&metadata("s3cret-token"), &[Role::Legal]).unwrap();
+        assert_eq!(principal, Principal { name: "ana".into(), role: Role::Legal });
+        let denied = auth.authorize(&metadata("s3cret-token"), &[Role::Routing]).unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        let wrong = auth.authorize(&metadata("other"), &[Role::Legal]).unwrap_err();
+        assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
+        let missing = auth.authorize(&MetadataMap::new(), &[Role::Legal]).unwrap_err();
+        assert_eq!(missing.code(), tonic::Code::Unauthenticated);
+    }
+
+    #[test]
+    fn malformed_entries_are_refused() {
+        let bad = [TokenEntry { name: "x".into(), role: Role::Admin, sha256: "abc".into() }];
+        assert!(Authenticator::from_entries(&bad).unwrap_err().to_string().contains("auth.tokens[0]"));
+        let twice = [
+            TokenEntry { name: "a".into(), role: Role::Admin, sha256: token_digest("t") },
+            TokenEntry { name: "b".into(), role: Role::Legal, sha256: token_digest("t") },
+        ];
+        assert!(Authenticator::from_entries(&twice).is_err());
+    }
+
+    #[test]
+    fn development_tokens_cover_every_role() {
+        let (auth, tokens) = Authenticator::generate_development();
+        for (role, token) in tokens {
+            assert_eq!(auth.authorize(&metadata(&token), &[role]).unwrap().role, role);
+        }
+    }
+}

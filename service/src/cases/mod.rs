@@ -1,0 +1,423 @@
+//! The escalation ladder in service: every outcome from a known number is kept as evidence and evaluated against
+//! the ladder policy; proposals become cases the legal team decides and dispatch carries out; every transition and
+//! every read of evidence is an entry in a hash-chained audit log. Durable in SQLite (embedded default) or
+//! PostgreSQL, through the same SQL.
+
+pub mod audit;
+mod store;
+
+use std::sync::Arc;
+
+use saring_models::ladder::{Approval, LadderPolicy, Rung};
+use saring_models::{Channel, Disposition};
+use tokio::sync::watch;
+
+pub use store::CaseStore;
+
+use crate::auth::Principal;
+
+/// A case's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CaseState {
+    /// Proposed by the policy, awaiting a reviewer (or automatic approval).
+    Proposed,
+    /// Approved; awaiting dispatch (the warning or message delivered, the referral filed).
+    Approved,
+    /// Rejected by a reviewer. Its incidents never ground another case.
+    Rejected,
+    /// Carried out: the caller now holds the rung.
+    Actioned,
+    /// Withdrawn on appeal. Its incidents never ground another case.
+    Reverted,
+}
+
+impl CaseState {
+    /// Every state.
+    pub const ALL: [CaseState; 5] =
+        [CaseState::Proposed, CaseState::Approved, CaseState::Rejected, CaseState::Actioned, CaseState::Reverted];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaseState::Proposed => "proposed",
+            CaseState::Approved => "approved",
+            CaseState::Rejected => "rejected",
+            CaseState::Actioned => "actioned",
+            CaseState::Reverted => "reverted",
+        }
+    }
+
+    /// The state with this stored name.
+    pub fn from_name(name: &str) -> Option<CaseState> {
+        CaseState::ALL.into_iter().find(|state| state.as_str() == name)
+    }
+
+    /// Open cases (one per caller at most) still collect evidence.
+    pub fn is_open(self) -> bool {
+        matches!(self, CaseState::Proposed | CaseState::Approved)
+    }
+}
+
+/// A case without its evidence: what lists, streams and acknowledgements show. Holds no raw number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseSummary {
+    /// The case id.
+    pub case_id: String,
+    /// The keyed hash of the caller's number (a pseudonym, stable per number).
+    pub caller_ref: String,
+    /// The rung proposed.
+    pub rung: Rung,
+    /// The state.
+    pub state: CaseState,
+    /// Bumped on every change; decisions must name the version they saw.
+    pub version: i64,
+    /// The region of the contact that triggered the proposal.
+    pub region: String,
+    /// Who approves.
+    pub approval: Approval,
+    /// The rule that fired.
+    pub rule: String,
+    /// The ladder policy's version.
+    pub policy_version: String,
+    /// The model serving when the case was proposed.
+    pub model_version: String,
+    /// Counted incidents.
+    pub incidents: i64,
+    /// Created, Unix ms.
+    pub created_ms: i64,
+    /// Last changed, Unix ms.
+    pub updated_ms: i64,
+    /// The reviewer (or `policy` for an automatic warning).
+    pub decided_by: Option<String>,
+    /// When decided.
+    pub decided_ms: Option<i64>,
+    /// The reviewer's reason.
+    pub decision_reason: Option<String>,
+    /// Who reported the action.
+    pub actioned_by: Option<String>,
+    /// When the warning or message was delivered, or the referral filed.
+    pub delivered_ms: Option<i64>,
+    /// Dispatch's note.
+    pub action_note: Option<String>,
+    /// Who reverted it.
+    pub reverted_by: Option<String>,
+    /// When.
+    pub reverted_ms: Option<i64>,
+    /// Why (the appeal).
+    pub revert_reason: Option<String>,
+}
+
+/// One contact in a case's evidence timeline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TimelineEntry {
+    /// The contact id.
+    pub contact_id: String,
+    /// When it arrived, Unix ms.
+    pub at_ms: i64,
+    /// The channel.
+    pub channel: Channel,
+    /// The region.
+    pub region: String,
+    /// The operator's disposition.
+    pub disposition: Disposition,
+    /// The operator.
+    pub operator_id: Option<String>,
+    /// The likelihood saring gave when it scored the contact (absent when the replica that recorded the outcome
+    /// had not scored it).
+    pub likelihood: Option<f64>,
+    /// The model that gave it.
+    pub model_version: Option<String>,
+    /// Whether an operator answered.
+    pub answered: bool,
+    /// Seconds of talk.
+    pub talk_s: f64,
+    /// Whether it counts towards this case.
+    pub counted: bool,
+}
+
+/// A case with its evidence: for the legal team only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseEvidence {
+    /// The case.
+    pub summary: CaseSummary,
+    /// The caller's raw number (E.164).
+    pub caller_number: String,
+    /// The caller's contacts from the start of the rule's window, oldest first.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// An outcome from a known number, as the ladder keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactRecord {
+    /// The contact id.
+    pub contact_id: String,
+    /// The keyed hash of the number.
+    pub caller_ref: String,
+    /// The raw number, copied onto a case only if one is proposed.
+    pub caller_number: String,
+    /// Arrival, Unix ms.
+    pub at_ms: i64,
+    /// The channel.
+    pub channel: Channel,
+    /// The region.
+    pub region: String,
+    /// The disposition.
+    pub disposition: Disposition,
+    /// The operator.
+    pub operator_id: Option<String>,
+    /// The likelihood saring gave, if this replica scored it.
+    pub likelihood: Option<f64>,
+    /// The model serving now.
+    pub model_version: String,
+    /// Whether answered.
+    pub answered: bool,
+    /// Seconds of talk.
+    pub talk_s: f64,
+}
+
+/// What an outcome did to the caller's ladder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LadderChange {
+    /// Nothing.
+    None,
+    /// A case was proposed (or, for an automatic warning, proposed and approved).
+    Proposed,
+    /// The outcome counts towards the caller's open case and was added to its evidence.
+    EvidenceAdded,
+    /// A rung was due but the contact fell in a population-wide surge, which never proposes cases.
+    SurgeSuppressed,
+}
+
+/// The ladder's answer to an outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LadderOutcome {
+    /// The outcome was already recorded; nothing changed.
+    pub duplicate: bool,
+    /// What changed.
+    pub change: LadderChange,
+    /// The caller's open case after the outcome, if any.
+    pub case: Option<CaseSummary>,
+}
+
+/// A reviewer's decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// PROPOSED → APPROVED.
+    Approve,
+    /// PROPOSED → REJECTED.
+    Reject,
+}
+
+/// Filters for listing cases.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CaseFilter {
+    /// Any of these states (all when empty).
+    pub states: Vec<CaseState>,
+    /// Any of these rungs (all when empty).
+    pub rungs: Vec<Rung>,
+    /// The region, or a province prefix ending in '.' … matched as `region = r OR region LIKE 'r.%'`.
+    pub region: Option<String>,
+    /// Created at or after, Unix ms.
+    pub created_from_ms: Option<i64>,
+    /// Created before, Unix ms.
+    pub created_to_ms: Option<i64>,
+    /// Page size, 1..=500.
+    pub page_size: u32,
+    /// Continue after this (created_ms, case_id): the previous page's last case.
+    pub after: Option<(i64, String)>,
+}
+
+/// A change to a case, from the audit log: what `Watch` streams.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaseEvent {
+    /// The audit entry's sequence number: a cursor to resume from.
+    pub seq: i64,
+    /// When.
+    pub at_ms: i64,
+    /// What happened.
+    pub action: String,
+    /// Who did it.
+    pub actor: String,
+    /// The case as it is now.
+    pub case: CaseSummary,
+}
+
+/// What can go wrong with cases.
+#[derive(Debug, thiserror::Error)]
+pub enum CaseError {
+    /// No such case.
+    #[error("no case {0}")]
+    NotFound(String),
+    /// The case changed or is in another state: the decision was not applied.
+    #[error("{message}")]
+    Conflict {
+        /// What the caller must know, including the other decision.
+        message: String,
+        /// The case as it is.
+        current: Box<CaseSummary>,
+    },
+    /// The database failed; nothing was applied.
+    #[error("case database: {0}")]
+    Database(#[from] sqlx::Error),
+    /// The database holds something saring did not write.
+    #[error("case database holds an unknown {what}: {value:?}")]
+    Corrupt {
+        /// The column.
+        what: &'static str,
+        /// The value.
+        value: String,
+    },
+}
+
+/// The ladder and its cases: the transport-free core the gRPC handlers (and later the console) call.
+pub struct Escalator {
+    store: CaseStore,
+    policy: Arc<LadderPolicy>,
+    changes: watch::Sender<i64>,
+}
+
+impl Escalator {
+    /// The ladder `policy` over `store`.
+    pub fn new(store: CaseStore, policy: LadderPolicy) -> Self {
+        let (changes, _) = watch::channel(0);
+        Escalator { store, policy: Arc::new(policy), changes }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &LadderPolicy {
+        &self.policy
+    }
+
+    /// The store.
+    pub fn store(&self) -> &CaseStore {
+        &self.store
+    }
+
+    /// Wakes watchers: something changed in this process (other replicas are seen by polling).
+    fn changed(&self, seq: Option<i64>) {
+        if let Some(seq) = seq {
+            self.changes.send_if_modified(|latest| {
+                let newer = seq > *latest;
+                if newer {
+                    *latest = seq;
+                }
+                newer
+            });
+        }
+    }
+
+    /// A receiver that changes whenever this process appends to the audit log.
+    pub fn subscribe(&self) -> watch::Receiver<i64> {
+        self.changes.subscribe()
+    }
+
+    /// Keeps an outcome from a known number and evaluates the ladder. Idempotent by contact id.
+    pub async fn on_outcome(&self, record: &ContactRecord) -> Result<LadderOutcome, CaseError> {
+        let (outcome, seq) = self.store.on_outcome(&self.policy, record).await?;
+        self.changed(seq);
+        Ok(outcome)
+    }
+
+    /// Cases matching `filter`, newest first, and the cursor of the next page.
+    pub async fn list(&self, filter: &CaseFilter) -> Result<(Vec<CaseSummary>, Option<(i64, String)>), CaseError> {
+        self.store.list(filter).await
+    }
+
+    /// A case with its evidence; the read is audited.
+    pub async fn get(&self, case_id: &str, reader: &Principal) -> Result<CaseEvidence, CaseError> {
+        let (evidence, seq) = self.store.read_evidence(case_id, reader).await?;
+        self.changed(Some(seq));
+        Ok(evidence)
+    }
+
+    /// Approves or rejects a proposed case, if it is still at `version`.
+    pub async fn decide(
+        &self,
+        case_id: &str,
+        version: i64,
+        decision: Decision,
+        reason: &str,
+        reviewer: &Principal,
+    ) -> Result<CaseSummary, CaseError> {
+        let (to, action) = match decision {
+            Decision::Approve => (CaseState::Approved, "approved"),
+            Decision::Reject => (CaseState::Rejected, "rejected"),
+        };
+        self.transition(case_id, version, &[CaseState::Proposed], to, action, reason, None, reviewer).await
+    }
+
+    /// Dispatch reports the warning or message delivered, or the referral filed, at `delivered_ms`.
+    pub async fn record_action(
+        &self,
+        case_id: &str,
+        version: i64,
+        delivered_ms: i64,
+        note: &str,
+        dispatcher: &Principal,
+    ) -> Result<CaseSummary, CaseError> {
+        self.transition(
+            case_id,
+            version,
+            &[CaseState::Approved],
+            CaseState::Actioned,
+            "actioned",
+            note,
+            Some(delivered_ms),
+            dispatcher,
+        )
+        .await
+    }
+
+    /// Withdraws an approved or actioned case on appeal: the caller no longer holds its rung.
+    pub async fn revert(
+        &self,
+        case_id: &str,
+        version: i64,
+        reason: &str,
+        reviewer: &Principal,
+    ) -> Result<CaseSummary, CaseError> {
+        self.transition(
+            case_id,
+            version,
+            &[CaseState::Approved, CaseState::Actioned],
+            CaseState::Reverted,
+            "reverted",
+            reason,
+            None,
+            reviewer,
+        )
+        .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn transition(
+        &self,
+        case_id: &str,
+        version: i64,
+        from: &[CaseState],
+        to: CaseState,
+        action: &str,
+        reason: &str,
+        delivered_ms: Option<i64>,
+        actor: &Principal,
+    ) -> Result<CaseSummary, CaseError> {
+        let (summary, seq) =
+            self.store.transition(case_id, version, from, to, action, reason, delivered_ms, actor).await?;
+        self.changed(Some(seq));
+        Ok(summary)
+    }
+
+    /// Case changes after audit entry `after_seq`, oldest first, at most `limit`.
+    pub async fn events_after(&self, after_seq: i64, limit: u32) -> Result<Vec<CaseEvent>, CaseError> {
+        self.store.events_after(after_seq, limit).await
+    }
+
+    /// The rung a caller holds now (after forgiveness) and their open case.
+    pub async fn caller_ladder(
+        &self,
+        caller_ref: &str,
+        now_ms: i64,
+    ) -> Result<(Option<saring_models::ladder::Delivered>, Option<CaseSummary>), CaseError> {
+        self.store.caller_ladder(&self.policy, caller_ref, now_ms).await
+    }
+}

@@ -1,0 +1,757 @@
+//! The case database through sqlx's `Any` driver: one set of portable SQL for SQLite and PostgreSQL.
+//! Every change is one transaction that also appends its audit entry, so a case and its audit trail never
+//! disagree, and a commit is durable before anything is acknowledged.
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::time::Duration;
+
+use saring_models::ladder::{Approval, Delivered, Incident, LadderPolicy, Rung};
+use saring_models::{Channel, Disposition};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Row, Transaction};
+
+use super::audit::{self, AuditEntry, Verification};
+use super::{
+    CaseError, CaseEvent, CaseEvidence, CaseFilter, CaseState, CaseSummary, ContactRecord, LadderChange, LadderOutcome,
+    TimelineEntry,
+};
+use crate::auth::Principal;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The actor of the policy's own steps in the audit log.
+const SYSTEM_ACTOR: &str = "saring";
+const SYSTEM_ROLE: &str = "system";
+
+const CASE_COLUMNS: &str = "case_id, caller_key, rung, state, version, region, approval, rule, policy_version, \
+     model_version, created_ms, updated_ms, decided_by, decided_ms, decision_reason, actioned_by, delivered_ms, \
+     action_note, reverted_by, reverted_ms, revert_reason, \
+     (SELECT COUNT(*) FROM case_incidents ci WHERE ci.case_id = cases.case_id) AS incidents";
+
+/// The durable case database.
+#[derive(Debug, Clone)]
+pub struct CaseStore {
+    pool: AnyPool,
+}
+
+fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+fn new_case_id() -> String {
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).expect("the operating system provides randomness");
+    format!("case-{}", hex::encode(random))
+}
+
+/// Makes sure the directory of a SQLite file exists.
+fn prepare_sqlite(url: &str) -> std::io::Result<()> {
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let path = rest.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(());
+    }
+    match std::path::Path::new(path).parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => std::fs::create_dir_all(parent),
+        _ => Ok(()),
+    }
+}
+
+impl CaseStore {
+    /// Connects to `url` (`sqlite://PATH`, `sqlite::memory:` or `postgres://…`), creating a SQLite file and its
+    /// directory when missing, and applies the migrations.
+    pub async fn connect(url: &str) -> Result<Self, CaseError> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        let url = if sqlite && !url.contains("mode=") && !url.contains(":memory:") {
+            prepare_sqlite(url).map_err(|error| CaseError::Database(sqlx::Error::Io(error)))?;
+            format!("{url}{}mode=rwc", if url.contains('?') { "&" } else { "?" })
+        } else {
+            url.to_owned()
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = if sqlite {
+            // One connection: SQLite has one writer at a time anyway, and an in-memory database lives as long as
+            // its connection. WAL with synchronous=FULL makes every commit durable before it is acknowledged.
+            AnyPoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .acquire_timeout(Duration::from_secs(10))
+                .after_connect(|connection, _| {
+                    Box::pin(async move {
+                        use sqlx::Executor;
+                        connection.execute("PRAGMA journal_mode = WAL").await?;
+                        connection.execute("PRAGMA synchronous = FULL").await?;
+                        connection.execute("PRAGMA busy_timeout = 5000").await?;
+                        Ok(())
+                    })
+                })
+                .connect_with(options)
+                .await?
+        } else {
+            AnyPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await?
+        };
+        MIGRATOR.run(&pool).await.map_err(|error| CaseError::Database(error.into()))?;
+        Ok(CaseStore { pool })
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(super) async fn on_outcome(
+        &self,
+        policy: &LadderPolicy,
+        record: &ContactRecord,
+    ) -> Result<(LadderOutcome, Option<i64>), CaseError> {
+        // Two replicas may propose for one caller at once: the unique index on open cases lets one win; the other
+        // runs again and finds the winner's case.
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.on_outcome_once(policy, record).await {
+                Err(CaseError::Database(sqlx::Error::Database(error)))
+                    if attempt < 3 && error.kind() == sqlx::error::ErrorKind::UniqueViolation =>
+                {
+                    continue
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn on_outcome_once(
+        &self,
+        policy: &LadderPolicy,
+        record: &ContactRecord,
+    ) -> Result<(LadderOutcome, Option<i64>), CaseError> {
+        let mut tx = self.pool.begin().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO contacts (contact_id, caller_key, at_ms, channel, region, disposition, operator_id, \
+             likelihood, model_version, answered, talk_s, recorded_ms) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (contact_id) DO NOTHING",
+        )
+        .bind(&record.contact_id)
+        .bind(&record.caller_ref)
+        .bind(record.at_ms)
+        .bind(record.channel.as_str())
+        .bind(&record.region)
+        .bind(record.disposition.as_str())
+        .bind(record.operator_id.as_deref())
+        .bind(NullableDouble(record.likelihood))
+        .bind(record.likelihood.map(|_| record.model_version.as_str()))
+        .bind(i64::from(record.answered))
+        .bind(record.talk_s)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        let open = open_case(&mut tx, &record.caller_ref).await?;
+        if !inserted {
+            tx.commit().await?;
+            return Ok((LadderOutcome { duplicate: true, change: LadderChange::None, case: open }, None));
+        }
+        if let Some(case) = open {
+            if !policy.rule(case.rung).counts.contains(&record.disposition) {
+                tx.commit().await?;
+                return Ok((LadderOutcome { duplicate: false, change: LadderChange::None, case: Some(case) }, None));
+            }
+            sqlx::query("INSERT INTO case_incidents (case_id, contact_id) VALUES ($1, $2)")
+                .bind(&case.case_id)
+                .bind(&record.contact_id)
+                .execute(&mut *tx)
+                .await?;
+            let reason = format!("{} contact {} added as evidence", record.disposition.as_str(), record.contact_id);
+            let seq = bump(&mut tx, &case, "evidence_added", &reason).await?;
+            let case = load_case(&mut tx, &case.case_id).await?;
+            tx.commit().await?;
+            return Ok((
+                LadderOutcome { duplicate: false, change: LadderChange::EvidenceAdded, case: Some(case) },
+                Some(seq),
+            ));
+        }
+
+        let now = record.at_ms;
+        let (ids, incidents) = incidents(&mut tx, &record.caller_ref, now - policy.lookback_ms()).await?;
+        let delivered = delivered(&mut tx, &record.caller_ref).await?;
+        let Some(proposal) = policy.evaluate(&incidents, delivered, now) else {
+            tx.commit().await?;
+            return Ok((LadderOutcome { duplicate: false, change: LadderChange::None, case: None }, None));
+        };
+        let surge_callers: i64 = sqlx::query(
+            "SELECT COUNT(DISTINCT caller_key) FROM contacts WHERE region = $1 AND at_ms > $2 AND at_ms <= $3 \
+             AND disposition IN ('silent', 'accidental')",
+        )
+        .bind(&record.region)
+        .bind(now - policy.surge_window_ms())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get(0)?;
+        if policy.is_surge(u32::try_from(surge_callers).unwrap_or(u32::MAX)) {
+            tx.commit().await?;
+            tracing::info!(region = %record.region, surge_callers, rung = proposal.rung.key(), "a rung was due during a surge; no case proposed");
+            return Ok((LadderOutcome { duplicate: false, change: LadderChange::SurgeSuppressed, case: None }, None));
+        }
+
+        let case_id = new_case_id();
+        let created = now_ms();
+        let first_incident = proposal.incidents.iter().map(|incident| incident.at_ms).min().unwrap_or(now);
+        let timeline_from = first_incident.min(now - policy.window_ms(proposal.rung));
+        sqlx::query(
+            "INSERT INTO cases (case_id, caller_key, caller_number, rung, state, version, region, approval, rule, \
+             policy_version, model_version, timeline_from_ms, created_ms, updated_ms) \
+             VALUES ($1, $2, $3, $4, 'proposed', 1, $5, $6, $7, $8, $9, $10, $11, $11)",
+        )
+        .bind(&case_id)
+        .bind(&record.caller_ref)
+        .bind(&record.caller_number)
+        .bind(proposal.rung.key())
+        .bind(&record.region)
+        .bind(proposal.approval.as_str())
+        .bind(&proposal.rule)
+        .bind(&policy.version)
+        .bind(&record.model_version)
+        .bind(timeline_from)
+        .bind(created)
+        .execute(&mut *tx)
+        .await?;
+        for incident in &proposal.incidents {
+            sqlx::query("INSERT INTO case_incidents (case_id, contact_id) VALUES ($1, $2)")
+                .bind(&case_id)
+                .bind(&ids[incident.id])
+                .execute(&mut *tx)
+                .await?;
+        }
+        let mut seq = append_audit(
+            &mut tx,
+            SYSTEM_ACTOR,
+            SYSTEM_ROLE,
+            "proposed",
+            Some(&case_id),
+            Some(CaseState::Proposed),
+            &proposal.rule,
+        )
+        .await?;
+        if proposal.approval == Approval::Automatic {
+            sqlx::query(
+                "UPDATE cases SET state = 'approved', version = 2, decided_by = 'policy', decided_ms = $2, \
+                 decision_reason = $3 WHERE case_id = $1",
+            )
+            .bind(&case_id)
+            .bind(created)
+            .bind(format!("approved automatically by policy {}", policy.version))
+            .execute(&mut *tx)
+            .await?;
+            let reason = format!("approved automatically by policy {}", policy.version);
+            seq = append_audit(
+                &mut tx,
+                SYSTEM_ACTOR,
+                SYSTEM_ROLE,
+                "approved",
+                Some(&case_id),
+                Some(CaseState::Approved),
+                &reason,
+            )
+            .await?;
+        }
+        let case = load_case(&mut tx, &case_id).await?;
+        tx.commit().await?;
+        tracing::info!(case_id = %case.case_id, rung = case.rung.key(), state = case.state.as_str(), region = %case.region, "case proposed");
+        Ok((LadderOutcome { duplicate: false, change: LadderChange::Proposed, case: Some(case) }, Some(seq)))
+    }
+
+    pub(super) async fn list(
+        &self,
+        filter: &CaseFilter,
+    ) -> Result<(Vec<CaseSummary>, Option<(i64, String)>), CaseError> {
+        let mut sql = format!("SELECT {CASE_COLUMNS} FROM cases WHERE 1 = 1");
+        let mut binds: Vec<Bind> = Vec::new();
+        let placeholder = |binds: &mut Vec<Bind>, value: Bind| {
+            binds.push(value);
+            format!("${}", binds.len())
+        };
+        if !filter.states.is_empty() {
+            let list: Vec<String> = filter
+                .states
+                .iter()
+                .map(|state| placeholder(&mut binds, Bind::Text(state.as_str().to_owned())))
+                .collect();
+            sql.push_str(&format!(" AND state IN ({})", list.join(", ")));
+        }
+        if !filter.rungs.is_empty() {
+            let list: Vec<String> =
+                filter.rungs.iter().map(|rung| placeholder(&mut binds, Bind::Text(rung.key().to_owned()))).collect();
+            sql.push_str(&format!(" AND rung IN ({})", list.join(", ")));
+        }
+        if let Some(region) = &filter.region {
+            let exact = placeholder(&mut binds, Bind::Text(region.clone()));
+            let below = placeholder(&mut binds, Bind::Text(format!("{region}.%")));
+            sql.push_str(&format!(" AND (region = {exact} OR region LIKE {below})"));
+        }
+        if let Some(from) = filter.created_from_ms {
+            sql.push_str(&format!(" AND created_ms >= {}", placeholder(&mut binds, Bind::Int(from))));
+        }
+        if let Some(to) = filter.created_to_ms {
+            sql.push_str(&format!(" AND created_ms < {}", placeholder(&mut binds, Bind::Int(to))));
+        }
+        if let Some((created, case_id)) = &filter.after {
+            let created_a = placeholder(&mut binds, Bind::Int(*created));
+            let created_b = placeholder(&mut binds, Bind::Int(*created));
+            let id = placeholder(&mut binds, Bind::Text(case_id.clone()));
+            sql.push_str(&format!(" AND (created_ms < {created_a} OR (created_ms = {created_b} AND case_id < {id}))"));
+        }
+        let page_size = filter.page_size.clamp(1, 500);
+        sql.push_str(&format!(" ORDER BY created_ms DESC, case_id DESC LIMIT {}", page_size + 1));
+        let mut query = sqlx::query(&sql);
+        for bind in binds {
+            query = match bind {
+                Bind::Text(text) => query.bind(text),
+                Bind::Int(int) => query.bind(int),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let mut cases = rows.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
+        let next = if cases.len() > page_size as usize {
+            cases.truncate(page_size as usize);
+            cases.last().map(|case| (case.created_ms, case.case_id.clone()))
+        } else {
+            None
+        };
+        Ok((cases, next))
+    }
+
+    pub(super) async fn read_evidence(
+        &self,
+        case_id: &str,
+        reader: &Principal,
+    ) -> Result<(CaseEvidence, i64), CaseError> {
+        let mut tx = self.pool.begin().await?;
+        let summary = load_case(&mut tx, case_id).await?;
+        let row = sqlx::query("SELECT caller_number, timeline_from_ms FROM cases WHERE case_id = $1")
+            .bind(case_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let caller_number: String = row.try_get("caller_number")?;
+        let timeline_from: i64 = row.try_get("timeline_from_ms")?;
+        let counted: HashSet<String> = sqlx::query("SELECT contact_id FROM case_incidents WHERE case_id = $1")
+            .bind(case_id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get::<String, _>(0))
+            .collect::<Result<_, _>>()?;
+        let rows = sqlx::query(
+            "SELECT contact_id, at_ms, channel, region, disposition, operator_id, likelihood, model_version, \
+             answered, talk_s FROM contacts WHERE caller_key = $1 AND at_ms >= $2 ORDER BY at_ms, contact_id",
+        )
+        .bind(&summary.caller_ref)
+        .bind(timeline_from)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut timeline = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let contact_id: String = row.try_get("contact_id")?;
+            let channel: String = row.try_get("channel")?;
+            let disposition: String = row.try_get("disposition")?;
+            timeline.push(TimelineEntry {
+                counted: counted.contains(&contact_id),
+                contact_id,
+                at_ms: row.try_get("at_ms")?,
+                channel: Channel::from_name(&channel).ok_or(CaseError::Corrupt { what: "channel", value: channel })?,
+                region: row.try_get("region")?,
+                disposition: Disposition::from_name(&disposition)
+                    .ok_or(CaseError::Corrupt { what: "disposition", value: disposition })?,
+                operator_id: row.try_get("operator_id")?,
+                likelihood: row.try_get("likelihood")?,
+                model_version: row.try_get("model_version")?,
+                answered: row.try_get::<i64, _>("answered")? != 0,
+                talk_s: row.try_get("talk_s")?,
+            });
+        }
+        let seq = append_audit(
+            &mut tx,
+            &reader.name,
+            reader.role.as_str(),
+            "evidence_read",
+            Some(case_id),
+            Some(summary.state),
+            "case evidence read",
+        )
+        .await?;
+        tx.commit().await?;
+        Ok((CaseEvidence { summary, caller_number, timeline }, seq))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn transition(
+        &self,
+        case_id: &str,
+        version: i64,
+        from: &[CaseState],
+        to: CaseState,
+        action: &str,
+        reason: &str,
+        delivered_ms: Option<i64>,
+        actor: &Principal,
+    ) -> Result<(CaseSummary, i64), CaseError> {
+        let mut tx = self.pool.begin().await?;
+        let current = load_case(&mut tx, case_id).await?;
+        if current.version != version || !from.contains(&current.state) {
+            return Err(conflict(current, version, to));
+        }
+        let now = now_ms();
+        let (set, by) = match to {
+            CaseState::Approved | CaseState::Rejected => {
+                ("decided_by = $4, decided_ms = $5, decision_reason = $6", actor.name.as_str())
+            }
+            CaseState::Actioned => ("actioned_by = $4, delivered_ms = $5, action_note = $6", actor.name.as_str()),
+            CaseState::Reverted => ("reverted_by = $4, reverted_ms = $5, revert_reason = $6", actor.name.as_str()),
+            CaseState::Proposed => unreachable!("no transition leads back to proposed"),
+        };
+        let updated = sqlx::query(&format!(
+            "UPDATE cases SET state = $1, version = version + 1, updated_ms = $5, {set} \
+             WHERE case_id = $2 AND version = $3"
+        ))
+        .bind(to.as_str())
+        .bind(case_id)
+        .bind(version)
+        .bind(by)
+        .bind(if to == CaseState::Actioned { delivered_ms.unwrap_or(now) } else { now })
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            // Another replica's transaction committed between our read and our write.
+            let current = load_case(&mut tx, case_id).await?;
+            return Err(conflict(current, version, to));
+        }
+        if to == CaseState::Actioned {
+            // updated_ms records when saring learnt of it; the rung dates from the delivery.
+            sqlx::query("UPDATE cases SET updated_ms = $2 WHERE case_id = $1")
+                .bind(case_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
+        let seq =
+            append_audit(&mut tx, &actor.name, actor.role.as_str(), action, Some(case_id), Some(to), reason).await?;
+        let summary = load_case(&mut tx, case_id).await?;
+        tx.commit().await?;
+        Ok((summary, seq))
+    }
+
+    pub(super) async fn events_after(&self, after_seq: i64, limit: u32) -> Result<Vec<CaseEvent>, CaseError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, action, actor, case_id FROM audit WHERE seq > $1 AND case_id IS NOT NULL \
+             AND action <> 'evidence_read' ORDER BY seq LIMIT $2",
+        )
+        .bind(after_seq)
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut events = Vec::with_capacity(rows.len());
+        let mut connection = self.pool.acquire().await?;
+        for row in &rows {
+            let case_id: String = row.try_get("case_id")?;
+            let case_row = sqlx::query(&format!("SELECT {CASE_COLUMNS} FROM cases WHERE case_id = $1"))
+                .bind(&case_id)
+                .fetch_optional(&mut *connection)
+                .await?
+                .ok_or_else(|| CaseError::NotFound(case_id.clone()))?;
+            events.push(CaseEvent {
+                seq: row.try_get("seq")?,
+                at_ms: row.try_get("at_ms")?,
+                action: row.try_get("action")?,
+                actor: row.try_get("actor")?,
+                case: summary(&case_row)?,
+            });
+        }
+        Ok(events)
+    }
+
+    pub(super) async fn caller_ladder(
+        &self,
+        policy: &LadderPolicy,
+        caller_ref: &str,
+        now_ms: i64,
+    ) -> Result<(Option<Delivered>, Option<CaseSummary>), CaseError> {
+        let mut tx = self.pool.begin().await?;
+        let open = open_case(&mut tx, caller_ref).await?;
+        let (_, incidents) = incidents(&mut tx, caller_ref, now_ms - policy.lookback_ms()).await?;
+        let delivered = delivered(&mut tx, caller_ref).await?;
+        tx.commit().await?;
+        Ok((policy.effective_rung(delivered, &incidents, now_ms), open))
+    }
+
+    /// Every audit entry in order, checked link by link against the stored head.
+    pub async fn verify_audit(&self) -> Result<Verification, CaseError> {
+        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?;
+        let head_seq: i64 = head.try_get("seq")?;
+        let head_hash: String = head.try_get("hash")?;
+        let mut entries = Vec::new();
+        let mut after = 0_i64;
+        loop {
+            let rows = sqlx::query(
+                "SELECT seq, at_ms, actor, role, action, case_id, state, reason, prev_hash, hash FROM audit \
+                 WHERE seq > $1 ORDER BY seq LIMIT 10000",
+            )
+            .bind(after)
+            .fetch_all(&self.pool)
+            .await?;
+            if rows.is_empty() {
+                break;
+            }
+            for row in &rows {
+                let entry = audit_entry(row)?;
+                after = entry.seq;
+                entries.push(entry);
+            }
+        }
+        Ok(audit::verify(entries, (head_seq, &head_hash)))
+    }
+
+    /// The audit entries of one case, in order.
+    pub async fn audit_of(&self, case_id: &str) -> Result<Vec<AuditEntry>, CaseError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, actor, role, action, case_id, state, reason, prev_hash, hash FROM audit \
+             WHERE case_id = $1 ORDER BY seq",
+        )
+        .bind(case_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_entry).collect()
+    }
+}
+
+/// An optional double for a DOUBLE PRECISION column. sqlx 0.8.6's Any driver sends a NULL `f64` as a NULL
+/// `float4`, which PostgreSQL refuses for a statement prepared with a `float8` parameter ("incorrect binary data
+/// format"); its NULL `f32` is sent as a NULL `float8`, so NULL goes through as that.
+struct NullableDouble(Option<f64>);
+
+impl<'q> sqlx::Encode<'q, Any> for NullableDouble {
+    fn encode_by_ref(
+        &self,
+        buffer: &mut <Any as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        match self.0 {
+            Some(value) => <f64 as sqlx::Encode<'q, Any>>::encode_by_ref(&value, buffer),
+            None => <Option<f32> as sqlx::Encode<'q, Any>>::encode_by_ref(&None, buffer),
+        }
+    }
+}
+
+impl sqlx::Type<Any> for NullableDouble {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <f64 as sqlx::Type<Any>>::type_info()
+    }
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+fn audit_entry(row: &AnyRow) -> Result<AuditEntry, CaseError> {
+    Ok(AuditEntry {
+        seq: row.try_get("seq")?,
+        at_ms: row.try_get("at_ms")?,
+        actor: row.try_get("actor")?,
+        role: row.try_get("role")?,
+        action: row.try_get("action")?,
+        case_id: row.try_get("case_id")?,
+        state: row.try_get("state")?,
+        reason: row.try_get("reason")?,
+        prev_hash: row.try_get("prev_hash")?,
+        hash: row.try_get("hash")?,
+    })
+}
+
+fn conflict(current: CaseSummary, version: i64, to: CaseState) -> CaseError {
+    let by = |who: &Option<String>, why: &Option<String>| {
+        format!("{} ({})", who.as_deref().unwrap_or("?"), why.as_deref().unwrap_or("no reason given"))
+    };
+    let other = match current.state {
+        CaseState::Proposed => "it is awaiting a decision".to_owned(),
+        CaseState::Approved => format!("it was approved by {}", by(&current.decided_by, &current.decision_reason)),
+        CaseState::Rejected => format!("it was rejected by {}", by(&current.decided_by, &current.decision_reason)),
+        CaseState::Actioned => format!("it was actioned by {}", by(&current.actioned_by, &current.action_note)),
+        CaseState::Reverted => format!("it was reverted by {}", by(&current.reverted_by, &current.revert_reason)),
+    };
+    let message = if current.version == version {
+        format!("case {} cannot become {}: {other}", current.case_id, to.as_str())
+    } else {
+        format!(
+            "case {} changed (version {} is now {}): {other}; read it again before deciding",
+            current.case_id, version, current.version
+        )
+    };
+    CaseError::Conflict { message, current: Box::new(current) }
+}
+
+fn summary(row: &AnyRow) -> Result<CaseSummary, CaseError> {
+    let rung: String = row.try_get("rung")?;
+    let state: String = row.try_get("state")?;
+    let approval: String = row.try_get("approval")?;
+    Ok(CaseSummary {
+        case_id: row.try_get("case_id")?,
+        caller_ref: row.try_get("caller_key")?,
+        rung: Rung::from_key(&rung).ok_or(CaseError::Corrupt { what: "rung", value: rung })?,
+        state: CaseState::from_name(&state).ok_or(CaseError::Corrupt { what: "state", value: state })?,
+        version: row.try_get("version")?,
+        region: row.try_get("region")?,
+        approval: Approval::from_name(&approval).ok_or(CaseError::Corrupt { what: "approval", value: approval })?,
+        rule: row.try_get("rule")?,
+        policy_version: row.try_get("policy_version")?,
+        model_version: row.try_get("model_version")?,
+        incidents: row.try_get("incidents")?,
+        created_ms: row.try_get("created_ms")?,
+        updated_ms: row.try_get("updated_ms")?,
+        decided_by: row.try_get("decided_by")?,
+        decided_ms: row.try_get("decided_ms")?,
+        decision_reason: row.try_get("decision_reason")?,
+        actioned_by: row.try_get("actioned_by")?,
+        delivered_ms: row.try_get("delivered_ms")?,
+        action_note: row.try_get("action_note")?,
+        reverted_by: row.try_get("reverted_by")?,
+        reverted_ms: row.try_get("reverted_ms")?,
+        revert_reason: row.try_get("revert_reason")?,
+    })
+}
+
+async fn load_case(tx: &mut Transaction<'_, Any>, case_id: &str) -> Result<CaseSummary, CaseError> {
+    let row = sqlx::query(&format!("SELECT {CASE_COLUMNS} FROM cases WHERE case_id = $1"))
+        .bind(case_id)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| CaseError::NotFound(case_id.to_owned()))?;
+    summary(&row)
+}
+
+async fn open_case(tx: &mut Transaction<'_, Any>, caller_ref: &str) -> Result<Option<CaseSummary>, CaseError> {
+    let row = sqlx::query(&format!(
+        "SELECT {CASE_COLUMNS} FROM cases WHERE caller_key = $1 AND state IN ('proposed', 'approved')"
+    ))
+    .bind(caller_ref)
+    .fetch_optional(&mut **tx)
+    .await?;
+    row.as_ref().map(summary).transpose()
+}
+
+/// The caller's contacts since `from_ms` as ladder incidents (with their contact ids by incident id); contacts
+/// that grounded a closed case are spent.
+async fn incidents(
+    tx: &mut Transaction<'_, Any>,
+    caller_ref: &str,
+    from_ms: i64,
+) -> Result<(Vec<String>, Vec<Incident>), CaseError> {
+    let spent: HashSet<String> = sqlx::query(
+        "SELECT ci.contact_id FROM case_incidents ci JOIN cases c ON c.case_id = ci.case_id \
+         WHERE c.caller_key = $1 AND c.state NOT IN ('proposed', 'approved')",
+    )
+    .bind(caller_ref)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    .map(|row| row.try_get::<String, _>(0))
+    .collect::<Result<_, _>>()?;
+    let rows = sqlx::query(
+        "SELECT contact_id, at_ms, disposition FROM contacts WHERE caller_key = $1 AND at_ms > $2 \
+         ORDER BY at_ms, contact_id",
+    )
+    .bind(caller_ref)
+    .bind(from_ms)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut incidents = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let contact_id: String = row.try_get("contact_id")?;
+        let disposition: String = row.try_get("disposition")?;
+        incidents.push(Incident {
+            id: ids.len(),
+            at_ms: row.try_get("at_ms")?,
+            disposition: Disposition::from_name(&disposition)
+                .ok_or(CaseError::Corrupt { what: "disposition", value: disposition })?,
+            spent: spent.contains(&contact_id),
+        });
+        ids.push(contact_id);
+    }
+    Ok((ids, incidents))
+}
+
+/// The punitive rung most recently delivered to the caller and not reverted.
+async fn delivered(tx: &mut Transaction<'_, Any>, caller_ref: &str) -> Result<Option<Delivered>, CaseError> {
+    let row = sqlx::query(
+        "SELECT rung, delivered_ms FROM cases WHERE caller_key = $1 AND state = 'actioned' \
+         AND rung <> 'welfare_referral' ORDER BY delivered_ms DESC LIMIT 1",
+    )
+    .bind(caller_ref)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let rung: String = row.try_get("rung")?;
+    Ok(Some(Delivered {
+        rung: Rung::from_key(&rung).ok_or(CaseError::Corrupt { what: "rung", value: rung })?,
+        at_ms: row.try_get("delivered_ms")?,
+    }))
+}
+
+/// Records a change to an open case (its version moves on) with its audit entry.
+async fn bump(tx: &mut Transaction<'_, Any>, case: &CaseSummary, action: &str, reason: &str) -> Result<i64, CaseError> {
+    sqlx::query("UPDATE cases SET version = version + 1, updated_ms = $2 WHERE case_id = $1")
+        .bind(&case.case_id)
+        .bind(now_ms())
+        .execute(&mut **tx)
+        .await?;
+    append_audit(tx, SYSTEM_ACTOR, SYSTEM_ROLE, action, Some(&case.case_id), Some(case.state), reason).await
+}
+
+/// Appends one entry to the hash chain. Taking the head row first serialises appenders (a row lock in
+/// PostgreSQL; SQLite has one writer), so the chain never forks.
+async fn append_audit(
+    tx: &mut Transaction<'_, Any>,
+    actor: &str,
+    role: &str,
+    action: &str,
+    case_id: Option<&str>,
+    state: Option<CaseState>,
+    reason: &str,
+) -> Result<i64, CaseError> {
+    let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+        .fetch_one(&mut **tx)
+        .await?;
+    let seq: i64 = head.try_get("seq")?;
+    let prev_hash: String = head.try_get("hash")?;
+    let at_ms = now_ms();
+    let state = state.map(CaseState::as_str);
+    let hash = audit::link_hash(&prev_hash, seq, at_ms, actor, role, action, case_id, state, reason);
+    sqlx::query(
+        "INSERT INTO audit (seq, at_ms, actor, role, action, case_id, state, reason, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(seq)
+    .bind(at_ms)
+    .bind(actor)
+    .bind(role)
+    .bind(action)
+    .bind(case_id)
+    .bind(state)
+    .bind(reason)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&hash).execute(&mut **tx).await?;
+    Ok(seq)
+}

@@ -1,0 +1,107 @@
+//! Every RPC refuses the roles that must not call it: a missing or unknown token is UNAUTHENTICATED, a token of
+//! another role PERMISSION_DENIED. Authorisation comes before validation, so empty requests are enough.
+
+use std::collections::BTreeSet;
+
+use saring::auth::Role;
+use saring::proto;
+use tonic::Code;
+
+use crate::common::{escalations, screening, start, Bearer};
+
+const RPCS: [&str; 9] =
+    ["ScoreContact", "RecordOutcome", "GetCaller", "List", "Get", "Decide", "RecordAction", "Revert", "Watch"];
+
+/// Who may call what.
+fn allowed(rpc: &str) -> &'static [Role] {
+    match rpc {
+        "ScoreContact" | "RecordOutcome" => &[Role::Routing, Role::Operator],
+        "GetCaller" => &[Role::Operator],
+        "List" | "Get" | "Decide" | "Revert" => &[Role::Legal],
+        "RecordAction" => &[Role::Dispatch],
+        "Watch" => &[Role::Dispatch, Role::Legal],
+        _ => unreachable!(),
+    }
+}
+
+async fn call(channel: &tonic::transport::Channel, bearer: Bearer, rpc: &str) -> Code {
+    let mut screening = screening(channel, bearer.clone());
+    let mut escalations = escalations(channel, bearer);
+    let status = match rpc {
+        "ScoreContact" => screening.score_contact(proto::ContactRequest::default()).await.err(),
+        "RecordOutcome" => screening.record_outcome(proto::Outcome::default()).await.err(),
+        "GetCaller" => screening.get_caller(proto::CallerQuery::default()).await.err(),
+        "List" => escalations.list(proto::ListCasesRequest::default()).await.err(),
+        "Get" => escalations.get(proto::GetCaseRequest::default()).await.err(),
+        "Decide" => escalations.decide(proto::DecideRequest::default()).await.err(),
+        "RecordAction" => escalations.record_action(proto::RecordActionRequest::default()).await.err(),
+        "Revert" => escalations.revert(proto::RevertRequest::default()).await.err(),
+        "Watch" => escalations.watch(proto::WatchCasesRequest::default()).await.err(),
+        _ => unreachable!(),
+    };
+    status.map_or(Code::Ok, |status| status.code())
+}
+
+#[tokio::test]
+async fn each_rpc_refuses_the_roles_that_must_not_call_it() {
+    let harness = start().await;
+    let mut refused = BTreeSet::new();
+    for rpc in RPCS {
+        assert_eq!(call(&harness.channel, Bearer::none(), rpc).await, Code::Unauthenticated, "{rpc} without a token");
+        assert_eq!(
+            call(&harness.channel, Bearer::raw("not-a-configured-token"), rpc).await,
+            Code::Unauthenticated,
+            "{rpc} with an unknown token"
+        );
+        for role in Role::ALL {
+            let code = call(&harness.channel, Bearer::of(role), rpc).await;
+            if allowed(rpc).contains(&role) {
+                // Past authorisation: the empty request is judged on its content (or, for Watch, streams).
+                assert!(matches!(code, Code::InvalidArgument | Code::Ok), "{rpc} as {role}: {code:?}");
+            } else {
+                assert_eq!(code, Code::PermissionDenied, "{rpc} as {role}");
+                refused.insert((rpc, role.as_str()));
+            }
+        }
+    }
+    // The admin role reads no caller data and decides nothing; only legal reads evidence.
+    assert!(RPCS.iter().all(|rpc| refused.contains(&(*rpc, "admin"))));
+    assert!(refused.contains(&("Get", "operator")) && refused.contains(&("Get", "dispatch")));
+    assert!(refused.contains(&("GetCaller", "routing")));
+    harness.server.stop().await.unwrap();
+}
+
+#[test]
+fn development_mode_prints_a_token_per_role_and_does_not_run_open() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let scratch = std::env::temp_dir().join(crate::common::process::unique_prefix("devmode").replace(':', "-"));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_saring"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .current_dir(&scratch)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut tokens = Vec::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok) {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if let [role, token] = words[..] {
+            if token.starts_with("saring-dev-") {
+                tokens.push((role.to_owned(), token.to_owned()));
+            }
+        }
+        if line.contains("saring is serving") {
+            break;
+        }
+    }
+    child.kill().ok();
+    child.wait().ok();
+    let roles: Vec<&str> = tokens.iter().map(|(role, _)| role.as_str()).collect();
+    assert_eq!(roles, ["routing", "operator", "legal", "dispatch", "admin"]);
+    assert!(scratch.join("saring-data/cases.db").exists(), "the embedded case database lives under the data directory");
+    std::fs::remove_dir_all(&scratch).ok();
+}
