@@ -7,6 +7,7 @@
 
 pub mod artifact;
 pub mod domain;
+pub mod events;
 pub mod features;
 pub mod history;
 pub mod inference;

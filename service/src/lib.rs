@@ -7,6 +7,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod backtest;
 pub mod cases;
 pub mod config;
 pub mod error;

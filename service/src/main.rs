@@ -1,6 +1,6 @@
 //! `saring serve`: the screening service.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use saring::app::App;
 use saring::auth::{Authenticator, Role};
+use saring::backtest::BacktestOptions;
 use saring::cases::audit::Verification;
 use saring::cases::{CaseStore, Escalator};
 use saring::config::{FlagOverrides, Settings};
@@ -16,6 +17,7 @@ use saring::server::{
     authenticator, build_screener, load_model, memory_store, open_escalator, redis_store, serve, StartError,
 };
 use saring::store::HistoryStore;
+use saring_models::events::read_events;
 use tokio::net::TcpListener;
 
 #[derive(Parser)]
@@ -51,6 +53,27 @@ enum Command {
         #[arg(long)]
         database_url: Option<String>,
     },
+    /// Replays an event log through history, model and ladder and reports how callers would have climbed it.
+    Backtest {
+        /// Event log (JSON Lines, the format in README.md).
+        #[arg(long)]
+        events: PathBuf,
+        /// Escalation ladder policy (TOML) instead of the shipped default.
+        #[arg(long)]
+        ladder: Option<PathBuf>,
+        /// Model artifact whose likelihoods are kept as evidence, instead of the shipped one.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Hours from a proposal to its (simulated) approval and delivery.
+        #[arg(long, default_value_t = 24)]
+        delivery_delay_h: u32,
+        /// Print the report as JSON instead of Markdown.
+        #[arg(long)]
+        json: bool,
+        /// Fail on the first malformed line instead of skipping it.
+        #[arg(long)]
+        strict: bool,
+    },
     /// The audit log of the case database.
     Audit {
         #[command(subcommand)]
@@ -80,6 +103,10 @@ fn main() -> ExitCode {
             let flags = FlagOverrides { listen, model, log_format, history, ladder, database_url };
             serve_command(config, &flags)
         }
+        Command::Backtest { events, ladder, model, delivery_delay_h, json, strict } => {
+            let flags = FlagOverrides { ladder, model, ..FlagOverrides::default() };
+            backtest(&events, &flags, BacktestOptions { delivery_delay_h }, json, strict)
+        }
         Command::Audit { command: AuditCommand::Verify { config, database_url } } => {
             let flags = FlagOverrides { database_url, ..FlagOverrides::default() };
             audit_verify(config, &flags)
@@ -92,6 +119,59 @@ fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
         eprintln!("saring: cannot start the runtime: {error}");
         ExitCode::from(71)
     })
+}
+
+fn backtest(events: &Path, flags: &FlagOverrides, options: BacktestOptions, json: bool, strict: bool) -> ExitCode {
+    let loaded = Settings::load(None, flags).map_err(|error| error.to_string()).and_then(|settings| {
+        let policy = settings.ladder_policy().map_err(|error| error.to_string())?;
+        let model = load_model(&settings).map_err(|error| error.to_string())?;
+        Ok((policy, model))
+    });
+    let (policy, model) = match loaded {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            eprintln!("saring: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let file = match std::fs::File::open(events) {
+        Ok(file) => file,
+        Err(error) => {
+            eprintln!("saring: cannot open {}: {error}", events.display());
+            return ExitCode::from(66);
+        }
+    };
+    let (events_read, bad_lines) = match read_events(std::io::BufReader::new(file), strict) {
+        Ok(read) => read,
+        Err(error) => {
+            eprintln!("saring: {}: {error}", events.display());
+            return ExitCode::from(65);
+        }
+    };
+    for bad in bad_lines.iter().take(20) {
+        eprintln!("{}: line {}: skipped: {}", events.display(), bad.line, bad.message);
+    }
+    if bad_lines.len() > 20 {
+        eprintln!("{}: {} more bad lines skipped", events.display(), bad_lines.len() - 20);
+    }
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(saring::backtest::run(&events_read, policy, model, options)) {
+        Ok(report) if json => {
+            println!("{}", serde_json::to_string_pretty(&report).expect("the report serialises"));
+            ExitCode::SUCCESS
+        }
+        Ok(report) => {
+            print!("{}", report.to_markdown());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("saring: backtest failed: {error:#}");
+            ExitCode::from(70)
+        }
+    }
 }
 
 fn audit_verify(config: Option<PathBuf>, flags: &FlagOverrides) -> ExitCode {

@@ -1,5 +1,6 @@
 //! saring's integration tests: the real server on a real socket, driven by a real tonic client.
 
+mod backtest;
 mod common;
 mod degraded;
 mod ladder;

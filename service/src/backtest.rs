@@ -1,0 +1,489 @@
+//! `saring backtest`: replays an event log through the service's own history, model and ladder code — the same
+//! [`App`] the gRPC handlers call, over an in-memory history and a private in-memory case database — and reports
+//! how the ladder would have treated the callers in it.
+//!
+//! Reviewers and dispatch are simulated as the harshest plausible team: every proposed case is approved and
+//! delivered `delivery_delay` after it was proposed. That bounds from above how far callers climb and how many
+//! genuine-emergency callers end up on a rung. Fairness is not taken on trust from the ladder: every proposal is
+//! checked against an independent count of the caller's confirmed dispositions taken straight from the log.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::time::Duration;
+
+use saring_models::events::{ContactEvent, Event, OutcomeEvent};
+use saring_models::ladder::{LadderPolicy, Rung};
+use saring_models::phone::normalise_indonesian_number;
+use saring_models::region::utc_offset_seconds;
+use saring_models::{Disposition, Model};
+use serde::Serialize;
+
+use crate::app::App;
+use crate::auth::{Authenticator, Principal, Role};
+use crate::cases::{CaseState, CaseStore, CaseSummary, Decision, Escalator, LadderChange};
+use crate::privacy::KeyHasher;
+use crate::screening::{Contact, Location, OutcomeReport, Screener};
+use crate::store::MemoryStore;
+
+const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: f64 = 86_400_000.0;
+
+/// How the backtest simulates the people behind the ladder.
+#[derive(Debug, Clone, Copy)]
+pub struct BacktestOptions {
+    /// Time from a proposal to its delivery (approval, then dispatch), in hours.
+    pub delivery_delay_h: u32,
+}
+
+impl Default for BacktestOptions {
+    fn default() -> Self {
+        BacktestOptions { delivery_delay_h: 24 }
+    }
+}
+
+/// What was in the log.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct LogSummary {
+    /// Contacts.
+    pub contacts: usize,
+    /// Outcomes.
+    pub outcomes: usize,
+    /// Contacts the service would refuse (number not Indonesian, unknown province).
+    pub invalid_contacts: usize,
+    /// Outcomes of contacts not in the log (or refused).
+    pub orphan_outcomes: usize,
+    /// Distinct numbers with at least one outcome.
+    pub callers: usize,
+    /// First and last event, RFC 3339.
+    pub from: String,
+    /// Last event.
+    pub to: String,
+}
+
+/// Percentiles of a duration in days.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Days {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+impl Days {
+    fn of(mut values: Vec<f64>) -> Option<Days> {
+        if values.is_empty() {
+            return None;
+        }
+        values.sort_by(f64::total_cmp);
+        let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+        Some(Days { p50: at(0.5), p90: at(0.9), max: at(1.0) })
+    }
+}
+
+/// One rung's figures.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct RungReport {
+    /// The rung's policy key.
+    pub rung: String,
+    /// Cases proposed.
+    pub proposed: usize,
+    /// Distinct callers proposed.
+    pub callers_proposed: usize,
+    /// Distinct callers to whom it was delivered within the log.
+    pub callers_reached: usize,
+    /// Callers holding it at the end of the log (after forgiveness).
+    pub holding_at_end: usize,
+    /// Days from the caller's first counted incident to the proposal.
+    pub days_to_proposal: Option<Days>,
+    /// Days from the caller's first counted incident to the delivery.
+    pub days_to_delivery: Option<Days>,
+}
+
+/// The fairness checks, made against the log rather than the ladder's own bookkeeping.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Fairness {
+    /// Proposals whose caller had fewer confirmed, counting dispositions in the rule's window than its threshold.
+    pub proposals_without_grounds: usize,
+    /// Callers proposed a punitive rung with no confirmed prank or abusive contact in the rule's window.
+    pub punitive_callers_without_confirmed_misuse: usize,
+    /// Outcomes where a rung was due but a population-wide surge suppressed it.
+    pub surge_suppressed: usize,
+    /// Callers with at least one genuine emergency in the log.
+    pub genuine_emergency_callers: usize,
+    /// Of those, callers ever delivered a punitive rung.
+    pub genuine_emergency_callers_ever_on_punitive_rung: usize,
+    /// Of those, callers holding a punitive rung at the end of the log.
+    pub genuine_emergency_callers_on_punitive_rung_at_end: usize,
+    /// The fewest confirmed prank/abusive contacts among genuine-emergency callers ever on a punitive rung.
+    pub min_misuse_among_them: Option<usize>,
+}
+
+/// The backtest's report.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct BacktestReport {
+    /// The ladder policy's version.
+    pub policy_version: String,
+    /// The model that gave the likelihoods kept as evidence.
+    pub model_version: String,
+    /// The simulated delivery delay, hours.
+    pub delivery_delay_h: u32,
+    /// The log.
+    pub log: LogSummary,
+    /// Per rung, punitive rungs in ladder order then the welfare branch.
+    pub rungs: Vec<RungReport>,
+    /// The fairness checks.
+    pub fairness: Fairness,
+}
+
+#[derive(Default)]
+struct CallerTruth {
+    /// (arrival ms, disposition) of every outcome, in log order.
+    dispositions: Vec<(i64, Disposition)>,
+    caller_ref: String,
+}
+
+impl CallerTruth {
+    fn counted(&self, counts: &[Disposition], from_ms: i64, to_ms: i64) -> usize {
+        self.dispositions
+            .iter()
+            .filter(|(at_ms, disposition)| *at_ms > from_ms && *at_ms <= to_ms && counts.contains(disposition))
+            .count()
+    }
+
+    fn first_counted(&self, counts: &[Disposition]) -> Option<i64> {
+        self.dispositions.iter().find(|(_, disposition)| counts.contains(disposition)).map(|(at_ms, _)| *at_ms)
+    }
+}
+
+struct Proposed {
+    number: String,
+    rung: Rung,
+    at_ms: i64,
+}
+
+/// Replays `events` (in time order) under `policy` and `model`.
+pub async fn run(
+    events: &[Event],
+    policy: LadderPolicy,
+    model: Model,
+    options: BacktestOptions,
+) -> anyhow::Result<BacktestReport> {
+    let model_version = model.version().to_owned();
+    let policy_version = policy.version.clone();
+    let mut secret = [0u8; 32];
+    getrandom::fill(&mut secret).map_err(|error| anyhow::anyhow!("no randomness for the backtest's key: {error}"))?;
+    let screener = Screener::new(
+        MemoryStore::new(Duration::from_secs(24 * 3600)),
+        model,
+        KeyHasher::new(&secret),
+        1024,
+        Duration::from_secs(5),
+    );
+    let store = CaseStore::connect("sqlite::memory:").await?;
+    let app =
+        App { screener, escalator: Escalator::new(store, policy.clone()), auth: Authenticator::from_entries(&[])? };
+    let reviewer = Principal { name: "backtest-reviewer".into(), role: Role::Legal };
+    let dispatcher = Principal { name: "backtest-dispatch".into(), role: Role::Dispatch };
+    let delay_ms = i64::from(options.delivery_delay_h) * HOUR_MS;
+
+    let mut log = LogSummary::default();
+    let mut contacts: HashMap<String, Contact> = HashMap::new();
+    let mut truth: HashMap<String, CallerTruth> = HashMap::new();
+    let mut cases: HashMap<String, CaseSummary> = HashMap::new();
+    let mut due: BinaryHeap<Reverse<(i64, String)>> = BinaryHeap::new();
+    let mut proposals: HashMap<String, Proposed> = HashMap::new();
+    let mut delivered: Vec<(String, Rung, i64)> = Vec::new();
+    let mut surge_suppressed = 0;
+    let mut end_ms = 0;
+
+    for event in events {
+        let at_ms = (event.at().unix_timestamp_nanos() / 1_000_000) as i64;
+        if log.from.is_empty() {
+            log.from = rfc3339(event.at());
+        }
+        log.to = rfc3339(event.at());
+        end_ms = end_ms.max(at_ms);
+        deliver_until(&app, &mut due, &mut cases, at_ms, &reviewer, &dispatcher, &mut delivered, &proposals).await?;
+        match event {
+            Event::Contact(event) => {
+                log.contacts += 1;
+                match contact_of(event) {
+                    Some(contact) => {
+                        app.screener.score(contact.clone()).await;
+                        contacts.insert(contact.contact_id.clone(), contact);
+                    }
+                    None => log.invalid_contacts += 1,
+                }
+            }
+            Event::Outcome(outcome) => {
+                log.outcomes += 1;
+                let Some(contact) = contacts.remove(&outcome.contact_id) else {
+                    log.orphan_outcomes += 1;
+                    continue;
+                };
+                if let Some(number) = &contact.caller {
+                    let entry = truth.entry(number.clone()).or_default();
+                    entry.caller_ref = app.screener.number_key(number).to_hex();
+                    entry.dispositions.push((contact.received_at_ms, outcome.disposition));
+                }
+                let number = contact.caller.clone();
+                let result = app.record_outcome(report_of(outcome, contact)).await?;
+                let Some(ladder) = result.ladder else { continue };
+                match ladder.change {
+                    LadderChange::SurgeSuppressed => surge_suppressed += 1,
+                    LadderChange::Proposed => {
+                        let case = ladder.case.clone().expect("a proposal opens a case");
+                        proposals.insert(
+                            case.case_id.clone(),
+                            Proposed {
+                                number: number.expect("only numbered callers reach the ladder"),
+                                rung: case.rung,
+                                at_ms,
+                            },
+                        );
+                        due.push(Reverse((at_ms + delay_ms, case.case_id.clone())));
+                    }
+                    LadderChange::None | LadderChange::EvidenceAdded => {}
+                }
+                if let Some(case) = ladder.case {
+                    cases.insert(case.case_id.clone(), case);
+                }
+            }
+        }
+    }
+    // Deliveries due after the last event are not counted: the log ends before them.
+
+    let mut report = BacktestReport {
+        policy_version,
+        model_version,
+        delivery_delay_h: options.delivery_delay_h,
+        log: LogSummary { callers: truth.len(), ..log },
+        ..BacktestReport::default()
+    };
+    let mut holding: HashMap<String, Rung> = HashMap::new();
+    for (number, caller) in &truth {
+        if let (Some(rung), _) = app.escalator.caller_ladder(&caller.caller_ref, end_ms).await? {
+            holding.insert(number.clone(), rung.rung);
+        }
+    }
+    let ladder_order = [Rung::Warning, Rung::VirtualPoliceMessage, Rung::LegalReferral, Rung::WelfareReferral];
+    for rung in ladder_order {
+        let rule = policy.rule(rung);
+        let first = |number: &str| truth.get(number).and_then(|caller| caller.first_counted(&rule.counts));
+        let proposed: Vec<&Proposed> = proposals.values().filter(|proposal| proposal.rung == rung).collect();
+        let reached: Vec<&(String, Rung, i64)> =
+            delivered.iter().filter(|(_, delivered, _)| *delivered == rung).collect();
+        report.rungs.push(RungReport {
+            rung: rung.key().to_owned(),
+            proposed: proposed.len(),
+            callers_proposed: proposed.iter().map(|proposal| &proposal.number).collect::<HashSet<_>>().len(),
+            callers_reached: reached.iter().map(|(number, _, _)| number).collect::<HashSet<_>>().len(),
+            holding_at_end: holding.values().filter(|held| **held == rung).count(),
+            days_to_proposal: Days::of(
+                proposed
+                    .iter()
+                    .filter_map(|proposal| {
+                        first(&proposal.number).map(|first| (proposal.at_ms - first) as f64 / DAY_MS)
+                    })
+                    .collect(),
+            ),
+            days_to_delivery: Days::of(
+                reached
+                    .iter()
+                    .filter_map(|(number, _, at_ms)| first(number).map(|first| (at_ms - first) as f64 / DAY_MS))
+                    .collect(),
+            ),
+        });
+    }
+
+    let fairness = &mut report.fairness;
+    fairness.surge_suppressed = surge_suppressed;
+    let misuse = [Disposition::Prank, Disposition::Abusive];
+    let mut without_misuse: HashSet<&str> = HashSet::new();
+    for proposal in proposals.values() {
+        let rule = policy.rule(proposal.rung);
+        let caller = &truth[&proposal.number];
+        let window_from = proposal.at_ms - policy.window_ms(proposal.rung);
+        if caller.counted(&rule.counts, window_from, proposal.at_ms) < rule.threshold as usize {
+            fairness.proposals_without_grounds += 1;
+        }
+        if proposal.rung.is_punitive() && caller.counted(&misuse, window_from, proposal.at_ms) == 0 {
+            without_misuse.insert(&proposal.number);
+        }
+    }
+    fairness.punitive_callers_without_confirmed_misuse = without_misuse.len();
+    let ever_punitive: HashSet<&str> =
+        delivered.iter().filter(|(_, rung, _)| rung.is_punitive()).map(|(number, _, _)| number.as_str()).collect();
+    let genuine: Vec<(&String, &CallerTruth)> = truth
+        .iter()
+        .filter(|(_, caller)| {
+            caller.dispositions.iter().any(|(_, disposition)| *disposition == Disposition::GenuineEmergency)
+        })
+        .collect();
+    fairness.genuine_emergency_callers = genuine.len();
+    let genuine_ever: Vec<&CallerTruth> = genuine
+        .iter()
+        .filter(|(number, _)| ever_punitive.contains(number.as_str()))
+        .map(|(_, caller)| *caller)
+        .collect();
+    fairness.genuine_emergency_callers_ever_on_punitive_rung = genuine_ever.len();
+    fairness.genuine_emergency_callers_on_punitive_rung_at_end = genuine
+        .iter()
+        .filter(|(number, _)| holding.get(number.as_str()).is_some_and(|rung| rung.is_punitive()))
+        .count();
+    fairness.min_misuse_among_them =
+        genuine_ever.iter().map(|caller| caller.counted(&misuse, i64::MIN, i64::MAX)).min();
+    app.escalator.store().close().await;
+    Ok(report)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn deliver_until(
+    app: &App<MemoryStore>,
+    due: &mut BinaryHeap<Reverse<(i64, String)>>,
+    cases: &mut HashMap<String, CaseSummary>,
+    now_ms: i64,
+    reviewer: &Principal,
+    dispatcher: &Principal,
+    delivered: &mut Vec<(String, Rung, i64)>,
+    proposals: &HashMap<String, Proposed>,
+) -> anyhow::Result<()> {
+    while due.peek().is_some_and(|Reverse((at_ms, _))| *at_ms <= now_ms) {
+        let Reverse((at_ms, case_id)) = due.pop().expect("peeked");
+        let mut case = cases[&case_id].clone();
+        if case.state == CaseState::Proposed {
+            case = app
+                .escalator
+                .decide(&case_id, case.version, Decision::Approve, "backtest: approve all", reviewer)
+                .await?;
+        }
+        if case.state == CaseState::Approved {
+            case =
+                app.escalator.record_action(&case_id, case.version, at_ms, "backtest: delivered", dispatcher).await?;
+            delivered.push((proposals[&case_id].number.clone(), case.rung, at_ms));
+        }
+        cases.insert(case_id, case);
+    }
+    Ok(())
+}
+
+fn rfc3339(at: time::OffsetDateTime) -> String {
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+/// The contact the service would build from this logged contact, or `None` when it would refuse it.
+fn contact_of(event: &ContactEvent) -> Option<Contact> {
+    let caller = match &event.caller {
+        Some(raw) => Some(normalise_indonesian_number(raw).ok()?),
+        None => None,
+    };
+    Some(Contact {
+        contact_id: event.contact_id.clone(),
+        caller,
+        channel: event.channel,
+        received_at_ms: (event.at.unix_timestamp_nanos() / 1_000_000) as i64,
+        region: event.region.clone(),
+        utc_offset_s: utc_offset_seconds(&event.region)?,
+        sim_present: event.sim_present,
+        device_id: event.device_id.clone(),
+        location: match (event.lat, event.lon) {
+            (Some(lat), Some(lon)) => Some(Location { lat, lon, accuracy_m: event.accuracy_m.unwrap_or(0.0) }),
+            _ => None,
+        },
+    })
+}
+
+fn report_of(outcome: &OutcomeEvent, contact: Contact) -> OutcomeReport {
+    OutcomeReport {
+        contact_id: outcome.contact_id.clone(),
+        contact: Some(contact),
+        answered: outcome.answered,
+        ring_s: outcome.ring_s,
+        talk_s: outcome.talk_s,
+        disposition: outcome.disposition,
+        category: outcome.category.clone(),
+        operator_id: outcome.operator_id.clone(),
+    }
+}
+
+impl BacktestReport {
+    /// The report as Markdown.
+    pub fn to_markdown(&self) -> String {
+        let mut out = String::new();
+        let log = &self.log;
+        out.push_str("# Ladder backtest\n\n");
+        out.push_str(&format!(
+            "Policy `{}`, model `{}`. Log from {} to {}: {} contacts, {} outcomes, {} distinct numbers with an \
+             outcome; {} contacts the service would refuse, {} outcomes without a contact.\n\n",
+            self.policy_version,
+            self.model_version,
+            log.from,
+            log.to,
+            log.contacts,
+            log.outcomes,
+            log.callers,
+            log.invalid_contacts,
+            log.orphan_outcomes
+        ));
+        out.push_str(&format!(
+            "Simulated review: every proposed case approved and delivered {} h after it was proposed — the \
+             harshest plausible legal team, so these counts are upper bounds. Deliveries due after the log ends are \
+             not counted.\n\n",
+            self.delivery_delay_h
+        ));
+        out.push_str("| rung | cases proposed | callers proposed | callers reached | holding at end | days to proposal p50 / p90 | days to delivery p50 / p90 |\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+        let days =
+            |days: &Option<Days>| days.as_ref().map_or("–".to_owned(), |d| format!("{:.1} / {:.1}", d.p50, d.p90));
+        for rung in &self.rungs {
+            out.push_str(&format!(
+                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                rung.rung,
+                rung.proposed,
+                rung.callers_proposed,
+                rung.callers_reached,
+                rung.holding_at_end,
+                days(&rung.days_to_proposal),
+                days(&rung.days_to_delivery)
+            ));
+        }
+        out.push_str("\nDays are counted from the caller's first contact with a disposition the rung counts.\n\n");
+        let fairness = &self.fairness;
+        out.push_str("## Fairness, checked against the log\n\n");
+        out.push_str(&format!(
+            "- Proposals without grounds (fewer confirmed, counting dispositions in the rule's window than its \
+             threshold, counted from the log, not from the ladder): **{}**\n",
+            fairness.proposals_without_grounds
+        ));
+        out.push_str(&format!(
+            "- Callers proposed a warning, message or referral with no confirmed prank or abusive contact in the \
+             window: **{}**\n",
+            fairness.punitive_callers_without_confirmed_misuse
+        ));
+        out.push_str(&format!(
+            "- Outcomes where a rung was due but fell in a population-wide surge (no case proposed): {}\n",
+            fairness.surge_suppressed
+        ));
+        out.push_str(&format!(
+            "- Callers with at least one genuine emergency: {}; ever delivered a punitive rung: {}; holding one at the \
+             end: {}{}\n",
+            fairness.genuine_emergency_callers,
+            fairness.genuine_emergency_callers_ever_on_punitive_rung,
+            fairness.genuine_emergency_callers_on_punitive_rung_at_end,
+            fairness.min_misuse_among_them.map_or(String::new(), |min| format!(
+                " (each of them with at least {min} confirmed prank or abusive contacts: people who misused the line \
+                 and also had a real emergency)"
+            ))
+        ));
+        out
+    }
+}
+
+impl BacktestReport {
+    /// The figures of one rung.
+    pub fn rung(&self, rung: Rung) -> &RungReport {
+        self.rungs.iter().find(|report| report.rung == rung.key()).expect("every rung is reported")
+    }
+}
