@@ -8,6 +8,8 @@ use prost::Message;
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");
     let mut protos = Vec::new();
+    // The directory too, so a new .proto file is picked up.
+    println!("cargo:rerun-if-changed={}", proto_root.join("saring/v1").display());
     for entry in fs::read_dir(proto_root.join("saring/v1"))? {
         let path = entry?.path();
         if path.extension().is_some_and(|ext| ext == "proto") {

@@ -2,6 +2,8 @@
 //! cases, audit) and who may call what. An outcome is recorded in history first and then given to the ladder;
 //! both steps are idempotent by contact id, so a retry after a failure of the second completes it.
 
+use std::sync::Arc;
+
 use saring_models::ladder::Delivered;
 
 use crate::auth::Authenticator;
@@ -62,8 +64,11 @@ impl<S: HistoryStore> App<S> {
             region: contact.region,
             disposition: report.disposition,
             operator_id: report.operator_id,
-            likelihood,
-            model_version: self.screener.model_version().to_owned(),
+            model_version: likelihood
+                .as_ref()
+                .map_or_else(|| self.screener.model_version(), |(_, version)| Arc::clone(version))
+                .to_string(),
+            likelihood: likelihood.map(|(likelihood, _)| likelihood),
             answered: report.answered,
             talk_s: report.talk_s,
         };

@@ -78,11 +78,23 @@ impl Default for ServerSettings {
 }
 
 /// `[model]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ModelSettings {
     /// Path of a model artifact; unset serves the model shipped inside the binary.
     pub path: Option<PathBuf>,
+    /// Path of a challenger artifact scored in shadow on every contact (never returned to callers).
+    pub challenger_path: Option<PathBuf>,
+    /// Seconds between checks of the model files for changes (hot reload); 0 turns watching off.
+    pub watch_interval_s: u64,
+    /// Minutes per drift window.
+    pub drift_window_minutes: u64,
+}
+
+impl Default for ModelSettings {
+    fn default() -> Self {
+        ModelSettings { path: None, challenger_path: None, watch_interval_s: 5, drift_window_minutes: 60 }
+    }
 }
 
 /// `[history]`
@@ -240,6 +252,15 @@ impl Settings {
         }
         if self.privacy.hash_secret.as_ref().is_some_and(|secret| secret.len() < 16) {
             return fail("privacy.hash_secret: must be at least 16 bytes".into());
+        }
+        if self.model.drift_window_minutes == 0 || self.model.drift_window_minutes > 7 * 24 * 60 {
+            return fail(format!(
+                "model.drift_window_minutes: {} must be between 1 and 10080 (a week)",
+                self.model.drift_window_minutes
+            ));
+        }
+        if self.model.challenger_path.is_some() && self.model.challenger_path == self.model.path {
+            return fail("model.challenger_path: must not be the champion's file (model.path)".into());
         }
         self.ladder_policy()?;
         let url = self.cases.database_url.as_str();

@@ -12,6 +12,7 @@ pub mod cases;
 pub mod config;
 pub mod error;
 pub mod grpc;
+pub mod modelops;
 pub mod privacy;
 pub mod recent;
 pub mod screening;

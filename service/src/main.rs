@@ -14,7 +14,8 @@ use saring::cases::{CaseStore, Escalator};
 use saring::config::{FlagOverrides, Settings};
 use saring::screening::Screener;
 use saring::server::{
-    authenticator, build_screener, load_model, memory_store, open_escalator, redis_store, serve, StartError,
+    authenticator, build_screener, load_model, load_models, memory_store, open_escalator, redis_store, serve,
+    StartError,
 };
 use saring::store::HistoryStore;
 use saring_models::events::read_events;
@@ -232,7 +233,9 @@ fn serve_command(config: Option<PathBuf>, flags: &FlagOverrides) -> ExitCode {
 }
 
 async fn run(settings: Settings) -> Result<(), StartError> {
-    let model = load_model(&settings)?;
+    let models = Arc::new(load_models(&settings)?);
+    let watcher = (models.has_files() && settings.model.watch_interval_s > 0)
+        .then(|| tokio::spawn(Arc::clone(&models).watch(Duration::from_secs(settings.model.watch_interval_s))));
     let escalator = open_escalator(&settings).await?;
     let (auth, development_tokens) = authenticator(&settings);
     if let Some(tokens) = development_tokens {
@@ -243,16 +246,17 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
     tracing::info!(
         %local_addr,
-        model_version = model.version(),
+        model_version = %models.champion().version,
+        challenger = models.challenger().map(|challenger| challenger.version.to_string()),
         history = if settings.history.store == "memory" { "memory" } else { "redis" },
         "saring is serving saring.v1.Screening"
     );
     let grace = Duration::from_secs(settings.server.shutdown_grace_s);
     if settings.history.store == "memory" {
-        let screener = build_screener(&settings, model, memory_store(&settings));
+        let screener = build_screener(&settings, Arc::clone(&models), memory_store(&settings));
         serve_logged(listener, app(screener, escalator, auth), grace).await;
     } else {
-        let app = app(build_screener(&settings, model, redis_store(&settings)?), escalator, auth);
+        let app = app(build_screener(&settings, Arc::clone(&models), redis_store(&settings)?), escalator, auth);
         let background = Arc::clone(&app);
         let replayer = tokio::spawn(async move {
             if let Err(error) = background.screener.store().inner().connect().await {
@@ -262,6 +266,9 @@ async fn run(settings: Settings) -> Result<(), StartError> {
         });
         serve_logged(listener, app, grace).await;
         replayer.abort();
+    }
+    if let Some(watcher) = watcher {
+        watcher.abort();
     }
     tracing::info!("saring stopped");
     Ok(())

@@ -3,18 +3,20 @@
 //! its contact must carry the contact.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use crate::screening::Contact;
 
-/// A contact scored recently, with the likelihood saring gave it (absent when the model failed).
+/// A contact scored recently, with the likelihood saring gave it and the model version that gave it (absent when
+/// the model failed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scored {
     /// The contact.
     pub contact: Contact,
-    /// The likelihood given.
-    pub likelihood: Option<f64>,
+    /// The likelihood given, and by which model.
+    pub likelihood: Option<(f64, Arc<str>)>,
 }
 
 /// A bounded, first-in-first-out map from contact id to contact.
@@ -37,7 +39,7 @@ impl RecentContacts {
     }
 
     /// Remembers a contact, evicting the oldest when full. A contact id seen again keeps its latest contact.
-    pub fn remember(&self, contact: Contact, likelihood: Option<f64>) {
+    pub fn remember(&self, contact: Contact, likelihood: Option<(f64, Arc<str>)>) {
         if self.capacity == 0 {
             return;
         }
@@ -86,7 +88,8 @@ mod tests {
         recent.remember(contact("a"), None);
         recent.remember(contact("b"), None);
         recent.remember(contact("a"), None);
-        recent.remember(contact("c"), Some(0.5));
+        recent.remember(contact("c"), Some((0.5, Arc::from("m-1"))));
+        assert_eq!(recent.get("c").unwrap().likelihood.unwrap().1.as_ref(), "m-1");
         assert!(recent.get("a").is_none());
         assert!(recent.get("b").is_some());
         assert!(recent.get("c").is_some());

@@ -9,9 +9,10 @@ use std::time::Duration;
 use saring_models::features::{extract, ContactContext};
 use saring_models::history::{contact_fingerprint, Counter, DAY, MONTH};
 use saring_models::reasons::{operator_reasons, sentence, strongest, REASONS};
-use saring_models::{Band, CallerHistory, Channel, Disposition, Model};
+use saring_models::{Band, CallerHistory, Channel, Disposition, FeatureVector, Model, Score};
 
 use crate::error::{Error, Result, Violation};
+use crate::modelops::ModelRegistry;
 use crate::privacy::{HistoryKey, KeyHasher};
 use crate::recent::RecentContacts;
 use crate::store::{Histories, HistoryStore, Recorded};
@@ -158,21 +159,20 @@ pub struct Assessment {
     pub device_history: Option<Summary>,
 }
 
-/// Features, score and operator reasons for one contact: the pure part of ScoreContact.
-fn score_with_reasons(model: &Model, contact: &Contact, histories: &Histories) -> (f64, Band, Vec<ReasonOut>) {
-    let features = extract(&contact.context(), histories.caller.as_ref(), histories.device.as_ref());
-    let score = model.score(&features);
-    let sums = operator_reasons(&score.contributions, &features);
+/// Score and operator reasons for one contact's features: the pure part of ScoreContact.
+fn score_with_reasons(model: &Model, features: &FeatureVector) -> (Score, Vec<ReasonOut>) {
+    let score = model.score(features);
+    let sums = operator_reasons(&score.contributions, features);
     let reasons = strongest::<REASONS_PER_SCORE>(&sums)
         .into_iter()
         .flatten()
         .map(|index| ReasonOut {
             code: REASONS[index].code,
-            sentence: sentence(index, &features),
+            sentence: sentence(index, features),
             contribution: sums[index],
         })
         .collect();
-    (score.likelihood, score.band, reasons)
+    (score, reasons)
 }
 
 /// One caller's profile.
@@ -191,8 +191,7 @@ pub struct CallerProfile {
 /// The screening core shared by every transport.
 pub struct Screener<S> {
     store: S,
-    model: Arc<Model>,
-    model_version: Arc<str>,
+    models: Arc<ModelRegistry>,
     hasher: KeyHasher,
     recent: RecentContacts,
     history_budget: Duration,
@@ -243,13 +242,22 @@ impl DegradedCounts {
 }
 
 impl<S: HistoryStore> Screener<S> {
-    /// A screener over `store` with `model`.
+    /// A screener over `store` with `model` (fixed: no file behind it, no challenger).
     pub fn new(store: S, model: Model, hasher: KeyHasher, recent_capacity: usize, history_budget: Duration) -> Self {
-        let model_version: Arc<str> = Arc::from(model.version());
+        Self::with_models(store, Arc::new(ModelRegistry::fixed(model)), hasher, recent_capacity, history_budget)
+    }
+
+    /// A screener over `store` scoring with the registry's champion (hot-reloadable, with a shadow challenger).
+    pub fn with_models(
+        store: S,
+        models: Arc<ModelRegistry>,
+        hasher: KeyHasher,
+        recent_capacity: usize,
+        history_budget: Duration,
+    ) -> Self {
         Screener {
             store,
-            model: Arc::new(model),
-            model_version,
+            models,
             hasher,
             recent: RecentContacts::new(recent_capacity),
             degraded: DegradedCounts::default(),
@@ -262,9 +270,14 @@ impl<S: HistoryStore> Screener<S> {
         &self.degraded
     }
 
-    /// The model version serving.
-    pub fn model_version(&self) -> &str {
-        &self.model_version
+    /// The version of the champion serving now.
+    pub fn model_version(&self) -> Arc<str> {
+        Arc::clone(&self.models.champion().version)
+    }
+
+    /// The serving models.
+    pub fn models(&self) -> &Arc<ModelRegistry> {
+        &self.models
     }
 
     /// The keyed hash of a normalised number.
@@ -306,10 +319,16 @@ impl<S: HistoryStore> Screener<S> {
                     Histories::default()
                 }
             };
-        // The model is validated at load time and scoring is pure; should it fail all the same, the contact is
-        // still answered — without a score, and saying so.
-        let scored =
-            std::panic::catch_unwind(AssertUnwindSafe(|| score_with_reasons(&self.model, &contact, &histories)));
+        // The champion is loaded once for the call (a reload swaps it for later calls, never this one). It is
+        // validated at load time and scoring is pure; should it fail all the same, the contact is still answered
+        // — without a score, and saying so.
+        let champion = self.models.champion_full();
+        let scored = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            let features = extract(&contact.context(), histories.caller.as_ref(), histories.device.as_ref());
+            let (score, reasons) = score_with_reasons(&champion.model, &features);
+            self.models.observe(&champion, &contact.region, &features, &score);
+            (score.likelihood, score.band, reasons)
+        }));
         let (likelihood, band, reasons) = match scored {
             Ok((likelihood, band, reasons)) => (likelihood, Some(band), reasons),
             Err(_) => {
@@ -324,23 +343,23 @@ impl<S: HistoryStore> Screener<S> {
             likelihood,
             band,
             reasons,
-            model_version: self.model_version.clone(),
+            model_version: Arc::clone(&champion.version),
             caller_history: (contact.caller.is_some() && history_known)
                 .then(|| Summary::of(histories.caller.as_ref(), now_ms)),
             device_history: (contact.device_id.is_some() && history_known)
                 .then(|| Summary::of(histories.device.as_ref(), now_ms)),
             degraded_reasons,
         };
-        self.recent.remember(contact, assessment.band.map(|_| assessment.likelihood));
+        self.recent.remember(contact, assessment.band.map(|_| (assessment.likelihood, Arc::clone(&champion.version))));
         assessment
     }
 
     /// Records an outcome once per contact id. Fails (and acknowledges nothing) when the contact is unknown and
     /// not included, or when the store cannot take the write. Returns the contact and the likelihood this
-    /// replica gave it, if it scored it.
-    pub async fn record_outcome(&self, report: &OutcomeReport) -> Result<(Recorded, Contact, Option<f64>)> {
+    /// replica gave it with the model that gave it, if it scored it.
+    pub async fn record_outcome(&self, report: &OutcomeReport) -> Result<(Recorded, Contact, Option<(f64, Arc<str>)>)> {
         let recent = self.recent.get(&report.contact_id);
-        let likelihood = recent.as_ref().and_then(|scored| scored.likelihood);
+        let likelihood = recent.as_ref().and_then(|scored| scored.likelihood.clone());
         let contact = match (&report.contact, recent) {
             (Some(contact), _) => contact.clone(),
             (None, Some(scored)) => scored.contact,

@@ -14,9 +14,11 @@ use crate::app::App;
 use crate::auth::{Authenticator, Role};
 use crate::cases::{CaseStore, Escalator};
 use crate::config::Settings;
-use crate::grpc::{EscalationsService, ScreeningService};
+use crate::grpc::{EscalationsService, ModelsService, ScreeningService};
+use crate::modelops::ModelRegistry;
 use crate::privacy::KeyHasher;
 use crate::proto::escalations_server::EscalationsServer;
+use crate::proto::models_server::ModelsServer;
 use crate::proto::screening_server::ScreeningServer;
 use crate::screening::Screener;
 use crate::store::journal::JournaledStore;
@@ -77,16 +79,35 @@ impl StartError {
 
 /// Loads the configured model, or the shipped one.
 pub fn load_model(settings: &Settings) -> Result<Model, StartError> {
-    let (path, text) = match &settings.model.path {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| StartError::ModelUnreadable { path: path.display().to_string(), source })?;
-            (path.display().to_string(), text)
+    match &settings.model.path {
+        Some(path) => read_start_model(path),
+        None => {
+            let artifact = ModelArtifact::from_json(SHIPPED_MODEL)
+                .map_err(|source| StartError::ModelRefused { path: "shipped".to_owned(), source })?;
+            Ok(Model::new(artifact))
         }
-        None => ("shipped".to_owned(), SHIPPED_MODEL.to_owned()),
-    };
-    let artifact = ModelArtifact::from_json(&text).map_err(|source| StartError::ModelRefused { path, source })?;
+    }
+}
+
+fn read_start_model(path: &std::path::Path) -> Result<Model, StartError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| StartError::ModelUnreadable { path: path.display().to_string(), source })?;
+    let artifact = ModelArtifact::from_json(&text)
+        .map_err(|source| StartError::ModelRefused { path: path.display().to_string(), source })?;
     Ok(Model::new(artifact))
+}
+
+/// The champion (as [`load_model`]) and the configured challenger, in a registry that reloads their files.
+pub fn load_models(settings: &Settings) -> Result<ModelRegistry, StartError> {
+    let champion = load_model(settings)?;
+    let challenger = settings.model.challenger_path.as_deref().map(read_start_model).transpose()?;
+    Ok(ModelRegistry::new(
+        champion,
+        settings.model.path.clone(),
+        challenger,
+        settings.model.challenger_path.clone(),
+        Duration::from_secs(settings.model.drift_window_minutes * 60),
+    ))
 }
 
 /// The key hasher the settings describe.
@@ -120,11 +141,11 @@ pub fn redis_store(settings: &Settings) -> Result<JournaledStore<RedisStore>, St
         .map_err(|source| StartError::Store(source.to_string()))
 }
 
-/// A screener over `store`, configured by the settings.
-pub fn build_screener<S: HistoryStore>(settings: &Settings, model: Model, store: S) -> Screener<S> {
-    Screener::new(
+/// A screener over `store`, configured by the settings, scoring with `models`.
+pub fn build_screener<S: HistoryStore>(settings: &Settings, models: Arc<ModelRegistry>, store: S) -> Screener<S> {
+    Screener::with_models(
         store,
-        model,
+        models,
         key_hasher(settings),
         settings.history.recent_contacts,
         Duration::from_millis(settings.history.budget_ms),
@@ -178,7 +199,8 @@ pub async fn serve<S: HistoryStore>(
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ScreeningServer::new(ScreeningService::new(Arc::clone(&app))))
-        .add_service(EscalationsServer::new(EscalationsService::new(app)))
+        .add_service(EscalationsServer::new(EscalationsService::new(Arc::clone(&app))))
+        .add_service(ModelsServer::new(ModelsService::new(app)))
         .serve_with_incoming_shutdown(incoming, signal);
     let deadline = async move {
         if drain_started_rx.await.is_ok() {

@@ -1,10 +1,12 @@
 //! gRPC transport: translation between saring.v1 messages and the application core. No logic lives here.
 
 mod escalations;
+mod models;
 mod screening;
 pub mod validate;
 
 pub use escalations::EscalationsService;
+pub use models::ModelsService;
 pub use screening::ScreeningService;
 
 use prost_types::Timestamp;

@@ -37,7 +37,7 @@ fn summary(summary: Summary) -> proto::HistorySummary {
     }
 }
 
-fn band(band: Option<saring_models::Band>) -> proto::Band {
+pub(super) fn band(band: Option<saring_models::Band>) -> proto::Band {
     match band {
         None => proto::Band::Unspecified,
         Some(saring_models::Band::Low) => proto::Band::Low,

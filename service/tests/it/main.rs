@@ -5,6 +5,7 @@ mod common;
 mod degraded;
 mod ladder;
 mod lifecycle;
+mod models;
 mod parity;
 mod redis_service;
 mod redis_store;

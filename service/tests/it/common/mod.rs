@@ -9,11 +9,13 @@ use saring::app::App;
 use saring::auth::{token_digest, Authenticator, Role, TokenEntry};
 use saring::cases::{CaseStore, Escalator};
 use saring::config::Settings;
+use saring::modelops::ModelRegistry;
 use saring::proto;
 use saring::proto::escalations_client::EscalationsClient;
+use saring::proto::models_client::ModelsClient;
 use saring::proto::screening_client::ScreeningClient;
 use saring::screening::Screener;
-use saring::server::{build_screener, load_model, memory_store, RunningServer};
+use saring::server::{build_screener, load_models, memory_store, RunningServer};
 use saring::store::HistoryStore;
 use saring_models::ladder::LadderPolicy;
 use saring_training::events::{ContactEvent, OutcomeEvent};
@@ -87,6 +89,13 @@ impl Interceptor for Bearer {
 pub type Screening = ScreeningClient<InterceptedService<Channel, Bearer>>;
 /// An Escalations client presenting a token.
 pub type Escalations = EscalationsClient<InterceptedService<Channel, Bearer>>;
+/// A Models client presenting a bearer token.
+pub type Models = ModelsClient<InterceptedService<Channel, Bearer>>;
+
+/// A Models client on `channel`.
+pub fn models(channel: &Channel, bearer: Bearer) -> Models {
+    ModelsClient::with_interceptor(channel.clone(), bearer)
+}
 
 /// A Screening client for `role`.
 pub fn screening(channel: &Channel, bearer: Bearer) -> Screening {
@@ -129,6 +138,11 @@ impl Harness {
         screening(&self.channel, Bearer::of(role))
     }
 
+    /// A Models client presenting `role`'s token.
+    pub fn models(&self, role: Role) -> Models {
+        models(&self.channel, Bearer::of(role))
+    }
+
     /// An Escalations client presenting `role`'s token.
     pub fn escalations(&self, role: Role) -> Escalations {
         escalations(&self.channel, Bearer::of(role))
@@ -144,8 +158,12 @@ pub async fn start() -> Harness {
 /// Starts the real service with its cases in `database_url`.
 pub async fn start_on(database_url: &str) -> Harness {
     let settings = Settings::default();
-    let model = load_model(&settings).expect("the shipped model loads");
-    let app = app_with(build_screener(&settings, model, memory_store(&settings)), database_url).await;
+    start_with(&settings, Arc::new(load_models(&settings).expect("the shipped model loads")), database_url).await
+}
+
+/// Starts the real service as `settings` describe, scoring with `models`, with its cases in `database_url`.
+pub async fn start_with(settings: &Settings, models: Arc<ModelRegistry>, database_url: &str) -> Harness {
+    let app = app_with(build_screener(settings, models, memory_store(settings)), database_url).await;
     let server = RunningServer::start("127.0.0.1:0".parse().unwrap(), app).await.expect("binds");
     let channel = connect(format!("http://{}", server.local_addr)).await;
     Harness { server, client: screening(&channel, Bearer::of(Role::Operator)), channel }
