@@ -5,10 +5,13 @@
 
 #![forbid(unsafe_code)]
 
+pub mod boosting;
+pub mod calibration;
 pub mod evaluate;
 pub mod events;
 pub mod fit;
 pub mod learners;
 pub mod metrics;
+pub mod reference;
 pub mod replay;
 pub mod simulate;

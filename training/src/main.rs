@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use saring_models::{Model, ModelArtifact};
 use saring_training::evaluate::evaluate;
 use saring_training::events::{read_event_file, write_events};
-use saring_training::fit::{fit, FitOptions};
+use saring_training::fit::{fit, FitOptions, FitOutput};
 use saring_training::replay::replay;
 use saring_training::simulate::{parse_region_profiles, simulate, SimulationConfig};
 use sha2::{Digest, Sha256};
@@ -64,6 +64,12 @@ enum Command {
         /// Fail on the first bad line instead of skipping it.
         #[arg(long)]
         strict: bool,
+        /// Learner kinds to try, comma-separated (logistic, forest, boosted); all by default.
+        #[arg(long, value_delimiter = ',')]
+        learners: Vec<String>,
+        /// Also write every candidate's fit time and validation/test ROC-AUC and PR-AUC as JSON (for benchmarks).
+        #[arg(long)]
+        summary_out: Option<PathBuf>,
     },
     /// Replay an event log, score each contact at arrival, and print metrics.
     Evaluate {
@@ -101,7 +107,7 @@ fn main() -> anyhow::Result<()> {
             write_events(BufWriter::new(file), &events)?;
             eprintln!("wrote {} events to {}", events.len(), out.display());
         }
-        Command::Fit { events, out, high_precision, elevated_precision, seed, strict } => {
+        Command::Fit { events, out, high_precision, elevated_precision, seed, strict, learners, summary_out } => {
             let bytes = std::fs::read(&events).with_context(|| format!("cannot read {}", events.display()))?;
             let data_fingerprint = Sha256::digest(&bytes).iter().map(|byte| format!("{byte:02x}")).collect();
             let log = read_event_file(&events, strict)?;
@@ -112,8 +118,13 @@ fn main() -> anyhow::Result<()> {
                 seed,
                 data_fingerprint,
                 data_source: events.display().to_string(),
+                learners,
             };
-            let artifact = fit(&replayed, &options)?;
+            let FitOutput { artifact, summary } = fit(&replayed, &options)?;
+            if let Some(path) = summary_out {
+                std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             std::fs::write(&out, artifact.to_json()).with_context(|| format!("cannot write {}", out.display()))?;
             let test = &artifact.card["metrics"]["test"];
             eprintln!(
