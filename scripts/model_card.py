@@ -8,6 +8,10 @@ card = artifact["card"]
 data = card["data"]
 test = card["metrics"]["test"]
 validation = card["metrics"]["validation"]
+calibration = card["calibration"]
+ece = calibration["ece"]
+bands = card["metrics"]["bands"]
+reference = card["reference"]
 
 
 def band_counts(counts):
@@ -17,9 +21,11 @@ def band_counts(counts):
 print(f"""# Model card: `{artifact['model_version']}` (the shipped default)
 
 - **What it predicts**: the likelihood that a contact to 110 is deliberate misuse. Labels: {card['label_source']}
+  ({card['label_definition']})
 - **Learner**: {card['learner']}, chosen on {card['chosen_on']} among {len(card['candidates'])} candidates;
-  calibrated with Platt scaling on the validation range; feature schema `{artifact['schema']['fingerprint']}`
-  ({len(artifact['schema']['names'])} features).
+  calibrated with {calibration['method']} on the validation range (chosen by {calibration['chosen_by']});
+  feature schema `{artifact['schema']['fingerprint']}` ({len(artifact['schema']['names'])} features).
+  Hyper-parameters: `{json.dumps(card['hyper_parameters'])}`.
 - **Data**: simulated (`saring-train simulate --seed 1 --days 60 --callers 20000`), fingerprint
   `{data['fingerprint'][:16]}…`, {data['from']} to {data['to']}: {data['contacts']} contacts, {data['labelled']} labelled,
   {data['positives']} misuse. Split by time: train {data['train']['rows']} rows until {data['train']['until']},
@@ -32,10 +38,11 @@ print(f"""# Model card: `{artifact['model_version']}` (the shipped default)
 
 ## Candidates (validation range)
 
-| candidate | ROC-AUC | PR-AUC | fit seconds |
-|---|---|---|---|""")
+| candidate | ROC-AUC | PR-AUC | fit seconds | boosting rounds |
+|---|---|---|---|---|""")
 for candidate in card["candidates"]:
-    print(f"| {candidate['candidate']} | {candidate['validation_roc_auc']:.4f} | {candidate['validation_pr_auc']:.4f} | {candidate['fit_seconds']:.1f} |")
+    rounds = candidate.get("boosting_rounds") or "–"
+    print(f"| {candidate['candidate']} | {candidate['validation_roc_auc']:.4f} | {candidate['validation_pr_auc']:.4f} | {candidate['fit_seconds']:.1f} | {rounds} |")
 print(f"""
 ## Held-out time range of the training log (last 15%)
 
@@ -46,7 +53,16 @@ print(f"""
 | Brier | {validation['brier']:.4f} | {test['brier']:.4f} |
 | naive rule ROC-AUC (caller's past misuse share) | {validation['naive_roc_auc']:.4f} | {test['naive_roc_auc']:.4f} |
 | base rate | {validation['base_rate']:.3f} | {test['base_rate']:.3f} |
+| ECE (15 bins) before calibration | {ece['validation']['uncalibrated']:.4f} | {ece['test']['uncalibrated']:.4f} |
+| ECE with Platt scaling | {ece['validation']['platt']:.4f} | {ece['test']['platt']:.4f} |
+| ECE as shipped ({calibration['method']}) | {ece['validation']['calibrated']:.4f} | {ece['test']['calibrated']:.4f} |
+| ELEVATED precision / recall | {bands['validation']['elevated']['precision']:.3f} / {bands['validation']['elevated']['recall']:.3f} | {bands['test']['elevated']['precision']:.3f} / {bands['test']['elevated']['recall']:.3f} |
+| HIGH precision / recall | {bands['validation']['high']['precision']:.3f} / {bands['validation']['high']['recall']:.3f} | {bands['test']['high']['precision']:.3f} / {bands['test']['high']['recall']:.3f} |
 | genuine emergencies by band | {band_counts(validation['genuine_emergencies_by_band'])} | {band_counts(test['genuine_emergencies_by_band'])} |
+
+Calibration chosen by cross-fitting on the two halves of the validation range: Platt held-out log loss
+{calibration['platt_cross_fit']['log_loss']:.4f} (ECE {calibration['platt_cross_fit']['ece']:.4f}), isotonic
+{calibration['isotonic_cross_fit']['log_loss']:.4f} (ECE {calibration['isotonic_cross_fit']['ece']:.4f}).
 
 ## Traffic it has never seen
 
@@ -61,5 +77,35 @@ Other regions and misuse mixes (`simulate --seed 3 --days 30 --callers 20000 --r
 ```
 {open(other_eval_path).read().rstrip()}
 ```
+
+Full reports with plots and slices (region, channel, first-time vs known callers, genuine emergencies per band):
+`docs/model-report/` (test range, seed 2, other regions).
+
+## Reference distribution for drift (`card.reference`)
+
+Computed over every contact of the test range ({reference['from']} to {reference['until']}, {reference['contacts']}
+contacts, labelled or not, because the service sees them all). Shape:
+
+```json
+"reference": {{
+  "range": "test", "from": "<RFC 3339>", "until": "<RFC 3339>", "contacts": <n>,
+  "bin_rule": "...",
+  "bins": {{
+    "likelihood": {{ "edges": [e0, e1, ...], "shares": [s0, s1, ..., sk] }},
+    "<feature name>": {{ "edges": [...], "shares": [...] }}
+  }},
+  "band_shares": {{ "low": <share>, "elevated": <share>, "high": <share> }}
+}}
+```
+
+- `edges` are inner decile edges (`k` strictly increasing values; fewer than 9 when values repeat, e.g. one edge
+  `[0.0]` for a 0/1 feature); `shares` has `k + 1` entries summing to 1.
+- Bin rule: a value `v` is in bin 0 when `v <= edges[0]`, in bin `i` when `edges[i-1] < v <= edges[i]`, in bin `k`
+  when `v > edges[k-1]` (`edges.partition_point(|e| *e < v)` in Rust).
+- `likelihood` is the calibrated likelihood the service returns; the features are named as in the schema
+  (`schema.names`): {", ".join(f"`{name}`" for name in reference['bins'] if name != 'likelihood')}.
+- The reference is global (all regions of the training log). For a population stability index, floor every
+  share (reference and observed) at a small epsilon such as 1e-4 before `Σ (obs − ref) · ln(obs / ref)`: a bin can
+  be empty in a short window.
 
 Reproduce everything on this page with `scripts/train-default-model.sh`.""")

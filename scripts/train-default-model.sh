@@ -13,9 +13,13 @@ $train fit --events data/train.jsonl --out models/artifacts/default.json
 $train simulate --out data/holdout-seed2.jsonl --seed 2 --days 30 --callers 20000
 $train simulate --out data/holdout-other-regions.jsonl --seed 3 --days 30 --callers 20000 \
   --regions "aceh.banda=6:1,maluku.ambon=0.2:2,kaltim.samarinda=1.2:1,diy.yogyakarta=0.6:1"
-$train evaluate --model models/artifacts/default.json --events data/holdout-seed2.jsonl > data/eval-seed2.txt
-$train evaluate --model models/artifacts/default.json --events data/holdout-other-regions.jsonl > data/eval-other.txt
+$train evaluate --model models/artifacts/default.json --events data/holdout-seed2.jsonl \
+  --report docs/model-report/seed2 > data/eval-seed2.txt
+$train evaluate --model models/artifacts/default.json --events data/holdout-other-regions.jsonl \
+  --report docs/model-report/other-regions > data/eval-other.txt
+$train evaluate --model models/artifacts/default.json --events data/train.jsonl --test-range \
+  --report docs/model-report/test-range > data/eval-test-range.txt
 
 python3 scripts/model_card.py models/artifacts/default.json data/eval-seed2.txt data/eval-other.txt \
   > models/artifacts/README.md
-echo "wrote models/artifacts/default.json and models/artifacts/README.md"
+echo "wrote models/artifacts/default.json, models/artifacts/README.md and docs/model-report/"

@@ -217,5 +217,12 @@ fn scoring_core(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, scoring_core);
+// No HTML plots: saring-training enables plotters' `ab_glyph` text rendering (fonts registered by the program, not
+// found on the system), and with that feature unified criterion's own plots find no font and panic. The figures
+// come from criterion's terminal output anyway.
+criterion_group! {
+    name = benches;
+    config = Criterion::default().without_plots();
+    targets = scoring_core
+}
 criterion_main!(benches);

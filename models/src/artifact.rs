@@ -78,6 +78,17 @@ pub struct ForestParams {
     pub trees: Vec<FlatTree>,
 }
 
+/// Gradient-boosted trees: `raw = base_score + Σ over trees of the leaf value` (log-odds of misuse; the learning
+/// rate is already folded into the values). Every internal node holds the hessian-weighted mean of its children's
+/// values, so path contributions along a tree add up to its leaf value minus its root value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BoostedParams {
+    /// The starting log-odds (the training range's misuse rate).
+    pub base_score: f64,
+    /// The trees, in boosting order.
+    pub trees: Vec<FlatTree>,
+}
+
 /// The scoring function's parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -86,15 +97,41 @@ pub enum ModelParams {
     Logistic(LogisticParams),
     /// Random forest (trained with smartcore, leaf values refitted to misuse shares).
     Forest(ForestParams),
+    /// Gradient-boosted trees (trained by saring-train's own histogram booster).
+    Boosted(BoostedParams),
 }
 
-/// Platt scaling: `likelihood = 1 / (1 + exp(-(slope * raw + offset)))`, fitted on a validation slice.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// Calibration of the raw score, fitted on a validation slice.
+///
+/// Platt scaling, `likelihood = 1 / (1 + exp(-(slope * raw + offset)))`, is always present. When `isotonic` is
+/// present it supersedes Platt (builds that predate it ignore the field and fall back to the Platt curve, which is
+/// always fitted on the same slice, rather than failing).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     /// Slope on the raw score.
     pub slope: f64,
     /// Offset.
     pub offset: f64,
+    /// An isotonic (monotone, piecewise-linear) map from raw score to likelihood.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isotonic: Option<IsotonicCalibration>,
+}
+
+impl Calibration {
+    /// Platt scaling alone.
+    pub fn platt(slope: f64, offset: f64) -> Self {
+        Calibration { slope, offset, isotonic: None }
+    }
+}
+
+/// A non-decreasing piecewise-linear map: `raw[i]` maps to `likelihood[i]`, linear in between, constant beyond the
+/// ends. Knots come from pool-adjacent-violators blocks (each block's mean raw score and misuse share).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IsotonicCalibration {
+    /// Knot positions on the raw score, strictly increasing.
+    pub raw: Vec<f64>,
+    /// Likelihood at each knot, non-decreasing, within 0..1.
+    pub likelihood: Vec<f64>,
 }
 
 /// Band thresholds on the calibrated likelihood, chosen at training time for stated precisions.
@@ -169,6 +206,9 @@ impl ModelArtifact {
         if !(self.calibration.slope.is_finite() && self.calibration.offset.is_finite()) {
             return invalid("calibration is not finite".into());
         }
+        if let Some(isotonic) = &self.calibration.isotonic {
+            validate_isotonic(isotonic)?;
+        }
         let bands = &self.bands;
         if !(0.0..=1.0).contains(&bands.elevated) || !(0.0..=1.0).contains(&bands.high) || bands.elevated > bands.high {
             return invalid(format!(
@@ -178,7 +218,13 @@ impl ModelArtifact {
         }
         match &self.params {
             ModelParams::Logistic(params) => validate_logistic(params),
-            ModelParams::Forest(params) => validate_forest(params),
+            ModelParams::Forest(params) => validate_trees(&params.trees),
+            ModelParams::Boosted(params) => {
+                if !params.base_score.is_finite() {
+                    return invalid("the base score is not finite".into());
+                }
+                validate_trees(&params.trees)
+            }
         }
     }
 
@@ -206,11 +252,26 @@ fn validate_logistic(params: &LogisticParams) -> Result<(), ArtifactError> {
     Ok(())
 }
 
-fn validate_forest(params: &ForestParams) -> Result<(), ArtifactError> {
-    if params.trees.is_empty() {
-        return Err(ArtifactError::Invalid("the forest has no trees".into()));
+fn validate_isotonic(isotonic: &IsotonicCalibration) -> Result<(), ArtifactError> {
+    let invalid = |message: &str| Err(ArtifactError::Invalid(format!("isotonic calibration: {message}")));
+    let (raw, likelihood) = (&isotonic.raw, &isotonic.likelihood);
+    if raw.is_empty() || raw.len() != likelihood.len() {
+        return invalid("no knots, or knots and likelihoods of different lengths");
     }
-    for (tree_index, tree) in params.trees.iter().enumerate() {
+    if raw.iter().any(|value| !value.is_finite()) || likelihood.iter().any(|value| !(0.0..=1.0).contains(value)) {
+        return invalid("a knot is not finite or a likelihood is outside 0..1");
+    }
+    if raw.windows(2).any(|pair| pair[0] >= pair[1]) || likelihood.windows(2).any(|pair| pair[0] > pair[1]) {
+        return invalid("knots must increase and likelihoods must not decrease");
+    }
+    Ok(())
+}
+
+fn validate_trees(trees: &[FlatTree]) -> Result<(), ArtifactError> {
+    if trees.is_empty() {
+        return Err(ArtifactError::Invalid("the model has no trees".into()));
+    }
+    for (tree_index, tree) in trees.iter().enumerate() {
         let nodes = tree.value.len();
         let invalid = |message: &str| Err(ArtifactError::Invalid(format!("tree {tree_index}: {message}")));
         if nodes == 0

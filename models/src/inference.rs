@@ -1,10 +1,11 @@
 //! Scoring a feature vector with a validated artifact, with exact per-feature contributions.
 //!
 //! Contributions add up to the raw score: `raw = bias + Σ contributions`. For the logistic model a contribution
-//! is weight × standardised value (log-odds); for forests it is the path (Saabas) contribution: along each tree's
-//! path, the change in node value at a split is credited to the split's feature, averaged over trees.
+//! is weight × standardised value (log-odds); for trees it is the path (Saabas) contribution: along each tree's
+//! path, the change in node value at a split is credited to the split's feature — averaged over trees for a forest
+//! (misuse shares), summed over trees for boosting (log-odds).
 
-use crate::artifact::{BandThresholds, Calibration, FlatTree, ModelArtifact, ModelParams};
+use crate::artifact::{BandThresholds, Calibration, FlatTree, IsotonicCalibration, ModelArtifact, ModelParams};
 use crate::features::{FeatureVector, FEATURE_COUNT};
 
 /// The operator-facing band.
@@ -36,7 +37,8 @@ pub struct Score {
     pub likelihood: f64,
     /// The uncalibrated score the contributions add up to.
     pub raw: f64,
-    /// The raw score of a contact with no feature evidence (intercept, or mean root value).
+    /// The raw score of a contact with no feature evidence (intercept; mean root value for a forest; base score
+    /// plus the root values for boosting).
     pub bias: f64,
     /// Per-feature contributions to `raw`.
     pub contributions: FeatureVector,
@@ -48,7 +50,7 @@ pub struct Score {
 #[derive(Debug, Clone)]
 pub struct Model {
     artifact: ModelArtifact,
-    forest_bias: f64,
+    tree_bias: f64,
 }
 
 fn logistic(value: f64) -> f64 {
@@ -58,13 +60,16 @@ fn logistic(value: f64) -> f64 {
 impl Model {
     /// Wraps a validated artifact (see [`ModelArtifact::from_json`]).
     pub fn new(artifact: ModelArtifact) -> Self {
-        let forest_bias = match &artifact.params {
+        let tree_bias = match &artifact.params {
             ModelParams::Forest(forest) => {
                 forest.trees.iter().map(|tree| tree.value[0]).sum::<f64>() / forest.trees.len() as f64
             }
+            ModelParams::Boosted(boosted) => {
+                boosted.base_score + boosted.trees.iter().map(|tree| tree.value[0]).sum::<f64>()
+            }
             ModelParams::Logistic(_) => 0.0,
         };
-        Model { artifact, forest_bias }
+        Model { artifact, tree_bias }
     }
 
     /// The artifact behind the model.
@@ -99,7 +104,14 @@ impl Model {
                 for contribution in contributions.iter_mut() {
                     *contribution /= tree_count;
                 }
-                (leaf_sum / tree_count, self.forest_bias)
+                (leaf_sum / tree_count, self.tree_bias)
+            }
+            ModelParams::Boosted(boosted) => {
+                let mut raw = boosted.base_score;
+                for tree in &boosted.trees {
+                    raw += walk_with_contributions(tree, features, &mut contributions);
+                }
+                (raw, self.tree_bias)
             }
         };
         let likelihood = calibrate(&self.artifact.calibration, raw);
@@ -122,9 +134,31 @@ fn walk_with_contributions(tree: &FlatTree, features: &FeatureVector, contributi
     }
 }
 
-/// Applies Platt calibration to a raw score.
+/// Applies the calibration to a raw score: the isotonic map when there is one, Platt scaling otherwise.
 pub fn calibrate(calibration: &Calibration, raw: f64) -> f64 {
+    match &calibration.isotonic {
+        Some(isotonic) => interpolate_isotonic(isotonic, raw),
+        None => platt(calibration, raw),
+    }
+}
+
+/// Platt scaling alone, ignoring any isotonic map.
+pub fn platt(calibration: &Calibration, raw: f64) -> f64 {
     logistic(calibration.slope * raw + calibration.offset)
+}
+
+/// The isotonic map at `raw`: linear between knots, constant beyond the ends. Allocation-free binary search.
+pub fn interpolate_isotonic(isotonic: &IsotonicCalibration, raw: f64) -> f64 {
+    let (knots, values) = (&isotonic.raw, &isotonic.likelihood);
+    let upper = knots.partition_point(|knot| *knot < raw);
+    if upper == 0 {
+        return values[0];
+    }
+    if upper == knots.len() {
+        return values[knots.len() - 1];
+    }
+    let (x0, x1, y0, y1) = (knots[upper - 1], knots[upper], values[upper - 1], values[upper]);
+    y0 + (y1 - y0) * (raw - x0) / (x1 - x0)
 }
 
 /// The band of a calibrated likelihood.

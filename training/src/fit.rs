@@ -5,14 +5,17 @@ use std::time::Instant;
 
 use saring_models::artifact::{BandThresholds, Calibration, ModelArtifact, ModelParams, SchemaInfo, FORMAT_VERSION};
 use saring_models::features::FeatureVector;
-use saring_models::inference::calibrate;
+use saring_models::inference::{calibrate, platt};
 use saring_models::Model;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::boosting::{train_boosted, BoostingSettings};
+use crate::calibration::{choose_calibration, expected_calibration_error, uncalibrated_probability, ECE_BINS};
 use crate::evaluate::evaluate;
-use crate::learners::{fit_platt, train_forest, train_logistic, ForestSettings, LogisticSettings, TrainingSet};
+use crate::learners::{train_forest, train_logistic, ForestSettings, LogisticSettings, TrainingSet};
 use crate::metrics::{pr_auc, roc_auc, threshold_for_precision};
+use crate::reference::reference_distribution;
 use crate::replay::{Replay, ReplayRow};
 
 /// Options of `fit`.
@@ -28,6 +31,17 @@ pub struct FitOptions {
     pub data_fingerprint: String,
     /// Where the data came from, for the card.
     pub data_source: String,
+    /// Learner kinds to try (logistic, forest, boosted); all when empty.
+    pub learners: Vec<String>,
+}
+
+/// What `fit` produced: the artifact, and a per-candidate summary for benchmarks (test-range metrics of every
+/// candidate, reported only: nothing is chosen on them).
+pub struct FitOutput {
+    /// The chosen, calibrated model.
+    pub artifact: ModelArtifact,
+    /// `{"candidates": [{candidate, kind, fit_seconds, validation_roc_auc, test_roc_auc, test_pr_auc}]}`.
+    pub summary: serde_json::Value,
 }
 
 /// A learner with its hyper-parameters.
@@ -35,6 +49,7 @@ pub struct FitOptions {
 enum Candidate {
     Logistic(LogisticSettings),
     Forest(ForestSettings),
+    Boosted(BoostingSettings),
 }
 
 impl Candidate {
@@ -47,6 +62,15 @@ impl Candidate {
                     settings.trees, settings.max_depth, settings.min_samples_leaf
                 )
             }
+            Candidate::Boosted(settings) => format!(
+                "boosted(learning_rate={}, leaves={}, depth={}, leaf={}, l2={}, bins={})",
+                settings.learning_rate,
+                settings.max_leaves,
+                settings.max_depth,
+                settings.min_samples_leaf,
+                settings.l2,
+                settings.max_bins
+            ),
         }
     }
 
@@ -54,13 +78,37 @@ impl Candidate {
         match self {
             Candidate::Logistic(_) => "logistic",
             Candidate::Forest(_) => "forest",
+            Candidate::Boosted(_) => "boosted",
         }
     }
 
-    fn train(&self, set: &TrainingSet<'_>) -> anyhow::Result<ModelParams> {
+    /// Trains on `set`; the booster also watches `validation` to stop early (its number of rounds is a
+    /// hyper-parameter chosen on validation, like every other).
+    fn train(&self, set: &TrainingSet<'_>, validation: &TrainingSet<'_>) -> anyhow::Result<ModelParams> {
         match self {
             Candidate::Logistic(settings) => train_logistic(set, *settings),
             Candidate::Forest(settings) => train_forest(set, *settings),
+            Candidate::Boosted(settings) => train_boosted(set, validation, *settings),
+        }
+    }
+
+    fn hyper_parameters(&self) -> serde_json::Value {
+        match self {
+            Candidate::Logistic(settings) => {
+                json!({ "alpha": settings.alpha, "max_iterations": settings.max_iterations, "class_balancing": "minority replicated" })
+            }
+            Candidate::Forest(settings) => json!({
+                "trees": settings.trees, "max_depth": settings.max_depth, "min_samples_leaf": settings.min_samples_leaf,
+                "features_per_split": settings.features_per_split, "seed": settings.seed,
+                "class_balancing": "minority replicated", "node_values": "balanced misuse share refitted on train",
+            }),
+            Candidate::Boosted(settings) => json!({
+                "loss": "log loss", "learning_rate": settings.learning_rate, "max_rounds": settings.max_rounds,
+                "max_leaves": settings.max_leaves, "max_depth": settings.max_depth,
+                "min_samples_leaf": settings.min_samples_leaf, "min_child_hessian": settings.min_child_hessian,
+                "l2": settings.l2, "max_bins": settings.max_bins,
+                "early_stopping": format!("validation log loss, patience {} rounds", settings.early_stopping_rounds),
+            }),
         }
     }
 }
@@ -69,12 +117,60 @@ fn candidates(seed: u64) -> Vec<Candidate> {
     let forest = |max_depth, min_samples_leaf| {
         Candidate::Forest(ForestSettings { trees: 60, max_depth, min_samples_leaf, features_per_split: 8, seed })
     };
+    let boosted = |learning_rate, max_leaves, min_samples_leaf| {
+        Candidate::Boosted(BoostingSettings {
+            max_rounds: 600,
+            learning_rate,
+            max_leaves,
+            max_depth: 10,
+            min_samples_leaf,
+            min_child_hessian: 1e-3,
+            l2: 1.0,
+            max_bins: 255,
+            early_stopping_rounds: 30,
+        })
+    };
     vec![
         Candidate::Logistic(LogisticSettings { alpha: 0.01, max_iterations: 200 }),
         Candidate::Logistic(LogisticSettings { alpha: 1.0, max_iterations: 200 }),
         forest(8, 20),
         forest(12, 10),
+        boosted(0.1, 15, 20),
+        boosted(0.1, 31, 20),
+        boosted(0.05, 63, 40),
     ]
+}
+
+/// The time boundaries of the split: contacts before `validation_from_ms` train, those before `test_from_ms`
+/// validate, the rest test.
+#[derive(Debug, Clone, Copy)]
+pub struct SplitBoundaries {
+    /// First millisecond of the validation range.
+    pub validation_from_ms: i64,
+    /// First millisecond of the test range.
+    pub test_from_ms: i64,
+}
+
+impl SplitBoundaries {
+    /// The first 70% of labelled contacts (by time) train, the next 15% validate, the last 15% test; contacts at
+    /// the same millisecond stay on one side.
+    pub fn of(rows: &[ReplayRow]) -> Self {
+        let labelled: Vec<&ReplayRow> = rows.iter().filter(|row| row.label().is_some()).collect();
+        let time_at =
+            |share: f64| labelled.get((labelled.len() as f64 * share) as usize).map_or(i64::MAX, |row| row.at_ms);
+        SplitBoundaries { validation_from_ms: time_at(0.70), test_from_ms: time_at(0.85) }
+    }
+
+    /// "train", "validation" or "test" for a contact at `at_ms`.
+    pub fn range_of(&self, at_ms: i64) -> &'static str {
+        if at_ms < self.validation_from_ms {
+            "train"
+        } else if at_ms < self.test_from_ms {
+            "validation"
+        } else {
+            "test"
+        }
+    }
 }
 
 struct Split<'a> {
@@ -88,17 +184,19 @@ struct Split<'a> {
 /// Labelled rows split by time: the first 70% of labelled contacts train, the next 15% validate, the last 15%
 /// test. Contacts at the same millisecond stay on one side.
 fn split_by_time(rows: &[ReplayRow]) -> Split<'_> {
-    let labelled: Vec<&ReplayRow> = rows.iter().filter(|row| row.label().is_some()).collect();
-    let time_at = |share: f64| labelled.get((labelled.len() as f64 * share) as usize).map_or(i64::MAX, |row| row.at_ms);
-    let (validation_from_ms, test_from_ms) = (time_at(0.70), time_at(0.85));
-    let mut split = Split { train: vec![], validation: vec![], test: vec![], validation_from_ms, test_from_ms };
-    for row in labelled {
-        if row.at_ms < validation_from_ms {
-            split.train.push(row);
-        } else if row.at_ms < test_from_ms {
-            split.validation.push(row);
-        } else {
-            split.test.push(row);
+    let boundaries = SplitBoundaries::of(rows);
+    let mut split = Split {
+        train: vec![],
+        validation: vec![],
+        test: vec![],
+        validation_from_ms: boundaries.validation_from_ms,
+        test_from_ms: boundaries.test_from_ms,
+    };
+    for row in rows.iter().filter(|row| row.label().is_some()) {
+        match boundaries.range_of(row.at_ms) {
+            "train" => split.train.push(row),
+            "validation" => split.validation.push(row),
+            _ => split.test.push(row),
         }
     }
     split
@@ -108,7 +206,7 @@ fn columns(rows: &[&ReplayRow]) -> (Vec<FeatureVector>, Vec<bool>) {
     rows.iter().map(|row| (row.features, row.label().unwrap_or(false))).unzip()
 }
 
-fn iso(ms: i64) -> String {
+pub(crate) fn iso(ms: i64) -> String {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .ok()
         .and_then(|time| time.format(&time::format_description::well_known::Rfc3339).ok())
@@ -128,7 +226,7 @@ fn placeholder_artifact(params: ModelParams, calibration: Calibration, bands: Ba
 }
 
 /// Trains, chooses, calibrates and packages a model from a replayed log.
-pub fn fit(replay: &Replay, options: &FitOptions) -> anyhow::Result<ModelArtifact> {
+pub fn fit(replay: &Replay, options: &FitOptions) -> anyhow::Result<FitOutput> {
     let split = split_by_time(&replay.rows);
     anyhow::ensure!(
         split.train.len() >= 100 && split.validation.len() >= 50 && split.test.len() >= 50,
@@ -139,41 +237,62 @@ pub fn fit(replay: &Replay, options: &FitOptions) -> anyhow::Result<ModelArtifac
     );
     let (train_features, train_labels) = columns(&split.train);
     let (validation_features, validation_labels) = columns(&split.validation);
+    let (test_features, test_labels) = columns(&split.test);
     anyhow::ensure!(
         train_labels.iter().any(|label| *label) && train_labels.iter().any(|label| !*label),
         "the training range needs both misuse and other labels"
     );
     let set = TrainingSet { features: &train_features, labels: &train_labels };
-    let unit = Calibration { slope: 1.0, offset: 0.0 };
+    let validation_set = TrainingSet { features: &validation_features, labels: &validation_labels };
+    let unit = Calibration::platt(1.0, 0.0);
     let no_bands =
         BandThresholds { elevated: 1.0, high: 1.0, elevated_target_precision: 0.0, high_target_precision: 0.0 };
 
     let mut reports = Vec::new();
+    let mut summary = Vec::new();
     let mut best: Option<(f64, Candidate, ModelParams)> = None;
-    for candidate in candidates(options.seed) {
+    let wanted = |candidate: &Candidate| {
+        options.learners.is_empty() || options.learners.iter().any(|kind| kind == candidate.kind())
+    };
+    for candidate in candidates(options.seed).into_iter().filter(wanted) {
         let started = Instant::now();
-        let params = candidate.train(&set)?;
+        let params = candidate.train(&set, &validation_set)?;
         let fit_seconds = started.elapsed().as_secs_f64();
-        let model = Model::new(placeholder_artifact(params.clone(), unit, no_bands));
+        let model = Model::new(placeholder_artifact(params.clone(), unit.clone(), no_bands));
         let raw: Vec<f64> = validation_features.iter().map(|row| model.score(row).raw).collect();
         let validation_auc = roc_auc(&raw, &validation_labels);
-        eprintln!("{:<40} validation ROC-AUC {validation_auc:.4}  fit {fit_seconds:.1} s", candidate.name());
+        let trees = match &params {
+            ModelParams::Boosted(boosted) => Some(boosted.trees.len()),
+            _ => None,
+        };
+        eprintln!("{:<72} validation ROC-AUC {validation_auc:.4}  fit {fit_seconds:.1} s", candidate.name());
         reports.push(json!({
             "candidate": candidate.name(),
             "validation_roc_auc": validation_auc,
             "validation_pr_auc": pr_auc(&raw, &validation_labels),
             "fit_seconds": fit_seconds,
+            "boosting_rounds": trees,
+        }));
+        // Reported for benchmarks only; never used to choose.
+        let test_raw: Vec<f64> = test_features.iter().map(|row| model.score(row).raw).collect();
+        summary.push(json!({
+            "candidate": candidate.name(),
+            "kind": candidate.kind(),
+            "fit_seconds": fit_seconds,
+            "validation_roc_auc": validation_auc,
+            "test_roc_auc": roc_auc(&test_raw, &test_labels),
+            "test_pr_auc": pr_auc(&test_raw, &test_labels),
         }));
         if best.as_ref().is_none_or(|(auc, _, _)| validation_auc > *auc) {
             best = Some((validation_auc, candidate, params));
         }
     }
-    let (_, chosen, params) = best.expect("there is always at least one candidate");
+    let (_, chosen, params) = best.ok_or_else(|| anyhow::anyhow!("no learner matches {:?}", options.learners))?;
 
     let uncalibrated = Model::new(placeholder_artifact(params.clone(), unit, no_bands));
     let validation_raw: Vec<f64> = validation_features.iter().map(|row| uncalibrated.score(row).raw).collect();
-    let (slope, offset) = fit_platt(&validation_raw, &validation_labels);
-    let calibration = Calibration { slope, offset };
+    let choice = choose_calibration(&validation_raw, &validation_labels);
+    let calibration = choice.calibration.clone();
     let validation_likelihood: Vec<f64> = validation_raw.iter().map(|raw| calibrate(&calibration, *raw)).collect();
     let minimum_flagged = (validation_labels.len() / 100).max(10);
     let high =
@@ -203,14 +322,50 @@ pub fn fit(replay: &Replay, options: &FitOptions) -> anyhow::Result<ModelArtifac
     let validation_rows: Vec<ReplayRow> = split.validation.iter().map(|row| (*row).clone()).collect();
     let (test_evaluation, _) = evaluate(&model, &test_rows);
     let (validation_evaluation, _) = evaluate(&model, &validation_rows);
+    let ece = |features: &[FeatureVector], labels: &[bool]| {
+        let raw: Vec<f64> = features.iter().map(|row| model.score(row).raw).collect();
+        let probabilities = |map: &dyn Fn(f64) -> f64| raw.iter().map(|raw| map(*raw)).collect::<Vec<f64>>();
+        json!({
+            "uncalibrated": expected_calibration_error(&probabilities(&|raw| uncalibrated_probability(&artifact.params, raw)), labels),
+            "platt": expected_calibration_error(&probabilities(&|raw| platt(&artifact.calibration, raw)), labels),
+            "calibrated": expected_calibration_error(&probabilities(&|raw| calibrate(&artifact.calibration, raw)), labels),
+        })
+    };
+    let calibration_card = json!({
+        "method": choice.method,
+        "fitted_on": "validation range",
+        "chosen_by": "cross-fitting across the two halves (by time) of the validation range: isotonic only if it lowers held-out log loss by at least 0.001",
+        "platt_cross_fit": choice.platt_cross_fit,
+        "isotonic_cross_fit": choice.isotonic_cross_fit,
+        "ece_bins": ECE_BINS,
+        "ece": { "validation": ece(&validation_features, &validation_labels), "test": ece(&test_features, &test_labels) },
+    });
+    let band_metrics = |evaluation: &crate::evaluate::Evaluation| {
+        json!({
+            "elevated": { "threshold": elevated, "precision": evaluation.at_elevated.precision(), "recall": evaluation.at_elevated.recall() },
+            "high": { "threshold": high, "precision": evaluation.at_high.precision(), "recall": evaluation.at_high.recall() },
+        })
+    };
+    let test_range: Vec<ReplayRow> =
+        replay.rows.iter().filter(|row| row.at_ms >= split.test_from_ms).cloned().collect();
+    let reference = reference_distribution(
+        &model,
+        &test_range,
+        iso(split.test_from_ms),
+        iso(replay.rows.last().map_or(0, |row| row.at_ms)),
+    );
     let labelled = split.train.len() + split.validation.len() + split.test.len();
     let positives = replay.rows.iter().filter(|row| row.label() == Some(true)).count();
     artifact.card = json!({
-        "label_source": "operator dispositions only: prank or abusive = misuse; silent, accidental and the rest = not \
-                         misuse; unknown = unlabelled and left out. Never saring's own scores.",
+        "label_source": "operator dispositions only",
+        "label_definition": "prank or abusive = misuse; silent, accidental and the rest = not misuse; unknown = \
+                             unlabelled and left out. Never saring's own scores.",
         "learner": chosen.name(),
+        "learner_kind": chosen.kind(),
+        "hyper_parameters": chosen.hyper_parameters(),
         "chosen_on": "validation ROC-AUC (time-based split)",
         "candidates": reports,
+        "calibration": calibration_card,
         "data": {
             "source": options.data_source,
             "fingerprint": options.data_fingerprint,
@@ -219,9 +374,9 @@ pub fn fit(replay: &Replay, options: &FitOptions) -> anyhow::Result<ModelArtifac
             "contacts": replay.rows.len(),
             "labelled": labelled,
             "positives": positives,
-            "train": { "rows": split.train.len(), "until": iso(split.validation_from_ms) },
+            "train": { "rows": split.train.len(), "from": iso(replay.rows.first().map_or(0, |row| row.at_ms)), "until": iso(split.validation_from_ms) },
             "validation": { "rows": split.validation.len(), "from": iso(split.validation_from_ms), "until": iso(split.test_from_ms) },
-            "test": { "rows": split.test.len(), "from": iso(split.test_from_ms) },
+            "test": { "rows": split.test.len(), "from": iso(split.test_from_ms), "until": iso(replay.rows.last().map_or(0, |row| row.at_ms)) },
         },
         "bands": {
             "elevated": elevated, "high": high,
@@ -229,10 +384,15 @@ pub fn fit(replay: &Replay, options: &FitOptions) -> anyhow::Result<ModelArtifac
                 "HIGH: lowest likelihood whose contacts at or above it reach validation precision {} (at least {minimum_flagged} flagged); ELEVATED: calibrated likelihood {} (local precision)",
                 options.high_precision, options.elevated_precision),
         },
-        "metrics": { "validation": validation_evaluation, "test": test_evaluation },
+        "metrics": {
+            "validation": validation_evaluation,
+            "test": test_evaluation,
+            "bands": { "validation": band_metrics(&validation_evaluation), "test": band_metrics(&test_evaluation) },
+        },
+        "reference": reference,
         "trained_at": iso((trained_at.unix_timestamp_nanos() / 1_000_000) as i64),
         "trained_with": concat!("saring-train ", env!("CARGO_PKG_VERSION")),
     });
     artifact.validate()?;
-    Ok(artifact)
+    Ok(FitOutput { artifact, summary: json!({ "candidates": summary }) })
 }

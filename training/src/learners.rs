@@ -261,7 +261,7 @@ mod tests {
             model_version: "t".into(),
             schema: SchemaInfo::current(),
             params,
-            calibration: Calibration { slope, offset },
+            calibration: Calibration::platt(slope, offset),
             bands: BandThresholds {
                 elevated: 0.5,
                 high: 0.9,
@@ -274,21 +274,63 @@ mod tests {
         Model::new(artifact)
     }
 
-    #[test]
-    fn both_learners_rank_the_positive_class_high() {
-        let (features, labels) = separable(800);
-        let set = TrainingSet { features: &features, labels: &labels };
+    /// One trained model of every learner kind, on small separable data.
+    fn every_learner(features: &[FeatureVector], labels: &[bool]) -> Vec<ModelParams> {
+        let set = TrainingSet { features, labels };
+        let (validation_features, validation_labels) = separable(300);
+        let validation = TrainingSet { features: &validation_features, labels: &validation_labels };
         let logistic = train_logistic(&set, LogisticSettings { alpha: 0.1, max_iterations: 100 }).unwrap();
         let forest = train_forest(
             &set,
             ForestSettings { trees: 10, max_depth: 4, min_samples_leaf: 2, features_per_split: 8, seed: 1 },
         )
         .unwrap();
-        for params in [logistic, forest] {
+        let boosted = crate::boosting::train_boosted(
+            &set,
+            &validation,
+            crate::boosting::BoostingSettings {
+                max_rounds: 40,
+                learning_rate: 0.2,
+                max_leaves: 8,
+                max_depth: 4,
+                min_samples_leaf: 5,
+                min_child_hessian: 1e-3,
+                l2: 1.0,
+                max_bins: 32,
+                early_stopping_rounds: 10,
+            },
+        )
+        .unwrap();
+        vec![logistic, forest, boosted]
+    }
+
+    #[test]
+    fn every_learner_ranks_the_positive_class_high() {
+        let (features, labels) = separable(800);
+        let learners = every_learner(&features, &labels);
+        assert!(matches!(learners[2], ModelParams::Boosted(_)));
+        for params in learners {
             let model = model(params, 1.0, 0.0);
             let raw: Vec<f64> = features.iter().map(|row| model.score(row).raw).collect();
             let auc = roc_auc(&raw, &labels);
             assert!(auc > 0.95, "AUC of the misuse class must be high, got {auc}");
+        }
+    }
+
+    #[test]
+    fn every_learner_explains_its_raw_score_exactly() {
+        let (features, labels) = separable(800);
+        for params in every_learner(&features, &labels) {
+            let model = model(params, 1.0, 0.0);
+            let mut explained_something = false;
+            for row in &features {
+                let score = model.score(row);
+                let sum = score.bias + score.contributions.iter().sum::<f64>();
+                assert!((sum - score.raw).abs() < 1e-9, "bias + contributions {sum} != raw {}", score.raw);
+                explained_something |= score.contributions[3].abs() > 1e-6;
+            }
+            // The informative feature carries weight, so the test would notice contributions stuck at zero.
+            assert!(explained_something);
         }
     }
 

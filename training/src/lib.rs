@@ -5,10 +5,16 @@
 
 #![forbid(unsafe_code)]
 
+pub mod boosting;
+pub mod calibration;
+pub mod dataset;
 pub mod evaluate;
 pub mod events;
 pub mod fit;
 pub mod learners;
 pub mod metrics;
+pub mod plots;
+pub mod reference;
 pub mod replay;
+pub mod report;
 pub mod simulate;

@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use saring_models::{Model, ModelArtifact};
+use saring_training::dataset::write_dataset;
 use saring_training::evaluate::evaluate;
 use saring_training::events::{read_event_file, write_events};
-use saring_training::fit::{fit, FitOptions};
+use saring_training::fit::{fit, FitOptions, FitOutput};
 use saring_training::replay::replay;
+use saring_training::report::write_report;
 use saring_training::simulate::{parse_region_profiles, simulate, SimulationConfig};
 use sha2::{Digest, Sha256};
 
@@ -64,6 +66,12 @@ enum Command {
         /// Fail on the first bad line instead of skipping it.
         #[arg(long)]
         strict: bool,
+        /// Learner kinds to try, comma-separated (logistic, forest, boosted); all by default.
+        #[arg(long, value_delimiter = ',')]
+        learners: Vec<String>,
+        /// Also write every candidate's fit time and validation/test ROC-AUC and PR-AUC as JSON (for benchmarks).
+        #[arg(long)]
+        summary_out: Option<PathBuf>,
     },
     /// Replay an event log, score each contact at arrival, and print metrics.
     Evaluate {
@@ -79,6 +87,25 @@ enum Command {
         /// Write {"contact_id","prank_likelihood","band"} per contact as JSON Lines.
         #[arg(long)]
         predictions_out: Option<PathBuf>,
+        /// Write DIR/report.md with PNG plots and slices.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+        /// Score only contacts from the start of the model card's test range (use with the model's own training log;
+        /// features still see the whole history before each contact).
+        #[arg(long)]
+        test_range: bool,
+        /// Fail on the first bad line instead of skipping it.
+        #[arg(long)]
+        strict: bool,
+    },
+    /// Export the replayed feature matrix as CSV with the time-based split, label and slice columns.
+    Dataset {
+        /// Event log.
+        #[arg(long)]
+        events: PathBuf,
+        /// CSV file to write.
+        #[arg(long)]
+        out: PathBuf,
         /// Fail on the first bad line instead of skipping it.
         #[arg(long)]
         strict: bool,
@@ -101,7 +128,7 @@ fn main() -> anyhow::Result<()> {
             write_events(BufWriter::new(file), &events)?;
             eprintln!("wrote {} events to {}", events.len(), out.display());
         }
-        Command::Fit { events, out, high_precision, elevated_precision, seed, strict } => {
+        Command::Fit { events, out, high_precision, elevated_precision, seed, strict, learners, summary_out } => {
             let bytes = std::fs::read(&events).with_context(|| format!("cannot read {}", events.display()))?;
             let data_fingerprint = Sha256::digest(&bytes).iter().map(|byte| format!("{byte:02x}")).collect();
             let log = read_event_file(&events, strict)?;
@@ -112,8 +139,13 @@ fn main() -> anyhow::Result<()> {
                 seed,
                 data_fingerprint,
                 data_source: events.display().to_string(),
+                learners,
             };
-            let artifact = fit(&replayed, &options)?;
+            let FitOutput { artifact, summary } = fit(&replayed, &options)?;
+            if let Some(path) = summary_out {
+                std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
             std::fs::write(&out, artifact.to_json()).with_context(|| format!("cannot write {}", out.display()))?;
             let test = &artifact.card["metrics"]["test"];
             eprintln!(
@@ -124,11 +156,26 @@ fn main() -> anyhow::Result<()> {
                 test["pr_auc"].as_f64().unwrap_or(f64::NAN)
             );
         }
-        Command::Evaluate { model, events, json, predictions_out, strict } => {
+        Command::Evaluate { model, events, json, predictions_out, report, test_range, strict } => {
             let text = std::fs::read_to_string(&model).with_context(|| format!("cannot read {}", model.display()))?;
             let model = Model::new(ModelArtifact::from_json(&text).with_context(|| format!("{}", model.display()))?);
-            let replayed = replay(&read_event_file(&events, strict)?);
+            let mut replayed = replay(&read_event_file(&events, strict)?);
+            let mut source = events.display().to_string();
+            if test_range {
+                let from = model.artifact().card["data"]["test"]["from"]
+                    .as_str()
+                    .context("--test-range: the model card has no data.test.from")?;
+                let from_ms = (time::OffsetDateTime::parse(from, &time::format_description::well_known::Rfc3339)?
+                    .unix_timestamp_nanos()
+                    / 1_000_000) as i64;
+                replayed.rows.retain(|row| row.at_ms >= from_ms);
+                source = format!("{source}, contacts from {from} (the model's held-out test range)");
+            }
             let (evaluation, predictions) = evaluate(&model, &replayed.rows);
+            if let Some(directory) = report {
+                write_report(&directory, &model, &replayed.rows, &evaluation, &source)?;
+                eprintln!("wrote {}", directory.join("report.md").display());
+            }
             if let Some(path) = predictions_out {
                 let mut writer =
                     BufWriter::new(File::create(&path).with_context(|| format!("cannot create {}", path.display()))?);
@@ -149,6 +196,12 @@ fn main() -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Dataset { events, out, strict } => {
+            let replayed = replay(&read_event_file(&events, strict)?);
+            let file = File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            let rows = write_dataset(BufWriter::new(file), &replayed.rows)?;
+            eprintln!("wrote {rows} rows to {}", out.display());
         }
     }
     Ok(())

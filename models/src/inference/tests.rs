@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::artifact::{ForestParams, LogisticParams, SchemaInfo, FORMAT_VERSION};
+use crate::artifact::{BoostedParams, ForestParams, LogisticParams, SchemaInfo, FORMAT_VERSION};
 
 fn artifact(params: ModelParams) -> ModelArtifact {
     ModelArtifact {
@@ -9,7 +9,7 @@ fn artifact(params: ModelParams) -> ModelArtifact {
         model_version: "test".into(),
         schema: SchemaInfo::current(),
         params,
-        calibration: Calibration { slope: 1.0, offset: 0.0 },
+        calibration: Calibration::platt(1.0, 0.0),
         bands: BandThresholds { elevated: 0.5, high: 0.9, elevated_target_precision: 0.5, high_target_precision: 0.9 },
         card: serde_json::Value::Null,
     }
@@ -63,6 +63,82 @@ proptest! {
         prop_assert!((sum - score.raw).abs() < 1e-12, "{sum} vs {}", score.raw);
         prop_assert!(score.contributions[2..].iter().all(|value| *value == 0.0));
     }
+
+    #[test]
+    fn boosted_contributions_add_up_to_the_raw_score(
+        values in proptest::collection::vec(-1.0f64..2.0, FEATURE_COUNT),
+        threshold in 0.0f64..1.0,
+        base_score in -2.0f64..2.0,
+        scale in -3.0f64..3.0,
+    ) {
+        // Log-odds trees: shift and scale the share-valued tree so values are signed.
+        let mut tree = small_tree(threshold);
+        for value in tree.value.iter_mut() {
+            *value = scale * (*value - 0.3);
+        }
+        let mut deeper = small_tree(0.25);
+        deeper.feature = vec![5, 9, 0, 0, 0];
+        let boosted = BoostedParams { base_score, trees: vec![tree.clone(), deeper, tree] };
+        let artifact = artifact(ModelParams::Boosted(boosted.clone()));
+        artifact.validate().unwrap();
+        let model = Model::new(artifact);
+        let features: FeatureVector = values.try_into().unwrap();
+        let score = model.score(&features);
+        let sum: f64 = score.bias + score.contributions.iter().sum::<f64>();
+        prop_assert!((sum - score.raw).abs() < 1e-9, "{sum} vs {}", score.raw);
+        // raw is the base score plus one leaf per tree, found by an independent walk.
+        let leaf = |tree: &FlatTree| {
+            let mut node = 0usize;
+            while tree.left[node] != FlatTree::LEAF {
+                let go_left = features[usize::from(tree.feature[node])] <= tree.threshold[node];
+                node = if go_left { tree.left[node] } else { tree.right[node] } as usize;
+            }
+            tree.value[node]
+        };
+        let expected = base_score + boosted.trees.iter().map(leaf).sum::<f64>();
+        prop_assert!((expected - score.raw).abs() < 1e-12);
+        prop_assert!((score.likelihood - 1.0 / (1.0 + (-score.raw).exp())).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_isotonic_map_is_monotone_and_stays_within_its_knots(
+        raw_a in -10.0f64..10.0,
+        raw_b in -10.0f64..10.0,
+    ) {
+        let isotonic = IsotonicCalibration { raw: vec![-2.0, 0.0, 1.0, 3.0], likelihood: vec![0.05, 0.2, 0.2, 0.9] };
+        let (low, high) = if raw_a <= raw_b { (raw_a, raw_b) } else { (raw_b, raw_a) };
+        let (at_low, at_high) = (interpolate_isotonic(&isotonic, low), interpolate_isotonic(&isotonic, high));
+        prop_assert!(at_low <= at_high);
+        prop_assert!((0.05..=0.9).contains(&at_low) && (0.05..=0.9).contains(&at_high));
+    }
+}
+
+#[test]
+fn isotonic_calibration_interpolates_between_knots_and_supersedes_platt() {
+    let isotonic = IsotonicCalibration { raw: vec![-2.0, 0.0, 2.0], likelihood: vec![0.1, 0.3, 0.7] };
+    assert_eq!(interpolate_isotonic(&isotonic, -5.0), 0.1);
+    assert_eq!(interpolate_isotonic(&isotonic, 0.0), 0.3);
+    assert!((interpolate_isotonic(&isotonic, 1.0) - 0.5).abs() < 1e-12);
+    assert_eq!(interpolate_isotonic(&isotonic, 9.0), 0.7);
+    let calibration = Calibration { slope: 1.0, offset: 0.0, isotonic: Some(isotonic) };
+    assert!((calibrate(&calibration, 1.0) - 0.5).abs() < 1e-12);
+    assert!((platt(&calibration, 0.0) - 0.5).abs() < 1e-12);
+    let mut broken = artifact(ModelParams::Forest(ForestParams { trees: vec![small_tree(0.5)] }));
+    broken.calibration.isotonic = Some(IsotonicCalibration { raw: vec![0.0, 0.0], likelihood: vec![0.2, 0.3] });
+    assert!(broken.validate().is_err(), "knots must strictly increase");
+}
+
+#[test]
+fn an_artifact_without_isotonic_calibration_still_loads() {
+    // Artifacts written before isotonic calibration existed have only slope and offset.
+    let shipped = include_str!("../../artifacts/default.json");
+    let artifact = ModelArtifact::from_json(shipped).expect("the shipped artifact loads");
+    let json = serde_json::to_value(&artifact).unwrap();
+    let mut value = json.clone();
+    value["calibration"] = serde_json::json!({ "slope": 2.0, "offset": -1.0 });
+    let old: ModelArtifact = serde_json::from_value(value).unwrap();
+    assert_eq!(old.calibration, Calibration::platt(2.0, -1.0));
+    old.validate().unwrap();
 }
 
 #[test]

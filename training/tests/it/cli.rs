@@ -92,3 +92,39 @@ fn a_bad_line_is_reported_with_its_number_or_fails_in_strict_mode() {
     assert!(String::from_utf8_lossy(&strict.stderr).contains("line 1:"));
     std::fs::remove_dir_all(directory).ok();
 }
+
+#[test]
+fn dataset_and_report_are_written() {
+    let directory = scratch("dataset-report");
+    let log = directory.join("log.jsonl");
+    let csv = directory.join("dataset.csv");
+    let report = directory.join("report");
+    saring_train(&["simulate", "--out", text(&log), "--seed", "9", "--days", "6", "--callers", "800"]);
+    saring_train(&["dataset", "--events", text(&log), "--out", text(&csv)]);
+    let content = std::fs::read_to_string(&csv).unwrap();
+    let mut lines = content.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    assert_eq!(header.len(), 8 + saring_models::features::FEATURE_COUNT);
+    assert_eq!(&header[..4], ["contact_id", "at_ms", "split", "label"]);
+    let rows: Vec<Vec<&str>> = lines.map(|line| line.split(',').collect()).collect();
+    assert!(rows.iter().all(|row| row.len() == header.len()));
+    // Splits follow time: train, then validation, then test, and all three are present.
+    let order = |split: &str| ["train", "validation", "test"].iter().position(|name| *name == split).unwrap();
+    let splits: Vec<usize> = rows.iter().map(|row| order(row[2])).collect();
+    assert!(splits.windows(2).all(|pair| pair[0] <= pair[1]));
+    assert!((0..3).all(|split| splits.contains(&split)));
+    assert!(rows.iter().all(|row| ["", "0", "1"].contains(&row[3])));
+
+    let shipped = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/artifacts/default.json");
+    saring_train(&["evaluate", "--model", shipped, "--events", text(&log), "--report", text(&report)]);
+    let markdown = std::fs::read_to_string(report.join("report.md")).unwrap();
+    for section in ["ROC-AUC", "Genuine emergencies per band", "By kind of caller", "By channel", "By region", "ECE"] {
+        assert!(markdown.contains(section), "{section} missing from the report");
+    }
+    for plot in ["roc.png", "precision-recall.png", "calibration.png", "score-histograms.png"] {
+        assert!(markdown.contains(plot));
+        let bytes = std::fs::read(report.join(plot)).unwrap();
+        assert_eq!(&bytes[..4], b"\x89PNG", "{plot} is a PNG");
+    }
+    std::fs::remove_dir_all(directory).ok();
+}
