@@ -346,6 +346,20 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_models_card_carries_a_reference_the_monitor_reads() {
+        let shipped = Model::new(
+            saring_models::ModelArtifact::from_json(include_str!("../../../models/artifacts/default.json")).unwrap(),
+        );
+        let bins = shipped.artifact().card.pointer("/reference/bins").and_then(serde_json::Value::as_object).unwrap();
+        let variables = reference(&shipped);
+        assert_eq!(variables.len(), bins.len(), "every reference variable is read");
+        assert!(variables.iter().any(|variable| variable.source == Source::Likelihood));
+        for variable in &variables {
+            assert!((variable.shares.iter().sum::<f64>() - 1.0).abs() < 1e-6, "{}", variable.name);
+        }
+    }
+
+    #[test]
     fn psi_is_zero_on_the_reference_and_grows_with_the_shift() {
         assert!(psi(&[25, 25, 50], 100, &[0.25, 0.25, 0.5]).abs() < 1e-12);
         let small = psi(&[30, 25, 45], 100, &[0.25, 0.25, 0.5]);
