@@ -127,6 +127,12 @@ impl Authenticator {
         (authenticator, tokens)
     }
 
+    /// Who holds `token`, if anyone (the console's sign-in).
+    pub fn principal(&self, token: &str) -> Option<&Principal> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.by_digest.get(&digest)
+    }
+
     /// The principal presenting `authorization: Bearer TOKEN`, if its role is one of `allowed`.
     /// A missing or unknown token is `UNAUTHENTICATED`; a known token of another role is `PERMISSION_DENIED`.
     pub fn authorize(&self, metadata: &MetadataMap, allowed: &[Role]) -> Result<Principal, Status> {
@@ -140,8 +146,7 @@ impl Authenticator {
             .map(str::trim)
             .filter(|token| !token.is_empty())
             .ok_or_else(|| Status::unauthenticated("authorization must be \"Bearer TOKEN\""))?;
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        let principal = self.by_digest.get(&digest).ok_or_else(|| Status::unauthenticated("unknown token"))?;
+        let principal = self.principal(token).ok_or_else(|| Status::unauthenticated("unknown token"))?;
         if !allowed.contains(&principal.role) {
             let allowed: Vec<&str> = allowed.iter().map(|role| role.as_str()).collect();
             return Err(Status::permission_denied(format!(

@@ -28,6 +28,24 @@ pub struct Settings {
     pub cases: CasesSettings,
     /// Bearer tokens and their roles.
     pub auth: AuthSettings,
+    /// The web console.
+    pub console: ConsoleSettings,
+}
+
+/// `[console]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleSettings {
+    /// Serve the web console.
+    pub enabled: bool,
+    /// Address of the console's HTTP listener (the admin port).
+    pub listen: String,
+}
+
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        ConsoleSettings { enabled: true, listen: "127.0.0.1:8080".into() }
+    }
 }
 
 /// `[cases]`
@@ -174,6 +192,8 @@ pub struct FlagOverrides {
     pub ladder: Option<PathBuf>,
     /// `--database-url`
     pub database_url: Option<String>,
+    /// `--console-listen`
+    pub console_listen: Option<String>,
 }
 
 /// A configuration problem, naming the key.
@@ -194,6 +214,9 @@ impl Settings {
         figment = figment.merge(Env::prefixed("SARING__").split("__").lowercase(true));
         if let Some(listen) = &flags.listen {
             figment = figment.merge(Serialized::default("server.listen", listen));
+        }
+        if let Some(listen) = &flags.console_listen {
+            figment = figment.merge(Serialized::default("console.listen", listen));
         }
         if let Some(model) = &flags.model {
             figment = figment.merge(Serialized::default("model.path", model));
@@ -262,6 +285,9 @@ impl Settings {
         if self.model.challenger_path.is_some() && self.model.challenger_path == self.model.path {
             return fail("model.challenger_path: must not be the champion's file (model.path)".into());
         }
+        if let Err(error) = self.console_addr() {
+            return fail(format!("console.listen: {:?}: {error}", self.console.listen));
+        }
         self.ladder_policy()?;
         let url = self.cases.database_url.as_str();
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
@@ -288,6 +314,11 @@ impl Settings {
     /// The parsed listen address.
     pub fn listen_addr(&self) -> Result<SocketAddr, std::net::AddrParseError> {
         self.server.listen.parse()
+    }
+
+    /// The parsed console address.
+    pub fn console_addr(&self) -> Result<SocketAddr, std::net::AddrParseError> {
+        self.console.listen.parse()
     }
 }
 

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod backtest;
 pub mod cases;
 pub mod config;
+pub mod console;
 pub mod error;
 pub mod grpc;
 pub mod modelops;
@@ -20,6 +21,7 @@ pub mod server;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;
+pub mod traffic;
 
 /// The generated saring.v1 messages and services.
 pub mod proto {

@@ -53,6 +53,9 @@ enum Command {
         /// Case database: sqlite://PATH (default sqlite://saring-data/cases.db) or postgres://USER@HOST/DB.
         #[arg(long)]
         database_url: Option<String>,
+        /// Address of the web console (default 127.0.0.1:8080).
+        #[arg(long)]
+        console_listen: Option<String>,
     },
     /// Replays an event log through history, model and ladder and reports how callers would have climbed it.
     Backtest {
@@ -100,8 +103,8 @@ const EXIT_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Serve { config, listen, model, log_format, history, ladder, database_url } => {
-            let flags = FlagOverrides { listen, model, log_format, history, ladder, database_url };
+        Command::Serve { config, listen, model, log_format, history, ladder, database_url, console_listen } => {
+            let flags = FlagOverrides { listen, model, log_format, history, ladder, database_url, console_listen };
             serve_command(config, &flags)
         }
         Command::Backtest { events, ladder, model, delivery_delay_h, json, strict } => {
@@ -251,10 +254,19 @@ async fn run(settings: Settings) -> Result<(), StartError> {
         history = if settings.history.store == "memory" { "memory" } else { "redis" },
         "saring is serving saring.v1.Screening"
     );
+    let console = if settings.console.enabled {
+        let addr = settings.console_addr().expect("validated with the settings");
+        let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
+        let console_addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
+        tracing::info!(%console_addr, "the web console is at http://{console_addr}/");
+        Some(listener)
+    } else {
+        None
+    };
     let grace = Duration::from_secs(settings.server.shutdown_grace_s);
     if settings.history.store == "memory" {
         let screener = build_screener(&settings, Arc::clone(&models), memory_store(&settings));
-        serve_logged(listener, app(screener, escalator, auth), grace).await;
+        serve_logged(listener, console, app(screener, escalator, auth), grace).await;
     } else {
         let app = app(build_screener(&settings, Arc::clone(&models), redis_store(&settings)?), escalator, auth);
         let background = Arc::clone(&app);
@@ -264,7 +276,7 @@ async fn run(settings: Settings) -> Result<(), StartError> {
             }
             background.screener.store().replay_forever(Duration::from_millis(500)).await;
         });
-        serve_logged(listener, app, grace).await;
+        serve_logged(listener, console, app, grace).await;
         replayer.abort();
     }
     if let Some(watcher) = watcher {
@@ -291,8 +303,31 @@ fn show_development_tokens(tokens: &[(Role, String)]) {
     eprintln!("{banner}");
 }
 
-async fn serve_logged<S: HistoryStore>(listener: TcpListener, app: Arc<App<S>>, grace: Duration) {
+/// Serves gRPC (and the console, when one is bound) until SIGTERM/SIGINT; the console stops with the gRPC server.
+async fn serve_logged<S: HistoryStore + 'static>(
+    listener: TcpListener,
+    console: Option<TcpListener>,
+    app: Arc<App<S>>,
+    grace: Duration,
+) {
+    let (stop_console, console_stopped) = tokio::sync::oneshot::channel::<()>();
+    let console = console.map(|listener| {
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = console_stopped.await;
+            };
+            if let Err(error) = saring::console::serve(listener, app, shutdown).await {
+                tracing::error!(%error, "console error");
+            }
+        })
+    });
     if let Err(error) = serve(listener, app, saring::shutdown::signal(), grace).await {
         tracing::error!(%error, "server error");
+    }
+    let _ = stop_console.send(());
+    if let Some(console) = console {
+        // Live feeds are endless streams: give open pages the grace period, then close.
+        let _ = tokio::time::timeout(grace, console).await;
     }
 }

@@ -16,6 +16,8 @@ use crate::modelops::ModelRegistry;
 use crate::privacy::{HistoryKey, KeyHasher};
 use crate::recent::RecentContacts;
 use crate::store::{Histories, HistoryStore, Recorded};
+use crate::traffic::TrafficStats;
+use tokio::sync::broadcast;
 
 /// How many reasons a score carries.
 pub const REASONS_PER_SCORE: usize = 5;
@@ -188,10 +190,34 @@ pub struct CallerProfile {
     pub dispositions_month: Vec<(Disposition, f64)>,
 }
 
+/// A contact as it was scored: what live feeds (gRPC `WatchScores`, the console) show. Never the number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredContact {
+    /// The contact id.
+    pub contact_id: String,
+    /// Arrival, Unix ms.
+    pub received_at_ms: i64,
+    /// Region.
+    pub region: String,
+    /// The region's offset from UTC, seconds.
+    pub utc_offset_s: i64,
+    /// Channel.
+    pub channel: Channel,
+    /// Whether the number was withheld.
+    pub withheld: bool,
+    /// The answer given.
+    pub assessment: Assessment,
+}
+
+/// Scored contacts kept for a watcher that falls behind before it skips.
+const SCORE_FEED_CAPACITY: usize = 4096;
+
 /// The screening core shared by every transport.
 pub struct Screener<S> {
     store: S,
     models: Arc<ModelRegistry>,
+    scores: broadcast::Sender<Arc<ScoredContact>>,
+    traffic: TrafficStats,
     hasher: KeyHasher,
     recent: RecentContacts,
     history_budget: Duration,
@@ -258,6 +284,8 @@ impl<S: HistoryStore> Screener<S> {
         Screener {
             store,
             models,
+            scores: broadcast::channel(SCORE_FEED_CAPACITY).0,
+            traffic: TrafficStats::default(),
             hasher,
             recent: RecentContacts::new(recent_capacity),
             degraded: DegradedCounts::default(),
@@ -278,6 +306,22 @@ impl<S: HistoryStore> Screener<S> {
     /// The serving models.
     pub fn models(&self) -> &Arc<ModelRegistry> {
         &self.models
+    }
+
+    /// Every contact scored from now on, as it is scored. A receiver that falls more than a few thousand
+    /// contacts behind is told how many it skipped.
+    pub fn watch_scores(&self) -> broadcast::Receiver<Arc<ScoredContact>> {
+        self.scores.subscribe()
+    }
+
+    /// Contacts per hour, region and band, and the share answered.
+    pub fn traffic(&self) -> &TrafficStats {
+        &self.traffic
+    }
+
+    /// The contact with this id, if this replica scored it recently.
+    pub fn recent_contact(&self, contact_id: &str) -> Option<Contact> {
+        self.recent.get(contact_id).map(|scored| scored.contact)
     }
 
     /// The keyed hash of a normalised number.
@@ -350,6 +394,18 @@ impl<S: HistoryStore> Screener<S> {
                 .then(|| Summary::of(histories.device.as_ref(), now_ms)),
             degraded_reasons,
         };
+        self.traffic.scored(contact.received_at_ms, &contact.region, assessment.band);
+        if self.scores.receiver_count() > 0 {
+            let _ = self.scores.send(Arc::new(ScoredContact {
+                contact_id: contact.contact_id.clone(),
+                received_at_ms: contact.received_at_ms,
+                region: contact.region.clone(),
+                utc_offset_s: contact.utc_offset_s,
+                channel: contact.channel,
+                withheld: contact.caller.is_none(),
+                assessment: assessment.clone(),
+            }));
+        }
         self.recent.remember(contact, assessment.band.map(|_| (assessment.likelihood, Arc::clone(&champion.version))));
         assessment
     }
@@ -383,6 +439,9 @@ impl<S: HistoryStore> Screener<S> {
             .record(&report.contact_id, caller_key.as_ref(), device_key.as_ref(), &event)
             .await
             .map_err(|error| Error::StoreUnavailable(error.to_string()))?;
+        if recorded == Recorded::Applied {
+            self.traffic.outcome(contact.received_at_ms, &contact.region, report.answered);
+        }
         tracing::debug!(contact_id = %report.contact_id, disposition = report.disposition.as_str(), ?recorded, "outcome");
         Ok((recorded, contact, likelihood))
     }

@@ -494,6 +494,21 @@ impl CaseStore {
         Ok((policy.effective_rung(delivered, &incidents, now_ms), open))
     }
 
+    /// How many cases are in each state.
+    pub async fn count_by_state(&self) -> Result<Vec<(CaseState, i64)>, CaseError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM cases GROUP BY state ORDER BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let state: String = row.try_get("state")?;
+                let count: i64 = row.try_get("n")?;
+                let state = CaseState::from_name(&state).ok_or(CaseError::Corrupt { what: "state", value: state })?;
+                Ok((state, count))
+            })
+            .collect()
+    }
+
     /// Every audit entry in order, checked link by link against the stored head.
     pub async fn verify_audit(&self) -> Result<Verification, CaseError> {
         let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?;

@@ -1,7 +1,10 @@
 //! The `saring.v1.Screening` service.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use tokio::sync::{broadcast, mpsc};
 use tonic::{Request, Response, Status};
 
 use super::escalations::{case_summary, rung};
@@ -10,7 +13,7 @@ use crate::app::App;
 use crate::auth::Role;
 use crate::cases::LadderChange;
 use crate::proto;
-use crate::screening::{Assessment, Summary};
+use crate::screening::{Assessment, ScoredContact, Summary};
 use crate::store::HistoryStore;
 
 /// The Screening service over the application core.
@@ -68,8 +71,89 @@ fn score_reply(contact_id: String, assessment: Assessment) -> proto::ScoreReply 
     }
 }
 
+/// The stream of a WatchScores call.
+pub struct ScoreEvents(mpsc::Receiver<Result<proto::ScoreEvent, Status>>);
+
+impl futures_core::Stream for ScoreEvents {
+    type Item = Result<proto::ScoreEvent, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.0.poll_recv(context)
+    }
+}
+
+/// Whether `region` is `wanted`, or in province `wanted` when it ends in '.'.
+pub fn region_matches(wanted: Option<&str>, region: &str) -> bool {
+    match wanted {
+        None => true,
+        Some(prefix) if prefix.ends_with('.') => region.starts_with(prefix),
+        Some(exact) => region == exact,
+    }
+}
+
+fn channel(channel: saring_models::Channel) -> proto::Channel {
+    match channel {
+        saring_models::Channel::Voice => proto::Channel::Voice,
+        saring_models::Channel::Whatsapp => proto::Channel::Whatsapp,
+        saring_models::Channel::Sms => proto::Channel::Sms,
+        saring_models::Channel::App => proto::Channel::App,
+    }
+}
+
+fn score_event(scored: &ScoredContact, skipped: u64) -> proto::ScoreEvent {
+    proto::ScoreEvent {
+        contact_id: scored.contact_id.clone(),
+        received_at: Some(timestamp(scored.received_at_ms)),
+        region: scored.region.clone(),
+        channel: channel(scored.channel) as i32,
+        withheld: scored.withheld,
+        score: Some(score_reply(scored.contact_id.clone(), scored.assessment.clone())),
+        skipped,
+    }
+}
+
 #[tonic::async_trait]
 impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S> {
+    type WatchScoresStream = ScoreEvents;
+
+    async fn watch_scores(&self, request: Request<proto::WatchScoresRequest>) -> Result<Response<ScoreEvents>, Status> {
+        self.app.auth.authorize(request.metadata(), &[Role::Operator])?;
+        let wanted = request.into_inner().region;
+        if let Some(region) = &wanted {
+            let code = region.strip_suffix('.').unwrap_or(region);
+            if !saring_models::region::is_valid_region_code(code) {
+                return Err(crate::error::Error::InvalidArgument(vec![crate::error::Violation::new(
+                    "region",
+                    "must be a region code, or a province code followed by '.'",
+                )])
+                .into());
+            }
+        }
+        let mut scores = self.app.screener.watch_scores();
+        let (sender, receiver) = mpsc::channel(256);
+        tokio::spawn(async move {
+            let mut skipped = 0;
+            loop {
+                let received = tokio::select! {
+                    received = scores.recv() => received,
+                    () = sender.closed() => return,
+                };
+                match received {
+                    Ok(scored) if region_matches(wanted.as_deref(), &scored.region) => {
+                        if sender.send(Ok(score_event(&scored, skipped))).await.is_err() {
+                            return;
+                        }
+                        skipped = 0;
+                    }
+                    Ok(_) => {}
+                    Err(broadcast::error::RecvError::Lagged(missed)) => skipped += missed,
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+        Ok(Response::new(ScoreEvents(receiver)))
+    }
+
     async fn score_contact(
         &self,
         request: Request<proto::ContactRequest>,

@@ -88,7 +88,7 @@ async fn call(
     client.record_outcome(outcome).await.unwrap().into_inner()
 }
 
-async fn prank(client: &mut Screening, contact_id: &str, number: &str, days: f64) -> proto::OutcomeAck {
+pub(crate) async fn prank(client: &mut Screening, contact_id: &str, number: &str, days: f64) -> proto::OutcomeAck {
     call(client, contact_id, number, days, proto::Disposition::Prank).await
 }
 
@@ -100,7 +100,7 @@ fn state_of(case: &proto::CaseSummary) -> proto::CaseState {
     proto::CaseState::try_from(case.state).unwrap()
 }
 
-async fn decide(
+pub(crate) async fn decide(
     legal: &mut Escalations,
     case: &proto::CaseSummary,
     decision: proto::Decision,
@@ -117,7 +117,7 @@ async fn decide(
         .map(tonic::Response::into_inner)
 }
 
-async fn deliver(dispatch: &mut Escalations, case: &proto::CaseSummary, days: f64) -> proto::CaseSummary {
+pub(crate) async fn deliver(dispatch: &mut Escalations, case: &proto::CaseSummary, days: f64) -> proto::CaseSummary {
     dispatch
         .record_action(proto::RecordActionRequest {
             case_id: case.case_id.clone(),

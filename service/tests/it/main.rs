@@ -2,6 +2,7 @@
 
 mod backtest;
 mod common;
+mod console;
 mod degraded;
 mod ladder;
 mod lifecycle;

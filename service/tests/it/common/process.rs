@@ -9,6 +9,7 @@ use std::time::Duration;
 pub struct SaringProcess {
     pub child: Child,
     pub address: String,
+    console: Option<String>,
     log: Option<JoinHandle<Vec<String>>>,
 }
 
@@ -26,7 +27,16 @@ impl SaringProcess {
         .unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_saring"));
         command
-            .args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json", "--config"])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--console-listen",
+                "127.0.0.1:0",
+                "--log-format",
+                "json",
+                "--config",
+            ])
             .arg(&config)
             .args(arguments);
         for (key, value) in environment {
@@ -35,6 +45,7 @@ impl SaringProcess {
         let mut child = command.stderr(Stdio::piped()).spawn().expect("the saring binary runs");
         let stderr = child.stderr.take().unwrap();
         let (address_tx, address_rx) = std::sync::mpsc::channel();
+        let (console_tx, console_rx) = std::sync::mpsc::channel();
         let log = std::thread::spawn(move || {
             let mut log = Vec::new();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -42,13 +53,22 @@ impl SaringProcess {
                     if let Some(address) = entry["fields"]["local_addr"].as_str() {
                         let _ = address_tx.send(address.to_owned());
                     }
+                    if let Some(address) = entry["fields"]["console_addr"].as_str() {
+                        let _ = console_tx.send(address.to_owned());
+                    }
                 }
                 log.push(line);
             }
             log
         });
         let address = address_rx.recv_timeout(Duration::from_secs(30)).expect("saring logs its address");
-        SaringProcess { child, address, log: Some(log) }
+        let console = console_rx.recv_timeout(Duration::from_secs(5)).ok();
+        SaringProcess { child, address, console, log: Some(log) }
+    }
+
+    /// The web console's URL.
+    pub fn console_url(&self) -> String {
+        format!("http://{}", self.console.as_deref().expect("the console is enabled"))
     }
 
     /// The URL clients connect to.

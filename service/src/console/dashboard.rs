@@ -1,0 +1,203 @@
+//! The dashboard: contacts per hour by band, per region with the share answered, cases by state, and the drift
+//! index — charts drawn here as SVG, so the page needs nothing from the network.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{Html, IntoResponse, Response};
+
+use super::i18n::local_time_at;
+use super::{escape, lang, layout, Shared};
+use crate::auth::Role;
+use crate::modelops::drift::ALL_REGIONS;
+use crate::store::HistoryStore;
+use crate::traffic::HourCounts;
+
+const HOUR_MS: i64 = 3_600_000;
+/// Band colours: LOW, ELEVATED, HIGH, no band.
+const BAND_COLOURS: [&str; 4] = ["#3a7d44", "#e0a100", "#c0392b", "#888888"];
+const BAND_NAMES: [&str; 4] = ["low", "elevated", "high", "none"];
+
+/// Stacked bars of contacts per hour by band over the last 24 hours, all regions; hours in WIB.
+fn hourly_chart(hours: &BTreeMap<i64, HourCounts>, now_ms: i64) -> String {
+    let last = now_ms - now_ms.rem_euclid(HOUR_MS);
+    let slots: Vec<(i64, HourCounts)> = (0..24)
+        .rev()
+        .map(|ago| last - ago * HOUR_MS)
+        .map(|hour| (hour, hours.get(&hour).copied().unwrap_or_default()))
+        .collect();
+    let peak = slots.iter().map(|(_, counts)| counts.contacts()).max().unwrap_or(0).max(1) as f64;
+    let (width, height, left, bottom) = (720.0, 220.0, 40.0, 30.0);
+    let bar = (width - left) / 24.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" class=\"chart\" id=\"hourly-chart\" role=\"img\">\
+         <line x1=\"{left}\" y1=\"{base}\" x2=\"{width}\" y2=\"{base}\" stroke=\"#444\"/>\
+         <text x=\"2\" y=\"12\" font-size=\"10\">{peak}</text><text x=\"2\" y=\"{base}\" font-size=\"10\">0</text>",
+        base = height - bottom,
+        peak = peak as u64,
+    );
+    for (index, (hour, counts)) in slots.iter().enumerate() {
+        let x = left + index as f64 * bar;
+        let mut y = height - bottom;
+        for band in 0..4 {
+            let value = counts.bands[band];
+            if value == 0 {
+                continue;
+            }
+            let h = value as f64 / peak * (height - bottom - 16.0);
+            y -= h;
+            let _ = write!(
+                svg,
+                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" fill=\"{colour}\"><title>{name}: {value}</title></rect>",
+                w = bar - 2.0,
+                colour = BAND_COLOURS[band],
+                name = BAND_NAMES[band],
+            );
+        }
+        if index % 3 == 0 {
+            let label = local_time_at(*hour, 25_200);
+            let _ =
+                write!(svg, "<text x=\"{x:.1}\" y=\"{}\" font-size=\"10\">{}</text>", height - 12.0, &label[11..16]);
+        }
+    }
+    let mut legend_x = left;
+    for band in 0..4 {
+        let _ = write!(
+            svg,
+            "<rect x=\"{legend_x}\" y=\"2\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"11\" font-size=\"10\">{}</text>",
+            BAND_COLOURS[band],
+            legend_x + 14.0,
+            BAND_NAMES[band]
+        );
+        legend_x += 80.0;
+    }
+    let _ = write!(svg, "<text x=\"{}\" y=\"11\" font-size=\"10\">WIB</text></svg>", width - 30.0);
+    svg
+}
+
+/// Horizontal bars, one per (label, value), with a colour per bar.
+fn bars(id: &str, rows: &[(String, f64, &str, String)], max: f64) -> String {
+    let (width, row_height, left) = (720.0, 22.0, 180.0);
+    let height = row_height * rows.len().max(1) as f64 + 4.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" class=\"chart\" id=\"{id}\" role=\"img\">"
+    );
+    for (index, (label, value, colour, text)) in rows.iter().enumerate() {
+        let y = index as f64 * row_height + 2.0;
+        let w = if max > 0.0 { (value / max).min(1.0) * (width - left - 80.0) } else { 0.0 };
+        let _ = write!(
+            svg,
+            "<text x=\"0\" y=\"{ty:.1}\" font-size=\"11\">{label}</text>\
+             <rect x=\"{left}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" fill=\"{colour}\"/>\
+             <text x=\"{tx:.1}\" y=\"{ty:.1}\" font-size=\"11\">{text}</text>",
+            ty = y + 14.0,
+            h = row_height - 6.0,
+            tx = left + w + 6.0,
+            label = escape(label),
+            text = escape(text),
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+pub(super) async fn page<S: HistoryStore>(State(console): Shared<S>, headers: HeaderMap) -> Response {
+    let session = match console.session(&headers, &[Role::Operator, Role::Legal, Role::Admin]) {
+        Ok(session) => session,
+        Err(denied) => return denied.into_response(),
+    };
+    let lang = lang(&headers);
+    let now_ms = crate::grpc::now_ms();
+    let snapshot = console.app.screener.traffic().snapshot();
+    let mut hourly: BTreeMap<i64, HourCounts> = BTreeMap::new();
+    let mut regions: BTreeMap<String, HourCounts> = BTreeMap::new();
+    for (hour, region, counts) in snapshot {
+        for target in [hourly.entry(hour).or_default(), regions.entry(region).or_default()] {
+            for band in 0..4 {
+                target.bands[band] += counts.bands[band];
+            }
+            target.outcomes += counts.outcomes;
+            target.answered += counts.answered;
+        }
+    }
+    let mut body = format!(
+        "<h1>{}</h1><h2>{}</h2>{}",
+        lang.t("dashboard"),
+        lang.t("contacts_per_hour"),
+        hourly_chart(&hourly, now_ms)
+    );
+
+    let _ = write!(
+        body,
+        "<h2>{}</h2><table class=\"regions\" id=\"regions\"><thead><tr><th>{}</th><th>{}</th><th>low</th><th>elevated</th>\
+         <th>high</th><th>{}</th></tr></thead><tbody>",
+        lang.t("by_region"),
+        lang.t("region"),
+        lang.t("contacts"),
+        lang.t("share_answered"),
+    );
+    for (region, counts) in &regions {
+        let answered = if counts.outcomes == 0 {
+            "—".to_owned()
+        } else {
+            format!("{:.0}%", counts.answered as f64 / counts.outcomes as f64 * 100.0)
+        };
+        let _ = write!(
+            body,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{answered}</td></tr>",
+            escape(region),
+            counts.contacts(),
+            counts.bands[0],
+            counts.bands[1],
+            counts.bands[2],
+        );
+    }
+    body.push_str("</tbody></table>");
+
+    let _ = write!(body, "<h2>{}</h2>", lang.t("cases_by_state"));
+    match console.app.escalator.store().count_by_state().await {
+        Ok(states) => {
+            let max = states.iter().map(|(_, count)| *count).max().unwrap_or(0) as f64;
+            let rows: Vec<(String, f64, &str, String)> = states
+                .iter()
+                .map(|(state, count)| (state.as_str().to_owned(), *count as f64, "#2c5d8f", count.to_string()))
+                .collect();
+            body.push_str(&bars("cases-chart", &rows, max));
+        }
+        Err(error) => {
+            tracing::warn!(%error, "console: cases by state");
+            let _ = write!(body, "<p class=\"error\">{}</p>", lang.t("unavailable"));
+        }
+    }
+
+    let drift = console.app.screener.models().drift().report(None);
+    let _ = write!(body, "<h2>{}</h2><p>{}</p>", lang.t("drift"), escape(&drift.model_version));
+    if drift.has_reference {
+        let rows: Vec<(String, f64, &str, String)> = drift
+            .regions
+            .iter()
+            .map(|region| {
+                let window = &region.current;
+                let colour = match window.level {
+                    "significant" => "#c0392b",
+                    "moderate" => "#e0a100",
+                    "stable" => "#3a7d44",
+                    _ => "#888888",
+                };
+                let label = if region.region == ALL_REGIONS { "*".to_owned() } else { region.region.clone() };
+                (
+                    label,
+                    window.max_psi,
+                    colour,
+                    format!("{:.3} ({}, n={})", window.max_psi, window.level, window.contacts),
+                )
+            })
+            .collect();
+        body.push_str(&bars("drift-chart", &rows, 0.5));
+    } else {
+        let _ = write!(body, "<p>{}</p>", lang.t("no_reference"));
+    }
+    Html(layout(lang, lang.t("dashboard"), Some(&session), &body)).into_response()
+}

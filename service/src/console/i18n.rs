@@ -1,0 +1,165 @@
+//! The console's two languages: Bahasa Indonesia (the default, the operators' language) and English; and local
+//! times in the region's zone (WIB, WITA, WIT).
+
+use saring_models::region::utc_offset_seconds;
+
+/// A console language.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lang {
+    /// Bahasa Indonesia.
+    Id,
+    /// English.
+    En,
+}
+
+impl Lang {
+    /// From a cookie or query value; Indonesian unless `en`.
+    pub fn from_code(code: Option<&str>) -> Lang {
+        if code == Some("en") {
+            Lang::En
+        } else {
+            Lang::Id
+        }
+    }
+
+    /// The code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Lang::Id => "id",
+            Lang::En => "en",
+        }
+    }
+
+    /// The text for `key` (the key itself if unknown, so a missing string is visible, not blank).
+    pub fn t(self, key: &'static str) -> &'static str {
+        let pair = TEXTS.iter().find(|(k, _, _)| *k == key);
+        match (pair, self) {
+            (Some((_, id, _)), Lang::Id) => id,
+            (Some((_, _, en)), Lang::En) => en,
+            (None, _) => key,
+        }
+    }
+}
+
+/// (key, Indonesian, English).
+const TEXTS: &[(&str, &str, &str)] = &[
+    ("title", "saring — konsol 110", "saring — 110 console"),
+    ("sign_in", "Masuk", "Sign in"),
+    ("sign_out", "Keluar", "Sign out"),
+    ("token", "Token akses", "Access token"),
+    ("bad_token", "Token tidak dikenal.", "Unknown token."),
+    ("operator_view", "Operator", "Operator"),
+    ("legal_view", "Tim hukum", "Legal team"),
+    ("dashboard", "Dasbor", "Dashboard"),
+    ("live_feed", "Kontak masuk", "Incoming contacts"),
+    ("region_filter", "Wilayah (mis. ntt. atau jatim.sby)", "Region (e.g. ntt. or jatim.sby)"),
+    ("filter", "Saring", "Filter"),
+    ("time", "Waktu", "Time"),
+    ("contact", "Kontak", "Contact"),
+    ("channel", "Kanal", "Channel"),
+    ("region", "Wilayah", "Region"),
+    ("risk", "Risiko", "Risk"),
+    ("reasons", "Alasan", "Reasons"),
+    ("history", "Riwayat penelepon", "Caller history"),
+    (
+        "select_contact",
+        "Pilih kontak untuk melihat riwayat dan mencatat disposisi.",
+        "Select a contact to see its history and record a disposition.",
+    ),
+    ("disposition", "Disposisi", "Disposition"),
+    ("answered", "Dijawab", "Answered"),
+    ("talk_s", "Lama bicara (detik)", "Talk time (seconds)"),
+    ("record", "Catat", "Record"),
+    ("recorded", "Tercatat.", "Recorded."),
+    ("withheld", "nomor disembunyikan", "number withheld"),
+    ("forbidden", "Peran Anda tidak boleh membuka halaman ini.", "Your role may not open this page."),
+    ("queue", "Antrian eskalasi", "Escalation queue"),
+    ("state", "Status", "State"),
+    ("rung", "Tingkat", "Rung"),
+    ("created", "Dibuat", "Created"),
+    ("incidents", "Insiden", "Incidents"),
+    ("all", "semua", "all"),
+    ("case", "Kasus", "Case"),
+    ("caller_number", "Nomor penelepon", "Caller number"),
+    ("rule", "Aturan yang terpenuhi", "Rule that fired"),
+    ("policy_version", "Versi kebijakan", "Policy version"),
+    ("model_version", "Versi model", "Model version"),
+    ("timeline", "Linimasa bukti", "Evidence timeline"),
+    ("likelihood_then", "Kemungkinan iseng saat itu", "Prank likelihood then"),
+    ("operator", "Operator", "Operator"),
+    ("counts", "Dihitung", "Counts"),
+    ("reason", "Alasan (wajib)", "Reason (required)"),
+    ("why", "Alasan", "Reason"),
+    ("approve", "Setujui", "Approve"),
+    ("reject", "Tolak", "Reject"),
+    ("revert", "Batalkan (banding)", "Revert (appeal)"),
+    ("audit", "Jejak audit", "Audit trail"),
+    ("actor", "Pelaku", "Actor"),
+    ("action", "Tindakan", "Action"),
+    ("decided", "Keputusan tercatat.", "Decision recorded."),
+    ("conflict", "Keputusan tidak diterapkan", "Decision not applied"),
+    ("reason_required", "Alasan wajib diisi.", "A reason is required."),
+    ("contacts_per_hour", "Kontak per jam menurut pita risiko", "Contacts per hour by risk band"),
+    ("by_region", "Per wilayah (48 jam terakhir)", "By region (last 48 hours)"),
+    ("share_answered", "Dijawab", "Answered"),
+    ("contacts", "Kontak", "Contacts"),
+    ("cases_by_state", "Kasus menurut status", "Cases by state"),
+    ("drift", "Indeks pergeseran (PSI, jendela saat ini)", "Drift index (PSI, current window)"),
+    ("no_reference", "Kartu model tidak memuat distribusi acuan.", "The model card has no reference distribution."),
+    ("language", "English", "Bahasa Indonesia"),
+    ("yes", "ya", "yes"),
+    ("no", "tidak", "no"),
+    ("not_found", "Tidak ditemukan.", "Not found."),
+    ("unavailable", "Basis data kasus tidak tersedia; coba lagi.", "The case database is unavailable; try again."),
+];
+
+/// The zone name of a UTC offset used in Indonesia.
+pub fn zone_name(utc_offset_s: i64) -> &'static str {
+    match utc_offset_s {
+        25_200 => "WIB",
+        28_800 => "WITA",
+        32_400 => "WIT",
+        _ => "UTC",
+    }
+}
+
+/// `YYYY-MM-DD HH:MM:SS ZONE` in the region's local time.
+pub fn local_time(at_ms: i64, region: &str) -> String {
+    let offset = utc_offset_seconds(region).unwrap_or(0);
+    local_time_at(at_ms, offset)
+}
+
+/// `YYYY-MM-DD HH:MM:SS ZONE` at a UTC offset.
+pub fn local_time_at(at_ms: i64, utc_offset_s: i64) -> String {
+    let local = time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000) + utc_offset_s)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} {}",
+        local.year(),
+        u8::from(local.month()),
+        local.day(),
+        local.hour(),
+        local.minute(),
+        local.second(),
+        zone_name(utc_offset_s)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_key_has_both_languages_and_times_are_local() {
+        for (key, id, en) in TEXTS {
+            assert!(!id.is_empty() && !en.is_empty(), "{key}");
+        }
+        assert_eq!(Lang::from_code(None).t("sign_in"), "Masuk");
+        assert_eq!(Lang::from_code(Some("en")).t("sign_in"), "Sign in");
+        // 2026-03-01T00:00:00Z is 07:00 WIB in Jakarta, 08:00 WITA in Kupang, 09:00 WIT in Jayapura.
+        let at = 1_772_323_200_000;
+        assert_eq!(local_time(at, "dki.jakarta"), "2026-03-01 07:00:00 WIB");
+        assert_eq!(local_time(at, "ntt.kupang"), "2026-03-01 08:00:00 WITA");
+        assert_eq!(local_time(at, "papua.jayapura"), "2026-03-01 09:00:00 WIT");
+    }
+}

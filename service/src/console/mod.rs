@@ -1,0 +1,339 @@
+//! The web console: operators' live feed with risk badges and dispositions, the legal team's escalation queue and
+//! case pages, and a dashboard — served by saring itself on the admin HTTP port (axum). Every page calls the same
+//! transport-free core the gRPC handlers call (`App`, `Screener`, `Escalator`); there is no second copy of logic.
+//!
+//! Sign-in exchanges a role token of the gRPC API for a session cookie (HttpOnly, SameSite=Strict); every POST
+//! carries the session's CSRF token and, when the browser sends one, an Origin matching the console's host. Pages
+//! load nothing from elsewhere: a strict Content-Security-Policy (`default-src 'self'`) backs that up.
+
+mod dashboard;
+pub mod i18n;
+mod legal;
+mod operator;
+pub mod session;
+
+use std::fmt::Write as _;
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::{Form, Path, Query, State};
+use axum::http::header::{self, HeaderMap, HeaderValue};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde::Deserialize;
+use tokio::net::TcpListener;
+
+use self::i18n::Lang;
+use self::session::{cookie, same_secret, Session, Sessions, LANG_COOKIE, SESSION_COOKIE, SESSION_LIFETIME};
+use crate::app::App;
+use crate::auth::Role;
+use crate::store::HistoryStore;
+
+/// The console's shared state.
+pub struct Console<S> {
+    app: Arc<App<S>>,
+    sessions: Sessions,
+}
+
+type Shared<S> = State<Arc<Console<S>>>;
+
+const SCRIPT: &str = include_str!("assets/console.js");
+const STYLE: &str = include_str!("assets/console.css");
+
+/// The console's routes over `app`.
+pub fn router<S: HistoryStore + 'static>(app: Arc<App<S>>) -> Router {
+    let console = Arc::new(Console { app, sessions: Sessions::default() });
+    Router::new()
+        .route("/", get(home::<S>))
+        .route("/login", get(login_page).post(login::<S>))
+        .route("/logout", post(logout::<S>))
+        .route("/lang/{code}", get(language))
+        .route("/static/console.js", get(|| async { asset(SCRIPT, "text/javascript; charset=utf-8") }))
+        .route("/static/console.css", get(|| async { asset(STYLE, "text/css; charset=utf-8") }))
+        .route("/operator", get(operator::page::<S>))
+        .route("/operator/feed", get(operator::feed::<S>))
+        .route("/operator/contacts/{contact_id}", get(operator::contact::<S>))
+        .route("/operator/contacts/{contact_id}/outcome", post(operator::outcome::<S>))
+        .route("/legal", get(legal::queue::<S>))
+        .route("/legal/cases/{case_id}", get(legal::case_page::<S>))
+        .route("/legal/cases/{case_id}/decide", post(legal::decide::<S>))
+        .route("/legal/cases/{case_id}/revert", post(legal::revert::<S>))
+        .route("/dashboard", get(dashboard::page::<S>))
+        .layer(axum::middleware::map_response(secure_headers))
+        .with_state(console)
+}
+
+/// Serves the console on `listener` until `shutdown` resolves.
+pub async fn serve<S: HistoryStore + 'static>(
+    listener: TcpListener,
+    app: Arc<App<S>>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await
+}
+
+async fn secure_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+             form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "max-age=300")], body).into_response()
+}
+
+/// Escapes text for HTML element content and attribute values.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for character in text.chars() {
+        match character {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The language of a request (cookie; Indonesian by default).
+fn lang(headers: &HeaderMap) -> Lang {
+    let cookies = headers.get(header::COOKIE).and_then(|value| value.to_str().ok()).unwrap_or("");
+    Lang::from_code(cookie(cookies, LANG_COOKIE))
+}
+
+/// Why a request is not served.
+enum Denied {
+    /// No session: sign in first.
+    SignIn,
+    /// A session of a role that may not open this.
+    Forbidden(Lang),
+    /// The CSRF token or the origin did not match.
+    Csrf,
+}
+
+impl IntoResponse for Denied {
+    fn into_response(self) -> Response {
+        match self {
+            Denied::SignIn => Redirect::to("/login").into_response(),
+            Denied::Forbidden(lang) => {
+                let body = format!("<p class=\"error\" id=\"forbidden\">{}</p>", lang.t("forbidden"));
+                (StatusCode::FORBIDDEN, Html(layout(lang, lang.t("forbidden"), None, &body))).into_response()
+            }
+            Denied::Csrf => (StatusCode::FORBIDDEN, "CSRF check failed: reload the page and try again").into_response(),
+        }
+    }
+}
+
+impl<S> Console<S> {
+    /// The session of a request whose role is one of `allowed`.
+    fn session(&self, headers: &HeaderMap, allowed: &[Role]) -> Result<Session, Denied> {
+        let cookies = headers.get(header::COOKIE).and_then(|value| value.to_str().ok()).unwrap_or("");
+        let session = cookie(cookies, SESSION_COOKIE).and_then(|id| self.sessions.get(id)).ok_or(Denied::SignIn)?;
+        if allowed.contains(&session.principal.role) {
+            Ok(session)
+        } else {
+            Err(Denied::Forbidden(lang(headers)))
+        }
+    }
+
+    /// As [`Console::session`], for a state-changing request: the CSRF token (form field or `x-csrf-token`
+    /// header) must be the session's, and the Origin, if sent, this host.
+    fn session_for_change(
+        &self,
+        headers: &HeaderMap,
+        allowed: &[Role],
+        form_token: Option<&str>,
+    ) -> Result<Session, Denied> {
+        let session = self.session(headers, allowed)?;
+        check_origin(headers)?;
+        let sent = form_token.or_else(|| headers.get("x-csrf-token").and_then(|value| value.to_str().ok()));
+        match sent {
+            Some(token) if same_secret(token, &session.csrf) => Ok(session),
+            _ => Err(Denied::Csrf),
+        }
+    }
+}
+
+fn check_origin(headers: &HeaderMap) -> Result<(), Denied> {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) else { return Ok(()) };
+    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("");
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    if origin_host == host {
+        Ok(())
+    } else {
+        Err(Denied::Csrf)
+    }
+}
+
+/// A page: header with navigation for the signed-in role, the language switch, then `body`.
+fn layout(lang: Lang, title: &str, session: Option<&Session>, body: &str) -> String {
+    let mut nav = String::new();
+    if let Some(session) = session {
+        let role = session.principal.role;
+        if role == Role::Operator {
+            let _ = write!(nav, "<a href=\"/operator\">{}</a>", lang.t("operator_view"));
+        }
+        if role == Role::Legal {
+            let _ = write!(nav, "<a href=\"/legal\">{}</a>", lang.t("legal_view"));
+        }
+        let _ = write!(
+            nav,
+            "<a href=\"/dashboard\">{}</a><span class=\"who\">{} ({})</span>\
+             <form method=\"post\" action=\"/logout\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+             <button type=\"submit\" id=\"sign-out\">{}</button></form>",
+            lang.t("dashboard"),
+            escape(&session.principal.name),
+            role.as_str(),
+            session.csrf,
+            lang.t("sign_out")
+        );
+    }
+    let other = if lang == Lang::Id { "en" } else { "id" };
+    format!(
+        "<!doctype html><html lang=\"{code}\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta name=\"csrf\" content=\"{csrf}\"><link rel=\"stylesheet\" href=\"/static/console.css\"></head>\
+         <body><header><strong>saring</strong><nav>{nav}</nav><a class=\"lang\" id=\"lang\" href=\"/lang/{other}\">{switch}</a></header>\
+         <main>{body}</main><script src=\"/static/console.js\"></script></body></html>",
+        code = lang.code(),
+        title = escape(title),
+        csrf = session.map_or(String::new(), |session| session.csrf.clone()),
+        switch = lang.t("language"),
+    )
+}
+
+async fn home<S: HistoryStore>(State(console): Shared<S>, headers: HeaderMap) -> Response {
+    match console.session(&headers, &[Role::Operator, Role::Legal, Role::Admin, Role::Routing, Role::Dispatch]) {
+        Ok(session) => Redirect::to(match session.principal.role {
+            Role::Operator => "/operator",
+            Role::Legal => "/legal",
+            _ => "/dashboard",
+        })
+        .into_response(),
+        Err(denied) => denied.into_response(),
+    }
+}
+
+fn login_form(lang: Lang, error: Option<&str>) -> String {
+    let error = error.map_or(String::new(), |error| format!("<p class=\"error\" id=\"login-error\">{error}</p>"));
+    format!(
+        "<h1>{sign_in}</h1>{error}<form method=\"post\" action=\"/login\" class=\"login\">\
+         <label>{token} <input type=\"password\" name=\"token\" id=\"token\" autocomplete=\"off\" required></label>\
+         <button type=\"submit\" id=\"sign-in\">{sign_in}</button></form>",
+        sign_in = lang.t("sign_in"),
+        token = lang.t("token"),
+    )
+}
+
+async fn login_page(headers: HeaderMap) -> Html<String> {
+    let lang = lang(&headers);
+    Html(layout(lang, lang.t("sign_in"), None, &login_form(lang, None)))
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login<S: HistoryStore>(
+    State(console): Shared<S>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let lang = lang(&headers);
+    if let Err(denied) = check_origin(&headers) {
+        return denied.into_response();
+    }
+    let Some(principal) = console.app.auth.principal(form.token.trim()).cloned() else {
+        tracing::info!("console sign-in refused: unknown token");
+        let page = layout(lang, lang.t("sign_in"), None, &login_form(lang, Some(lang.t("bad_token"))));
+        return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
+    };
+    tracing::info!(actor = %principal.name, role = principal.role.as_str(), "console sign-in");
+    let id = console.sessions.start(principal);
+    let cookie =
+        format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", SESSION_LIFETIME.as_secs());
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout<S: HistoryStore>(
+    State(console): Shared<S>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let all = [Role::Operator, Role::Legal, Role::Admin, Role::Routing, Role::Dispatch];
+    if let Err(denied) = console.session_for_change(&headers, &all, Some(&form.csrf)) {
+        return denied.into_response();
+    }
+    let cookies = headers.get(header::COOKIE).and_then(|value| value.to_str().ok()).unwrap_or("");
+    if let Some(id) = cookie(cookies, SESSION_COOKIE) {
+        console.sessions.end(id);
+    }
+    let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    ([(header::SET_COOKIE, expired)], Redirect::to("/login")).into_response()
+}
+
+#[derive(Deserialize)]
+struct Back {
+    back: Option<String>,
+}
+
+async fn language(Path(code): Path<String>, Query(back): Query<Back>, headers: HeaderMap) -> Response {
+    let lang = Lang::from_code(Some(&code));
+    let cookie = format!("{LANG_COOKIE}={}; SameSite=Strict; Path=/; Max-Age=31536000", lang.code());
+    // Back to the page it came from, on this site only.
+    let referer = headers.get(header::REFERER).and_then(|value| value.to_str().ok()).and_then(|referer| {
+        let host = headers.get(header::HOST)?.to_str().ok()?;
+        referer.split_once(host).map(|(_, path)| path.to_owned())
+    });
+    let safe = |path: &String| {
+        path.starts_with('/')
+            && !path.starts_with("//")
+            && path.bytes().all(|byte| byte.is_ascii_alphanumeric() || b"/_-.?=&%:".contains(&byte))
+    };
+    let target = back.back.or(referer).filter(safe);
+    ([(header::SET_COOKIE, cookie)], Redirect::to(target.as_deref().unwrap_or("/"))).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_covers_markup_and_quotes() {
+        assert_eq!(escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    }
+
+    #[test]
+    fn the_origin_must_be_this_host_when_sent() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
+        assert!(check_origin(&headers).is_ok());
+        headers.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
+        assert!(check_origin(&headers).is_ok());
+        headers.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
+        assert!(check_origin(&headers).is_err());
+    }
+}

@@ -1,0 +1,295 @@
+//! The web console end to end: the real `saring serve` binary, headless Chromium driven over WebDriver
+//! (chromedriver), and the real gRPC API beside it. Set `SARING_SCREENSHOTS=DIR` to save the views as PNGs.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use hyper_util::client::legacy::connect::HttpConnector;
+use saring::auth::Role;
+use saring::proto;
+
+use crate::common::process::{unique_prefix, SaringProcess};
+use crate::common::{connect, escalations, sample_contact, screening, token, Bearer};
+use crate::ladder::{decide, deliver, prank};
+
+/// chromedriver and one headless Chromium session.
+struct Browser {
+    client: Client,
+    driver: Child,
+}
+
+impl Browser {
+    async fn start() -> Browser {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let driver = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver is installed (scripts/browser.sh installs Debian's chromium-driver)");
+        for _ in 0..100 {
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = std::env::temp_dir().join(unique_prefix("chromium").replace(':', "-"));
+        let capabilities = serde_json::json!({
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--window-size=1400,900", format!("--user-data-dir={}", profile.display())]
+            }
+        });
+        let serde_json::Value::Object(capabilities) = capabilities else { unreachable!() };
+        let client = ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&format!("http://127.0.0.1:{port}"))
+            .await
+            .expect("a headless Chromium session starts");
+        Browser { client, driver }
+    }
+
+    async fn sign_in(&self, console: &str, role: Role) {
+        self.client.goto(&format!("{console}/login")).await.unwrap();
+        self.client.find(Locator::Id("token")).await.unwrap().send_keys(&token(role)).await.unwrap();
+        self.client.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+    }
+
+    /// Waits (up to a minute; the machine may be busy) for an element.
+    async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
+        match self.client.wait().at_most(Duration::from_secs(60)).for_element(Locator::Css(css)).await {
+            Ok(element) => element,
+            Err(error) => {
+                let url = self.client.current_url().await.map(|url| url.to_string()).unwrap_or_default();
+                let source = self.client.source().await.unwrap_or_default();
+                panic!("{css} never appeared ({error}) on {url}:\n{source}");
+            }
+        }
+    }
+
+    async fn script(&self, script: &str) -> serde_json::Value {
+        self.client.execute(script, Vec::new()).await.unwrap()
+    }
+
+    /// Every resource the page loaded comes from the console's own origin.
+    async fn assert_no_external_requests(&self) {
+        let origin = self.script("return location.origin").await;
+        let resources = self.script("return performance.getEntriesByType('resource').map(e => e.name)").await;
+        let origin = origin.as_str().unwrap();
+        for resource in resources.as_array().unwrap() {
+            let url = resource.as_str().unwrap();
+            assert!(url.starts_with(origin), "the page requested {url}, outside {origin}");
+        }
+    }
+
+    async fn screenshot(&self, name: &str) {
+        if let Ok(dir) = std::env::var("SARING_SCREENSHOTS") {
+            let png = self.client.screenshot().await.unwrap();
+            std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
+        }
+    }
+
+    async fn close(mut self) {
+        let _ = self.client.close().await;
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// One raw HTTP/1.1 GET: the response head and body as text.
+fn http_get(console: &str, path: &str) -> String {
+    let address = console.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[tokio::test]
+async fn an_operator_sees_badges_live_records_a_disposition_and_is_refused_the_legal_view() {
+    let saring = SaringProcess::spawn(&[], &[]);
+    let console = saring.console_url();
+    let channel = connect(saring.url()).await;
+    let mut routing = screening(&channel, Bearer::of(Role::Routing));
+    let browser = Browser::start().await;
+
+    browser.sign_in(&console, Role::Operator).await;
+    browser.wait_for("#feed[data-connected='1']").await;
+    assert!(browser.client.current_url().await.unwrap().path().ends_with("/operator"));
+
+    // A contact scored over gRPC appears in the feed with its badge.
+    let reply =
+        routing.score_contact(sample_contact("console-contact-1", Some("081234567001"))).await.unwrap().into_inner();
+    let row = browser.wait_for("#feed tr[data-contact-id='console-contact-1']").await;
+    let badge = row.find(Locator::Css(".badge")).await.unwrap();
+    assert_eq!(badge.text().await.unwrap(), format!("{}%", (reply.prank_likelihood * 100.0).round()));
+    let band = match proto::Band::try_from(reply.band).unwrap() {
+        proto::Band::Low => "band-low",
+        proto::Band::Elevated => "band-elevated",
+        proto::Band::High => "band-high",
+        proto::Band::Unspecified => "band-none",
+    };
+    assert!(badge.attr("class").await.unwrap().unwrap().contains(band));
+
+    // Clicking it shows the caller's history; the disposition form records the outcome the RecordOutcome way.
+    row.click().await.unwrap();
+    browser.wait_for("#history[data-contact-id='console-contact-1']").await;
+    browser.client.find(Locator::Css("#disposition option[value='prank']")).await.unwrap().click().await.unwrap();
+    browser.client.find(Locator::Id("record")).await.unwrap().click().await.unwrap();
+    browser.wait_for("#record-result.ok[data-contact-id='console-contact-1']").await;
+    let profile = routing.get_caller(proto::CallerQuery { caller: "081234567001".into() }).await.unwrap_err().code();
+    assert_eq!(profile, tonic::Code::PermissionDenied, "routing may not read profiles");
+    let operator_grpc = screening(&channel, Bearer::of(Role::Operator));
+    let profile = operator_grpc
+        .clone()
+        .get_caller(proto::CallerQuery { caller: "081234567001".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(profile.history.unwrap().total_contacts, 1);
+    assert!(profile.dispositions_month.get("prank").copied().unwrap_or(0.0) > 0.9, "{:?}", profile.dispositions_month);
+
+    // 300 contacts as fast as gRPC takes them: the page batches them and keeps at most 200 rows.
+    let mut senders = Vec::new();
+    for worker in 0..4 {
+        let mut client = routing.clone();
+        senders.push(tokio::spawn(async move {
+            for index in 0..75 {
+                let contact = sample_contact(&format!("burst-{worker}-{index}"), None);
+                client.score_contact(contact).await.unwrap();
+            }
+        }));
+    }
+    for sender in senders {
+        sender.await.unwrap();
+    }
+    let mut seen = 0;
+    for _ in 0..600 {
+        let counts = browser
+            .script("const f = document.getElementById('feed'); return [Number(f.dataset.received || 0), Number(f.dataset.skipped || 0), f.rows.length]")
+            .await;
+        let counts: Vec<u64> = counts.as_array().unwrap().iter().map(|value| value.as_u64().unwrap()).collect();
+        assert!(counts[2] <= 200, "the list is capped: {counts:?}");
+        seen = counts[0] + counts[1];
+        if seen >= 301 {
+            assert_eq!(counts[2], 200);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen >= 301, "the page received {seen} of 301 contacts");
+    browser.screenshot("console-operator.png").await;
+    browser.assert_no_external_requests().await;
+
+    // The dashboard draws its charts itself (SVG): nothing from elsewhere.
+    browser.client.goto(&format!("{console}/dashboard")).await.unwrap();
+    browser.wait_for("#hourly-chart rect").await;
+    let regions = browser.wait_for("#regions").await.text().await.unwrap();
+    assert!(regions.contains("ntt.kupang"), "{regions}");
+    browser.wait_for("#drift-chart").await;
+    browser.screenshot("console-dashboard.png").await;
+    browser.assert_no_external_requests().await;
+
+    // The legal view is not for operators.
+    browser.client.goto(&format!("{console}/legal")).await.unwrap();
+    browser.wait_for("#forbidden").await;
+    assert!(browser.client.find(Locator::Css("table.queue")).await.is_err());
+    browser.client.goto(&format!("{console}/legal/cases/anything")).await.unwrap();
+    browser.wait_for("#forbidden").await;
+
+    // Every page is served with a policy that forbids loading anything from elsewhere.
+    let head = http_get(&console, "/login");
+    assert!(head.contains("content-security-policy: default-src 'self'"), "{head}");
+    let unauthenticated = http_get(&console, "/operator");
+    assert!(unauthenticated.starts_with("HTTP/1.1 303"), "{unauthenticated}");
+
+    browser.close().await;
+    drop((routing, operator_grpc, channel));
+    let (clean, log) = tokio::task::spawn_blocking(move || saring.terminate()).await.unwrap();
+    assert!(clean);
+    assert!(
+        !log.iter().any(|line| line.contains("081234567001") || line.contains("6281234567001")),
+        "no number in the log"
+    );
+    assert!(!log.iter().any(|line| line.contains(&token(Role::Operator))), "no token in the log");
+}
+
+#[tokio::test]
+async fn a_legal_reviewer_approves_a_case_the_audit_shows_it_and_a_lost_race_shows_the_other_decision() {
+    let saring = SaringProcess::spawn(&[], &[]);
+    let console = saring.console_url();
+    let channel = connect(saring.url()).await;
+    let mut routing = screening(&channel, Bearer::of(Role::Routing));
+    let mut dispatch = escalations(&channel, Bearer::of(Role::Dispatch));
+    let mut legal_grpc = escalations(&channel, Bearer::of(Role::Legal));
+    let number = "+6281234567002";
+
+    // Two pranks: an automatic warning; delivered; another prank proposes a virtual-police message.
+    prank(&mut routing, "legal-c1", number, 3.0).await;
+    let warning = prank(&mut routing, "legal-c2", number, 2.9).await.open_case.unwrap();
+    deliver(&mut dispatch, &warning, 2.0).await;
+    let message = prank(&mut routing, "legal-c3", number, 1.0).await.open_case.unwrap();
+    assert_eq!(proto::CaseState::try_from(message.state).unwrap(), proto::CaseState::Proposed);
+
+    let browser = Browser::start().await;
+    browser.sign_in(&console, Role::Legal).await;
+    let link = browser.wait_for(&format!("table.queue a[href='/legal/cases/{}']", message.case_id)).await;
+    link.click().await.unwrap();
+    let shown = browser.wait_for("#caller-number").await.text().await.unwrap();
+    assert_eq!(shown, number, "the legal view shows the raw number");
+    browser.screenshot("console-legal.png").await;
+    browser
+        .client
+        .find(Locator::Id("decide-reason"))
+        .await
+        .unwrap()
+        .send_keys("confirmed on the recordings")
+        .await
+        .unwrap();
+    browser.client.find(Locator::Id("approve")).await.unwrap().click().await.unwrap();
+    browser.wait_for("#notice.notice").await;
+    assert_eq!(browser.wait_for("#case-state").await.text().await.unwrap(), "approved");
+    let approved = browser.wait_for("#audit tr.audit-approved").await.text().await.unwrap();
+    assert!(approved.contains("test-legal") && approved.contains("confirmed on the recordings"), "{approved}");
+    assert!(browser.client.find(Locator::Css("#audit tr.audit-evidence_read")).await.is_ok(), "reads are audited");
+    browser.assert_no_external_requests().await;
+
+    // The message is delivered; one more prank proposes a legal referral. The reviewer opens it, but another
+    // reviewer rejects it first over gRPC: the console refuses the stale approval and shows the other decision.
+    let approved_case = legal_grpc
+        .list(proto::ListCasesRequest { states: vec![proto::CaseState::Approved as i32], ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .cases
+        .remove(0);
+    deliver(&mut dispatch, &approved_case, 0.5).await;
+    let referral = prank(&mut routing, "legal-c4", number, 0.1).await.open_case.unwrap();
+    assert_eq!(proto::Rung::try_from(referral.rung).unwrap(), proto::Rung::LegalReferral);
+    browser.client.goto(&format!("{console}/legal/cases/{}", referral.case_id)).await.unwrap();
+    browser.wait_for("#approve").await;
+    decide(&mut legal_grpc, &referral, proto::Decision::Reject, "not enough: one call").await.unwrap();
+    browser.client.find(Locator::Id("decide-reason")).await.unwrap().send_keys("referral is warranted").await.unwrap();
+    browser.client.find(Locator::Id("approve")).await.unwrap().click().await.unwrap();
+    let notice = browser.wait_for("#notice.error").await.text().await.unwrap();
+    assert!(notice.contains("rejected") && notice.contains("test-legal"), "{notice}");
+    assert_eq!(browser.wait_for("#case-state").await.text().await.unwrap(), "rejected");
+
+    // In English on request; the queue filters by state.
+    browser.client.goto(&format!("{console}/lang/en?back=/legal%3Fstate%3Drejected")).await.unwrap();
+    browser.wait_for("table.queue").await;
+    let heading = browser.client.find(Locator::Css("h1")).await.unwrap().text().await.unwrap();
+    assert_eq!(heading, "Escalation queue");
+    let rows = browser.client.find_all(Locator::Css("tr.case-row")).await.unwrap();
+    assert_eq!(rows.len(), 1);
+
+    browser.close().await;
+    drop((routing, dispatch, legal_grpc, channel));
+    let (clean, _) = tokio::task::spawn_blocking(move || saring.terminate()).await.unwrap();
+    assert!(clean);
+}
