@@ -34,7 +34,7 @@ done
 H=(-H "authorization: Bearer $TOKEN" -H 'content-type: application/grpc' -H 'te: trailers')
 echo "one request through nghttp (grpc-status must be 0):"
 nghttp -v "${H[@]}" -d "$SCRATCH/frame.bin" http://127.0.0.1:50162/saring.v1.Screening/ScoreContact 2>&1 \
-  | grep -E 'grpc-status|:status' | sed 's/^/  /'
+  | grep -aE 'grpc-status|:status' | sed 's/^/  /'
 
 echo "commit $(git rev-parse --short HEAD), $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "| server | client | requests/s | p50 ms | p99 ms |"
@@ -53,5 +53,5 @@ for target in ceiling:50161 saring:50162; do
   echo "| $name | h2load ($ok) | ${rate%.*} | $pct |"
   json=$(SARING_BENCH_TOKEN=$TOKEN taskset -c 1 "$BIN/saring-bench" run --addr "127.0.0.1:$port" \
     --connections "$CONNECTIONS" --concurrency "$IN_FLIGHT" --requests "$REQUESTS" --warmup 2 --json)
-  python3 -c 'import json,sys; r=json.loads(sys.argv[1])["runs"][0]; l=r["score"]["latency"]; print(f"| {sys.argv[2]} | saring-bench ({l[\"count\"]} ok, {r[\"score\"][\"errors\"]} errors) | {r[\"throughput\"]:.0f} | {l[\"p50_ms\"]:.3f} | {l[\"p99_ms\"]:.3f} |")' "$json" "$name"
+  python3 -c 'import json,sys; r=json.loads(sys.argv[1])["runs"][0]; l=r["score"]["latency"]; print("| %s | saring-bench (%d ok, %d errors) | %.0f | %.3f | %.3f |" % (sys.argv[2], l["count"], r["score"]["errors"], r["throughput"], l["p50_ms"], l["p99_ms"]))' "$json" "$name"
 done
