@@ -6,7 +6,7 @@
 //! or never seen) and half from hot callers (at least [`HOT_MIN_CONTACTS`] earlier contacts). Each benchmark
 //! handles one contact per iteration, going round-robin over the sample, so criterion's time is per contact.
 //!
-//! Run with `cargo bench -p saring-benches --bench score`.
+//! Run with `cargo bench -p saring-bench --bench score`.
 
 use std::collections::HashMap;
 use std::hint::black_box;

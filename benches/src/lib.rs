@@ -1,1 +1,10 @@
-//! Benchmarks for saring; see benches/.
+//! saring's benchmarks: the `saring-bench` load harness (real gRPC against saring and a trivial tonic ceiling)
+//! and, in `benches/`, criterion micro-benchmarks of the scoring core.
+
+pub mod ceiling;
+pub mod load;
+pub mod machine;
+pub mod mix;
+pub mod report;
+pub mod schedule;
+pub mod servers;

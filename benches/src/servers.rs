@@ -1,0 +1,181 @@
+//! Servers the harness starts: saring itself (the `saring` binary beside this one) and the ceiling (this binary's
+//! `ceiling-server`), each a separate process, optionally pinned to CPUs with `taskset`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use saring::proto::screening_client::ScreeningClient;
+
+use crate::mix::Mix;
+
+/// The secret for history keys of a saring the harness starts (Redis requires one).
+const BENCH_HASH_SECRET: &str = "saring-bench-history-secret-not-for-production";
+
+/// A server process the harness started; stopped (SIGTERM) and cleaned up by [`ServerProcess::stop`].
+#[derive(Debug)]
+pub struct ServerProcess {
+    child: Child,
+    /// host:port it listens on.
+    pub addr: String,
+    /// Its process id (for VmRSS).
+    pub pid: u32,
+    scratch: Option<PathBuf>,
+    redis: Option<(String, String)>,
+}
+
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn pinned(program: &Path, cpus: Option<&str>) -> Command {
+    match cpus {
+        Some(cpus) => {
+            let mut command = Command::new("taskset");
+            command.arg("-c").arg(cpus).arg(program);
+            command
+        }
+        None => Command::new(program),
+    }
+}
+
+/// The `saring` binary next to the running executable (cargo puts both in `target/release`).
+pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    // Test and bench executables live one level down, in target/<profile>/deps.
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(name);
+    anyhow::ensure!(
+        path.exists(),
+        "{} not found: build it first (`cargo build --release -p saring`), or pass --saring-bin",
+        path.display()
+    );
+    Ok(path)
+}
+
+impl ServerProcess {
+    /// Starts saring with `history` (memory or a Redis URL; Redis keys get a prefix of their own, deleted at
+    /// stop), one routing token, and a scratch case database.
+    pub fn saring(binary: &Path, history: &str, cpus: Option<&str>, token: &str) -> anyhow::Result<ServerProcess> {
+        let scratch = std::env::temp_dir().join(format!("saring-bench-{}-{}", std::process::id(), free_port()?));
+        std::fs::create_dir_all(&scratch)?;
+        let config = scratch.join("saring.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[auth.tokens]]\nname = \"saring-bench\"\nrole = \"routing\"\nsha256 = \"{}\"\n",
+                saring::auth::token_digest(token)
+            ),
+        )?;
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let prefix = format!("saring-bench-{}-{}", std::process::id(), free_port()?);
+        let log = std::fs::File::create(scratch.join("saring.log"))?;
+        let child = pinned(binary, cpus)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .args(["--listen", &addr, "--history", history, "--database-url"])
+            .arg(format!("sqlite://{}/cases.db", scratch.display()))
+            .env("SARING__PRIVACY__HASH_SECRET", BENCH_HASH_SECRET)
+            .env("SARING__HISTORY__REDIS_PREFIX", &prefix)
+            .env("SARING__HISTORY__JOURNAL_PATH", scratch.join("outcomes.journal"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()?;
+        let redis = history.starts_with("redis://").then(|| (history.to_owned(), prefix));
+        Ok(ServerProcess { pid: child.id(), child, addr, scratch: Some(scratch), redis })
+    }
+
+    /// Starts this binary's `ceiling-server`.
+    pub fn ceiling(cpus: Option<&str>) -> anyhow::Result<ServerProcess> {
+        let addr = format!("127.0.0.1:{}", free_port()?);
+        let child = pinned(&std::env::current_exe()?, cpus)
+            .args(["ceiling-server", "--listen", &addr])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()?;
+        Ok(ServerProcess { pid: child.id(), child, addr, scratch: None, redis: None })
+    }
+
+    /// Waits until a ScoreContact is answered OK (at most `timeout`).
+    pub async fn wait_ready(&mut self, token: &str, mix: &Mix, timeout: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + timeout;
+        let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                anyhow::bail!("server exited with {status} before answering{}", self.log_tail());
+            }
+            let attempt = async {
+                let mut client = ScreeningClient::connect(format!("http://{}", self.addr)).await?;
+                let mut request = tonic::Request::new(mix.entry(0).contact.clone());
+                request.metadata_mut().insert("authorization", bearer.clone());
+                client.score_contact(request).await?;
+                anyhow::Ok(())
+            };
+            match attempt.await {
+                Ok(()) => return Ok(()),
+                Err(error) if Instant::now() >= deadline => {
+                    anyhow::bail!("server at {} not ready after {timeout:?}: {error}{}", self.addr, self.log_tail())
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    fn log_tail(&self) -> String {
+        let Some(scratch) = &self.scratch else { return String::new() };
+        let log = std::fs::read_to_string(scratch.join("saring.log")).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(10).collect();
+        format!("; its log ends:\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"))
+    }
+
+    /// SIGTERM, a bounded wait, then SIGKILL; deletes its Redis keys and scratch directory.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        let _ = Command::new("kill").args(["-TERM", &self.pid.to_string()]).status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() >= deadline {
+                self.child.kill()?;
+                self.child.wait()?;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if let Some((url, prefix)) = self.redis.take() {
+            delete_redis_prefix(&url, &prefix).await?;
+        }
+        if let Some(scratch) = self.scratch.take() {
+            std::fs::remove_dir_all(scratch).ok();
+        }
+        Ok(())
+    }
+}
+
+/// Deletes every key under `prefix:` (SCAN + DEL; never FLUSHDB). Returns how many.
+pub async fn delete_redis_prefix(url: &str, prefix: &str) -> anyhow::Result<u64> {
+    anyhow::ensure!(!prefix.is_empty(), "refusing to delete keys under an empty prefix");
+    let client = redis::Client::open(url)?;
+    let mut connection = client.get_multiplexed_async_connection().await?;
+    let pattern = format!("{prefix}:*");
+    let (mut cursor, mut deleted) = (0u64, 0u64);
+    loop {
+        let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(2000)
+            .query_async(&mut connection)
+            .await?;
+        if !keys.is_empty() {
+            deleted += redis::cmd("UNLINK").arg(&keys).query_async::<u64>(&mut connection).await?;
+        }
+        if next == 0 {
+            return Ok(deleted);
+        }
+        cursor = next;
+    }
+}
