@@ -60,8 +60,28 @@ impl Default for CeilingService {
     }
 }
 
+/// The ceiling's WatchScores: a stream that ends at once (nothing is ever scored).
+pub struct NoScores;
+
+impl futures_core::Stream for NoScores {
+    type Item = Result<proto::ScoreEvent, Status>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::task::Poll::Ready(None)
+    }
+}
+
 #[tonic::async_trait]
 impl Screening for CeilingService {
+    type WatchScoresStream = NoScores;
+
+    async fn watch_scores(&self, _request: Request<proto::WatchScoresRequest>) -> Result<Response<NoScores>, Status> {
+        Ok(Response::new(NoScores))
+    }
+
     async fn score_contact(
         &self,
         _request: Request<proto::ContactRequest>,

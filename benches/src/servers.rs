@@ -80,6 +80,7 @@ impl ServerProcess {
             .arg(format!("sqlite://{}/cases.db", scratch.display()))
             .env("SARING__PRIVACY__HASH_SECRET", BENCH_HASH_SECRET)
             .env("SARING__HISTORY__REDIS_PREFIX", &prefix)
+            .env("SARING__CONSOLE__ENABLED", "false")
             .env("SARING__HISTORY__JOURNAL_PATH", scratch.join("outcomes.journal"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
