@@ -209,6 +209,55 @@ pub struct ScoredContact {
     pub assessment: Assessment,
 }
 
+/// What a live-feed consumer did with one scored contact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Taken.
+    Taken,
+    /// The consumer is full: the contact is skipped (and counted for the next one).
+    Full,
+    /// The consumer is gone: stop.
+    Gone,
+}
+
+/// Follows a live feed: every scored contact in `wanted` (a region, or a province ending in '.'; all when `None`)
+/// goes to `deliver` with the number of contacts skipped just before it, until the feed closes, `deliver` says the
+/// consumer is gone, or `gone` resolves. A consumer never holds the feed back: what it cannot take is skipped.
+pub async fn follow_scores(
+    mut scores: broadcast::Receiver<Arc<ScoredContact>>,
+    wanted: Option<&str>,
+    gone: impl std::future::Future<Output = ()>,
+    mut deliver: impl FnMut(&ScoredContact, u64) -> Delivery,
+) {
+    let mut skipped = 0;
+    tokio::pin!(gone);
+    loop {
+        let received = tokio::select! {
+            received = scores.recv() => received,
+            () = &mut gone => return,
+        };
+        match received {
+            Ok(scored) if region_matches(wanted, &scored.region) => match deliver(&scored, skipped) {
+                Delivery::Taken => skipped = 0,
+                Delivery::Full => skipped += 1,
+                Delivery::Gone => return,
+            },
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(missed)) => skipped += missed,
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Whether `region` is `wanted`, or in province `wanted` when it ends in '.'.
+pub fn region_matches(wanted: Option<&str>, region: &str) -> bool {
+    match wanted {
+        None => true,
+        Some(prefix) if prefix.ends_with('.') => region.starts_with(prefix),
+        Some(exact) => region == exact,
+    }
+}
+
 /// Scored contacts kept for a watcher that falls behind before it skips.
 const SCORE_FEED_CAPACITY: usize = 4096;
 

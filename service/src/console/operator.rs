@@ -13,14 +13,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use saring_models::Disposition;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 
 use super::i18n::local_time_at;
 use super::{escape, lang, layout, Shared};
 use crate::auth::Role;
 use crate::error::Error;
 use crate::grpc::now_ms;
-use crate::screening::{OutcomeReport, ScoredContact};
+use crate::screening::{follow_scores, Delivery, OutcomeReport, ScoredContact};
 use crate::store::HistoryStore;
 
 /// Dispositions an operator can choose, in the form's order.
@@ -142,30 +142,18 @@ pub(super) async fn feed<S: HistoryStore>(
         return denied.into_response();
     }
     let wanted = query.region.filter(|region| !region.trim().is_empty());
-    let mut scores = console.app.screener.watch_scores();
+    let scores = console.app.screener.watch_scores();
     let (sender, receiver) = mpsc::channel(1024);
     tokio::spawn(async move {
-        let mut skipped = 0;
-        loop {
-            let received = tokio::select! {
-                received = scores.recv() => received,
-                () = sender.closed() => return,
-            };
-            match received {
-                Ok(scored) if crate::grpc::region_matches(wanted.as_deref(), &scored.region) => {
-                    let event = Event::default().event("contact").data(feed_entry(&scored, skipped));
-                    // A browser that cannot keep up skips contacts rather than holding the broadcast back.
-                    match sender.try_send(Ok(event)) {
-                        Ok(()) => skipped = 0,
-                        Err(mpsc::error::TrySendError::Full(_)) => skipped += 1,
-                        Err(mpsc::error::TrySendError::Closed(_)) => return,
-                    }
-                }
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(missed)) => skipped += missed,
-                Err(broadcast::error::RecvError::Closed) => return,
+        follow_scores(scores, wanted.as_deref(), sender.closed(), |scored, skipped| {
+            let event = Event::default().event("contact").data(feed_entry(scored, skipped));
+            match sender.try_send(Ok(event)) {
+                Ok(()) => Delivery::Taken,
+                Err(mpsc::error::TrySendError::Full(_)) => Delivery::Full,
+                Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
             }
-        }
+        })
+        .await;
     });
     Sse::new(Feed(receiver)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response()
 }

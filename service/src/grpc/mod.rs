@@ -7,7 +7,7 @@ pub mod validate;
 
 pub use escalations::EscalationsService;
 pub use models::ModelsService;
-pub use screening::{region_matches, ScreeningService};
+pub use screening::ScreeningService;
 
 use prost_types::Timestamp;
 

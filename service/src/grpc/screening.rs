@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use super::escalations::{case_summary, rung};
@@ -13,7 +13,7 @@ use crate::app::App;
 use crate::auth::Role;
 use crate::cases::LadderChange;
 use crate::proto;
-use crate::screening::{Assessment, ScoredContact, Summary};
+use crate::screening::{follow_scores, Assessment, Delivery, ScoredContact, Summary};
 use crate::store::HistoryStore;
 
 /// The Screening service over the application core.
@@ -82,15 +82,6 @@ impl futures_core::Stream for ScoreEvents {
     }
 }
 
-/// Whether `region` is `wanted`, or in province `wanted` when it ends in '.'.
-pub fn region_matches(wanted: Option<&str>, region: &str) -> bool {
-    match wanted {
-        None => true,
-        Some(prefix) if prefix.ends_with('.') => region.starts_with(prefix),
-        Some(exact) => region == exact,
-    }
-}
-
 fn channel(channel: saring_models::Channel) -> proto::Channel {
     match channel {
         saring_models::Channel::Voice => proto::Channel::Voice,
@@ -129,27 +120,17 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
                 .into());
             }
         }
-        let mut scores = self.app.screener.watch_scores();
+        let scores = self.app.screener.watch_scores();
         let (sender, receiver) = mpsc::channel(256);
         tokio::spawn(async move {
-            let mut skipped = 0;
-            loop {
-                let received = tokio::select! {
-                    received = scores.recv() => received,
-                    () = sender.closed() => return,
-                };
-                match received {
-                    Ok(scored) if region_matches(wanted.as_deref(), &scored.region) => {
-                        if sender.send(Ok(score_event(&scored, skipped))).await.is_err() {
-                            return;
-                        }
-                        skipped = 0;
-                    }
-                    Ok(_) => {}
-                    Err(broadcast::error::RecvError::Lagged(missed)) => skipped += missed,
-                    Err(broadcast::error::RecvError::Closed) => return,
+            follow_scores(scores, wanted.as_deref(), sender.closed(), |scored, skipped| {
+                match sender.try_send(Ok(score_event(scored, skipped))) {
+                    Ok(()) => Delivery::Taken,
+                    Err(mpsc::error::TrySendError::Full(_)) => Delivery::Full,
+                    Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
                 }
-            }
+            })
+            .await;
         });
         Ok(Response::new(ScoreEvents(receiver)))
     }

@@ -293,3 +293,25 @@ async fn a_legal_reviewer_approves_a_case_the_audit_shows_it_and_a_lost_race_sho
     let (clean, _) = tokio::task::spawn_blocking(move || saring.terminate()).await.unwrap();
     assert!(clean);
 }
+
+#[tokio::test]
+async fn watch_scores_streams_each_scored_contact_of_the_wanted_region_without_the_number() {
+    let harness = crate::common::start().await;
+    let mut operator = harness.screening(Role::Operator);
+    let mut stream =
+        operator.watch_scores(proto::WatchScoresRequest { region: Some("ntt.".into()) }).await.unwrap().into_inner();
+    let mut routing = harness.screening(Role::Routing);
+    let elsewhere = proto::ContactRequest { region: "dki.jakarta".into(), ..sample_contact("w-jakarta", None) };
+    routing.score_contact(elsewhere).await.unwrap();
+    let reply = routing.score_contact(sample_contact("w-kupang", Some("081234567009"))).await.unwrap().into_inner();
+    let event = tokio::time::timeout(Duration::from_secs(30), stream.message()).await.unwrap().unwrap().unwrap();
+    assert_eq!(event.contact_id, "w-kupang", "the Jakarta contact is filtered out");
+    assert_eq!(event.region, "ntt.kupang");
+    assert!(!event.withheld);
+    assert_eq!(event.skipped, 0);
+    assert_eq!(event.score.unwrap(), reply);
+    let bad = operator.watch_scores(proto::WatchScoresRequest { region: Some("NTT!".into()) }).await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    drop(stream);
+    harness.server.stop().await.unwrap();
+}

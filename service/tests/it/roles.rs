@@ -7,16 +7,47 @@ use saring::auth::Role;
 use saring::proto;
 use tonic::Code;
 
-use crate::common::{escalations, screening, start, Bearer};
+use crate::common::{escalations, models, screening, start, Bearer};
 
-const RPCS: [&str; 9] =
-    ["ScoreContact", "RecordOutcome", "GetCaller", "List", "Get", "Decide", "RecordAction", "Revert", "Watch"];
+/// The RPCs that touch callers or cases.
+const CALLER_RPCS: [&str; 10] = [
+    "ScoreContact",
+    "RecordOutcome",
+    "GetCaller",
+    "WatchScores",
+    "List",
+    "Get",
+    "Decide",
+    "RecordAction",
+    "Revert",
+    "Watch",
+];
+
+const RPCS: [&str; 14] = [
+    "ScoreContact",
+    "RecordOutcome",
+    "GetCaller",
+    "WatchScores",
+    "List",
+    "Get",
+    "Decide",
+    "RecordAction",
+    "Revert",
+    "Watch",
+    "GetModelCard",
+    "GetModelStatus",
+    "ReloadModel",
+    "GetDrift",
+];
 
 /// Who may call what.
 fn allowed(rpc: &str) -> &'static [Role] {
     match rpc {
         "ScoreContact" | "RecordOutcome" => &[Role::Routing, Role::Operator],
-        "GetCaller" => &[Role::Operator],
+        "GetCaller" | "WatchScores" => &[Role::Operator],
+        "GetModelCard" => &[Role::Operator, Role::Legal, Role::Admin],
+        "GetModelStatus" | "GetDrift" => &[Role::Operator, Role::Admin],
+        "ReloadModel" => &[Role::Admin],
         "List" | "Get" | "Decide" | "Revert" => &[Role::Legal],
         "RecordAction" => &[Role::Dispatch],
         "Watch" => &[Role::Dispatch, Role::Legal],
@@ -26,11 +57,17 @@ fn allowed(rpc: &str) -> &'static [Role] {
 
 async fn call(channel: &tonic::transport::Channel, bearer: Bearer, rpc: &str) -> Code {
     let mut screening = screening(channel, bearer.clone());
-    let mut escalations = escalations(channel, bearer);
+    let mut escalations = escalations(channel, bearer.clone());
+    let mut models = models(channel, bearer);
     let status = match rpc {
         "ScoreContact" => screening.score_contact(proto::ContactRequest::default()).await.err(),
         "RecordOutcome" => screening.record_outcome(proto::Outcome::default()).await.err(),
         "GetCaller" => screening.get_caller(proto::CallerQuery::default()).await.err(),
+        "WatchScores" => screening.watch_scores(proto::WatchScoresRequest::default()).await.err(),
+        "GetModelCard" => models.get_model_card(proto::ModelCardRequest::default()).await.err(),
+        "GetModelStatus" => models.get_model_status(proto::ModelStatusRequest::default()).await.err(),
+        "ReloadModel" => models.reload_model(proto::ReloadModelRequest::default()).await.err(),
+        "GetDrift" => models.get_drift(proto::DriftRequest::default()).await.err(),
         "List" => escalations.list(proto::ListCasesRequest::default()).await.err(),
         "Get" => escalations.get(proto::GetCaseRequest::default()).await.err(),
         "Decide" => escalations.decide(proto::DecideRequest::default()).await.err(),
@@ -56,16 +93,21 @@ async fn each_rpc_refuses_the_roles_that_must_not_call_it() {
         for role in Role::ALL {
             let code = call(&harness.channel, Bearer::of(role), rpc).await;
             if allowed(rpc).contains(&role) {
-                // Past authorisation: the empty request is judged on its content (or, for Watch, streams).
-                assert!(matches!(code, Code::InvalidArgument | Code::Ok), "{rpc} as {role}: {code:?}");
+                // Past authorisation: the empty request is judged on its content (or, for Watch, streams; a
+                // reload with no model file configured is a failed precondition).
+                assert!(
+                    matches!(code, Code::InvalidArgument | Code::Ok | Code::FailedPrecondition),
+                    "{rpc} as {role}: {code:?}"
+                );
             } else {
                 assert_eq!(code, Code::PermissionDenied, "{rpc} as {role}");
                 refused.insert((rpc, role.as_str()));
             }
         }
     }
-    // The admin role reads no caller data and decides nothing; only legal reads evidence.
-    assert!(RPCS.iter().all(|rpc| refused.contains(&(*rpc, "admin"))));
+    // The admin role reads no caller data and decides nothing; only legal reads evidence; routing cannot reload.
+    assert!(CALLER_RPCS.iter().all(|rpc| refused.contains(&(*rpc, "admin"))));
+    assert!(refused.contains(&("ReloadModel", "operator")) && refused.contains(&("GetDrift", "routing")));
     assert!(refused.contains(&("Get", "operator")) && refused.contains(&("Get", "dispatch")));
     assert!(refused.contains(&("GetCaller", "routing")));
     harness.server.stop().await.unwrap();
