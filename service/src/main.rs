@@ -101,8 +101,22 @@ enum AuditCommand {
 /// Exit code for invalid configuration (EX_USAGE).
 const EXIT_CONFIG: u8 = 64;
 
+/// `saring --version`: the package version, the git commit it was built from, and the shipped model.
+fn version() -> String {
+    let model = saring_models::ModelArtifact::from_json(saring::server::SHIPPED_MODEL)
+        .map_or_else(|error| format!("unreadable: {error}"), |artifact| artifact.model_version);
+    format!("{} (commit {}, shipped model {model})", env!("CARGO_PKG_VERSION"), env!("SARING_GIT_COMMIT"))
+}
+
 fn main() -> ExitCode {
-    match Cli::parse().command {
+    use clap::{CommandFactory, FromArgMatches};
+    let version: &'static str = Box::leak(version().into_boxed_str());
+    let matches = Cli::command().version(version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(error) => error.exit(),
+    };
+    match cli.command {
         Command::Serve { config, listen, model, log_format, history, ladder, database_url, console_listen } => {
             let flags = FlagOverrides { listen, model, log_format, history, ladder, database_url, console_listen };
             serve_command(config, &flags)

@@ -94,3 +94,17 @@ async fn sigterm_drains_and_exits_cleanly() {
     assert!(log.iter().any(|line| line.contains("received SIGTERM")), "{log:?}");
     assert!(log.iter().any(|line| line.contains("saring stopped")), "{log:?}");
 }
+
+#[test]
+fn version_names_the_commit_and_the_shipped_model() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_saring")).arg("--version").output().unwrap();
+    assert!(output.status.success());
+    let text = String::from_utf8(output.stdout).unwrap();
+    let shipped = saring_models::ModelArtifact::from_json(saring::server::SHIPPED_MODEL).unwrap();
+    assert!(text.contains(&format!("shipped model {}", shipped.model_version)), "{text}");
+    let head = std::process::Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output();
+    if let Some(head) = head.ok().filter(|head| head.status.success()) {
+        let commit = String::from_utf8_lossy(&head.stdout).trim().to_owned();
+        assert!(text.contains(&format!("commit {commit}")), "{text} should name {commit}");
+    }
+}
