@@ -52,12 +52,10 @@ impl Loaded {
 
 /// The learner kind of some parameters.
 pub fn learner(params: &ModelParams) -> &'static str {
-    let value = serde_json::to_value(params).ok();
-    match value.as_ref().and_then(|value| value.get("kind")).and_then(serde_json::Value::as_str) {
-        Some("logistic") => "logistic",
-        Some("forest") => "forest",
-        Some("boosted") => "boosted",
-        _ => "other",
+    match params {
+        ModelParams::Logistic(_) => "logistic",
+        ModelParams::Forest(_) => "forest",
+        ModelParams::Boosted(_) => "boosted",
     }
 }
 
