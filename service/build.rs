@@ -27,7 +27,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 /// `SARING_GIT_COMMIT`: the commit the binary is built from (`unknown` outside a git checkout), for `--version`.
+/// A build without the repository (a container build) passes it in the environment instead.
 fn git_commit() {
+    println!("cargo:rerun-if-env-changed=SARING_GIT_COMMIT");
+    if let Some(commit) = std::env::var("SARING_GIT_COMMIT").ok().filter(|commit| !commit.is_empty()) {
+        println!("cargo:rustc-env=SARING_GIT_COMMIT={commit}");
+        return;
+    }
     let repository = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let git = |args: &[&str]| {
         std::process::Command::new("git")

@@ -30,15 +30,33 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The web console.
     pub console: ConsoleSettings,
+    /// Prometheus metrics on the admin port.
+    pub metrics: MetricsSettings,
+}
+
+/// `[metrics]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// Serve `/metrics` on the admin port (`console.listen`).
+    pub enabled: bool,
+    /// Seconds between full verifications of the audit chain started by scrapes.
+    pub audit_verify_interval_s: u64,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings { enabled: true, audit_verify_interval_s: 300 }
+    }
 }
 
 /// `[console]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConsoleSettings {
-    /// Serve the web console.
+    /// Serve the web console's pages.
     pub enabled: bool,
-    /// Address of the console's HTTP listener (the admin port).
+    /// Address of the admin HTTP listener: the console and `/metrics` (bound when either is enabled).
     pub listen: String,
 }
 
@@ -202,6 +220,15 @@ pub struct FlagOverrides {
 pub struct ConfigError(pub String);
 
 impl Settings {
+    /// What the admin port serves, or `None` when it serves nothing (and is not bound).
+    pub fn admin_options(&self) -> Option<crate::console::AdminOptions> {
+        (self.console.enabled || self.metrics.enabled).then(|| crate::console::AdminOptions {
+            pages: self.console.enabled,
+            metrics: self.metrics.enabled,
+            audit_verify_interval: std::time::Duration::from_secs(self.metrics.audit_verify_interval_s),
+        })
+    }
+
     /// Loads the layers and validates the result.
     pub fn load(file: Option<&std::path::Path>, flags: &FlagOverrides) -> Result<Settings, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(Settings::default()));
@@ -295,6 +322,9 @@ impl Settings {
         }
         if let Err(error) = crate::auth::Authenticator::from_entries(&self.auth.tokens) {
             return fail(error.to_string());
+        }
+        if self.metrics.audit_verify_interval_s == 0 {
+            return fail("metrics.audit_verify_interval_s: must be positive".into());
         }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return fail(format!("log.format: {:?} must be \"text\" or \"json\"", self.log.format));

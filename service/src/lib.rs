@@ -13,6 +13,7 @@ pub mod config;
 pub mod console;
 pub mod error;
 pub mod grpc;
+pub mod metrics;
 pub mod modelops;
 pub mod privacy;
 pub mod recent;

@@ -12,6 +12,7 @@ use saring::backtest::BacktestOptions;
 use saring::cases::audit::Verification;
 use saring::cases::{CaseStore, Escalator};
 use saring::config::{FlagOverrides, Settings};
+use saring::console::AdminOptions;
 use saring::screening::Screener;
 use saring::server::{
     authenticator, build_screener, load_model, load_models, memory_store, open_escalator, redis_store, serve,
@@ -268,12 +269,18 @@ async fn run(settings: Settings) -> Result<(), StartError> {
         history = if settings.history.store == "memory" { "memory" } else { "redis" },
         "saring is serving saring.v1.Screening"
     );
-    let console = if settings.console.enabled {
+    let admin = settings.admin_options();
+    let console = if let Some(options) = admin {
         let addr = settings.console_addr().expect("validated with the settings");
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let console_addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
-        tracing::info!(%console_addr, "the web console is at http://{console_addr}/");
-        Some(listener)
+        if options.pages {
+            tracing::info!(%console_addr, "the web console is at http://{console_addr}/");
+        }
+        if options.metrics {
+            tracing::info!(%console_addr, "metrics are at http://{console_addr}/metrics");
+        }
+        Some((listener, options))
     } else {
         None
     };
@@ -320,18 +327,18 @@ fn show_development_tokens(tokens: &[(Role, String)]) {
 /// Serves gRPC (and the console, when one is bound) until SIGTERM/SIGINT; the console stops with the gRPC server.
 async fn serve_logged<S: HistoryStore + 'static>(
     listener: TcpListener,
-    console: Option<TcpListener>,
+    console: Option<(TcpListener, AdminOptions)>,
     app: Arc<App<S>>,
     grace: Duration,
 ) {
     let (stop_console, console_stopped) = tokio::sync::oneshot::channel::<()>();
-    let console = console.map(|listener| {
+    let console = console.map(|(listener, options)| {
         let app = Arc::clone(&app);
         tokio::spawn(async move {
             let shutdown = async move {
                 let _ = console_stopped.await;
             };
-            if let Err(error) = saring::console::serve(listener, app, shutdown).await {
+            if let Err(error) = saring::console::serve(listener, app, options, shutdown).await {
                 tracing::error!(%error, "console error");
             }
         })

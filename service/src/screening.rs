@@ -4,7 +4,7 @@
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use saring_models::features::{extract, ContactContext};
 use saring_models::history::{contact_fingerprint, Counter, DAY, MONTH};
@@ -12,6 +12,7 @@ use saring_models::reasons::{operator_reasons, sentence, strongest, REASONS};
 use saring_models::{Band, CallerHistory, Channel, Disposition, FeatureVector, Model, Score};
 
 use crate::error::{Error, Result, Violation};
+use crate::metrics::Metrics;
 use crate::modelops::ModelRegistry;
 use crate::privacy::{HistoryKey, KeyHasher};
 use crate::recent::RecentContacts;
@@ -271,6 +272,7 @@ pub struct Screener<S> {
     recent: RecentContacts,
     history_budget: Duration,
     degraded: DegradedCounts,
+    metrics: Arc<Metrics>,
 }
 
 /// Why answers were degraded, counted since start-up (exported as metrics by the metrics endpoint). Also keeps
@@ -338,8 +340,14 @@ impl<S: HistoryStore> Screener<S> {
             hasher,
             recent: RecentContacts::new(recent_capacity),
             degraded: DegradedCounts::default(),
+            metrics: Arc::new(Metrics::new()),
             history_budget,
         }
+    }
+
+    /// The service's metrics (recorded here and by the gRPC layer; rendered by the admin port).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Degraded answers by reason since start-up.
@@ -395,23 +403,29 @@ impl<S: HistoryStore> Screener<S> {
     pub async fn score(&self, contact: Contact) -> Assessment {
         let (caller_key, device_key) = self.keys(&contact);
         let mut degraded_reasons = Vec::new();
-        let histories =
-            match tokio::time::timeout(self.history_budget, self.store.load(caller_key.as_ref(), device_key.as_ref()))
-                .await
-            {
-                Ok(Ok(histories)) => histories,
-                Ok(Err(error)) => {
-                    self.degraded.warn("history_unavailable", &error);
-                    degraded_reasons.push(self.degraded.count("history_unavailable"));
-                    Histories::default()
-                }
-                Err(_) => {
-                    let budget = format!("no history within {} ms", self.history_budget.as_millis());
-                    self.degraded.warn("history_timeout", &budget);
-                    degraded_reasons.push(self.degraded.count("history_timeout"));
-                    Histories::default()
-                }
-            };
+        let started = Instant::now();
+        let loaded =
+            tokio::time::timeout(self.history_budget, self.store.load(caller_key.as_ref(), device_key.as_ref())).await;
+        let outcome = match &loaded {
+            Ok(Ok(_)) => "ok",
+            Ok(Err(_)) => "error",
+            Err(_) => "timeout",
+        };
+        self.metrics.observe_store("load", outcome, started.elapsed());
+        let histories = match loaded {
+            Ok(Ok(histories)) => histories,
+            Ok(Err(error)) => {
+                self.degraded.warn("history_unavailable", &error);
+                degraded_reasons.push(self.degraded.count("history_unavailable"));
+                Histories::default()
+            }
+            Err(_) => {
+                let budget = format!("no history within {} ms", self.history_budget.as_millis());
+                self.degraded.warn("history_timeout", &budget);
+                degraded_reasons.push(self.degraded.count("history_timeout"));
+                Histories::default()
+            }
+        };
         // The champion is loaded once for the call (a reload swaps it for later calls, never this one). It is
         // validated at load time and scoring is pure; should it fail all the same, the contact is still answered
         // — without a score, and saying so.
@@ -444,6 +458,10 @@ impl<S: HistoryStore> Screener<S> {
             degraded_reasons,
         };
         self.traffic.scored(contact.received_at_ms, &contact.region, assessment.band);
+        self.metrics.observe_score(assessment.band, &contact.region);
+        for reason in &assessment.degraded_reasons {
+            self.metrics.observe_degraded(reason);
+        }
         if self.scores.receiver_count() > 0 {
             let _ = self.scores.send(Arc::new(ScoredContact {
                 contact_id: contact.contact_id.clone(),
@@ -483,11 +501,10 @@ impl<S: HistoryStore> Screener<S> {
             report.talk_s,
             report.disposition,
         );
-        let recorded = self
-            .store
-            .record(&report.contact_id, caller_key.as_ref(), device_key.as_ref(), &event)
-            .await
-            .map_err(|error| Error::StoreUnavailable(error.to_string()))?;
+        let started = Instant::now();
+        let recorded = self.store.record(&report.contact_id, caller_key.as_ref(), device_key.as_ref(), &event).await;
+        self.metrics.observe_store("record", if recorded.is_ok() { "ok" } else { "error" }, started.elapsed());
+        let recorded = recorded.map_err(|error| Error::StoreUnavailable(error.to_string()))?;
         if recorded == Recorded::Applied {
             self.traffic.outcome(contact.received_at_ms, &contact.region, report.answered);
         }

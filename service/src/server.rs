@@ -15,6 +15,7 @@ use crate::auth::{Authenticator, Role};
 use crate::cases::{CaseStore, Escalator};
 use crate::config::Settings;
 use crate::grpc::{EscalationsService, ModelsService, ScreeningService};
+use crate::metrics::RpcMetricsLayer;
 use crate::modelops::ModelRegistry;
 use crate::privacy::KeyHasher;
 use crate::proto::escalations_server::EscalationsServer;
@@ -196,6 +197,7 @@ pub async fn serve<S: HistoryStore>(
     // TCP_NODELAY: without it, small replies wait on Nagle's algorithm and delayed ACKs (~40 ms per call).
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tonic::transport::Server::builder()
+        .layer(RpcMetricsLayer::new(Arc::clone(app.screener.metrics())))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(ScreeningServer::new(ScreeningService::new(Arc::clone(&app))))

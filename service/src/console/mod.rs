@@ -35,6 +35,24 @@ use crate::store::HistoryStore;
 pub struct Console<S> {
     app: Arc<App<S>>,
     sessions: Sessions,
+    options: AdminOptions,
+}
+
+/// What the admin port serves besides the console pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminOptions {
+    /// Serve the console's pages (`console.enabled`).
+    pub pages: bool,
+    /// Serve Prometheus metrics at `/metrics`.
+    pub metrics: bool,
+    /// How often a scrape may start a full verification of the audit chain.
+    pub audit_verify_interval: std::time::Duration,
+}
+
+impl Default for AdminOptions {
+    fn default() -> Self {
+        AdminOptions { pages: true, metrics: true, audit_verify_interval: std::time::Duration::from_secs(300) }
+    }
 }
 
 type Shared<S> = State<Arc<Console<S>>>;
@@ -42,9 +60,20 @@ type Shared<S> = State<Arc<Console<S>>>;
 const SCRIPT: &str = include_str!("assets/console.js");
 const STYLE: &str = include_str!("assets/console.css");
 
-/// The console's routes over `app`.
-pub fn router<S: HistoryStore + 'static>(app: Arc<App<S>>) -> Router {
-    let console = Arc::new(Console { app, sessions: Sessions::default() });
+/// The console's routes over `app`, and `/metrics` when `options` say so.
+pub fn router<S: HistoryStore + 'static>(app: Arc<App<S>>, options: AdminOptions) -> Router {
+    let console = Arc::new(Console { app, sessions: Sessions::default(), options });
+    let mut router = Router::new();
+    if options.metrics {
+        router = router.route("/metrics", get(metrics::<S>));
+    }
+    if options.pages {
+        router = router.merge(pages::<S>());
+    }
+    router.layer(axum::middleware::map_response(secure_headers)).with_state(console)
+}
+
+fn pages<S: HistoryStore + 'static>() -> Router<Arc<Console<S>>> {
     Router::new()
         .route("/", get(home::<S>))
         .route("/login", get(login_page).post(login::<S>))
@@ -61,17 +90,24 @@ pub fn router<S: HistoryStore + 'static>(app: Arc<App<S>>) -> Router {
         .route("/legal/cases/{case_id}/decide", post(legal::decide::<S>))
         .route("/legal/cases/{case_id}/revert", post(legal::revert::<S>))
         .route("/dashboard", get(dashboard::page::<S>))
-        .layer(axum::middleware::map_response(secure_headers))
-        .with_state(console)
 }
 
 /// Serves the console on `listener` until `shutdown` resolves.
 pub async fn serve<S: HistoryStore + 'static>(
     listener: TcpListener,
     app: Arc<App<S>>,
+    options: AdminOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app)).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, router(app, options)).with_graceful_shutdown(shutdown).await
+}
+
+/// Prometheus metrics. No session: they carry no personal data (see `docs/metrics.md`), and the admin port is
+/// loopback unless configured otherwise.
+async fn metrics<S: HistoryStore + 'static>(State(console): Shared<S>) -> Response {
+    let app = &console.app;
+    let text = app.screener.metrics().render(app, console.options.audit_verify_interval).await;
+    ([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE), (header::CACHE_CONTROL, "no-store")], text).into_response()
 }
 
 async fn secure_headers(mut response: Response) -> Response {

@@ -9,13 +9,13 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use saring_models::{Disposition, HistoryEvent};
 use serde::{Deserialize, Serialize};
 
-use super::{Histories, HistoryStore, Recorded, StoreError};
+use super::{Histories, HistoryStore, JournalStats, Recorded, StoreError};
 use crate::privacy::HistoryKey;
 
 /// One journaled outcome: keyed hashes only, never a raw number or device id.
@@ -82,6 +82,7 @@ pub struct JournaledStore<S> {
     path: PathBuf,
     file: tokio::sync::Mutex<File>,
     depth: AtomicUsize,
+    appended: AtomicU64,
     write_budget: Duration,
 }
 
@@ -113,6 +114,7 @@ impl<S: HistoryStore> JournaledStore<S> {
             path: path.to_owned(),
             file: tokio::sync::Mutex::new(file),
             depth: AtomicUsize::new(depth),
+            appended: AtomicU64::new(0),
             write_budget,
         })
     }
@@ -136,6 +138,7 @@ impl<S: HistoryStore> JournaledStore<S> {
         file.write_all(&line).map_err(|error| io_error("append", &self.path, error))?;
         file.sync_data().map_err(|error| io_error("fsync", &self.path, error))?;
         self.depth.fetch_add(1, Ordering::AcqRel);
+        self.appended.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -236,5 +239,9 @@ impl<S: HistoryStore> HistoryStore for JournaledStore<S> {
         // While the journal holds entries, new outcomes queue behind them.
         self.append(&Entry::new(contact_id, caller, device, event)).await?;
         Ok(Recorded::Applied)
+    }
+
+    fn journal(&self) -> Option<JournalStats> {
+        Some(JournalStats { depth: self.depth(), appended: self.appended.load(Ordering::Relaxed) })
     }
 }

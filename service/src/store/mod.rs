@@ -36,6 +36,15 @@ pub enum Recorded {
     Duplicate,
 }
 
+/// What a journal in front of a store holds and has held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalStats {
+    /// Outcomes waiting to be replayed into the store.
+    pub depth: usize,
+    /// Outcomes appended since start-up.
+    pub appended: u64,
+}
+
 /// A history store. Implementations read both histories in one operation and apply a contact to both
 /// exactly once per contact id.
 pub trait HistoryStore: Send + Sync + 'static {
@@ -54,4 +63,9 @@ pub trait HistoryStore: Send + Sync + 'static {
         device: Option<&HistoryKey>,
         event: &HistoryEvent,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+
+    /// The journal in front of this store, if there is one (for metrics).
+    fn journal(&self) -> Option<JournalStats> {
+        None
+    }
 }

@@ -6,6 +6,8 @@ mod console;
 mod degraded;
 mod ladder;
 mod lifecycle;
+mod logs;
+mod metrics;
 mod models;
 mod parity;
 mod redis_service;

@@ -1,0 +1,596 @@
+//! Prometheus metrics, served at `/metrics` on the admin port (the console's listener).
+//!
+//! Two kinds: live ones, updated as work happens (RPC latency by method and status code, scores by band and
+//! province, degraded answers by reason, history-store latency by operation and outcome), and ones read from the
+//! service's state at every scrape (journal depth, models and shadow agreement, drift, cases by state, the last
+//! audit-chain verification, resident memory). Every metric and label is listed in `docs/metrics.md`.
+//!
+//! Labels are bounded: an RPC is labelled by its method only when it is one saring serves (anything else is
+//! `unknown`), a region by its province (validated on the way in), a reason or outcome by a fixed name. Nothing
+//! that identifies a caller ever becomes a label.
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{ready, Context, Poll};
+use std::time::{Duration, Instant};
+
+use http_body::{Body, Frame, SizeHint};
+use parking_lot::Mutex;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+use prost::Message;
+
+use crate::app::App;
+use crate::cases::audit::Verification;
+use crate::store::HistoryStore;
+
+/// The `Content-Type` of the exposition (OpenMetrics text, which Prometheus reads natively).
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Seconds: 50 µs … ~13 s, doubling. ScoreContact lives in the first few buckets; slow decisions in the last.
+fn latency_buckets() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 2.0, 19))
+}
+
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+/// One RPC's labels: `grpc_service`, `grpc_method`, `grpc_code` (as the go-grpc-prometheus conventions name them).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RpcLabels {
+    /// The service, e.g. `saring.v1.Screening`.
+    pub grpc_service: Arc<str>,
+    /// The method, e.g. `ScoreContact`.
+    pub grpc_method: Arc<str>,
+    /// The status code's name, e.g. `OK`, `INVALID_ARGUMENT`.
+    pub grpc_code: &'static str,
+}
+
+/// A score's labels.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ScoreLabels {
+    /// `low`, `elevated`, `high`, or `none` when the model failed.
+    pub band: &'static str,
+    /// The contact's province (the region code's first part).
+    pub province: String,
+}
+
+/// A degraded answer's reason.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// As in `ScoreReply.degraded_reasons`.
+    pub reason: &'static str,
+}
+
+/// A history-store operation.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StoreLabels {
+    /// `load` or `record`.
+    pub operation: &'static str,
+    /// `ok`, `error` or `timeout`.
+    pub outcome: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ModelLabels {
+    slot: &'static str,
+    version: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    commit: &'static str,
+}
+
+/// The result of the last audit-chain verification.
+#[derive(Debug, Clone, Default)]
+struct AuditCheck {
+    /// When the last verification finished.
+    finished: Option<Instant>,
+    running: bool,
+}
+
+/// The service's metrics.
+pub struct Metrics {
+    registry: Registry,
+    known_methods: HashSet<String>,
+    rpc: HistogramFamily<RpcLabels>,
+    scores: Family<ScoreLabels, Counter>,
+    degraded: Family<ReasonLabels, Counter>,
+    store: HistogramFamily<StoreLabels>,
+    journal_depth: Gauge,
+    journaled: Gauge,
+    models: Family<ModelLabels, Gauge>,
+    shadow_scored: Gauge,
+    shadow_agreement: Gauge<f64, std::sync::atomic::AtomicU64>,
+    shadow_difference: Gauge<f64, std::sync::atomic::AtomicU64>,
+    drift: Gauge<f64, std::sync::atomic::AtomicU64>,
+    cases: Family<StateLabels, Gauge>,
+    case_store_up: Gauge,
+    audit_intact: Gauge,
+    audit_entries: Gauge,
+    audit_verified: Gauge,
+    audit_check: Arc<Mutex<AuditCheck>>,
+    resident_memory: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+/// The gRPC methods saring serves (`/package.Service/Method`), from its descriptor sets.
+fn served_methods() -> HashSet<String> {
+    let mut methods = HashSet::new();
+    for encoded in [crate::proto::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET] {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(encoded) else { continue };
+        for file in set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    methods.insert(format!("/{}.{}/{}", file.package(), service.name(), method.name()));
+                }
+            }
+        }
+    }
+    methods.insert("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo".to_owned());
+    methods
+}
+
+impl Metrics {
+    /// Every metric, at zero.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("saring");
+        let rpc: HistogramFamily<RpcLabels> = Family::new_with_constructor(latency_buckets);
+        registry.register_with_unit(
+            "grpc_server_handling",
+            "gRPC calls handled, by method and status code, and their duration (for streams: until the stream ends)",
+            Unit::Seconds,
+            rpc.clone(),
+        );
+        let scores = Family::<ScoreLabels, Counter>::default();
+        registry.register("score_contacts", "ScoreContact answers by band and province", scores.clone());
+        let degraded = Family::<ReasonLabels, Counter>::default();
+        registry.register("degraded_answers", "Degraded ScoreContact answers by reason", degraded.clone());
+        let store: HistogramFamily<StoreLabels> = Family::new_with_constructor(latency_buckets);
+        registry.register_with_unit(
+            "history_store_operation",
+            "History-store reads (load) and writes (record) by outcome, and their duration",
+            Unit::Seconds,
+            store.clone(),
+        );
+        let journal_depth = Gauge::default();
+        registry.register(
+            "journal_depth",
+            "Outcomes waiting in the local journal for the history store (0 when not journaled)",
+            journal_depth.clone(),
+        );
+        let journaled = Gauge::default();
+        registry.register(
+            "journal_appended",
+            "Outcomes written to the journal since start-up because the history store failed or was slow",
+            journaled.clone(),
+        );
+        let models = Family::<ModelLabels, Gauge>::default();
+        registry.register(
+            "model_info",
+            "The model serving (slot=champion) and in shadow (slot=challenger)",
+            models.clone(),
+        );
+        let shadow_scored = Gauge::default();
+        registry.register(
+            "shadow_scored",
+            "Contacts the champion and the challenger both scored",
+            shadow_scored.clone(),
+        );
+        let shadow_agreement = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "shadow_band_agreement_ratio",
+            "Share of shadow-scored contacts where champion and challenger gave the same band",
+            shadow_agreement.clone(),
+        );
+        let shadow_difference = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "shadow_mean_abs_difference",
+            "Mean absolute likelihood difference between champion and challenger",
+            shadow_difference.clone(),
+        );
+        let drift = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+        registry.register(
+            "drift_max_psi",
+            "Largest population stability index of any input in the current drift window, all regions together \
+             (per region: Models.GetDrift)",
+            drift.clone(),
+        );
+        let cases = Family::<StateLabels, Gauge>::default();
+        registry.register("cases", "Escalation cases by state", cases.clone());
+        let case_store_up = Gauge::default();
+        registry.register(
+            "case_store_up",
+            "1 when the case database answered this scrape, else 0",
+            case_store_up.clone(),
+        );
+        let audit_intact = Gauge::default();
+        registry.register(
+            "audit_chain_intact",
+            "1 when the last verification found every audit link intact, 0 when broken, -1 before the first \
+             verification or when it could not run",
+            audit_intact.clone(),
+        );
+        audit_intact.set(-1);
+        let audit_entries = Gauge::default();
+        registry.register("audit_entries", "Audit entries checked by the last verification", audit_entries.clone());
+        let audit_verified = Gauge::default();
+        registry.register(
+            "audit_verified_timestamp_seconds",
+            "Unix time of the last completed audit-chain verification (0: none yet)",
+            audit_verified.clone(),
+        );
+        let resident_memory = Gauge::default();
+        registry.register("process_resident_memory_bytes", "Resident memory of the process", resident_memory.clone());
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION"), commit: env!("SARING_GIT_COMMIT") })
+            .set(1);
+        registry.register("build_info", "The running build", build);
+        Metrics {
+            registry,
+            known_methods: served_methods(),
+            rpc,
+            scores,
+            degraded,
+            store,
+            journal_depth,
+            journaled,
+            models,
+            shadow_scored,
+            shadow_agreement,
+            shadow_difference,
+            drift,
+            cases,
+            case_store_up,
+            audit_intact,
+            audit_entries,
+            audit_verified,
+            audit_check: Arc::new(Mutex::new(AuditCheck::default())),
+            resident_memory,
+        }
+    }
+
+    /// The labels of a request path: its service and method when saring serves it, else `unknown`.
+    fn rpc_labels(&self, path: &str, code: &'static str) -> RpcLabels {
+        let known = self.known_methods.contains(path);
+        let (service, method) = match path.trim_start_matches('/').split_once('/') {
+            Some((service, method)) if known => (service, method),
+            _ => ("unknown", "unknown"),
+        };
+        RpcLabels { grpc_service: Arc::from(service), grpc_method: Arc::from(method), grpc_code: code }
+    }
+
+    /// Counts one handled call.
+    pub fn observe_rpc(&self, path: &str, code: &'static str, elapsed: Duration) {
+        self.rpc.get_or_create(&self.rpc_labels(path, code)).observe(elapsed.as_secs_f64());
+    }
+
+    /// Counts one score.
+    pub fn observe_score(&self, band: Option<saring_models::Band>, region: &str) {
+        let band = match band {
+            Some(saring_models::Band::Low) => "low",
+            Some(saring_models::Band::Elevated) => "elevated",
+            Some(saring_models::Band::High) => "high",
+            None => "none",
+        };
+        let province = saring_models::region::province(region).to_owned();
+        self.scores.get_or_create(&ScoreLabels { band, province }).inc();
+    }
+
+    /// Counts one degraded answer.
+    pub fn observe_degraded(&self, reason: &'static str) {
+        self.degraded.get_or_create(&ReasonLabels { reason }).inc();
+    }
+
+    /// Times one history-store operation.
+    pub fn observe_store(&self, operation: &'static str, outcome: &'static str, elapsed: Duration) {
+        self.store.get_or_create(&StoreLabels { operation, outcome }).observe(elapsed.as_secs_f64());
+    }
+
+    /// Degraded answers counted for `reason` so far.
+    pub fn degraded_count(&self, reason: &'static str) -> u64 {
+        self.degraded.get(&ReasonLabels { reason }).map_or(0, |counter| counter.get())
+    }
+
+    /// Reads the state behind the scrape-time metrics from `app` and encodes everything. The audit chain is
+    /// verified (in the background) when the last verification is older than `audit_interval`.
+    pub async fn render<S: HistoryStore>(&self, app: &App<S>, audit_interval: Duration) -> String {
+        let screener = &app.screener;
+        if let Some(journal) = screener.store().journal() {
+            self.journal_depth.set(journal.depth as i64);
+            self.journaled.set(journal.appended as i64);
+        }
+        let models = screener.models();
+        self.models.clear();
+        self.models
+            .get_or_create(&ModelLabels { slot: "champion", version: models.champion().version.to_string() })
+            .set(1);
+        if let Some(challenger) = models.challenger() {
+            self.models
+                .get_or_create(&ModelLabels { slot: "challenger", version: challenger.version.to_string() })
+                .set(1);
+        }
+        let shadow = models.shadow();
+        self.shadow_scored.set(shadow.scored as i64);
+        self.shadow_agreement.set(shadow.agreement());
+        self.shadow_difference.set(shadow.mean_abs_difference());
+        let drift = models.drift().report(Some(crate::modelops::drift::ALL_REGIONS));
+        if let Some(all) = drift.regions.iter().find(|region| region.region == crate::modelops::drift::ALL_REGIONS) {
+            self.drift.set(all.current.max_psi);
+        }
+        let store = app.escalator.store();
+        match tokio::time::timeout(Duration::from_secs(2), store.count_by_state()).await {
+            Ok(Ok(counts)) => {
+                self.cases.clear();
+                for (state, count) in counts {
+                    self.cases.get_or_create(&StateLabels { state: state.as_str() }).set(count);
+                }
+                self.case_store_up.set(1);
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "metrics: the case database did not answer");
+                self.case_store_up.set(0);
+            }
+            Err(_) => {
+                self.case_store_up.set(0);
+            }
+        }
+        self.verify_audit_when_due(store, audit_interval);
+        self.resident_memory.set(resident_memory_bytes().unwrap_or(0));
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+
+    /// Starts an audit-chain verification in the background when the last one is older than the interval (a
+    /// full verification reads the whole chain, so a scrape never waits for it).
+    fn verify_audit_when_due(&self, store: &crate::cases::CaseStore, audit_interval: Duration) {
+        {
+            let mut check = self.audit_check.lock();
+            let due = check.finished.is_none_or(|finished| finished.elapsed() >= audit_interval);
+            if check.running || !due {
+                return;
+            }
+            check.running = true;
+        }
+        let store = store.clone();
+        let check = Arc::clone(&self.audit_check);
+        let (intact, entries, verified) =
+            (self.audit_intact.clone(), self.audit_entries.clone(), self.audit_verified.clone());
+        tokio::spawn(async move {
+            match store.verify_audit().await {
+                Ok(Verification::Intact { entries: count }) => {
+                    intact.set(1);
+                    entries.set(count);
+                }
+                Ok(Verification::Broken { seq, problem }) => {
+                    tracing::error!(seq, %problem, "the audit chain is broken");
+                    intact.set(0);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "metrics: could not verify the audit chain");
+                    intact.set(-1);
+                }
+            }
+            verified.set(crate::grpc::now_ms() / 1000);
+            let mut check = check.lock();
+            check.running = false;
+            check.finished = Some(Instant::now());
+        });
+    }
+}
+
+/// Resident memory from `/proc/self/statm` (Linux), in bytes.
+fn resident_memory_bytes() -> Option<i64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// The name of a gRPC status code, as Prometheus conventions spell it.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code;
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}
+
+fn status_in(headers: &http::HeaderMap) -> Option<tonic::Code> {
+    let value = headers.get("grpc-status")?.to_str().ok()?.parse::<i32>().ok()?;
+    Some(tonic::Code::from_i32(value))
+}
+
+/// A tower layer timing every gRPC call and labelling it with its final status code.
+#[derive(Debug, Clone)]
+pub struct RpcMetricsLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl RpcMetricsLayer {
+    /// Records into `metrics`.
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        RpcMetricsLayer { metrics }
+    }
+}
+
+impl<S> tower_layer::Layer<S> for RpcMetricsLayer {
+    type Service = RpcMetricsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        RpcMetricsService { inner, metrics: Arc::clone(&self.metrics) }
+    }
+}
+
+/// The service [`RpcMetricsLayer`] wraps around the router.
+#[derive(Debug, Clone)]
+pub struct RpcMetricsService<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, RequestBody, ResponseBody> tower_service::Service<http::Request<RequestBody>> for RpcMetricsService<S>
+where
+    S: tower_service::Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
+{
+    type Response = http::Response<ObservedBody<ResponseBody>>;
+    type Error = S::Error;
+    type Future = ObservedCall<S::Future>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
+        let observation = Observation {
+            metrics: Arc::clone(&self.metrics),
+            path: request.uri().path().to_owned(),
+            started: Instant::now(),
+            code: None,
+        };
+        ObservedCall { inner: self.inner.call(request), observation: Some(observation) }
+    }
+}
+
+/// One call being timed; records itself once, when its status is known or it is dropped.
+struct Observation {
+    metrics: Arc<Metrics>,
+    path: String,
+    started: Instant,
+    /// A status sent in the headers (a trailers-only response).
+    code: Option<tonic::Code>,
+}
+
+impl Observation {
+    fn finish(self, code: tonic::Code) {
+        self.metrics.observe_rpc(&self.path, code_name(code), self.started.elapsed());
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The response future of an observed call.
+    pub struct ObservedCall<F> {
+        #[pin]
+        inner: F,
+        observation: Option<Observation>,
+    }
+}
+
+impl<F, ResponseBody, E> Future for ObservedCall<F>
+where
+    F: Future<Output = Result<http::Response<ResponseBody>, E>>,
+{
+    type Output = Result<http::Response<ObservedBody<ResponseBody>>, E>;
+
+    fn poll(self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = ready!(this.inner.poll(context));
+        let mut observation = this.observation.take();
+        Poll::Ready(match result {
+            Ok(response) => {
+                if let Some(observation) = observation.as_mut() {
+                    observation.code = status_in(response.headers());
+                }
+                Ok(response.map(|inner| ObservedBody { inner, observation }))
+            }
+            Err(error) => {
+                if let Some(observation) = observation {
+                    observation.finish(tonic::Code::Internal);
+                }
+                Err(error)
+            }
+        })
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A response body that records its call when the status trailer passes (or the body ends or is dropped).
+    pub struct ObservedBody<B> {
+        #[pin]
+        inner: B,
+        observation: Option<Observation>,
+    }
+
+    impl<B> PinnedDrop for ObservedBody<B> {
+        fn drop(this: Pin<&mut Self>) {
+            if let Some(observation) = this.project().observation.take() {
+                // A status in the headers ends the call; without one, the client went away before the end.
+                let code = observation.code.unwrap_or(tonic::Code::Cancelled);
+                observation.finish(code);
+            }
+        }
+    }
+}
+
+impl<B: Body> Body for ObservedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let frame = ready!(this.inner.poll_frame(context));
+        let code = match &frame {
+            Some(Ok(frame)) => frame.trailers_ref().map(|trailers| status_in(trailers).unwrap_or(tonic::Code::Unknown)),
+            Some(Err(_)) => Some(tonic::Code::Internal),
+            None => {
+                Some(this.observation.as_ref().and_then(|observation| observation.code).unwrap_or(tonic::Code::Unknown))
+            }
+        };
+        if let Some(code) = code {
+            if let Some(observation) = this.observation.take() {
+                observation.finish(code);
+            }
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}

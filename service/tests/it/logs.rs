@@ -1,0 +1,64 @@
+//! The log of a whole run, at debug level, carries no personal data and no secret: a number, a device id, a
+//! bearer token or the hashing secret never appears in any line, whatever RPC touched them (including ones that
+//! failed validation or authentication), while the log still says what happened (contact ids, hashed keys).
+
+use saring::auth::Role;
+use saring::proto;
+use tonic::Code;
+
+use crate::common::process::SaringProcess;
+use crate::common::{connect, escalations, prank_outcome, sample_contact, screening, token, Bearer};
+
+const NUMBER: &str = "0812-3456-7654";
+const DEVICE: &str = "handset-imei-356938035643809";
+const SECRET: &str = "log-test-hash-secret-5a1e7c";
+
+#[tokio::test]
+async fn a_full_run_logs_no_number_device_token_or_secret() {
+    let saring =
+        SaringProcess::spawn(&[], &[("SARING__LOG__FILTER", "debug"), ("SARING__PRIVACY__HASH_SECRET", SECRET)]);
+    let channel = connect(saring.url()).await;
+    let mut routing = screening(&channel, Bearer::of(Role::Routing));
+    let mut operator = screening(&channel, Bearer::of(Role::Operator));
+    let mut legal = escalations(&channel, Bearer::of(Role::Legal));
+
+    for (index, form) in ["0812-3456-7654", "+62 812 3456 7654", "6281234567654"].into_iter().enumerate() {
+        let contact_id = format!("log-{index}");
+        let mut contact = sample_contact(&contact_id, Some(form));
+        contact.device_id = Some(DEVICE.to_owned());
+        routing.score_contact(contact).await.unwrap();
+        routing.record_outcome(prank_outcome(&contact_id, None)).await.unwrap();
+    }
+    // Refused requests carrying the number: a bad region, a bad number, an unknown token.
+    let mut bad = sample_contact("log-bad", Some(NUMBER));
+    bad.region = "Nowhere".into();
+    assert_eq!(routing.score_contact(bad).await.unwrap_err().code(), Code::InvalidArgument);
+    let malformed = sample_contact("log-malformed", Some("0812345676549999999"));
+    assert_eq!(routing.score_contact(malformed).await.unwrap_err().code(), Code::InvalidArgument);
+    let mut stranger = screening(&channel, Bearer::raw("saring-not-a-token-7d1f"));
+    let refused = stranger.score_contact(sample_contact("log-stranger", Some(NUMBER))).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    // The operator's profile and the legal team's evidence both carry the raw number back to their readers.
+    let profile = operator.get_caller(proto::CallerQuery { caller: NUMBER.into() }).await.unwrap().into_inner();
+    assert!(profile.history.is_some_and(|history| history.total_contacts >= 3));
+    let cases = legal.list(proto::ListCasesRequest::default()).await.unwrap().into_inner().cases;
+    assert!(!cases.is_empty(), "three confirmed pranks opened a case");
+    for case in &cases {
+        let evidence = legal.get(proto::GetCaseRequest { case_id: case.case_id.clone() }).await.unwrap().into_inner();
+        assert!(format!("{evidence:?}").contains("6281234567654"), "legal reads the raw number");
+    }
+
+    let (clean, log) = tokio::task::spawn_blocking(move || saring.terminate()).await.unwrap();
+    assert!(clean, "saring exits cleanly on SIGTERM");
+    assert!(log.iter().any(|line| line.contains("\"level\":\"DEBUG\"")), "the run logged at debug level");
+    assert!(log.iter().any(|line| line.contains("log-0")), "contact ids are logged");
+    let mut forbidden = vec!["81234567654".to_owned(), "812 3456 7654".to_owned(), NUMBER.to_owned()];
+    forbidden.extend([DEVICE.to_owned(), SECRET.to_owned(), "saring-not-a-token-7d1f".to_owned()]);
+    forbidden.extend(Role::ALL.iter().map(|role| token(*role)));
+    for line in &log {
+        for needle in &forbidden {
+            assert!(!line.contains(needle.as_str()), "the log carries {needle:?}: {line}");
+        }
+    }
+}
