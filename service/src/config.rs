@@ -377,4 +377,43 @@ mod tests {
             Ok(())
         });
     }
+
+    /// Every key of every section, as `section.key` (and `section.sub.key` for tables of a section).
+    fn keys(value: &serde_json::Value, prefix: &str, out: &mut Vec<String>) {
+        if let serde_json::Value::Object(map) = value {
+            for (key, inner) in map {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                match inner {
+                    serde_json::Value::Object(_) => keys(inner, &path, out),
+                    _ => out.push(path),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_reference_file_documents_every_key_and_loads() {
+        let reference = include_str!("../../config/reference.toml");
+        let mut all = Vec::new();
+        keys(&serde_json::to_value(Settings::default()).unwrap(), "", &mut all);
+        assert!(all.len() > 20, "{all:?}");
+        for path in all {
+            let (section, key) = path.rsplit_once('.').unwrap();
+            let header = format!("[{section}]");
+            let start = reference.find(&header).unwrap_or_else(|| panic!("config/reference.toml has no {header}"));
+            let body = &reference[start + header.len()..];
+            let body = &body[..body.find("\n[").unwrap_or(body.len())];
+            let documented = body.lines().any(|line| {
+                let line = line.trim_start_matches('#').trim_start();
+                line.starts_with(&format!("{key} =")) || line.starts_with(&format!("[[{section}.{key}]]"))
+            });
+            assert!(documented, "config/reference.toml does not document {path}");
+        }
+        // The file itself is a valid configuration (an unknown key in it would be refused).
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("reference.toml", reference)?;
+            Settings::load(Some("reference.toml".as_ref()), &FlagOverrides::default()).unwrap();
+            Ok(())
+        });
+    }
 }
