@@ -70,7 +70,7 @@ impl Files {
 
     fn fingerprint(&self) -> [u8; 32] {
         let mut hash = Sha256::new();
-        for part in [&self.cert[..], &self.key, self.client_ca.as_deref().unwrap_or_default()] {
+        for part in [&self.cert[..], &self.key[..], self.client_ca.as_deref().unwrap_or_default()] {
             hash.update((part.len() as u64).to_le_bytes());
             hash.update(part);
         }
@@ -126,8 +126,8 @@ impl Files {
 pub struct ReloadingTls {
     settings: TlsSettings,
     current: ArcSwap<ServerConfig>,
-    /// The fingerprint of the files last loaded, or last refused (so a bad file is reported once).
-    seen: parking_lot::Mutex<[u8; 32]>,
+    /// The fingerprint of the files last read, and why they were refused if they were.
+    seen: parking_lot::Mutex<([u8; 32], Option<String>)>,
 }
 
 impl ReloadingTls {
@@ -138,40 +138,54 @@ impl ReloadingTls {
         Ok(ReloadingTls {
             settings: settings.clone(),
             current: ArcSwap::from_pointee(config),
-            seen: parking_lot::Mutex::new(files.fingerprint()),
+            seen: parking_lot::Mutex::new((files.fingerprint(), None)),
         })
     }
 
     /// Re-reads the files; when they changed, new connections get the new configuration. Returns whether it was
-    /// replaced. Files that fail to load leave the old configuration serving.
+    /// replaced. Files that fail to load leave the old configuration serving (and keep failing until they
+    /// change).
     pub fn reload(&self) -> Result<bool, TlsError> {
         let files = Files::read(&self.settings)?;
         let fingerprint = files.fingerprint();
-        if *self.seen.lock() == fingerprint {
-            return Ok(false);
+        let mut seen = self.seen.lock();
+        if seen.0 == fingerprint {
+            return match &seen.1 {
+                None => Ok(false),
+                Some(refusal) => Err(TlsError::Refused(refusal.clone())),
+            };
         }
-        *self.seen.lock() = fingerprint;
-        let config = files.server_config(&self.settings)?;
-        self.current.store(Arc::new(config));
+        let built = files.server_config(&self.settings);
+        *seen = (fingerprint, built.as_ref().err().map(ToString::to_string));
+        self.current.store(Arc::new(built?));
         Ok(true)
     }
 
-    /// Checks the files every `server.tls.reload_interval_s` (never when it is 0), logging what happened.
+    /// Checks the files every `server.tls.reload_interval_s` (never when it is 0), logging what changed.
     pub async fn watch(self: Arc<Self>) {
         if self.settings.reload_interval_s == 0 {
             return;
         }
         let mut ticks = tokio::time::interval(Duration::from_secs(self.settings.reload_interval_s));
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_refusal = None;
         loop {
             ticks.tick().await;
             let tls = Arc::clone(&self);
-            match tokio::task::spawn_blocking(move || tls.reload()).await {
-                Ok(Ok(true)) => tracing::info!("tls certificate files changed: new connections use them"),
-                Ok(Ok(false)) => {}
-                Ok(Err(error)) => tracing::warn!(%error, "tls files refused; the loaded certificate serves on"),
-                Err(error) => tracing::error!(%error, "tls reload task failed"),
+            let refusal = match tokio::task::spawn_blocking(move || tls.reload()).await {
+                Ok(Ok(replaced)) => {
+                    if replaced {
+                        tracing::info!("tls certificate files changed: new connections use them");
+                    }
+                    None
+                }
+                Ok(Err(error)) => Some(error.to_string()),
+                Err(error) => Some(format!("reload task failed: {error}")),
+            };
+            if let Some(error) = refusal.as_ref().filter(|refusal| last_refusal.as_ref() != Some(*refusal)) {
+                tracing::warn!(%error, "tls files refused; the loaded certificate serves on");
             }
+            last_refusal = refusal;
         }
     }
 

@@ -32,7 +32,8 @@ struct GatedStore {
 impl HistoryStore for GatedStore {
     async fn load(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Result<Histories, StoreError> {
         let mut open = self.open.clone();
-        if !*open.borrow() {
+        let closed = !*open.borrow_and_update();
+        if closed {
             let _ = self.waiting.send(());
             let _ = open.wait_for(|open| *open).await;
         }
