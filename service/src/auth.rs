@@ -121,8 +121,12 @@ impl Authenticator {
     pub fn from_entries(entries: &[TokenEntry]) -> Result<Self, TokenError> {
         let mut by_digest = HashMap::new();
         for (index, entry) in entries.iter().enumerate() {
-            let fail =
-                |message: &str| TokenError { list: "tokens", index, name: entry.name.clone(), message: message.to_owned() };
+            let fail = |message: &str| TokenError {
+                list: "tokens",
+                index,
+                name: entry.name.clone(),
+                message: message.to_owned(),
+            };
             if entry.name.trim().is_empty() {
                 return Err(fail("name must not be empty"));
             }
@@ -140,8 +144,12 @@ impl Authenticator {
     /// Adds the client certificate identities; refuses empty names and a name configured twice.
     pub fn with_clients(mut self, clients: &[ClientEntry]) -> Result<Self, TokenError> {
         for (index, entry) in clients.iter().enumerate() {
-            let fail =
-                |message: &str| TokenError { list: "clients", index, name: entry.name.clone(), message: message.to_owned() };
+            let fail = |message: &str| TokenError {
+                list: "clients",
+                index,
+                name: entry.name.clone(),
+                message: message.to_owned(),
+            };
             if entry.name.trim().is_empty() || entry.name.trim() != entry.name {
                 return Err(fail("name must not be empty nor start or end with spaces"));
             }

@@ -391,7 +391,9 @@ impl Settings {
             None => {}
             Some(tls) => {
                 if tls.cert_path.as_os_str().is_empty() || tls.key_path.as_os_str().is_empty() {
-                    return fail("server.tls.cert_path and server.tls.key_path: both are required with [server.tls]".into());
+                    return fail(
+                        "server.tls.cert_path and server.tls.key_path: both are required with [server.tls]".into(),
+                    );
                 }
                 if tls.client_ca_path.is_none() && !self.auth.clients.is_empty() {
                     return fail("auth.clients: client certificates need server.tls.client_ca_path".into());

@@ -7,8 +7,8 @@ pub mod limits;
 pub mod tls;
 
 use std::future::Future;
-use std::pin::Pin;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -278,7 +278,9 @@ pub async fn serve<S: HistoryStore>(
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )
-        .add_service(ModelsServer::new(ModelsService::new(app)).max_decoding_message_size(max).max_encoding_message_size(max));
+        .add_service(
+            ModelsServer::new(ModelsService::new(app)).max_decoding_message_size(max).max_encoding_message_size(max),
+        );
     let watcher = transport.tls.as_ref().map(|tls| tokio::spawn(Arc::clone(tls).watch()));
     let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match &transport.tls {
         Some(tls) => Box::pin(router.serve_with_incoming_shutdown(tls::incoming(listener, Arc::clone(tls)), signal)),

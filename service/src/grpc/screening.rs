@@ -13,8 +13,8 @@ use crate::app::App;
 use crate::auth::Role;
 use crate::cases::LadderChange;
 use crate::proto;
-use crate::server::limits::Overloaded;
 use crate::screening::{follow_scores, Assessment, Delivery, ScoredContact, Summary};
+use crate::server::limits::Overloaded;
 use crate::store::HistoryStore;
 
 /// The Screening service over the application core.

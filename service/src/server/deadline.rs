@@ -88,7 +88,11 @@ where
                 Err(_) => Ok(Status::deadline_exceeded(format!(
                     "the call ran past its deadline ({} ms{})",
                     budget.as_millis(),
-                    if asked.is_some_and(|asked| asked <= budget) { ", the client's" } else { ", the server's maximum" }
+                    if asked.is_some_and(|asked| asked <= budget) {
+                        ", the client's"
+                    } else {
+                        ", the server's maximum"
+                    }
                 ))
                 .into_http()),
             }

@@ -22,11 +22,24 @@ use crate::common::{
     app_with, authenticator, connect, prank_outcome, sample_contact, screening, sqlite_url, Bearer, Screening,
 };
 
-/// A memory store whose reads wait at a gate the test opens, saying when one is waiting.
+/// A memory store whose reads wait at a gate the test opens, saying when one is waiting and when a waiting read
+/// was abandoned (its call dropped by the server).
 struct GatedStore {
     inner: MemoryStore,
     open: watch::Receiver<bool>,
     waiting: mpsc::UnboundedSender<()>,
+    abandoned: Option<mpsc::UnboundedSender<()>>,
+}
+
+/// Says "abandoned" when dropped while still armed.
+struct Abandoned(Option<mpsc::UnboundedSender<()>>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        if let Some(abandoned) = self.0.take() {
+            let _ = abandoned.send(());
+        }
+    }
 }
 
 impl HistoryStore for GatedStore {
@@ -34,8 +47,10 @@ impl HistoryStore for GatedStore {
         let mut open = self.open.clone();
         let closed = !*open.borrow_and_update();
         if closed {
+            let mut abandoned = Abandoned(self.abandoned.clone());
             let _ = self.waiting.send(());
             let _ = open.wait_for(|open| *open).await;
+            abandoned.0 = None;
         }
         self.inner.load(caller, device).await
     }
@@ -93,7 +108,7 @@ async fn an_oversized_request_is_refused_and_the_server_serves_on() {
 async fn over_its_concurrency_a_role_is_shed_but_routing_scores_degrade_and_nothing_is_lost() {
     let (open, gate) = watch::channel(false);
     let (waiting, mut waiters) = mpsc::unbounded_channel();
-    let store = GatedStore { inner: MemoryStore::new(Duration::from_secs(3600)), open: gate, waiting };
+    let store = GatedStore { inner: MemoryStore::new(Duration::from_secs(3600)), open: gate, waiting, abandoned: None };
     let settings = LimitsSettings {
         routing: RoleLimits { concurrency: 1, rate_per_s: 0.0, burst: 0 },
         operator: RoleLimits { concurrency: 1, rate_per_s: 0.0, burst: 0 },
@@ -105,10 +120,13 @@ async fn over_its_concurrency_a_role_is_shed_but_routing_scores_degrade_and_noth
 
     // One routing score and one operator profile read hold their roles' only slots, waiting on history.
     let mut held_routing = routing.clone();
-    let first = tokio::spawn(async move { held_routing.score_contact(sample_contact("c-1", Some("081111111111"))).await });
+    let first =
+        tokio::spawn(async move { held_routing.score_contact(sample_contact("c-1", Some("081111111111"))).await });
     let mut held_operator = operator.clone();
     let profile =
-        tokio::spawn(async move { held_operator.get_caller(proto::CallerQuery { caller: "081111111111".into() }).await });
+        tokio::spawn(
+            async move { held_operator.get_caller(proto::CallerQuery { caller: "081111111111".into() }).await },
+        );
     waiters.recv().await.unwrap();
     waiters.recv().await.unwrap();
 
@@ -167,33 +185,38 @@ async fn over_its_rate_a_role_is_shed_with_the_time_to_the_next_token() {
 }
 
 #[tokio::test]
-async fn deadlines_end_calls_with_deadline_exceeded() {
+async fn deadlines_end_calls_and_drop_their_work() {
     // Reads never complete until the test ends: GetCaller (which waits for history) would hang without deadlines.
     let (_open, gate) = watch::channel(false);
     let (waiting, _waiters) = mpsc::unbounded_channel();
-    let store = GatedStore { inner: MemoryStore::new(Duration::from_secs(3600)), open: gate, waiting };
+    let (abandoned, mut abandonments) = mpsc::unbounded_channel();
+    let memory = MemoryStore::new(Duration::from_secs(3600));
+    let store = GatedStore { inner: memory, open: gate, waiting, abandoned: Some(abandoned) };
     let transport = Transport { max_deadline: Duration::from_millis(500), ..Transport::plaintext() };
     let (server, channel) = serve(store, transport).await;
     let mut operator = screening(&channel, Bearer::of(Role::Operator));
     let query = || proto::CallerQuery { caller: "081234567890".into() };
+    let answered = Duration::from_secs(20);
 
-    let mut asked = tonic::Request::new(query());
-    asked.set_timeout(Duration::from_millis(50));
-    let status = tokio::time::timeout(Duration::from_secs(20), operator.get_caller(asked)).await.expect("answered");
-    let status = status.unwrap_err();
-    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
-    assert!(status.message().contains("the client's"), "{status:?}");
-
-    // No deadline from the client: the server's maximum applies.
-    let status = tokio::time::timeout(Duration::from_secs(20), operator.get_caller(query())).await.expect("answered");
-    let status = status.unwrap_err();
+    // No deadline from the client: the server's maximum ends the call, and the read it was waiting on.
+    let status = tokio::time::timeout(answered, operator.get_caller(query())).await.expect("answered").unwrap_err();
     assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
     assert!(status.message().contains("server's maximum"), "{status:?}");
+    tokio::time::timeout(answered, abandonments.recv()).await.expect("the read was dropped with its call");
 
     // A client's deadline longer than the server's maximum does not extend it.
     let mut generous = tonic::Request::new(query());
     generous.set_timeout(Duration::from_secs(3600));
-    let status = tokio::time::timeout(Duration::from_secs(20), operator.get_caller(generous)).await.expect("answered");
-    assert!(status.unwrap_err().message().contains("server's maximum"));
+    let status = tokio::time::timeout(answered, operator.get_caller(generous)).await.expect("answered").unwrap_err();
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(status.message().contains("server's maximum"), "{status:?}");
+    tokio::time::timeout(answered, abandonments.recv()).await.expect("the read was dropped with its call");
+
+    // A shorter one bounds the call (tonic's client enforces it too, so either side may be the one to answer).
+    let mut hurried = tonic::Request::new(query());
+    hurried.set_timeout(Duration::from_millis(50));
+    let status = tokio::time::timeout(answered, operator.get_caller(hurried)).await.expect("answered").unwrap_err();
+    assert!(matches!(status.code(), Code::DeadlineExceeded | Code::Cancelled), "{status:?}");
+    tokio::time::timeout(answered, abandonments.recv()).await.expect("the read was dropped with its call");
     server.stop().await.unwrap();
 }
