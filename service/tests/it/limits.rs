@@ -98,9 +98,15 @@ async fn an_oversized_request_is_refused_and_the_server_serves_on() {
     let oversized = sample_contact(&"x".repeat(4096), Some("081234567890"));
     let status = client.score_contact(oversized).await.unwrap_err();
     // Not INVALID_ARGUMENT: the message is refused for its size before anything reads its fields.
-    assert!(matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted), "{status:?}");
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("decoded message length too large"), "{status:?}");
     let reply = client.score_contact(sample_contact("small", Some("081234567890"))).await.unwrap();
     assert!(!reply.into_inner().degraded);
+    // Replies too: the model card (its drift reference alone is several kilobytes) does not fit.
+    let card = proto::ModelCardRequest { slot: proto::ModelSlot::Champion as i32 };
+    let status = crate::common::models(&channel, Bearer::of(Role::Operator)).get_model_card(card).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert!(status.message().contains("encoded message length too large"), "{status:?}");
     server.stop().await.unwrap();
 }
 
