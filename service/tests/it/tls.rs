@@ -118,11 +118,15 @@ async fn a_client_certificate_authenticates_a_machine_with_its_role() {
     let with_token = escalations(&routing, Bearer::of(Role::Legal)).list(proto::ListCasesRequest::default()).await;
     assert!(with_token.is_ok(), "{with_token:?}");
 
-    // The dispatch machine's name reaches the audit path: it may record actions, and nothing else here.
+    // Two confirmed pranks reported by the routing machine open an (automatically approved) warning; the dispatch
+    // machine delivers it, and the case names the machine as the one who did.
+    let mut routing_engine = screening(&routing, Bearer::none());
+    crate::ladder::prank(&mut routing_engine, "mtls-1", "0812-3400-0099", 3.0).await;
+    let warning = crate::ladder::prank(&mut routing_engine, "mtls-2", "0812-3400-0099", 2.0).await.open_case.unwrap();
     let dispatch = tls_channel(port, &ca, Some(&clients_ca.client("dispatch-1"))).await.unwrap();
     assert_eq!(score(&dispatch, Bearer::none()).await, Code::PermissionDenied);
-    let action = escalations(&dispatch, Bearer::none()).record_action(proto::RecordActionRequest::default()).await;
-    assert_eq!(action.unwrap_err().code(), Code::InvalidArgument, "past authorisation, judged on its content");
+    let delivered = crate::ladder::deliver(&mut escalations(&dispatch, Bearer::none()), &warning, 1.0).await;
+    assert_eq!(delivered.actioned_by, "dispatch-1");
 
     // A certificate the CA signed for a name no [[auth.clients]] entry has: no role without a token.
     let stranger = tls_channel(port, &ca, Some(&clients_ca.client("stranger"))).await.unwrap();
