@@ -1,13 +1,15 @@
-//! Who is calling: bearer tokens mapped to roles. Tokens are configured by their SHA-256 (never in clear), and
-//! every RPC names the roles that may call it.
+//! Who is calling: bearer tokens (people) and verified TLS client certificates (machines) mapped to roles.
+//! Tokens are configured by their SHA-256 (never in clear), certificates by a name they carry; every RPC names
+//! the roles that may call it.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tonic::metadata::MetadataMap;
-use tonic::Status;
+use tonic::{Request, Status};
 
 /// A role a token grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -68,6 +70,26 @@ pub struct TokenEntry {
     pub sha256: String,
 }
 
+/// One configured client certificate identity: `[[auth.clients]]`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientEntry {
+    /// A name the client's certificate carries (its subject CN, a DNS SAN or a URI SAN); also the actor in audit
+    /// entries.
+    pub name: String,
+    /// The role it grants.
+    pub role: Role,
+}
+
+/// The TLS side of a connection, attached to every request on it (tonic's connect info).
+#[derive(Debug, Clone, Default)]
+pub struct TlsPeer {
+    /// The client's address.
+    pub remote_addr: Option<SocketAddr>,
+    /// The names of the client's verified certificate (subject CN, DNS and URI SANs); `None` without one.
+    pub certificate_names: Option<Arc<[String]>>,
+}
+
 /// The SHA-256 of a token, as configured.
 pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -77,12 +99,15 @@ pub fn token_digest(token: &str) -> String {
 #[derive(Debug, Clone, Default)]
 pub struct Authenticator {
     by_digest: HashMap<[u8; 32], Principal>,
+    by_certificate_name: HashMap<String, Principal>,
 }
 
-/// A token entry that cannot be used, naming it.
+/// A token or client entry that cannot be used, naming it.
 #[derive(Debug, thiserror::Error)]
-#[error("auth.tokens[{index}] ({name}): {message}")]
+#[error("auth.{list}[{index}] ({name}): {message}")]
 pub struct TokenError {
+    /// `tokens` or `clients`.
+    pub list: &'static str,
     /// The entry's position.
     pub index: usize,
     /// The entry's name.
@@ -96,7 +121,12 @@ impl Authenticator {
     pub fn from_entries(entries: &[TokenEntry]) -> Result<Self, TokenError> {
         let mut by_digest = HashMap::new();
         for (index, entry) in entries.iter().enumerate() {
-            let fail = |message: &str| TokenError { index, name: entry.name.clone(), message: message.to_owned() };
+            let fail = |message: &str| TokenError {
+                list: "tokens",
+                index,
+                name: entry.name.clone(),
+                message: message.to_owned(),
+            };
             if entry.name.trim().is_empty() {
                 return Err(fail("name must not be empty"));
             }
@@ -108,7 +138,27 @@ impl Authenticator {
                 return Err(fail("the same token is configured twice"));
             }
         }
-        Ok(Authenticator { by_digest })
+        Ok(Authenticator { by_digest, by_certificate_name: HashMap::new() })
+    }
+
+    /// Adds the client certificate identities; refuses empty names and a name configured twice.
+    pub fn with_clients(mut self, clients: &[ClientEntry]) -> Result<Self, TokenError> {
+        for (index, entry) in clients.iter().enumerate() {
+            let fail = |message: &str| TokenError {
+                list: "clients",
+                index,
+                name: entry.name.clone(),
+                message: message.to_owned(),
+            };
+            if entry.name.trim().is_empty() || entry.name.trim() != entry.name {
+                return Err(fail("name must not be empty nor start or end with spaces"));
+            }
+            let principal = Principal { name: entry.name.clone(), role: entry.role };
+            if self.by_certificate_name.insert(entry.name.clone(), principal).is_some() {
+                return Err(fail("the same name is configured twice"));
+            }
+        }
+        Ok(self)
     }
 
     /// Development mode: one freshly generated token per role. Returns the authenticator and the tokens in clear
@@ -133,20 +183,35 @@ impl Authenticator {
         self.by_digest.get(&digest)
     }
 
-    /// The principal presenting `authorization: Bearer TOKEN`, if its role is one of `allowed`.
-    /// A missing or unknown token is `UNAUTHENTICATED`; a known token of another role is `PERMISSION_DENIED`.
-    pub fn authorize(&self, metadata: &MetadataMap, allowed: &[Role]) -> Result<Principal, Status> {
-        let header = metadata
-            .get("authorization")
-            .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer TOKEN"))?;
-        let token = header
-            .to_str()
-            .ok()
-            .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or_else(|| Status::unauthenticated("authorization must be \"Bearer TOKEN\""))?;
-        let principal = self.principal(token).ok_or_else(|| Status::unauthenticated("unknown token"))?;
+    /// Who is calling: the holder of the `authorization: Bearer TOKEN` header when there is one (a wrong token is
+    /// never overridden by a certificate), else the configured client whose name the connection's verified
+    /// certificate carries. Neither is `UNAUTHENTICATED`.
+    pub fn identify(&self, authorization: Option<&[u8]>, peer: Option<&TlsPeer>) -> Result<Principal, Status> {
+        if let Some(header) = authorization {
+            let token = std::str::from_utf8(header)
+                .ok()
+                .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
+                .map(str::trim)
+                .filter(|token| !token.is_empty())
+                .ok_or_else(|| Status::unauthenticated("authorization must be \"Bearer TOKEN\""))?;
+            return self.principal(token).cloned().ok_or_else(|| Status::unauthenticated("unknown token"));
+        }
+        let Some(names) = peer.and_then(|peer| peer.certificate_names.as_deref()) else {
+            return Err(Status::unauthenticated("missing authorization: Bearer TOKEN (or a client certificate)"));
+        };
+        names.iter().find_map(|name| self.by_certificate_name.get(name)).cloned().ok_or_else(|| {
+            Status::unauthenticated(format!(
+                "the client certificate ({}) matches no [[auth.clients]] name, and no token was sent",
+                names.join(", ")
+            ))
+        })
+    }
+
+    /// The caller of `request` (see [`Authenticator::identify`]), if its role is one of `allowed`.
+    /// No credentials or unknown ones are `UNAUTHENTICATED`; a known caller of another role is `PERMISSION_DENIED`.
+    pub fn authorize<T>(&self, request: &Request<T>, allowed: &[Role]) -> Result<Principal, Status> {
+        let authorization = request.metadata().get("authorization").map(|value| value.as_bytes());
+        let principal = self.identify(authorization, request.extensions().get::<TlsPeer>())?;
         if !allowed.contains(&principal.role) {
             let allowed: Vec<&str> = allowed.iter().map(|role| role.as_str()).collect();
             return Err(Status::permission_denied(format!(
@@ -155,7 +220,7 @@ impl Authenticator {
                 allowed.join(", ")
             )));
         }
-        Ok(principal.clone())
+        Ok(principal)
     }
 }
 
@@ -163,10 +228,17 @@ impl Authenticator {
 mod tests {
     use super::*;
 
-    fn metadata(token: &str) -> MetadataMap {
-        let mut metadata = MetadataMap::new();
-        metadata.insert("authorization", format!("Bearer {token}").parse().unwrap());
-        metadata
+    fn metadata(token: &str) -> Request<()> {
+        let mut request = Request::new(());
+        request.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+        request
+    }
+
+    fn with_certificate(names: &[&str]) -> Request<()> {
+        let mut request = Request::new(());
+        let names: Vec<String> = names.iter().map(|name| (*name).to_owned()).collect();
+        request.extensions_mut().insert(TlsPeer { remote_addr: None, certificate_names: Some(names.into()) });
+        request
     }
 
     #[test]
@@ -179,8 +251,29 @@ mod tests {
         assert_eq!(denied.code(), tonic::Code::PermissionDenied);
         let wrong = auth.authorize(&metadata("other"), &[Role::Legal]).unwrap_err();
         assert_eq!(wrong.code(), tonic::Code::Unauthenticated);
-        let missing = auth.authorize(&MetadataMap::new(), &[Role::Legal]).unwrap_err();
+        let missing = auth.authorize(&Request::new(()), &[Role::Legal]).unwrap_err();
         assert_eq!(missing.code(), tonic::Code::Unauthenticated);
+    }
+
+    #[test]
+    fn client_certificates_map_to_roles_and_a_token_takes_precedence() {
+        let tokens = [TokenEntry { name: "ana".into(), role: Role::Legal, sha256: token_digest("s3cret-token") }];
+        let clients = [ClientEntry { name: "routing-engine-1".into(), role: Role::Routing }];
+        let auth = Authenticator::from_entries(&tokens).unwrap().with_clients(&clients).unwrap();
+        let routing = auth.authorize(&with_certificate(&["other.example", "routing-engine-1"]), &[Role::Routing]);
+        assert_eq!(routing.unwrap(), Principal { name: "routing-engine-1".into(), role: Role::Routing });
+        let denied = auth.authorize(&with_certificate(&["routing-engine-1"]), &[Role::Legal]).unwrap_err();
+        assert_eq!(denied.code(), tonic::Code::PermissionDenied);
+        let unknown = auth.authorize(&with_certificate(&["stranger"]), &[Role::Routing]).unwrap_err();
+        assert_eq!(unknown.code(), tonic::Code::Unauthenticated);
+        let mut both = with_certificate(&["routing-engine-1"]);
+        both.metadata_mut().insert("authorization", "Bearer s3cret-token".parse().unwrap());
+        assert_eq!(auth.authorize(&both, &[Role::Legal]).unwrap().name, "ana");
+        both.metadata_mut().insert("authorization", "Bearer wrong".parse().unwrap());
+        assert_eq!(auth.authorize(&both, &[Role::Routing]).unwrap_err().code(), tonic::Code::Unauthenticated);
+        let twice = [clients[0].clone(), ClientEntry { name: "routing-engine-1".into(), role: Role::Admin }];
+        let error = Authenticator::default().with_clients(&twice).unwrap_err();
+        assert!(error.to_string().starts_with("auth.clients[1]"), "{error}");
     }
 
     #[test]

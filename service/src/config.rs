@@ -32,6 +32,8 @@ pub struct Settings {
     pub console: ConsoleSettings,
     /// Prometheus metrics on the admin port.
     pub metrics: MetricsSettings,
+    /// Per-role concurrency and rate limits on the gRPC API.
+    pub limits: crate::server::limits::LimitsSettings,
 }
 
 /// `[metrics]`
@@ -58,11 +60,14 @@ pub struct ConsoleSettings {
     pub enabled: bool,
     /// Address of the admin HTTP listener: the console and `/metrics` (bound when either is enabled).
     pub listen: String,
+    /// Allow a non-loopback `listen`: the console speaks plain HTTP (sign-in tokens, session cookies), so it
+    /// belongs behind a TLS-terminating proxy; this flag says one is there.
+    pub allow_plaintext: bool,
 }
 
 impl Default for ConsoleSettings {
     fn default() -> Self {
-        ConsoleSettings { enabled: true, listen: "127.0.0.1:8080".into() }
+        ConsoleSettings { enabled: true, listen: "127.0.0.1:8080".into(), allow_plaintext: false }
     }
 }
 
@@ -87,6 +92,8 @@ pub struct AuthSettings {
     /// `[[auth.tokens]]`: name, role and SHA-256 of each token. None configured: development mode, which generates
     /// one token per role at start-up and prints them.
     pub tokens: Vec<crate::auth::TokenEntry>,
+    /// `[[auth.clients]]`: name and role of each client certificate identity (needs `server.tls.client_ca_path`).
+    pub clients: Vec<crate::auth::ClientEntry>,
 }
 
 /// `[ladder]`
@@ -105,12 +112,66 @@ pub struct ServerSettings {
     pub listen: String,
     /// Seconds in-flight calls get to finish after SIGTERM/SIGINT.
     pub shutdown_grace_s: u64,
+    /// Allow serving gRPC without TLS on a non-loopback address.
+    pub allow_plaintext: bool,
+    /// Largest message, in bytes, decoded from a request or encoded into a reply, on every service.
+    pub max_message_bytes: usize,
+    /// The longest a call may run, in milliseconds; a shorter `grpc-timeout` from the client wins.
+    pub max_deadline_ms: u64,
+    /// TLS on the gRPC listener; absent: plaintext.
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for ServerSettings {
     fn default() -> Self {
-        ServerSettings { listen: "127.0.0.1:50051".into(), shutdown_grace_s: 10 }
+        ServerSettings {
+            listen: "127.0.0.1:50051".into(),
+            shutdown_grace_s: 10,
+            allow_plaintext: false,
+            max_message_bytes: 4 * 1024 * 1024,
+            max_deadline_ms: 30_000,
+            tls: None,
+        }
     }
+}
+
+/// `[server.tls]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    /// PEM certificate chain, the server's certificate first.
+    pub cert_path: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1) of that certificate.
+    pub key_path: PathBuf,
+    /// PEM certificates of the CAs whose client certificates are accepted; unset: no client certificates.
+    pub client_ca_path: Option<PathBuf>,
+    /// With `client_ca_path`: `required` (every connection presents a certificate the CAs signed) or `optional`
+    /// (a connection without one authenticates with a bearer token; one presented must verify).
+    pub client_auth: ClientAuth,
+    /// Seconds between checks of the three files; changed files serve new connections (0: never reloaded).
+    pub reload_interval_s: u64,
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        TlsSettings {
+            cert_path: PathBuf::new(),
+            key_path: PathBuf::new(),
+            client_ca_path: None,
+            client_auth: ClientAuth::Required,
+            reload_interval_s: 5,
+        }
+    }
+}
+
+/// Whether clients must present a certificate (`server.tls.client_auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// Every connection presents a certificate signed by one of `client_ca_path`'s CAs.
+    Required,
+    /// A certificate is verified when presented; without one, callers use bearer tokens.
+    Optional,
 }
 
 /// `[model]`
@@ -268,9 +329,10 @@ impl Settings {
     /// Checks values that parse but make no sense.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |message: String| Err(ConfigError(message));
-        if self.listen_addr().is_err() {
+        let Ok(listen) = self.listen_addr() else {
             return fail(format!("server.listen: {:?} is not an address like 127.0.0.1:50051", self.server.listen));
-        }
+        };
+        self.validate_transport(listen)?;
         let store = self.history.store.as_str();
         let redis = store.starts_with("redis://") || store.starts_with("redis-cluster://");
         if store != "memory" && !redis {
@@ -312,22 +374,70 @@ impl Settings {
         if self.model.challenger_path.is_some() && self.model.challenger_path == self.model.path {
             return fail("model.challenger_path: must not be the champion's file (model.path)".into());
         }
-        if let Err(error) = self.console_addr() {
-            return fail(format!("console.listen: {:?}: {error}", self.console.listen));
+        match self.console_addr() {
+            Err(error) => return fail(format!("console.listen: {:?}: {error}", self.console.listen)),
+            Ok(console) if self.console.enabled && !console.ip().is_loopback() && !self.console.allow_plaintext => {
+                return fail(format!(
+                    "console.listen: {console} is not a loopback address and the console speaks plain HTTP; put it \
+                     behind a TLS-terminating proxy and set console.allow_plaintext = true"
+                ))
+            }
+            Ok(_) => {}
         }
         self.ladder_policy()?;
         let url = self.cases.database_url.as_str();
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return fail(format!("cases.database_url: {url:?} must be sqlite://PATH or postgres://…"));
         }
-        if let Err(error) = crate::auth::Authenticator::from_entries(&self.auth.tokens) {
+        if let Err(error) = crate::auth::Authenticator::from_entries(&self.auth.tokens)
+            .and_then(|authenticator| authenticator.with_clients(&self.auth.clients))
+        {
             return fail(error.to_string());
         }
         if self.metrics.audit_verify_interval_s == 0 {
             return fail("metrics.audit_verify_interval_s: must be positive".into());
         }
+        self.limits.validate()?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return fail(format!("log.format: {:?} must be \"text\" or \"json\"", self.log.format));
+        }
+        Ok(())
+    }
+
+    /// TLS, plaintext and the call limits of `[server]`.
+    fn validate_transport(&self, listen: SocketAddr) -> Result<(), ConfigError> {
+        let fail = |message: String| Err(ConfigError(message));
+        let server = &self.server;
+        match &server.tls {
+            None if !listen.ip().is_loopback() && !server.allow_plaintext => {
+                return fail(format!(
+                    "server.listen: {listen} is not a loopback address; configure [server.tls] (cert_path, key_path) \
+                     or set server.allow_plaintext = true to serve gRPC without TLS there"
+                ))
+            }
+            None if !self.auth.clients.is_empty() => {
+                return fail("auth.clients: client certificates need [server.tls] with client_ca_path".into())
+            }
+            None => {}
+            Some(tls) => {
+                if tls.cert_path.as_os_str().is_empty() || tls.key_path.as_os_str().is_empty() {
+                    return fail(
+                        "server.tls.cert_path and server.tls.key_path: both are required with [server.tls]".into(),
+                    );
+                }
+                if tls.client_ca_path.is_none() && !self.auth.clients.is_empty() {
+                    return fail("auth.clients: client certificates need server.tls.client_ca_path".into());
+                }
+            }
+        }
+        if server.max_message_bytes < 1024 || server.max_message_bytes > 256 * 1024 * 1024 {
+            return fail(format!(
+                "server.max_message_bytes: {} must be between 1024 and 268435456 (256 MiB)",
+                server.max_message_bytes
+            ));
+        }
+        if server.max_deadline_ms == 0 || server.max_deadline_ms > 3_600_000 {
+            return fail(format!("server.max_deadline_ms: {} must be between 1 and 3600000", server.max_deadline_ms));
         }
         Ok(())
     }
@@ -392,6 +502,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure type is not ours to choose
     fn the_reference_file_documents_every_key_and_loads() {
         let reference = include_str!("../../config/reference.toml");
         let mut all = Vec::new();
@@ -405,7 +516,9 @@ mod tests {
             let body = &body[..body.find("\n[").unwrap_or(body.len())];
             let documented = body.lines().any(|line| {
                 let line = line.trim_start_matches('#').trim_start();
-                line.starts_with(&format!("{key} =")) || line.starts_with(&format!("[[{section}.{key}]]"))
+                line.starts_with(&format!("{key} ="))
+                    || line.starts_with(&format!("[{section}.{key}]"))
+                    || line.starts_with(&format!("[[{section}.{key}]]"))
             });
             assert!(documented, "config/reference.toml does not document {path}");
         }
@@ -415,5 +528,54 @@ mod tests {
             Settings::load(Some("reference.toml".as_ref()), &FlagOverrides::default()).unwrap();
             Ok(())
         });
+    }
+
+    fn load_toml(toml: &str) -> Result<Settings, ConfigError> {
+        let settings: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(|error| ConfigError(error.to_string()))?;
+        settings.validate().map(|()| settings)
+    }
+
+    #[test]
+    fn the_reference_file_documents_the_defaults() {
+        let reference = load_toml(include_str!("../../config/reference.toml")).unwrap();
+        assert_eq!(reference, Settings::default());
+    }
+
+    #[test]
+    fn plaintext_is_refused_off_loopback_unless_allowed() {
+        let error = load_toml("[server]\nlisten = \"0.0.0.0:50051\"\n").unwrap_err().to_string();
+        assert!(error.contains("server.listen") && error.contains("server.allow_plaintext"), "{error}");
+        load_toml("[server]\nlisten = \"0.0.0.0:50051\"\nallow_plaintext = true\n").unwrap();
+        load_toml("[server]\nlisten = \"[::1]:50051\"\n").unwrap();
+        let tls = "[server]\nlisten = \"10.0.0.5:50051\"\n[server.tls]\ncert_path = \"c.pem\"\nkey_path = \"k.pem\"\n";
+        assert_eq!(load_toml(tls).unwrap().server.tls.unwrap().client_auth, ClientAuth::Required);
+        let no_key = "[server.tls]\ncert_path = \"c.pem\"\n";
+        assert!(load_toml(no_key).unwrap_err().to_string().contains("server.tls.key_path"));
+
+        let error = load_toml("[console]\nlisten = \"0.0.0.0:8080\"\n").unwrap_err().to_string();
+        assert!(error.contains("console.listen") && error.contains("console.allow_plaintext"), "{error}");
+        load_toml("[console]\nlisten = \"0.0.0.0:8080\"\nallow_plaintext = true\n").unwrap();
+        load_toml("[console]\nenabled = false\nlisten = \"0.0.0.0:8080\"\n").unwrap();
+    }
+
+    #[test]
+    fn client_identities_need_client_certificates_and_limits_are_checked() {
+        let clients = "[[auth.clients]]\nname = \"routing-engine-1\"\nrole = \"routing\"\n";
+        assert!(load_toml(clients).unwrap_err().to_string().contains("auth.clients"));
+        let tls = "[server.tls]\ncert_path = \"c.pem\"\nkey_path = \"k.pem\"\nclient_ca_path = \"ca.pem\"\n";
+        let settings = load_toml(&format!("{tls}{clients}")).unwrap();
+        assert_eq!(settings.auth.clients[0].role, crate::auth::Role::Routing);
+
+        let error = load_toml("[limits.operator]\nconcurrency = 0\n").unwrap_err().to_string();
+        assert!(error.contains("limits.operator.concurrency"), "{error}");
+        let error = load_toml("[limits.legal]\nrate_per_s = 5.0\nburst = 0\n").unwrap_err().to_string();
+        assert!(error.contains("limits.legal.burst"), "{error}");
+        let error = load_toml("[server]\nmax_message_bytes = 10\n").unwrap_err().to_string();
+        assert!(error.contains("server.max_message_bytes"), "{error}");
+        let error = load_toml("[server]\nmax_deadline_ms = 0\n").unwrap_err().to_string();
+        assert!(error.contains("server.max_deadline_ms"), "{error}");
     }
 }

@@ -16,7 +16,7 @@ use saring::console::AdminOptions;
 use saring::screening::Screener;
 use saring::server::{
     authenticator, build_screener, load_model, load_models, memory_store, open_escalator, redis_store, serve,
-    StartError,
+    StartError, Transport,
 };
 use saring::store::HistoryStore;
 use saring_models::events::read_events;
@@ -259,11 +259,14 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     if let Some(tokens) = development_tokens {
         show_development_tokens(&tokens);
     }
+    let transport = Transport::from_settings(&settings, &auth)?;
+    let tls = transport.tls.is_some();
     let addr = settings.listen_addr().expect("validated with the settings");
     let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
     let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
     tracing::info!(
         %local_addr,
+        tls,
         model_version = %models.champion().version,
         challenger = models.challenger().map(|challenger| challenger.version.to_string()),
         history = if settings.history.store == "memory" { "memory" } else { "redis" },
@@ -284,10 +287,9 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     } else {
         None
     };
-    let grace = Duration::from_secs(settings.server.shutdown_grace_s);
     if settings.history.store == "memory" {
         let screener = build_screener(&settings, Arc::clone(&models), memory_store(&settings));
-        serve_logged(listener, console, app(screener, escalator, auth), grace).await;
+        serve_logged(listener, console, app(screener, escalator, auth), transport).await;
     } else {
         let app = app(build_screener(&settings, Arc::clone(&models), redis_store(&settings)?), escalator, auth);
         let background = Arc::clone(&app);
@@ -297,7 +299,7 @@ async fn run(settings: Settings) -> Result<(), StartError> {
             }
             background.screener.store().replay_forever(Duration::from_millis(500)).await;
         });
-        serve_logged(listener, console, app, grace).await;
+        serve_logged(listener, console, app, transport).await;
         replayer.abort();
     }
     if let Some(watcher) = watcher {
@@ -329,8 +331,9 @@ async fn serve_logged<S: HistoryStore + 'static>(
     listener: TcpListener,
     console: Option<(TcpListener, AdminOptions)>,
     app: Arc<App<S>>,
-    grace: Duration,
+    transport: Transport,
 ) {
+    let grace = transport.grace;
     let (stop_console, console_stopped) = tokio::sync::oneshot::channel::<()>();
     let console = console.map(|(listener, options)| {
         let app = Arc::clone(&app);
@@ -343,7 +346,7 @@ async fn serve_logged<S: HistoryStore + 'static>(
             }
         })
     });
-    if let Err(error) = serve(listener, app, saring::shutdown::signal(), grace).await {
+    if let Err(error) = serve(listener, app, saring::shutdown::signal(), transport).await {
         tracing::error!(%error, "server error");
     }
     let _ = stop_console.send(());

@@ -453,7 +453,7 @@ impl RpcMetricsLayer {
     }
 }
 
-impl<S> tower_layer::Layer<S> for RpcMetricsLayer {
+impl<S> tower::Layer<S> for RpcMetricsLayer {
     type Service = RpcMetricsService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
@@ -468,9 +468,9 @@ pub struct RpcMetricsService<S> {
     metrics: Arc<Metrics>,
 }
 
-impl<S, RequestBody, ResponseBody> tower_service::Service<http::Request<RequestBody>> for RpcMetricsService<S>
+impl<S, RequestBody, ResponseBody> tower::Service<http::Request<RequestBody>> for RpcMetricsService<S>
 where
-    S: tower_service::Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
+    S: tower::Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
 {
     type Response = http::Response<ObservedBody<ResponseBody>>;
     type Error = S::Error;

@@ -289,6 +289,8 @@ pub struct DegradedCounts {
     pub history_timeout: AtomicU64,
     /// The model failed.
     pub model_failure: AtomicU64,
+    /// The routing role was over its limits: answered without reading history.
+    pub overload: AtomicU64,
 }
 
 impl DegradedCounts {
@@ -296,6 +298,7 @@ impl DegradedCounts {
         let counter = match reason {
             "history_unavailable" => &self.history_unavailable,
             "history_timeout" => &self.history_timeout,
+            "overload" => &self.overload,
             _ => &self.model_failure,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -426,6 +429,20 @@ impl<S: HistoryStore> Screener<S> {
                 Histories::default()
             }
         };
+        self.assess(contact, &histories, degraded_reasons)
+    }
+
+    /// Scores a contact on its own features, without reading history: the routing engine is over its limits and
+    /// a score must not wait (`degraded_reasons = ["overload"]`).
+    pub fn score_overloaded(&self, contact: Contact) -> Assessment {
+        self.degraded.warn("overload", &"the routing role is over its limits: scores skip history");
+        let degraded_reasons = vec![self.degraded.count("overload")];
+        self.assess(contact, &Histories::default(), degraded_reasons)
+    }
+
+    /// Scores `contact` with `histories` (empty when unread, which `degraded_reasons` then says), publishes and
+    /// remembers it.
+    fn assess(&self, contact: Contact, histories: &Histories, mut degraded_reasons: Vec<&'static str>) -> Assessment {
         // The champion is loaded once for the call (a reload swaps it for later calls, never this one). It is
         // validated at load time and scoring is pure; should it fail all the same, the contact is still answered
         // — without a score, and saying so.
@@ -445,7 +462,8 @@ impl<S: HistoryStore> Screener<S> {
             }
         };
         let now_ms = contact.received_at_ms;
-        let history_known = !degraded_reasons.iter().any(|reason| reason.starts_with("history"));
+        let history_known =
+            !degraded_reasons.iter().any(|reason| reason.starts_with("history") || *reason == "overload");
         let assessment = Assessment {
             likelihood,
             band,

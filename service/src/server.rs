@@ -1,7 +1,14 @@
-//! Building and running the gRPC server: Screening, health and reflection, with a designed shutdown.
+//! Building and running the gRPC server: Screening, health and reflection, with a designed shutdown. What stands
+//! between the socket and the services — TLS, deadlines, per-role limits, message sizes — is in [`Transport`] and
+//! its modules.
+
+pub mod deadline;
+pub mod limits;
+pub mod tls;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +31,10 @@ use crate::proto::screening_server::ScreeningServer;
 use crate::screening::Screener;
 use crate::store::journal::JournaledStore;
 use crate::store::{HistoryStore, MemoryStore, RedisSettings, RedisStore};
+
+use self::deadline::DeadlineLayer;
+use self::limits::{Limits, LimitsLayer};
+use self::tls::{ReloadingTls, TlsError};
 
 /// The model shipped inside the binary, served when no model path is configured.
 pub const SHIPPED_MODEL: &str = include_str!("../../models/artifacts/default.json");
@@ -56,6 +67,12 @@ pub enum StartError {
     /// The case database could not be opened or migrated (exit 74).
     #[error("case database: {0}")]
     Cases(String),
+    /// A TLS file could not be read (exit 66).
+    #[error("tls: {0}")]
+    TlsUnreadable(TlsError),
+    /// The TLS files do not make a configuration (exit 65).
+    #[error("tls: {0}")]
+    TlsRefused(TlsError),
     /// The listener could not bind (exit 71).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -70,8 +87,8 @@ impl StartError {
     /// The sysexits-style exit code.
     pub fn exit_code(&self) -> i32 {
         match self {
-            StartError::ModelUnreadable { .. } => 66,
-            StartError::ModelRefused { .. } => 65,
+            StartError::ModelUnreadable { .. } | StartError::TlsUnreadable(_) => 66,
+            StartError::ModelRefused { .. } | StartError::TlsRefused(_) => 65,
             StartError::Bind { .. } => 71,
             StartError::Store(_) | StartError::Cases(_) => 74,
         }
@@ -164,21 +181,73 @@ pub async fn open_escalator(settings: &Settings) -> Result<Escalator, StartError
 /// The configured tokens; with none configured, development mode: a generated token per role, returned in clear
 /// so the caller can show them once.
 pub fn authenticator(settings: &Settings) -> (Authenticator, Option<Vec<(Role, String)>>) {
-    if settings.auth.tokens.is_empty() {
+    let (authenticator, tokens) = if settings.auth.tokens.is_empty() {
         let (authenticator, tokens) = Authenticator::generate_development();
         (authenticator, Some(tokens))
     } else {
         (Authenticator::from_entries(&settings.auth.tokens).expect("validated with the settings"), None)
+    };
+    (authenticator.with_clients(&settings.auth.clients).expect("validated with the settings"), tokens)
+}
+
+/// How the gRPC listener is served: TLS or not, the longest call, message sizes, per-role limits, the drain.
+pub struct Transport {
+    /// TLS, reloaded from its files; `None`: plaintext.
+    pub tls: Option<Arc<ReloadingTls>>,
+    /// Per-role concurrency and rate limits.
+    pub limits: Arc<Limits>,
+    /// Largest message decoded or encoded, in bytes.
+    pub max_message_bytes: usize,
+    /// The longest a call may run.
+    pub max_deadline: Duration,
+    /// How long in-flight calls get after the shutdown signal.
+    pub grace: Duration,
+}
+
+impl Transport {
+    /// As the settings describe, identifying callers with `auth` for the limits; reads the TLS files.
+    pub fn from_settings(settings: &Settings, auth: &Authenticator) -> Result<Self, StartError> {
+        let tls = settings
+            .server
+            .tls
+            .as_ref()
+            .map(|tls| {
+                ReloadingTls::load(tls).map(Arc::new).map_err(|error| match error {
+                    TlsError::Unreadable { .. } => StartError::TlsUnreadable(error),
+                    TlsError::Refused(_) => StartError::TlsRefused(error),
+                })
+            })
+            .transpose()?;
+        Ok(Transport {
+            tls,
+            limits: Arc::new(Limits::new(auth.clone(), &settings.limits)),
+            max_message_bytes: settings.server.max_message_bytes,
+            max_deadline: Duration::from_millis(settings.server.max_deadline_ms),
+            grace: Duration::from_secs(settings.server.shutdown_grace_s),
+        })
+    }
+
+    /// Plaintext, no per-role limits, the default message size and deadline, a 5 s drain: tests and embedding.
+    pub fn plaintext() -> Self {
+        let defaults = crate::config::ServerSettings::default();
+        Transport {
+            tls: None,
+            limits: Arc::new(Limits::unlimited()),
+            max_message_bytes: defaults.max_message_bytes,
+            max_deadline: Duration::from_millis(defaults.max_deadline_ms),
+            grace: Duration::from_secs(5),
+        }
     }
 }
 
-/// Serves Screening, Escalations, health and reflection on `listener` until `shutdown` resolves; then reports
-/// NOT_SERVING, stops accepting, and gives in-flight calls up to `grace` to finish.
+/// Serves Screening, Escalations, Models, health and reflection on `listener` as `transport` says until
+/// `shutdown` resolves; then reports NOT_SERVING, stops accepting, and gives in-flight calls up to
+/// `transport.grace` to finish.
 pub async fn serve<S: HistoryStore>(
     listener: TcpListener,
     app: Arc<App<S>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
+    transport: Transport,
 ) -> Result<(), tonic::transport::Error> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<ScreeningServer<ScreeningService<S>>>().await;
@@ -194,16 +263,37 @@ pub async fn serve<S: HistoryStore>(
         health_reporter.set_not_serving::<ScreeningServer<ScreeningService<S>>>().await;
         let _ = drain_started_tx.send(());
     };
-    // TCP_NODELAY: without it, small replies wait on Nagle's algorithm and delayed ACKs (~40 ms per call).
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    let server = tonic::transport::Server::builder()
+    let max = transport.max_message_bytes;
+    // Outermost first: metrics see every call's final code, including the limits' and deadlines' refusals.
+    let router = tonic::transport::Server::builder()
         .layer(RpcMetricsLayer::new(Arc::clone(app.screener.metrics())))
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(ScreeningServer::new(ScreeningService::new(Arc::clone(&app))))
-        .add_service(EscalationsServer::new(EscalationsService::new(Arc::clone(&app))))
-        .add_service(ModelsServer::new(ModelsService::new(app)))
-        .serve_with_incoming_shutdown(incoming, signal);
+        .layer(DeadlineLayer::new(transport.max_deadline))
+        .layer(LimitsLayer::new(Arc::clone(&transport.limits)))
+        .add_service(health_service.max_decoding_message_size(max).max_encoding_message_size(max))
+        .add_service(reflection.max_decoding_message_size(max).max_encoding_message_size(max))
+        .add_service(
+            ScreeningServer::new(ScreeningService::new(Arc::clone(&app)))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            EscalationsServer::new(EscalationsService::new(Arc::clone(&app)))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            ModelsServer::new(ModelsService::new(app)).max_decoding_message_size(max).max_encoding_message_size(max),
+        );
+    let watcher = transport.tls.as_ref().map(|tls| tokio::spawn(Arc::clone(tls).watch()));
+    let server: Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> = match &transport.tls {
+        Some(tls) => Box::pin(router.serve_with_incoming_shutdown(tls::incoming(listener, Arc::clone(tls)), signal)),
+        None => {
+            // TCP_NODELAY: without it, small replies wait on Nagle's algorithm and delayed ACKs (~40 ms per call).
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            Box::pin(router.serve_with_incoming_shutdown(incoming, signal))
+        }
+    };
+    let grace = transport.grace;
     let deadline = async move {
         if drain_started_rx.await.is_ok() {
             tokio::time::sleep(grace).await;
@@ -211,13 +301,17 @@ pub async fn serve<S: HistoryStore>(
             std::future::pending::<()>().await;
         }
     };
-    tokio::select! {
+    let result = tokio::select! {
         result = server => result,
         () = deadline => {
             tracing::warn!(grace_s = grace.as_secs(), "drain took longer than the grace period; closing");
             Ok(())
         }
+    };
+    if let Some(watcher) = watcher {
+        watcher.abort();
     }
+    result
 }
 
 /// A server running in the background (tests, benchmarks, embedding).
@@ -229,15 +323,24 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Binds `addr` (use port 0 for any) and serves `app` in a task.
+    /// Binds `addr` (use port 0 for any) and serves `app` in a task, plaintext and without per-role limits.
     pub async fn start<S: HistoryStore>(addr: SocketAddr, app: Arc<App<S>>) -> Result<Self, StartError> {
+        Self::start_with(addr, app, Transport::plaintext()).await
+    }
+
+    /// Binds `addr` and serves `app` in a task as `transport` says.
+    pub async fn start_with<S: HistoryStore>(
+        addr: SocketAddr,
+        app: Arc<App<S>>,
+        transport: Transport,
+    ) -> Result<Self, StartError> {
         let listener = TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr, source })?;
         let (shutdown_tx, shutdown_rx) = oneshot::channel();
         let shutdown = async move {
             let _ = shutdown_rx.await;
         };
-        let handle = tokio::spawn(serve(listener, app, shutdown, Duration::from_secs(5)));
+        let handle = tokio::spawn(serve(listener, app, shutdown, transport));
         Ok(RunningServer { local_addr, shutdown: Some(shutdown_tx), handle })
     }
 

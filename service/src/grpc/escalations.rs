@@ -127,7 +127,7 @@ impl futures_core::Stream for CaseEvents {
 #[tonic::async_trait]
 impl<S: HistoryStore> proto::escalations_server::Escalations for EscalationsService<S> {
     async fn list(&self, request: Request<proto::ListCasesRequest>) -> Result<Response<proto::ListCasesReply>, Status> {
-        self.app.auth.authorize(request.metadata(), &[Role::Legal])?;
+        self.app.auth.authorize(&request, &[Role::Legal])?;
         let filter = validate::list(request.get_ref())?;
         let (cases, next) = self.app.escalator.list(&filter).await.map_err(crate::error::Error::from)?;
         Ok(Response::new(proto::ListCasesReply {
@@ -137,14 +137,14 @@ impl<S: HistoryStore> proto::escalations_server::Escalations for EscalationsServ
     }
 
     async fn get(&self, request: Request<proto::GetCaseRequest>) -> Result<Response<proto::Case>, Status> {
-        let reader = self.app.auth.authorize(request.metadata(), &[Role::Legal])?;
+        let reader = self.app.auth.authorize(&request, &[Role::Legal])?;
         let case_id = validate::case_id(&request.get_ref().case_id)?;
         let evidence = self.app.escalator.get(&case_id, &reader).await.map_err(crate::error::Error::from)?;
         Ok(Response::new(case(evidence)))
     }
 
     async fn decide(&self, request: Request<proto::DecideRequest>) -> Result<Response<proto::CaseSummary>, Status> {
-        let reviewer = self.app.auth.authorize(request.metadata(), &[Role::Legal])?;
+        let reviewer = self.app.auth.authorize(&request, &[Role::Legal])?;
         let (change, decision) = validate::decide(request.get_ref())?;
         let summary = self
             .app
@@ -159,7 +159,7 @@ impl<S: HistoryStore> proto::escalations_server::Escalations for EscalationsServ
         &self,
         request: Request<proto::RecordActionRequest>,
     ) -> Result<Response<proto::CaseSummary>, Status> {
-        let dispatcher = self.app.auth.authorize(request.metadata(), &[Role::Dispatch])?;
+        let dispatcher = self.app.auth.authorize(&request, &[Role::Dispatch])?;
         let (change, delivered_ms) = validate::record_action(request.get_ref(), now_ms())?;
         let summary = self
             .app
@@ -171,7 +171,7 @@ impl<S: HistoryStore> proto::escalations_server::Escalations for EscalationsServ
     }
 
     async fn revert(&self, request: Request<proto::RevertRequest>) -> Result<Response<proto::CaseSummary>, Status> {
-        let reviewer = self.app.auth.authorize(request.metadata(), &[Role::Legal])?;
+        let reviewer = self.app.auth.authorize(&request, &[Role::Legal])?;
         let change = validate::revert(request.get_ref())?;
         let summary = self
             .app
@@ -185,7 +185,7 @@ impl<S: HistoryStore> proto::escalations_server::Escalations for EscalationsServ
     type WatchStream = CaseEvents;
 
     async fn watch(&self, request: Request<proto::WatchCasesRequest>) -> Result<Response<CaseEvents>, Status> {
-        self.app.auth.authorize(request.metadata(), &[Role::Dispatch, Role::Legal])?;
+        self.app.auth.authorize(&request, &[Role::Dispatch, Role::Legal])?;
         let mut cursor = i64::try_from(request.get_ref().after_seq).map_err(|_| {
             crate::error::Error::InvalidArgument(vec![crate::error::Violation::new("after_seq", "too large")])
         })?;

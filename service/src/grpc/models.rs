@@ -110,7 +110,7 @@ impl<S: HistoryStore> proto::models_server::Models for ModelsService<S> {
         &self,
         request: Request<proto::ModelCardRequest>,
     ) -> Result<Response<proto::ModelCard>, Status> {
-        self.app.auth.authorize(request.metadata(), &[Role::Operator, Role::Legal, Role::Admin])?;
+        self.app.auth.authorize(&request, &[Role::Operator, Role::Legal, Role::Admin])?;
         let models = self.app.screener.models();
         let slot = proto::ModelSlot::try_from(request.get_ref().slot).map_err(|_| {
             Status::from(Error::InvalidArgument(vec![Violation::new("slot", "must be CHAMPION or CHALLENGER")]))
@@ -128,7 +128,7 @@ impl<S: HistoryStore> proto::models_server::Models for ModelsService<S> {
         &self,
         request: Request<proto::ModelStatusRequest>,
     ) -> Result<Response<proto::ModelStatus>, Status> {
-        self.app.auth.authorize(request.metadata(), &[Role::Operator, Role::Admin])?;
+        self.app.auth.authorize(&request, &[Role::Operator, Role::Admin])?;
         Ok(Response::new(status(self.app.screener.models())))
     }
 
@@ -136,7 +136,7 @@ impl<S: HistoryStore> proto::models_server::Models for ModelsService<S> {
         &self,
         request: Request<proto::ReloadModelRequest>,
     ) -> Result<Response<proto::ModelStatus>, Status> {
-        let admin = self.app.auth.authorize(request.metadata(), &[Role::Admin])?;
+        let admin = self.app.auth.authorize(&request, &[Role::Admin])?;
         let models = Arc::clone(self.app.screener.models());
         if !models.has_files() {
             return Err(Status::failed_precondition(
@@ -157,7 +157,7 @@ impl<S: HistoryStore> proto::models_server::Models for ModelsService<S> {
     }
 
     async fn get_drift(&self, request: Request<proto::DriftRequest>) -> Result<Response<proto::DriftReport>, Status> {
-        self.app.auth.authorize(request.metadata(), &[Role::Operator, Role::Admin])?;
+        self.app.auth.authorize(&request, &[Role::Operator, Role::Admin])?;
         let wanted = request.get_ref().region.as_deref();
         if let Some(code) = wanted {
             if code != crate::modelops::drift::ALL_REGIONS && !is_valid_region_code(code) {

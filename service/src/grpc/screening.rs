@@ -14,6 +14,7 @@ use crate::auth::Role;
 use crate::cases::LadderChange;
 use crate::proto;
 use crate::screening::{follow_scores, Assessment, Delivery, ScoredContact, Summary};
+use crate::server::limits::Overloaded;
 use crate::store::HistoryStore;
 
 /// The Screening service over the application core.
@@ -108,7 +109,7 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
     type WatchScoresStream = ScoreEvents;
 
     async fn watch_scores(&self, request: Request<proto::WatchScoresRequest>) -> Result<Response<ScoreEvents>, Status> {
-        self.app.auth.authorize(request.metadata(), &[Role::Operator])?;
+        self.app.auth.authorize(&request, &[Role::Operator])?;
         let wanted = request.into_inner().region;
         if let Some(region) = &wanted {
             let code = region.strip_suffix('.').unwrap_or(region);
@@ -139,15 +140,19 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
         &self,
         request: Request<proto::ContactRequest>,
     ) -> Result<Response<proto::ScoreReply>, Status> {
-        self.app.auth.authorize(request.metadata(), &[Role::Routing, Role::Operator])?;
+        self.app.auth.authorize(&request, &[Role::Routing, Role::Operator])?;
         let contact = validate::contact(request.get_ref(), now_ms())?;
         let contact_id = contact.contact_id.clone();
-        let assessment = self.app.screener.score(contact).await;
+        let assessment = if request.extensions().get::<Overloaded>().is_some() {
+            self.app.screener.score_overloaded(contact)
+        } else {
+            self.app.screener.score(contact).await
+        };
         Ok(Response::new(score_reply(contact_id, assessment)))
     }
 
     async fn record_outcome(&self, request: Request<proto::Outcome>) -> Result<Response<proto::OutcomeAck>, Status> {
-        self.app.auth.authorize(request.metadata(), &[Role::Routing, Role::Operator])?;
+        self.app.auth.authorize(&request, &[Role::Routing, Role::Operator])?;
         let report = validate::outcome(request.get_ref(), now_ms())?;
         let contact_id = report.contact_id.clone();
         let result = self.app.record_outcome(report).await?;
@@ -170,7 +175,7 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
     }
 
     async fn get_caller(&self, request: Request<proto::CallerQuery>) -> Result<Response<proto::CallerProfile>, Status> {
-        self.app.auth.authorize(request.metadata(), &[Role::Operator])?;
+        self.app.auth.authorize(&request, &[Role::Operator])?;
         let number = validate::caller_number("caller", &request.get_ref().caller)?;
         let standing = self.app.caller_standing(&number, now_ms()).await?;
         let profile = standing.profile;

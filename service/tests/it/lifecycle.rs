@@ -67,6 +67,19 @@ fn invalid_configuration_exits_64_naming_the_key() {
 }
 
 #[test]
+fn plaintext_off_loopback_exits_64_naming_the_key_unless_allowed() {
+    let output = saring().args(["serve", "--listen", "0.0.0.0:0"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("server.listen") && stderr.contains("server.allow_plaintext"), "{stderr}");
+
+    let output = saring().args(["serve", "--listen", "127.0.0.1:0", "--console-listen", "0.0.0.0:0"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(64));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("console.listen") && stderr.contains("console.allow_plaintext"), "{stderr}");
+}
+
+#[test]
 fn an_invalid_ladder_policy_exits_64_naming_the_key() {
     let directory = std::env::temp_dir().join(format!("saring-ladder-{}", std::process::id()));
     std::fs::create_dir_all(&directory).unwrap();

@@ -1,5 +1,6 @@
 //! Shared fixtures: a real server on 127.0.0.1:0, a real tonic client, and event-log conversions.
 
+pub mod pki;
 pub mod process;
 
 use std::sync::Arc;

@@ -17,12 +17,21 @@ impl SaringProcess {
     /// Starts `saring serve --listen 127.0.0.1:0 --log-format json` plus `arguments`, with `environment`, the
     /// test tokens of every role, and a fresh SQLite case database (unless `arguments` name another).
     pub fn spawn(arguments: &[&str], environment: &[(&str, &str)]) -> Self {
+        Self::spawn_configured("", arguments, environment)
+    }
+
+    /// [`SaringProcess::spawn`] with `extra` appended to its config file (TOML).
+    pub fn spawn_configured(extra: &str, arguments: &[&str], environment: &[(&str, &str)]) -> Self {
         let scratch = std::env::temp_dir().join(unique_prefix("process").replace(':', "-"));
         std::fs::create_dir_all(&scratch).unwrap();
         let config = scratch.join("saring.toml");
         std::fs::write(
             &config,
-            format!("[cases]\ndatabase_url = \"sqlite://{}/cases.db\"\n{}", scratch.display(), super::auth_toml()),
+            format!(
+                "[cases]\ndatabase_url = \"sqlite://{}/cases.db\"\n{}{extra}",
+                scratch.display(),
+                super::auth_toml()
+            ),
         )
         .unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_saring"));

@@ -1,0 +1,310 @@
+//! Per-role concurrency and rate limits, as a tower layer in front of every gRPC service.
+//!
+//! The layer identifies the caller the way the handlers do ([`Authenticator::identify`]) and admits the call
+//! against its role's limits. A call over them is answered `RESOURCE_EXHAUSTED` with a `google.rpc.RetryInfo`
+//! detail and `retry-after-ms` metadata, without reaching the handler — except ScoreContact from the routing
+//! role: a score never blocks a call, so it is never shed; it is marked [`Overloaded`] and the handler answers on
+//! the contact's own features (no history read, `degraded_reasons = ["overload"]`). RecordOutcome from routing is
+//! shed like anything else: it is idempotent by contact id and the routing engine retries it, so nothing is
+//! lost. Calls that identify no one pass through: the handler refuses them.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tonic::body::Body;
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+use tower::{Layer, Service};
+
+use crate::auth::{Authenticator, Role, TlsPeer};
+use crate::config::ConfigError;
+
+/// The path of the one call that degrades instead of being shed.
+const SCORE_CONTACT: &str = "/saring.v1.Screening/ScoreContact";
+
+/// The retry hint when a role is at its concurrency limit (calls end within milliseconds).
+const CONCURRENCY_RETRY: Duration = Duration::from_millis(50);
+
+/// One role's limits: `[limits.<role>]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoleLimits {
+    /// Calls of this role in progress at once, across all its callers.
+    pub concurrency: u32,
+    /// Sustained calls per second (a token bucket); 0: no rate limit.
+    #[serde(default)]
+    pub rate_per_s: f64,
+    /// Calls allowed at once above the sustained rate (the bucket's size).
+    #[serde(default)]
+    pub burst: u32,
+}
+
+impl RoleLimits {
+    const fn new(concurrency: u32, rate_per_s: f64, burst: u32) -> Self {
+        RoleLimits { concurrency, rate_per_s, burst }
+    }
+}
+
+/// `[limits]`: one table per role.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsSettings {
+    /// The routing engine (its ScoreContact degrades instead of being shed).
+    pub routing: RoleLimits,
+    /// Operators.
+    pub operator: RoleLimits,
+    /// The legal team.
+    pub legal: RoleLimits,
+    /// Dispatch.
+    pub dispatch: RoleLimits,
+    /// Administration.
+    pub admin: RoleLimits,
+}
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        LimitsSettings {
+            routing: RoleLimits::new(1024, 0.0, 0),
+            operator: RoleLimits::new(64, 200.0, 400),
+            legal: RoleLimits::new(16, 50.0, 100),
+            dispatch: RoleLimits::new(16, 50.0, 100),
+            admin: RoleLimits::new(4, 10.0, 20),
+        }
+    }
+}
+
+impl LimitsSettings {
+    /// The limits of `role`.
+    pub fn of(&self, role: Role) -> RoleLimits {
+        match role {
+            Role::Routing => self.routing,
+            Role::Operator => self.operator,
+            Role::Legal => self.legal,
+            Role::Dispatch => self.dispatch,
+            Role::Admin => self.admin,
+        }
+    }
+
+    /// Checks every role's limits, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for role in Role::ALL {
+            let limits = self.of(role);
+            if limits.concurrency == 0 || limits.concurrency > 1_000_000 {
+                return Err(ConfigError(format!("limits.{role}.concurrency: must be between 1 and 1000000")));
+            }
+            if !limits.rate_per_s.is_finite() || limits.rate_per_s < 0.0 {
+                return Err(ConfigError(format!("limits.{role}.rate_per_s: must be 0 (no limit) or positive")));
+            }
+            if limits.rate_per_s > 0.0 && limits.burst == 0 {
+                return Err(ConfigError(format!("limits.{role}.burst: must be at least 1 with a rate_per_s")));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Marks a routing ScoreContact admitted over its role's limits: the handler answers without reading history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Overloaded;
+
+/// A token bucket: `rate` tokens a second, at most `burst` saved.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+}
+
+struct RoleLimiter {
+    role: Role,
+    in_flight: Arc<Semaphore>,
+    rate_per_s: f64,
+    burst: f64,
+    bucket: parking_lot::Mutex<Bucket>,
+}
+
+impl RoleLimiter {
+    fn new(role: Role, limits: RoleLimits) -> Self {
+        RoleLimiter {
+            role,
+            in_flight: Arc::new(Semaphore::new(limits.concurrency as usize)),
+            rate_per_s: limits.rate_per_s,
+            burst: f64::from(limits.burst),
+            bucket: parking_lot::Mutex::new(Bucket { tokens: f64::from(limits.burst), refilled: Instant::now() }),
+        }
+    }
+
+    /// Takes a token, or says how long until one is there.
+    fn take_token(&self) -> Result<(), Duration> {
+        if self.rate_per_s == 0.0 {
+            return Ok(());
+        }
+        let now = Instant::now();
+        let mut bucket = self.bucket.lock();
+        let earned = now.saturating_duration_since(bucket.refilled).as_secs_f64() * self.rate_per_s;
+        bucket.tokens = (bucket.tokens + earned).min(self.burst);
+        bucket.refilled = now;
+        if bucket.tokens >= 1.0 {
+            bucket.tokens -= 1.0;
+            Ok(())
+        } else {
+            Err(Duration::from_secs_f64((1.0 - bucket.tokens) / self.rate_per_s))
+        }
+    }
+}
+
+/// What the limits say about one call.
+enum Admission {
+    /// Go ahead, holding the role's concurrency permit until the reply.
+    Admitted(OwnedSemaphorePermit),
+    /// Over the limits, but never shed: answer on the cheap path.
+    Degraded,
+    /// Refused; retry after this long.
+    Shed { limit: &'static str, retry_after: Duration },
+}
+
+/// Every role's limiter, and how callers are identified.
+pub struct Limits {
+    auth: Authenticator,
+    roles: Option<[RoleLimiter; 5]>,
+}
+
+impl Limits {
+    /// `settings` applied to the callers `auth` identifies.
+    pub fn new(auth: Authenticator, settings: &LimitsSettings) -> Self {
+        let roles = Role::ALL.map(|role| RoleLimiter::new(role, settings.of(role)));
+        Limits { auth, roles: Some(roles) }
+    }
+
+    /// No limits at all (tests and embedding that drive the service harder than any role would).
+    pub fn unlimited() -> Self {
+        Limits { auth: Authenticator::default(), roles: None }
+    }
+
+    fn admit(&self, role: Role, degradable: bool) -> Option<Admission> {
+        let limiter = self.roles.as_ref()?.iter().find(|limiter| limiter.role == role)?;
+        if let Err(retry_after) = limiter.take_token() {
+            return Some(if degradable { Admission::Degraded } else { Admission::Shed { limit: "rate", retry_after } });
+        }
+        Some(match Arc::clone(&limiter.in_flight).try_acquire_owned() {
+            Ok(permit) => Admission::Admitted(permit),
+            Err(_) if degradable => Admission::Degraded,
+            Err(_) => Admission::Shed { limit: "concurrency", retry_after: CONCURRENCY_RETRY },
+        })
+    }
+}
+
+/// The `RESOURCE_EXHAUSTED` reply to a shed call.
+fn shed(role: Role, limit: &str, retry_after: Duration) -> http::Response<Body> {
+    let retry_ms = retry_after.as_millis().max(1) as u64;
+    let mut status = Status::with_error_details(
+        Code::ResourceExhausted,
+        format!("role {role} is over its {limit} limit; retry in {retry_ms} ms"),
+        ErrorDetails::with_retry_info(Some(Duration::from_millis(retry_ms))),
+    );
+    status.metadata_mut().insert("retry-after-ms", retry_ms.into());
+    status.into_http()
+}
+
+/// The tower layer applying [`Limits`].
+#[derive(Clone)]
+pub struct LimitsLayer(Arc<Limits>);
+
+impl LimitsLayer {
+    /// Applies `limits`.
+    pub fn new(limits: Arc<Limits>) -> Self {
+        LimitsLayer(limits)
+    }
+}
+
+impl<S> Layer<S> for LimitsLayer {
+    type Service = LimitsService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        LimitsService { inner, limits: Arc::clone(&self.0) }
+    }
+}
+
+/// [`LimitsLayer`]'s service.
+#[derive(Clone)]
+pub struct LimitsService<S> {
+    inner: S,
+    limits: Arc<Limits>,
+}
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+impl<S> Service<http::Request<Body>> for LimitsService<S>
+where
+    S: Service<http::Request<Body>, Response = http::Response<Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = http::Response<Body>;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let authorization = request.headers().get("authorization").map(|value| value.as_bytes());
+        let Ok(principal) = self.limits.auth.identify(authorization, request.extensions().get::<TlsPeer>()) else {
+            return Box::pin(self.inner.call(request));
+        };
+        let degradable = principal.role == Role::Routing && request.uri().path() == SCORE_CONTACT;
+        match self.limits.admit(principal.role, degradable) {
+            None => Box::pin(self.inner.call(request)),
+            Some(Admission::Admitted(permit)) => {
+                let reply = self.inner.call(request);
+                Box::pin(async move {
+                    let reply = reply.await;
+                    drop(permit);
+                    reply
+                })
+            }
+            Some(Admission::Degraded) => {
+                request.extensions_mut().insert(Overloaded);
+                Box::pin(self.inner.call(request))
+            }
+            Some(Admission::Shed { limit, retry_after }) => {
+                tracing::debug!(role = %principal.role, limit, path = request.uri().path(), "call shed");
+                let reply = shed(principal.role, limit, retry_after);
+                Box::pin(async move { Ok(reply) })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_gives_its_burst_then_says_when_the_next_token_comes() {
+        let limiter = RoleLimiter::new(Role::Operator, RoleLimits::new(8, 0.5, 2));
+        assert!(limiter.take_token().is_ok() && limiter.take_token().is_ok());
+        let wait = limiter.take_token().unwrap_err();
+        assert!(wait > Duration::from_millis(1500) && wait <= Duration::from_secs(2), "{wait:?}");
+    }
+
+    #[test]
+    fn only_routing_scores_degrade_and_permits_bound_concurrency() {
+        let settings = LimitsSettings {
+            routing: RoleLimits::new(1, 0.0, 0),
+            operator: RoleLimits::new(1, 0.0, 0),
+            ..LimitsSettings::default()
+        };
+        let limits = Limits::new(Authenticator::default(), &settings);
+        let Some(Admission::Admitted(permit)) = limits.admit(Role::Routing, true) else { panic!("first is admitted") };
+        assert!(matches!(limits.admit(Role::Routing, true), Some(Admission::Degraded)));
+        assert!(matches!(limits.admit(Role::Routing, false), Some(Admission::Shed { limit: "concurrency", .. })));
+        drop(permit);
+        assert!(matches!(limits.admit(Role::Routing, false), Some(Admission::Admitted(_))));
+        assert!(Limits::unlimited().admit(Role::Operator, false).is_none());
+    }
+}
