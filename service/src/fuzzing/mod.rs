@@ -21,6 +21,9 @@ pub enum Verdict {
     Accepted,
 }
 
+/// A check: any bytes in, a verdict out, a panic when an invariant breaks.
+pub type Check = fn(&[u8]) -> Verdict;
+
 /// The fuzz targets, by the name of their binary in `fuzz/` and of their corpus folder `fuzz/corpus/NAME`.
-pub const TARGETS: [(&str, fn(&[u8]) -> Verdict); 3] =
+pub const TARGETS: [(&str, Check); 3] =
     [("validate_request", check_request), ("event_log", check_event_log), ("phone", check_phone)];

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use saring::fuzzing::{Verdict, TARGETS};
+use saring::fuzzing::{Check, Verdict, TARGETS};
 
 fn fuzz_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
@@ -19,7 +19,7 @@ fn inputs(directory: &Path) -> Vec<PathBuf> {
 }
 
 /// Runs `check` on every file: the verdicts, and the files whose check panicked.
-fn replay(files: &[PathBuf], check: fn(&[u8]) -> Verdict) -> (Vec<Verdict>, Vec<String>) {
+fn replay(files: &[PathBuf], check: Check) -> (Vec<Verdict>, Vec<String>) {
     let mut verdicts = Vec::new();
     let mut failed = Vec::new();
     for path in files {
