@@ -178,4 +178,17 @@ mod tests {
         assert!(bad.is_empty());
         assert_eq!(again, events);
     }
+
+    /// Found by fuzzing (fuzz/regressions/event_log/float-roundtrip-ring-s): serde_json's default float parser
+    /// read this `ring_s` one ULP away from the nearest double, so the event written back read back different.
+    #[test]
+    fn numbers_read_exactly_so_a_written_event_reads_back_equal() {
+        let line = r#"{"kind":"outcome","contact_id":"s1-c37","at":"2026-03-01T07:19:31Z","answered":true,"ring_s":4444444444444444444444444444444443.4,"talk_s":21.9,"disposition":"prank"}"#;
+        let (events, _) = read_events(line.as_bytes(), true).unwrap();
+        let Event::Outcome(outcome) = &events[0] else { panic!("expected an outcome") };
+        assert_eq!(outcome.ring_s, "4444444444444444444444444444444443.4".parse::<f64>().unwrap());
+        let mut buffer = Vec::new();
+        write_events(&mut buffer, &events).unwrap();
+        assert_eq!(read_events(buffer.as_slice(), true).unwrap().0, events);
+    }
 }

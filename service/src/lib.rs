@@ -12,6 +12,8 @@ pub mod cases;
 pub mod config;
 pub mod console;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc;
 pub mod metrics;
 pub mod modelops;
