@@ -70,6 +70,13 @@ ensure_test_database() {
   fi
 }
 
+# The packaging tests verify the systemd unit (systemd-analyze) and run saring as an unprivileged user (setpriv).
+ensure_tools() {
+  command -v systemd-analyze >/dev/null 2>&1 || { say "installing systemd (for systemd-analyze)"; apt_install systemd; }
+  command -v setpriv >/dev/null 2>&1 || { say "installing util-linux (for setpriv)"; apt_install util-linux; }
+}
+
 ensure_redis
 ensure_postgres
+ensure_tools
 say "redis and postgresql are answering"

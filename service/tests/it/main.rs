@@ -12,6 +12,7 @@ mod logs;
 mod malformed;
 mod metrics;
 mod models;
+mod packaging;
 mod parity;
 mod redis_service;
 mod redis_store;

@@ -51,6 +51,11 @@ impl SaringProcess {
         for (key, value) in environment {
             command.env(key, value);
         }
+        Self::start(command)
+    }
+
+    /// Runs `command` (a `saring serve` with JSON logs, however it is launched) and waits for the address it logs.
+    pub fn start(mut command: Command) -> Self {
         let mut child = command.stderr(Stdio::piped()).spawn().expect("the saring binary runs");
         let stderr = child.stderr.take().unwrap();
         let (address_tx, address_rx) = std::sync::mpsc::channel();
