@@ -36,6 +36,9 @@ use self::deadline::DeadlineLayer;
 use self::limits::{Limits, LimitsLayer};
 use self::tls::{ReloadingTls, TlsError};
 
+/// The response future of the transport's tower layers.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
 /// The model shipped inside the binary, served when no model path is configured.
 pub const SHIPPED_MODEL: &str = include_str!("../../models/artifacts/default.json");
 

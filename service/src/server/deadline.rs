@@ -5,8 +5,6 @@
 //! set first, with a deadline no later than tonic's, so the caller reads the code the gRPC spec gives. It bounds
 //! the work up to the reply's headers: a streaming reply (Watch, WatchScores) is not cut once it streams.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -61,8 +59,6 @@ pub fn parse_grpc_timeout(value: &[u8]) -> Option<Duration> {
     })
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 impl<S> Service<http::Request<Body>> for Deadline<S>
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>>,
@@ -70,7 +66,7 @@ where
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+    type Future = super::BoxFuture<Result<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(context)

@@ -8,8 +8,6 @@
 //! shed like anything else: it is idempotent by contact id and the routing engine retries it, so nothing is
 //! lost. Calls that identify no one pass through: the handler refuses them.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -236,8 +234,6 @@ pub struct LimitsService<S> {
     limits: Arc<Limits>,
 }
 
-type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
-
 impl<S> Service<http::Request<Body>> for LimitsService<S>
 where
     S: Service<http::Request<Body>, Response = http::Response<Body>>,
@@ -245,7 +241,7 @@ where
 {
     type Response = http::Response<Body>;
     type Error = S::Error;
-    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+    type Future = super::BoxFuture<Result<Self::Response, Self::Error>>;
 
     fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(context)
