@@ -8,6 +8,7 @@ mod ladder;
 mod lifecycle;
 mod models;
 mod parity;
+mod redis_cluster;
 mod redis_service;
 mod redis_store;
 mod roles;
