@@ -287,8 +287,10 @@ fn authorized<T>(message: T, bearer: &MetadataValue<Ascii>) -> tonic::Request<T>
     request
 }
 
+/// The pause before retry `attempt` (1, 2, …): 25 ms doubling to at most 1.6 s, so a replica or store that is
+/// down is not flooded with retries.
 fn backoff(attempt: u32) -> Duration {
-    Duration::from_millis((25u64 << attempt.min(5)).min(1000))
+    Duration::from_millis(25u64 << attempt.saturating_sub(1).min(6))
 }
 
 /// Runs the load, the decider and (with `check`) the check; writes the ledgers when paths are given.
@@ -340,6 +342,24 @@ pub async fn run(
         }
         None => None,
     };
+    let progress = tokio::spawn({
+        let shared = Arc::clone(&shared);
+        async move {
+            let mut ticker = tokio::time::interval(Duration::from_secs(10));
+            ticker.tick().await;
+            loop {
+                ticker.tick().await;
+                let sent: u64 = shared.windows.lock().iter().map(|window| window.window.sent).sum();
+                let failed: u64 = shared.windows.lock().iter().map(|window| window.window.failed_attempts).sum();
+                eprintln!(
+                    "{:>5.0} s: sent {sent}, acknowledged {}, outcomes pending {}, failed attempts {failed}",
+                    shared.start.elapsed().as_secs_f64(),
+                    shared.acked.lock().len(),
+                    MAX_PENDING_OUTCOMES - shared.pending.available_permits(),
+                );
+            }
+        }
+    });
     let workers: Vec<_> =
         (0..shared.spec.concurrency.max(1)).map(|worker| tokio::spawn(drive(Arc::clone(&shared), worker))).collect();
     let mut score_all = latency_histogram(3);
@@ -355,6 +375,7 @@ pub async fn run(
     // Every outcome task holds a permit until it is acknowledged or given up.
     let all = u32::try_from(MAX_PENDING_OUTCOMES).expect("a small constant");
     drop(shared.pending.acquire_many(all).await?);
+    progress.abort();
     let outcome_all = shared.outcome_latency.lock().clone();
     let (decisions, decide_failures, decide_conflicts) = match decider {
         Some((stop, task)) => {
@@ -521,8 +542,8 @@ async fn drive(shared: Arc<Shared>, worker: usize) -> WorkerResult {
                         result.unscored += 1;
                         break;
                     }
-                    if attempt % replicas as u32 == 0 {
-                        tokio::time::sleep(backoff(attempt / replicas as u32)).await;
+                    if attempt > 1 {
+                        tokio::time::sleep(backoff(attempt - 1)).await;
                     }
                 }
             }
@@ -552,7 +573,7 @@ async fn drive(shared: Arc<Shared>, worker: usize) -> WorkerResult {
 }
 
 /// Outcomes being recorded (retried) at once, at most.
-const MAX_PENDING_OUTCOMES: usize = 4096;
+const MAX_PENDING_OUTCOMES: usize = 512;
 
 /// Records one outcome, retried on the next replica until one acknowledges it (the contact is embedded, so any
 /// replica can record it in full) or `give_up` passes.
@@ -598,8 +619,8 @@ async fn record_until_acknowledged(
                     shared.given_up.lock().push((outcome.contact_id.clone(), caller));
                     return;
                 }
-                if attempts % replicas as u32 == 0 {
-                    tokio::time::sleep(backoff(attempts / replicas as u32)).await;
+                if attempts > 1 {
+                    tokio::time::sleep(backoff(attempts - 1)).await;
                 }
             }
         }
@@ -699,32 +720,47 @@ async fn decide_loop(
     (decisions, failures, conflicts)
 }
 
-/// Each raw number's normalised form and `total_contacts`, looked up with GetCaller (retried on the next replica);
-/// raw numbers no replica answered for are left out.
+/// Each raw number's normalised form and `total_contacts`, looked up with GetCaller (32 at a time, each retried on
+/// the next replica); raw numbers no replica answered for are left out.
 async fn caller_totals<'a>(
     shared: &Shared,
     raws: impl Iterator<Item = &'a str>,
 ) -> anyhow::Result<HashMap<String, (String, u64)>> {
+    const LOOKUPS_IN_FLIGHT: usize = 32;
     let operator: MetadataValue<Ascii> = format!("Bearer {}", shared.spec.operator_token).parse()?;
     let clients: Vec<_> = shared.channels.iter().map(|channel| ScreeningClient::new(channel.clone())).collect();
-    let mut raws: Vec<&str> = raws.collect();
+    let mut raws: Vec<String> = raws.map(str::to_owned).collect();
     raws.sort_unstable();
     raws.dedup();
-    let mut totals = HashMap::new();
-    for (position, raw) in raws.iter().enumerate() {
-        for attempt in 0..(clients.len() * 5) {
-            let client = &clients[(position + attempt) % clients.len()];
-            let query = proto::CallerQuery { caller: (*raw).to_owned() };
-            match client.clone().get_caller(authorized(query, &operator)).await {
-                Ok(reply) => {
-                    let profile = reply.into_inner();
-                    let total = profile.history.map_or(0, |history| history.total_contacts);
-                    totals.insert((*raw).to_owned(), (profile.caller, total));
-                    break;
+    let raws = Arc::new(raws);
+    let next = Arc::new(AtomicU64::new(0));
+    let mut lookups = tokio::task::JoinSet::new();
+    for _ in 0..LOOKUPS_IN_FLIGHT {
+        let (raws, next, clients, operator) = (Arc::clone(&raws), Arc::clone(&next), clients.clone(), operator.clone());
+        lookups.spawn(async move {
+            let mut totals = Vec::new();
+            loop {
+                let position = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(raw) = raws.get(position) else { return totals };
+                for attempt in 0..(clients.len() * 5) {
+                    let client = &clients[(position + attempt) % clients.len()];
+                    let query = proto::CallerQuery { caller: raw.clone() };
+                    match client.clone().get_caller(authorized(query, &operator)).await {
+                        Ok(reply) => {
+                            let profile = reply.into_inner();
+                            let total = profile.history.map_or(0, |history| history.total_contacts);
+                            totals.push((raw.clone(), (profile.caller, total)));
+                            break;
+                        }
+                        Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+                    }
                 }
-                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
             }
-        }
+        });
+    }
+    let mut totals = HashMap::new();
+    while let Some(found) = lookups.join_next().await {
+        totals.extend(found?);
     }
     Ok(totals)
 }
@@ -844,9 +880,9 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        assert_eq!(backoff(0), Duration::from_millis(25));
-        assert_eq!(backoff(2), Duration::from_millis(100));
-        assert_eq!(backoff(30), Duration::from_millis(800));
-        assert!(backoff(5) <= Duration::from_secs(1));
+        assert_eq!(backoff(1), Duration::from_millis(25));
+        assert_eq!(backoff(3), Duration::from_millis(100));
+        assert_eq!(backoff(7), Duration::from_millis(1600));
+        assert_eq!(backoff(30), Duration::from_millis(1600));
     }
 }

@@ -173,7 +173,7 @@ struct LedgerArgs {
     #[arg(long, default_value_t = 5.0)]
     window: f64,
     /// Deadline of one call, milliseconds.
-    #[arg(long, default_value_t = 2000)]
+    #[arg(long, default_value_t = 5000)]
     call_timeout_ms: u64,
     /// Give an outcome up after retrying it this many seconds.
     #[arg(long, default_value_t = 300.0)]

@@ -57,8 +57,15 @@ for i in 0 1 2 3 4 5; do
   NODES+=("127.0.0.1:$port")
 done
 redis-cli --cluster create "${NODES[@]}" --cluster-replicas 1 --cluster-yes >"$SCRATCH/cluster-create.log" 2>&1
-for _ in $(seq 1 100); do
-  redis-cli -p "$BASE_PORT" cluster info | grep -q 'cluster_state:ok' && break
+# Ready when the cluster is ok and every node sees the three replicas (they are attached after the slots).
+for _ in $(seq 1 150); do
+  ready=1
+  for node in "${NODES[@]}"; do
+    port=${node#*:}
+    redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok' || ready=0
+    [ "$(redis-cli -p "$port" cluster nodes | grep -c slave)" = 3 ] || ready=0
+  done
+  [ "$ready" = 1 ] && break
   sleep 0.2
 done
 redis-cli -p "$BASE_PORT" cluster nodes | sort -k3 >"$OUT/cluster-nodes-before.txt"
