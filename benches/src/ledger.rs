@@ -81,8 +81,10 @@ impl Failures {
     }
 }
 
-/// Failures a client is designed to meet and retry elsewhere: a replica or a store down.
-const DESIGNED: [&str; 3] = ["Unavailable", "transport", "DeadlineExceeded"];
+/// Failures a client is designed to meet and retry elsewhere: a replica or a store down, or a call outliving the
+/// client's own deadline ("client_deadline": tonic's `Cancelled: Timeout expired`; the server was slow, e.g.
+/// waiting for a database connection, and the client retries).
+const DESIGNED: [&str; 4] = ["Unavailable", "transport", "DeadlineExceeded", "client_deadline"];
 
 fn code_name(status: &tonic::Status) -> String {
     // tonic reports a refused or reset connection as Unavailable or Unknown with a transport source.
@@ -91,6 +93,9 @@ fn code_name(status: &tonic::Status) -> String {
     }
     if status.code() == Code::Cancelled && status.message().contains("connection") {
         return "transport".to_owned();
+    }
+    if status.code() == Code::Cancelled && status.message().contains("Timeout expired") {
+        return "client_deadline".to_owned();
     }
     format!("{:?}", status.code())
 }
@@ -872,10 +877,21 @@ mod tests {
         failures.note(&tonic::Status::unknown("transport error"));
         failures.note(&tonic::Status::internal("boom"));
         failures.note(&tonic::Status::invalid_argument("bad"));
+        failures.note(&tonic::Status::cancelled("Timeout expired"));
+        failures.note(&tonic::Status::cancelled("the operator hung up"));
+        assert_eq!(failures.by_code["client_deadline"], 1);
+        assert_eq!(failures.by_code["Cancelled"], 1);
         assert_eq!(failures.by_code["Unavailable"], 1);
         assert_eq!(failures.by_code["transport"], 1);
-        assert_eq!(failures.undesigned(), 2);
-        assert_eq!(failures.undesigned_samples, vec!["Internal: boom".to_owned(), "InvalidArgument: bad".to_owned()]);
+        assert_eq!(failures.undesigned(), 3);
+        assert_eq!(
+            failures.undesigned_samples,
+            vec![
+                "Internal: boom".to_owned(),
+                "InvalidArgument: bad".to_owned(),
+                "Cancelled: the operator hung up".to_owned()
+            ]
+        );
     }
 
     #[test]

@@ -8,9 +8,10 @@
 #                     checked against the ledger of acknowledged outcomes (exactly once each).
 # Phase 2 (failover): RATE contacts/s for FAILOVER_S seconds; KILL_AT s in, the master of slot 0 gets SIGKILL;
 #                     its replica is promoted (cluster-node-timeout NODE_TIMEOUT_MS); traffic keeps running; then
-#                     the same check, which now counts what the failover lost.
+#                     RESTART_AFTER_S (10) s after the promotion the dead node is started again and rejoins as a
+#                     replica; then the same check, which now counts what the failover lost.
 #
-# Environment: RATE (default 400), EXACT_S (30), FAILOVER_S (60), KILL_AT (20), NODE_TIMEOUT_MS (2000),
+# Environment: RATE (default 300), RESTART_AFTER_S (10), EXACT_S (30), FAILOVER_S (60), KILL_AT (20), NODE_TIMEOUT_MS (2000),
 # BASE_PORT (7001: Redis on BASE_PORT..BASE_PORT+5), PG_PORT (55432), SARING_PORT (50161, +1 for the second
 # replica; consoles on +10), WAIT_REPLICAS (unset: saring's default; 1: history.redis_wait_replicas = 1),
 # KEEP_SCRATCH=1 to keep the scratch directory. Needs the release binaries:
@@ -21,10 +22,11 @@ ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 . "$ROOT/scripts/soak/lib.sh"
 
 OUT=${1:-$ROOT/docs/bench/cluster}
-RATE=${RATE:-400}
+RATE=${RATE:-300}
 EXACT_S=${EXACT_S:-30}
 FAILOVER_S=${FAILOVER_S:-60}
 KILL_AT=${KILL_AT:-20}
+RESTART_AFTER_S=${RESTART_AFTER_S:-10}
 NODE_TIMEOUT_MS=${NODE_TIMEOUT_MS:-2000}
 BASE_PORT=${BASE_PORT:-7001}
 SARING_PORT=${SARING_PORT:-50161}
@@ -128,6 +130,15 @@ if [ -n "$PROMOTED_AT" ]; then
 else
   note "replica :$REPLICA_PORT NOT promoted within 15 s"
 fi
+# As an operator (or a supervisor) would: start the dead node again; it rejoins as the new primary's replica.
+sleep "$RESTART_AFTER_S"
+redis_start "$VICTIM_PORT" "$SCRATCH/redis-$VICTIM_PORT" --appendonly no --cluster-enabled yes \
+  --cluster-config-file nodes.conf --cluster-node-timeout "$NODE_TIMEOUT_MS"
+for _ in $(seq 1 100); do
+  redis-cli -p "$VICTIM_PORT" role 2>/dev/null | head -1 | grep -q slave && break
+  sleep 0.1
+done
+note "restarted :$VICTIM_PORT $RESTART_AFTER_S s after the promotion; its role now: $(redis-cli -p "$VICTIM_PORT" role | head -1)"
 LEDGER_STATUS=0
 wait "$LEDGER" || LEDGER_STATUS=$?
 note "phase 2 ledger exit status $LEDGER_STATUS (non-zero: histories do not match the ledger)"

@@ -79,7 +79,7 @@ rss_sampler "$OUT/rss.csv" 5 &
 remember_pid rss-sampler $!
 note "soak: $RATE contacts/s for $DURATION s; faults from $FIRST_FAULT_S s every $FAULT_EVERY_S s, each $FAULT_FOR_S s: Redis, PostgreSQL, saring replica 2, in turn"
 "$BENCH_BIN" ledger --replicas "$REPLICAS" --rate "$RATE" --duration "$DURATION" --concurrency "$CONCURRENCY" \
-  --window 10 --decide-every-s 2 --decide-batch 5 --check-settle-s 180 --out-dir "$SCRATCH/soak" \
+  --window 10 --decide-every-s 2 --decide-batch 5 --call-timeout-ms 8000 --check-settle-s 180 --out-dir "$SCRATCH/soak" \
   >/dev/null 2>>"$LOG" &
 LEDGER=$!
 SOAK_START=$(date +%s)
