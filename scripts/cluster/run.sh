@@ -55,7 +55,7 @@ NODES=()
 for i in 0 1 2 3 4 5; do
   port=$((BASE_PORT + i))
   redis_start "$port" "$SCRATCH/redis-$port" --appendonly no --cluster-enabled yes \
-    --cluster-config-file nodes.conf --cluster-node-timeout "$NODE_TIMEOUT_MS"
+    --cluster-config-file nodes.conf --cluster-node-timeout "$NODE_TIMEOUT_MS" --repl-diskless-sync-delay 0
   NODES+=("127.0.0.1:$port")
 done
 redis-cli --cluster create "${NODES[@]}" --cluster-replicas 1 --cluster-yes >"$SCRATCH/cluster-create.log" 2>&1
@@ -67,6 +67,11 @@ for _ in $(seq 1 150); do
     redis-cli -p "$port" cluster info | grep -q 'cluster_state:ok' || ready=0
     [ "$(redis-cli -p "$port" cluster nodes | grep -c slave)" = 3 ] || ready=0
   done
+  synced=0
+  for node in "${NODES[@]}"; do
+    redis-cli -p "${node#*:}" info replication | grep -q 'master_link_status:up' && synced=$((synced + 1))
+  done
+  [ "$synced" = 3 ] || ready=0
   [ "$ready" = 1 ] && break
   sleep 0.2
 done
@@ -90,6 +95,12 @@ note "saring replicas on :$SARING_PORT and :$((SARING_PORT + 1)), history $HISTO
 export SARING_BENCH_TOKEN=$ROUTING_TOKEN SARING_BENCH_OPERATOR_TOKEN=$OPERATOR_TOKEN SARING_BENCH_LEGAL_TOKEN=$LEGAL_TOKEN
 REPLICAS="127.0.0.1:$SARING_PORT,127.0.0.1:$((SARING_PORT + 1))"
 
+replayed_total() {
+  local total
+  total=$(cat "$SCRATCH"/saring-*/saring.log | grep 'journal replayed' | grep -o '"replayed":[0-9]*' | cut -d: -f2 | paste -sd+ | bc)
+  echo "${total:-0}"
+}
+
 journal_depths() {
   local n total=0
   for n in 1 2; do total=$((total + $(cat "$SCRATCH/saring-$n/outcomes.journal" 2>/dev/null | wc -l))); done
@@ -102,7 +113,8 @@ note "phase 1: $RATE contacts/s for $EXACT_S s across both replicas, then the ch
   --check-settle-s 60 --out-dir "$SCRATCH/exact" >"$SCRATCH/exact.json" 2>>"$LOG" || note "phase 1: check FAILED"
 cp "$SCRATCH/exact/report.json" "$OUT/exact-report.json"
 cp "$SCRATCH/exact/timeline.csv" "$OUT/exact-timeline.csv"
-note "phase 1 done; journal lines left: $(journal_depths)"
+REPLAYED_BEFORE=$(replayed_total)
+note "phase 1 done; journal lines left: $(journal_depths); outcomes replayed from the journals so far: $REPLAYED_BEFORE"
 
 # --- Phase 2: a master killed mid-traffic --------------------------------------------------------------------------
 VICTIM_PORT=$(redis-cli -p "$BASE_PORT" cluster nodes | awk '$3 ~ /master/ && $9 ~ /^0-/ {split($2, a, "[:@]"); print a[2]}')
@@ -133,7 +145,7 @@ fi
 # As an operator (or a supervisor) would: start the dead node again; it rejoins as the new primary's replica.
 sleep "$RESTART_AFTER_S"
 redis_start "$VICTIM_PORT" "$SCRATCH/redis-$VICTIM_PORT" --appendonly no --cluster-enabled yes \
-  --cluster-config-file nodes.conf --cluster-node-timeout "$NODE_TIMEOUT_MS"
+  --cluster-config-file nodes.conf --cluster-node-timeout "$NODE_TIMEOUT_MS" --repl-diskless-sync-delay 0
 for _ in $(seq 1 100); do
   redis-cli -p "$VICTIM_PORT" role 2>/dev/null | head -1 | grep -q slave && break
   sleep 0.1
@@ -146,7 +158,7 @@ cp "$SCRATCH/failover/report.json" "$OUT/failover-report.json"
 cp "$SCRATCH/failover/timeline.csv" "$OUT/failover-timeline.csv"
 redis-cli -p "$REPLICA_PORT" cluster nodes | sort -k3 >"$OUT/cluster-nodes-after.txt"
 STARTED=$(python3 -c "import json; print(json.load(open('$OUT/failover-report.json'))['report']['started_unix_s'])")
-note "kill at $(echo "$KILLED_AT - $STARTED" | bc | xargs printf '%.1f') s into phase 2's timeline; journal lines left: $(journal_depths)"
+note "kill at $(echo "$KILLED_AT - $STARTED" | bc | xargs printf '%.1f') s into phase 2's timeline; journal lines left: $(journal_depths); outcomes replayed from the journals in phase 2: $(( $(replayed_total) - REPLAYED_BEFORE ))"
 grep -h '"level":"WARN"\|"level":"ERROR"' "$SCRATCH"/saring-*/saring.log | sed 's/"timestamp":"[^"]*",//' \
   | cut -c1-220 | sort | uniq -c | sort -rn | head -20 >"$OUT/saring-warnings.txt" || true
 python3 - "$OUT" <<'PY' | tee -a "$LOG"

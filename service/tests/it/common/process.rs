@@ -206,6 +206,19 @@ impl PrivateRedisCluster {
         for port in &ports {
             assert!(cluster.wait_until(*port, Duration::from_secs(20), |info| info.contains("cluster_state:ok")));
         }
+        // Replicas are attached after the slots are assigned: wait until each has synced with its primary.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let synced = ports
+                .iter()
+                .filter(|port| cluster.cli(**port, &["info", "replication"]).contains("master_link_status:up"))
+                .count();
+            if synced == 3 * replicas {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{synced} of {} replicas synced", 3 * replicas);
+            std::thread::sleep(Duration::from_millis(100));
+        }
         cluster
     }
 
@@ -224,6 +237,10 @@ impl PrivateRedisCluster {
                 &self.bus_ports[index].to_string(),
                 "--cluster-node-timeout",
                 &self.node_timeout_ms.to_string(),
+                // Replicas sync at once (the default waits 5 s for more replicas): a replica that never synced
+                // refuses to be promoted.
+                "--repl-diskless-sync-delay",
+                "0",
                 "--dir",
                 node_directory.to_str().unwrap(),
             ],
