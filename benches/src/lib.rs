@@ -2,6 +2,7 @@
 //! and, in `benches/`, criterion micro-benchmarks of the scoring core.
 
 pub mod ceiling;
+pub mod ledger;
 pub mod load;
 pub mod machine;
 pub mod mix;

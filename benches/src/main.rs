@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use clap::{Args, Parser, Subcommand};
 use parking_lot::Mutex;
 use prost::Message;
+use saring_bench::ledger;
 use saring_bench::load::{self, LoadSpec, Stop, Workload};
 use saring_bench::machine::{self, RunContext};
 use saring_bench::mix::{Mix, DEFAULT_SIMULATION};
@@ -32,6 +33,9 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:50052")]
         listen: String,
     },
+    /// Drive several replicas as a routing engine and a legal team would, retrying on the next replica, keep a
+    /// ledger of every acknowledged outcome and decision, and check each caller's history against it.
+    Ledger(Box<LedgerArgs>),
     /// Write one ScoreContact request as a gRPC frame (flag, length, protobuf) for h2load's `-d`.
     Frame {
         /// Output file.
@@ -135,6 +139,62 @@ struct RunArgs {
     json: bool,
 }
 
+#[derive(Args, Debug)]
+struct LedgerArgs {
+    /// The replicas, host:port, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    replicas: Vec<String>,
+    /// Token with the routing role.
+    #[arg(long, env = "SARING_BENCH_TOKEN", hide_env_values = true)]
+    token: String,
+    /// Token with the operator role (GetCaller, for the check).
+    #[arg(long, env = "SARING_BENCH_OPERATOR_TOKEN", hide_env_values = true)]
+    operator_token: String,
+    /// Token with the legal role: decide proposed cases while the load runs.
+    #[arg(long, env = "SARING_BENCH_LEGAL_TOKEN", hide_env_values = true)]
+    legal_token: Option<String>,
+    /// Open loop at this many contacts per second (each: ScoreContact, then RecordOutcome until acknowledged).
+    #[arg(long, conflicts_with = "rate_of_capacity")]
+    rate: Option<f64>,
+    /// Open loop at this share of the capacity measured first (closed loop over all replicas, no decisions,
+    /// --probe-duration s, its outcomes are real and checked too).
+    #[arg(long)]
+    rate_of_capacity: Option<f64>,
+    /// Seconds of the capacity probe.
+    #[arg(long, default_value_t = 20.0)]
+    probe_duration: f64,
+    /// Seconds contacts are sent.
+    #[arg(long, default_value_t = 60.0)]
+    duration: f64,
+    /// Contacts in flight at most.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Seconds per timeline window.
+    #[arg(long, default_value_t = 5.0)]
+    window: f64,
+    /// Deadline of one call, milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    call_timeout_ms: u64,
+    /// Give an outcome up after retrying it this many seconds.
+    #[arg(long, default_value_t = 300.0)]
+    give_up_s: f64,
+    /// Seconds between the legal team's passes over proposed cases.
+    #[arg(long, default_value_t = 2.0)]
+    decide_every_s: f64,
+    /// Cases decided per pass at most.
+    #[arg(long, default_value_t = 5)]
+    decide_batch: u32,
+    /// After the load, wait up to this many seconds for every caller's history to match the ledger (0: no check).
+    #[arg(long, default_value_t = 120.0)]
+    check_settle_s: f64,
+    /// Write outcomes.csv, decisions.csv, timeline.csv and report.json here.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+    /// Event log to replay (default: simulated in process, seed 7, 14 days, 5,000 callers).
+    #[arg(long)]
+    events: Option<PathBuf>,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -156,6 +216,10 @@ fn main() -> anyhow::Result<()> {
             std::fs::write(&out, frame)?;
             eprintln!("wrote {} ({} bytes: a {}-byte ContactRequest)", out.display(), body.len() + 5, body.len());
             Ok(())
+        }
+        Command::Ledger(args) => {
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(ledger(*args))
         }
         Command::Run(args) => {
             if let Some(cpus) = args.client_cpus.as_deref() {
@@ -205,6 +269,107 @@ fn sample_rss(pid: u32, every: Duration, started: Instant) -> (Arc<Mutex<MemoryC
         }
     });
     (curve, task)
+}
+
+async fn ledger(args: LedgerArgs) -> anyhow::Result<()> {
+    let context = RunContext::current();
+    let mix = Arc::new(load_mix(args.events.as_deref())?);
+    eprintln!("command: {}", context.command);
+    eprintln!(
+        "commit {}, {} CPUs ({}), load average {}; replicas {}",
+        context.commit,
+        context.nproc,
+        context.cpu_model,
+        context.loadavg_before,
+        args.replicas.join(", ")
+    );
+    let base = ledger::LedgerSpec {
+        replicas: args.replicas.clone(),
+        routing_token: args.token.clone(),
+        operator_token: args.operator_token.clone(),
+        legal_token: args.legal_token.clone(),
+        rate: args.rate,
+        duration: Duration::from_secs_f64(args.duration),
+        concurrency: args.concurrency,
+        window: Duration::from_secs_f64(args.window),
+        call_timeout: Duration::from_millis(args.call_timeout_ms),
+        give_up: Duration::from_secs_f64(args.give_up_s),
+        decide_every: Duration::from_secs_f64(args.decide_every_s),
+        decide_batch: args.decide_batch,
+        nonce: nonce(),
+    };
+    let mut probe = None;
+    let spec = match args.rate_of_capacity {
+        Some(share) => {
+            let probe_spec = ledger::LedgerSpec {
+                rate: None,
+                legal_token: None,
+                duration: Duration::from_secs_f64(args.probe_duration),
+                nonce: format!("{}p", base.nonce),
+                ..base.clone()
+            };
+            let (report, _, _) = ledger::run(probe_spec, Arc::clone(&mix), None, None, None).await?;
+            eprintln!(
+                "capacity probe (closed loop, {} in flight over {} replicas): {:.0} contacts/s \
+                 (ScoreContact + RecordOutcome each)",
+                args.concurrency,
+                args.replicas.len(),
+                report.sent_per_s
+            );
+            let rate = share * report.sent_per_s;
+            probe = Some(report);
+            ledger::LedgerSpec { rate: Some(rate), ..base }
+        }
+        None => base,
+    };
+    eprintln!("rate: {}", spec.rate.map_or_else(|| "closed loop".to_owned(), |rate| format!("{rate:.0} contacts/s")));
+    let paths = args.out_dir.as_ref().map(|dir| (dir.join("outcomes.csv"), dir.join("decisions.csv")));
+    if let Some(dir) = &args.out_dir {
+        std::fs::create_dir_all(dir)?;
+    }
+    let check = (args.check_settle_s > 0.0).then(|| Duration::from_secs_f64(args.check_settle_s));
+    let (report, windows, _) = ledger::run(
+        spec,
+        Arc::clone(&mix),
+        check,
+        paths.as_ref().map(|paths| paths.0.clone()),
+        paths.as_ref().map(|paths| paths.1.clone()),
+    )
+    .await?;
+    let json = serde_json::json!({
+        "context": context,
+        "probe": probe,
+        "report": report,
+        "loadavg_after": machine::loadavg(),
+    });
+    if let Some(dir) = &args.out_dir {
+        std::fs::write(dir.join("timeline.csv"), ledger::timeline_csv(&windows))?;
+        std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&json)?)?;
+    }
+    println!("{}", serde_json::to_string_pretty(&json)?);
+    let undesigned =
+        report.score_failures.undesigned() + report.outcome_failures.undesigned() + report.decide_failures.undesigned();
+    let check_failed = report.check.as_ref().is_some_and(|check| check.missing > 0 || check.extra > 0);
+    eprintln!(
+        "sent {} ({:.0}/s), scored {} ({} degraded), acknowledged {} ({} after a retry), given up {}, \
+         decisions {}, undesigned failures {undesigned}{}",
+        report.sent,
+        report.sent_per_s,
+        report.scored,
+        report.degraded,
+        report.acknowledged,
+        report.acknowledged_after_retry,
+        report.given_up,
+        report.decisions,
+        report.check.as_ref().map_or_else(String::new, |check| format!(
+            "; check: {} callers, {} acknowledged, {} counted, {} missing, {} extra",
+            check.callers, check.expected, check.found, check.missing, check.extra
+        ))
+    );
+    if check_failed {
+        anyhow::bail!("histories do not match the ledger");
+    }
+    Ok(())
 }
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {

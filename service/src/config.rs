@@ -214,6 +214,11 @@ pub struct HistorySettings {
     pub recent_contacts: usize,
     /// Hours a recorded contact id is remembered to ignore repeated outcomes.
     pub marker_window_h: u64,
+    /// Replicas a history write must reach (Redis `WAIT`) before an outcome counts as taken; otherwise it is
+    /// journaled. 0: do not wait (a failover can lose writes the old master had not replicated).
+    pub redis_wait_replicas: u32,
+    /// Milliseconds a write waits for those replicas; less than `write_budget_ms`.
+    pub redis_wait_timeout_ms: u64,
 }
 
 impl Default for HistorySettings {
@@ -227,6 +232,8 @@ impl Default for HistorySettings {
             budget_ms: 5,
             recent_contacts: 200_000,
             marker_window_h: 7 * 24,
+            redis_wait_replicas: 0,
+            redis_wait_timeout_ms: 20,
         }
     }
 }
@@ -358,6 +365,15 @@ impl Settings {
         }
         if self.history.write_budget_ms == 0 || self.history.retention_days == 0 {
             return fail("history.write_budget_ms and history.retention_days: must be positive".into());
+        }
+        if self.history.redis_wait_replicas > 0
+            && (self.history.redis_wait_timeout_ms == 0
+                || self.history.redis_wait_timeout_ms >= self.history.write_budget_ms)
+        {
+            return fail(format!(
+                "history.redis_wait_timeout_ms: {} must be between 1 and history.write_budget_ms ({}) - 1",
+                self.history.redis_wait_timeout_ms, self.history.write_budget_ms
+            ));
         }
         if self.history.budget_ms == 0 || self.history.budget_ms > 10_000 {
             return fail(format!("history.budget_ms: {} must be between 1 and 10000", self.history.budget_ms));
@@ -577,5 +593,21 @@ mod tests {
         assert!(error.contains("server.max_message_bytes"), "{error}");
         let error = load_toml("[server]\nmax_deadline_ms = 0\n").unwrap_err().to_string();
         assert!(error.contains("server.max_deadline_ms"), "{error}");
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment's Jail closure type is not ours to choose
+    fn waiting_for_replicas_needs_a_timeout_inside_the_write_budget() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SARING__HISTORY__REDIS_WAIT_REPLICAS", "1");
+            let settings = Settings::load(None, &FlagOverrides::default()).unwrap();
+            assert_eq!((settings.history.redis_wait_replicas, settings.history.redis_wait_timeout_ms), (1, 20));
+            jail.set_env("SARING__HISTORY__REDIS_WAIT_TIMEOUT_MS", "50");
+            let error = Settings::load(None, &FlagOverrides::default()).unwrap_err();
+            assert!(error.to_string().contains("history.redis_wait_timeout_ms"), "{error}");
+            jail.set_env("SARING__HISTORY__REDIS_WAIT_REPLICAS", "0");
+            assert!(Settings::load(None, &FlagOverrides::default()).is_ok(), "not waiting: the timeout is unused");
+            Ok(())
+        });
     }
 }

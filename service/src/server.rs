@@ -157,7 +157,8 @@ pub fn redis_store(settings: &Settings) -> Result<JournaledStore<RedisStore>, St
         marker_ttl: Duration::from_secs(history.marker_window_h * 3600),
         connect_timeout: Duration::from_millis(500),
     })
-    .map_err(|source| StartError::Store(source.to_string()))?;
+    .map_err(|source| StartError::Store(source.to_string()))?
+    .with_replica_wait(history.redis_wait_replicas, Duration::from_millis(history.redis_wait_timeout_ms));
     JournaledStore::open(redis, &history.journal_path, Duration::from_millis(history.write_budget_ms))
         .map_err(|source| StartError::Store(source.to_string()))
 }

@@ -11,6 +11,12 @@
 //! one round-trip of two EVALSHA calls (number, device); the script does the decay arithmetic of
 //! [`saring_models::CallerHistory::apply`] server-side. Each history is updated atomically and exactly once; the
 //! two are independent, so a retry after a partial failure completes the other exactly once.
+//!
+//! Replication is asynchronous: a write the master acknowledged and had not yet sent to a replica is lost when
+//! that master dies and the replica is promoted (a Redis Cluster failover, or a Sentinel one). Opt in to
+//! [`RedisStore::with_replica_wait`] (`history.redis_wait_replicas`) and a write counts as taken only once that many
+//! replicas have it (`WAIT`); otherwise it fails and the journal keeps the outcome and replays it (idempotently:
+//! markers make the replay a duplicate where the write survived).
 
 use std::time::Duration;
 
@@ -130,6 +136,42 @@ impl Connection {
         }
     }
 
+    /// Waits until `replicas` replicas have this connection's writes to the keys' masters, at most `timeout`;
+    /// returns the fewest replicas any of those masters reached.
+    async fn wait_replicas(&mut self, keys: &[String], replicas: u32, timeout: Duration) -> redis::RedisResult<i64> {
+        let timeout_ms = timeout.as_millis().max(1) as u64;
+        let wait = || {
+            let mut command = redis::cmd("WAIT");
+            command.arg(replicas).arg(timeout_ms);
+            command
+        };
+        match self {
+            // One connection: WAIT covers every earlier write on it, the two histories included.
+            Connection::Single(connection) => wait().query_async::<i64>(connection).await,
+            Connection::Cluster(connection) => {
+                use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+                let mut slots: Vec<Slot> = keys.iter().map(Slot::for_key).collect();
+                slots.dedup();
+                // The cluster client keeps one connection per node, so WAIT sent to a key's master covers the
+                // write just made there on it.
+                let queries = slots.into_iter().map(|slot| {
+                    let mut connection = connection.clone();
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_slot(
+                        slot,
+                        SlotAddr::Master,
+                    )));
+                    let command = wait();
+                    async move { connection.route_command(command, routing).await }
+                });
+                let mut fewest = i64::MAX;
+                for reached in futures_join_all(queries).await {
+                    fewest = fewest.min(redis::from_redis_value::<i64>(reached?)?);
+                }
+                Ok(fewest)
+            }
+        }
+    }
+
     async fn load_script(&mut self, script: &Script) -> redis::RedisResult<()> {
         match self {
             Connection::Single(connection) => script.load_async(connection).await.map(drop),
@@ -164,6 +206,8 @@ pub struct RedisStore {
     backend: Backend,
     connection: OnceCell<Connection>,
     script: Script,
+    /// Replicas a write must reach (0: do not wait) and how long to wait for them.
+    replica_wait: (u32, Duration),
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -187,7 +231,23 @@ impl RedisStore {
             }
             None => Backend::Single(redis::Client::open(settings.url.as_str()).map_err(store_error)?),
         };
-        Ok(RedisStore { settings, backend, connection: OnceCell::new(), script: Script::new(APPLY_SCRIPT) })
+        Ok(RedisStore {
+            settings,
+            backend,
+            connection: OnceCell::new(),
+            script: Script::new(APPLY_SCRIPT),
+            replica_wait: (0, Duration::ZERO),
+        })
+    }
+
+    /// Makes a write count as taken only once `replicas` replicas of each written key's master acknowledge it
+    /// within `timeout` (Redis `WAIT`); a write that reaches fewer fails, so the journal keeps the outcome. The
+    /// write may still be in Redis: replaying it later is a duplicate there, or restores it after a failover lost
+    /// it. 0 (the default) does not wait. A master with fewer replicas than this fails every write until
+    /// replicas are back.
+    pub fn with_replica_wait(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replica_wait = (replicas, timeout);
+        self
     }
 
     /// Connects (once) and loads the script. Later failures are handled by the connection manager, which
@@ -323,6 +383,16 @@ impl HistoryStore for RedisStore {
             }
             Err(error) => return Err(store_error(error)),
         };
+        let (replicas, timeout) = self.replica_wait;
+        if replicas > 0 {
+            let reached = connection.wait_replicas(&keys, replicas, timeout).await.map_err(store_error)?;
+            if reached < i64::from(replicas) {
+                return Err(StoreError(format!(
+                    "redis: the write reached {reached} of {replicas} replicas within {} ms",
+                    timeout.as_millis()
+                )));
+            }
+        }
         Ok(if applied.contains(&Value::Int(1)) { Recorded::Applied } else { Recorded::Duplicate })
     }
 }

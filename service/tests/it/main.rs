@@ -14,6 +14,7 @@ mod metrics;
 mod models;
 mod packaging;
 mod parity;
+mod redis_cluster;
 mod redis_service;
 mod redis_store;
 mod roles;

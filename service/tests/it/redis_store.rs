@@ -320,3 +320,43 @@ async fn a_redis_cluster_counts_exactly_across_slots() {
     }
     assert_eq!(total, 4 * 30);
 }
+
+#[tokio::test]
+async fn with_replica_wait_a_write_counts_only_once_a_replica_has_it() {
+    let primary = PrivateRedis::start();
+    let prefix = unique_prefix("wait");
+    let caller = key(1);
+    let at_ms = 1_772_323_200_000;
+    // No replica: the write is applied on the primary, but reaching 0 of 1 replicas it is refused, so the journal
+    // keeps the outcome.
+    let waiting = store_at(&primary.url(), &prefix).with_replica_wait(1, Duration::from_millis(20));
+    let refused = waiting.record("w-1", Some(&caller), None, &event("w-1", at_ms, Disposition::Prank)).await;
+    assert!(refused.unwrap_err().0.contains("0 of 1 replicas"));
+    let not_waiting = store_at(&primary.url(), &prefix);
+    assert_eq!(
+        not_waiting.record("w-2", Some(&caller), None, &event("w-2", at_ms, Disposition::Prank)).await.unwrap(),
+        Recorded::Applied
+    );
+
+    // With a replica attached, the same store's writes are taken, and replaying the refused one is a duplicate.
+    let replica_port = free_port();
+    let port = primary.port.to_string();
+    let _replica = PrivateRedis::launch(replica_port, &["--appendonly", "no", "--replicaof", "127.0.0.1", &port]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match waiting.record("w-3", Some(&caller), None, &event("w-3", at_ms, Disposition::Prank)).await {
+            // An attempt before the replica caught up may have applied it already: a duplicate then.
+            Ok(_) => break,
+            Err(error) => {
+                assert!(std::time::Instant::now() < deadline, "the replica never acknowledged: {error}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+    assert_eq!(
+        waiting.record("w-1", Some(&caller), None, &event("w-1", at_ms, Disposition::Prank)).await.unwrap(),
+        Recorded::Duplicate
+    );
+    let history = waiting.load(Some(&caller), None).await.unwrap().caller.unwrap();
+    assert_eq!(history.total_contacts, 3);
+}

@@ -180,49 +180,135 @@ pub fn unique_prefix(name: &str) -> String {
     format!("saring-test:{name}:{}:{nanos}", std::process::id())
 }
 
-/// A private three-primary Redis Cluster on loopback ports.
+/// A private three-primary Redis Cluster on loopback ports, optionally with replicas.
 pub struct PrivateRedisCluster {
     pub ports: Vec<u16>,
-    nodes: Vec<PrivateRedis>,
+    nodes: Vec<Option<PrivateRedis>>,
+    bus_ports: Vec<u16>,
+    node_timeout_ms: u64,
     directory: std::path::PathBuf,
 }
 
 impl PrivateRedisCluster {
-    /// Starts three cluster-enabled `redis-server`s, joins them with `redis-cli --cluster create`, and waits until
-    /// the cluster reports `cluster_state:ok`.
+    /// Three primaries, no replicas.
     pub fn start() -> Self {
+        Self::start_with(0, 15_000)
+    }
+
+    /// Starts `3 * (1 + replicas)` cluster-enabled `redis-server`s (each with an explicit cluster bus port, so
+    /// none depends on port + 10000 being free), joins them with `redis-cli --cluster create --cluster-replicas`,
+    /// and waits until every node reports `cluster_state:ok`. `node_timeout_ms` is how long a primary may be
+    /// unreachable before its replica is promoted.
+    pub fn start_with(replicas: usize, node_timeout_ms: u64) -> Self {
         let directory = std::env::temp_dir().join(unique_prefix("cluster").replace(':', "-"));
-        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let nodes = ports
-            .iter()
-            .map(|port| {
-                let node_directory = directory.join(port.to_string());
-                std::fs::create_dir_all(&node_directory).unwrap();
-                PrivateRedis::launch(
-                    *port,
-                    &["--appendonly", "no", "--cluster-enabled", "yes", "--dir", node_directory.to_str().unwrap()],
-                )
-            })
-            .collect();
+        let count = 3 * (1 + replicas);
+        let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+        let bus_ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
+        let mut cluster =
+            PrivateRedisCluster { ports: ports.clone(), nodes: Vec::new(), bus_ports, node_timeout_ms, directory };
+        cluster.nodes = (0..count).map(|index| Some(cluster.launch_node(index))).collect();
         let addresses: Vec<String> = ports.iter().map(|port| format!("127.0.0.1:{port}")).collect();
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addresses)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .expect("redis-cli is installed (scripts/services.sh)");
         assert!(created.success(), "redis-cli --cluster create failed");
-        for _ in 0..200 {
-            let info =
-                Command::new("redis-cli").args(["-p", &ports[0].to_string(), "cluster", "info"]).output().unwrap();
-            if String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok") {
+        for port in &ports {
+            assert!(cluster.wait_until(*port, Duration::from_secs(20), |info| info.contains("cluster_state:ok")));
+        }
+        // Replicas are attached after the slots are assigned: wait until each has synced with its primary.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let synced = ports
+                .iter()
+                .filter(|port| cluster.cli(**port, &["info", "replication"]).contains("master_link_status:up"))
+                .count();
+            if synced == 3 * replicas {
                 break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{synced} of {} replicas synced", 3 * replicas);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        cluster
+    }
+
+    fn launch_node(&self, index: usize) -> PrivateRedis {
+        let port = self.ports[index];
+        let node_directory = self.directory.join(port.to_string());
+        std::fs::create_dir_all(&node_directory).unwrap();
+        PrivateRedis::launch(
+            port,
+            &[
+                "--appendonly",
+                "no",
+                "--cluster-enabled",
+                "yes",
+                "--cluster-port",
+                &self.bus_ports[index].to_string(),
+                "--cluster-node-timeout",
+                &self.node_timeout_ms.to_string(),
+                // Replicas sync at once (the default waits 5 s for more replicas): a replica that never synced
+                // refuses to be promoted.
+                "--repl-diskless-sync-delay",
+                "0",
+                "--dir",
+                node_directory.to_str().unwrap(),
+            ],
+        )
+    }
+
+    /// Runs `redis-cli -p PORT ARGS…` and returns its output.
+    pub fn cli(&self, port: u16, arguments: &[&str]) -> String {
+        let output = Command::new("redis-cli").arg("-p").arg(port.to_string()).args(arguments).output().unwrap();
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// Polls `CLUSTER INFO` on `port` until `ready` holds; false when `timeout` passes first.
+    pub fn wait_until(&self, port: u16, timeout: Duration, ready: impl Fn(&str) -> bool) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < deadline {
+            if ready(&self.cli(port, &["cluster", "info"])) {
+                return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        PrivateRedisCluster { ports, nodes, directory }
+        false
+    }
+
+    /// The primary serving slot 0 and its replica (from `CLUSTER NODES`).
+    pub fn slot_zero_primary_and_replica(&self) -> (u16, Option<u16>) {
+        let nodes = self.cli(self.ports[0], &["cluster", "nodes"]);
+        let port_of = |address: &str| address.split(['@', ':']).nth(1).unwrap().parse::<u16>().unwrap();
+        let primary = nodes
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .find(|fields| fields[2].contains("master") && fields.get(8).is_some_and(|slots| slots.starts_with("0-")))
+            .expect("a primary serves slot 0");
+        let replica = nodes
+            .lines()
+            .map(|line| line.split_whitespace().collect::<Vec<_>>())
+            .find(|fields| fields[3] == primary[0])
+            .map(|fields| port_of(fields[1]));
+        (port_of(primary[1]), replica)
+    }
+
+    /// SIGKILLs the node on `port` (its unreplicated writes are gone, as in a crash).
+    pub fn kill(&mut self, port: u16) {
+        let index = self.ports.iter().position(|candidate| *candidate == port).expect("a node of this cluster");
+        if let Some(mut node) = self.nodes[index].take() {
+            node.stop();
+        }
+    }
+
+    /// Starts the node on `port` again with its `nodes.conf`: a primary that was failed over rejoins as a replica.
+    pub fn restart(&mut self, port: u16) {
+        let index = self.ports.iter().position(|candidate| *candidate == port).expect("a node of this cluster");
+        let node = self.launch_node(index);
+        self.nodes[index] = Some(node);
     }
 
     /// `redis-cluster://127.0.0.1:P1,127.0.0.1:P2,127.0.0.1:P3`.
