@@ -4,12 +4,14 @@
 //!
 //! Replay is exactly once because the inner store is idempotent per contact and history (Redis markers): an entry
 //! whose first attempt did reach Redis before timing out is recognised as a duplicate. History arithmetic does not
-//! depend on the order events arrive in, so replaying late loses nothing either.
+//! depend on the order events arrive in, so replaying late loses nothing either — and new outcomes need not queue
+//! behind the journal: once the inner store has taken a write again, they go straight to it while the journal
+//! drains.
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use saring_models::{Disposition, HistoryEvent};
@@ -83,6 +85,8 @@ pub struct JournaledStore<S> {
     file: tokio::sync::Mutex<File>,
     depth: AtomicUsize,
     appended: AtomicU64,
+    /// Whether the inner store took the last write tried on it (directly or by a replay).
+    answering: AtomicBool,
     write_budget: Duration,
 }
 
@@ -115,6 +119,7 @@ impl<S: HistoryStore> JournaledStore<S> {
             file: tokio::sync::Mutex::new(file),
             depth: AtomicUsize::new(depth),
             appended: AtomicU64::new(0),
+            answering: AtomicBool::new(true),
             write_budget,
         })
     }
@@ -154,8 +159,14 @@ impl<S: HistoryStore> JournaledStore<S> {
             let event = entry.event();
             let attempt = self.inner.record(&entry.contact_id, caller.as_ref(), device.as_ref(), &event);
             match tokio::time::timeout(self.write_budget * 4, attempt).await {
-                Ok(Ok(_)) => replayed += 1,
-                Ok(Err(_)) | Err(_) => break,
+                Ok(Ok(_)) => {
+                    replayed += 1;
+                    self.answering.store(true, Ordering::Release);
+                }
+                Ok(Err(_)) | Err(_) => {
+                    self.answering.store(false, Ordering::Release);
+                    break;
+                }
             }
         }
         if replayed > 0 {
@@ -229,19 +240,135 @@ impl<S: HistoryStore> HistoryStore for JournaledStore<S> {
         device: Option<&HistoryKey>,
         event: &HistoryEvent,
     ) -> Result<Recorded, StoreError> {
-        if self.depth() == 0 {
+        // With entries waiting, the inner store is tried only once it has taken a write again (a replay's, or
+        // another outcome's): during an outage outcomes go to the journal without waiting out the budget each, and
+        // after it they go straight to the store while the journal drains. Order does not matter to histories, and
+        // markers make an outcome both journaled and retried count once.
+        if self.depth() == 0 || self.answering.load(Ordering::Acquire) {
             match tokio::time::timeout(self.write_budget, self.inner.record(contact_id, caller, device, event)).await {
-                Ok(Ok(recorded)) => return Ok(recorded),
+                Ok(Ok(recorded)) => {
+                    self.answering.store(true, Ordering::Release);
+                    return Ok(recorded);
+                }
                 Ok(Err(error)) => tracing::warn!(%error, "history store refused an outcome; journaling it"),
                 Err(_) => tracing::warn!("history store did not take an outcome in time; journaling it"),
             }
+            self.answering.store(false, Ordering::Release);
         }
-        // While the journal holds entries, new outcomes queue behind them.
         self.append(&Entry::new(contact_id, caller, device, event)).await?;
         Ok(Recorded::Applied)
     }
 
     fn journal(&self) -> Option<JournalStats> {
         Some(JournalStats { depth: self.depth(), appended: self.appended.load(Ordering::Relaxed) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use saring_models::history::contact_fingerprint;
+    use tokio::sync::Semaphore;
+
+    use super::*;
+    use crate::privacy::KeyHasher;
+    use crate::store::MemoryStore;
+
+    /// A store that can be down, and that holds the write of one contact until the test lets it through.
+    struct Gated {
+        inner: MemoryStore,
+        down: AtomicBool,
+        held: &'static str,
+        gate: Semaphore,
+    }
+
+    impl HistoryStore for Gated {
+        async fn load(
+            &self,
+            caller: Option<&HistoryKey>,
+            device: Option<&HistoryKey>,
+        ) -> Result<Histories, StoreError> {
+            self.inner.load(caller, device).await
+        }
+
+        async fn record(
+            &self,
+            contact_id: &str,
+            caller: Option<&HistoryKey>,
+            device: Option<&HistoryKey>,
+            event: &HistoryEvent,
+        ) -> Result<Recorded, StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError("connection refused".into()));
+            }
+            if contact_id == self.held {
+                self.gate.acquire().await.expect("the gate stays open").forget();
+            }
+            self.inner.record(contact_id, caller, device, event).await
+        }
+    }
+
+    fn event(contact_id: &str, at_ms: i64) -> HistoryEvent {
+        HistoryEvent {
+            contact_fingerprint: contact_fingerprint(contact_id),
+            at_ms,
+            answered: true,
+            talk_s: 3.0,
+            night: false,
+            disposition: Disposition::Prank,
+        }
+    }
+
+    #[tokio::test]
+    async fn after_an_outage_new_outcomes_go_straight_to_the_store_while_the_journal_drains() {
+        let directory = std::env::temp_dir().join(format!("saring-journal-bypass-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&directory);
+        let gated = Gated {
+            inner: MemoryStore::new(Duration::from_secs(3600)),
+            down: AtomicBool::new(true),
+            held: "journaled-2",
+            gate: Semaphore::new(0),
+        };
+        let journal = Arc::new(JournaledStore::open(gated, &directory.join("j"), Duration::from_millis(50)).unwrap());
+        let caller = KeyHasher::new(b"journal-test-secret").number("+6281234567000");
+        let at_ms = 1_790_000_000_000;
+
+        // The outage: both outcomes are acknowledged from the journal.
+        for (index, contact_id) in ["journaled-1", "journaled-2"].into_iter().enumerate() {
+            let event = event(contact_id, at_ms + index as i64);
+            assert_eq!(journal.record(contact_id, Some(&caller), None, &event).await.unwrap(), Recorded::Applied);
+        }
+        assert_eq!(journal.depth(), 2);
+
+        // The store is back; a replay takes the first entry and is held on the second.
+        journal.inner().down.store(false, Ordering::SeqCst);
+        let replaying = tokio::spawn({
+            let journal = Arc::clone(&journal);
+            async move { journal.replay().await }
+        });
+        for _ in 0..500 {
+            let histories = journal.inner().inner.load(Some(&caller), None).await.unwrap();
+            if histories.caller.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+
+        // A new outcome does not wait for the replay (which holds the journal) and is not journaled. The timeout
+        // only turns a hang into a failure.
+        let direct_event = event("direct", at_ms + 10);
+        let direct = journal.record("direct", Some(&caller), None, &direct_event);
+        let recorded =
+            tokio::time::timeout(Duration::from_secs(10), direct).await.expect("not queued behind the replay");
+        assert_eq!(recorded.unwrap(), Recorded::Applied);
+        assert_eq!(journal.depth(), 2, "the new outcome went to the store, not the journal");
+
+        journal.inner().gate.add_permits(1);
+        assert_eq!(replaying.await.unwrap().unwrap(), 2);
+        assert_eq!(journal.depth(), 0);
+        let history = journal.inner().inner.load(Some(&caller), None).await.unwrap().caller.unwrap();
+        assert_eq!(history.total_contacts, 3, "every acknowledged outcome counted once");
+        let _ = std::fs::remove_dir_all(&directory);
     }
 }
