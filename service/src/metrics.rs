@@ -9,7 +9,7 @@
 //! `unknown`), a region by its province (validated on the way in), a reason or outcome by a fixed name. Nothing
 //! that identifies a caller ever becomes a label.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -57,7 +57,7 @@ pub struct ScoreLabels {
     /// `low`, `elevated`, `high`, or `none` when the model failed.
     pub band: &'static str,
     /// The contact's province (the region code's first part).
-    pub province: String,
+    pub province: &'static str,
 }
 
 /// A degraded answer's reason.
@@ -104,7 +104,9 @@ struct AuditCheck {
 /// The service's metrics.
 pub struct Metrics {
     registry: Registry,
-    known_methods: HashSet<String>,
+    /// `/package.Service/Method` → its service and method labels, for every method saring serves.
+    known_methods: HashMap<String, (Arc<str>, Arc<str>)>,
+    unknown_method: (Arc<str>, Arc<str>),
     rpc: HistogramFamily<RpcLabels>,
     scores: Family<ScoreLabels, Counter>,
     degraded: Family<ReasonLabels, Counter>,
@@ -137,21 +139,38 @@ impl Default for Metrics {
     }
 }
 
-/// The gRPC methods saring serves (`/package.Service/Method`), from its descriptor sets.
-fn served_methods() -> HashSet<String> {
-    let mut methods = HashSet::new();
+/// The gRPC methods saring serves (`/package.Service/Method`) with their service and method labels, from its
+/// descriptor sets.
+fn served_methods() -> HashMap<String, (Arc<str>, Arc<str>)> {
+    let mut methods = HashMap::new();
+    let mut insert = |service: String, method: &str| {
+        methods.insert(format!("/{service}/{method}"), (Arc::from(service.as_str()), Arc::from(method)));
+    };
     for encoded in [crate::proto::FILE_DESCRIPTOR_SET, tonic_health::pb::FILE_DESCRIPTOR_SET] {
         let Ok(set) = prost_types::FileDescriptorSet::decode(encoded) else { continue };
         for file in set.file {
             for service in &file.service {
                 for method in &service.method {
-                    methods.insert(format!("/{}.{}/{}", file.package(), service.name(), method.name()));
+                    insert(format!("{}.{}", file.package(), service.name()), method.name());
                 }
             }
         }
     }
-    methods.insert("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo".to_owned());
+    insert("grpc.reflection.v1.ServerReflection".to_owned(), "ServerReflectionInfo");
     methods
+}
+
+/// A validated region's province as a static label (`unknown` for a province saring does not know).
+fn province_label(region: &str) -> &'static str {
+    use saring_models::region::{province, WIB_PROVINCES, WITA_PROVINCES, WIT_PROVINCES};
+    let wanted = province(region);
+    WIB_PROVINCES
+        .iter()
+        .chain(&WITA_PROVINCES)
+        .chain(&WIT_PROVINCES)
+        .find(|known| **known == wanted)
+        .copied()
+        .unwrap_or("unknown")
 }
 
 impl Metrics {
@@ -253,6 +272,7 @@ impl Metrics {
         Metrics {
             registry,
             known_methods: served_methods(),
+            unknown_method: (Arc::from("unknown"), Arc::from("unknown")),
             rpc,
             scores,
             degraded,
@@ -274,19 +294,16 @@ impl Metrics {
         }
     }
 
-    /// The labels of a request path: its service and method when saring serves it, else `unknown`.
-    fn rpc_labels(&self, path: &str, code: &'static str) -> RpcLabels {
-        let known = self.known_methods.contains(path);
-        let (service, method) = match path.trim_start_matches('/').split_once('/') {
-            Some((service, method)) if known => (service, method),
-            _ => ("unknown", "unknown"),
-        };
-        RpcLabels { grpc_service: Arc::from(service), grpc_method: Arc::from(method), grpc_code: code }
+    /// The service and method labels of a request path: its own when saring serves it, else `unknown`.
+    fn method_labels(&self, path: &str) -> (Arc<str>, Arc<str>) {
+        self.known_methods.get(path).unwrap_or(&self.unknown_method).clone()
     }
 
     /// Counts one handled call.
-    pub fn observe_rpc(&self, path: &str, code: &'static str, elapsed: Duration) {
-        self.rpc.get_or_create(&self.rpc_labels(path, code)).observe(elapsed.as_secs_f64());
+    fn observe_rpc(&self, (grpc_service, grpc_method): (Arc<str>, Arc<str>), code: &'static str, elapsed: Duration) {
+        self.rpc
+            .get_or_create(&RpcLabels { grpc_service, grpc_method, grpc_code: code })
+            .observe(elapsed.as_secs_f64());
     }
 
     /// Counts one score.
@@ -297,8 +314,7 @@ impl Metrics {
             Some(saring_models::Band::High) => "high",
             None => "none",
         };
-        let province = saring_models::region::province(region).to_owned();
-        self.scores.get_or_create(&ScoreLabels { band, province }).inc();
+        self.scores.get_or_create(&ScoreLabels { band, province: province_label(region) }).inc();
     }
 
     /// Counts one degraded answer.
@@ -483,7 +499,7 @@ where
     fn call(&mut self, request: http::Request<RequestBody>) -> Self::Future {
         let observation = Observation {
             metrics: Arc::clone(&self.metrics),
-            path: request.uri().path().to_owned(),
+            method: self.metrics.method_labels(request.uri().path()),
             started: Instant::now(),
             code: None,
         };
@@ -494,7 +510,7 @@ where
 /// One call being timed; records itself once, when its status is known or it is dropped.
 struct Observation {
     metrics: Arc<Metrics>,
-    path: String,
+    method: (Arc<str>, Arc<str>),
     started: Instant,
     /// A status sent in the headers (a trailers-only response).
     code: Option<tonic::Code>,
@@ -502,7 +518,7 @@ struct Observation {
 
 impl Observation {
     fn finish(self, code: tonic::Code) {
-        self.metrics.observe_rpc(&self.path, code_name(code), self.started.elapsed());
+        self.metrics.observe_rpc(self.method, code_name(code), self.started.elapsed());
     }
 }
 
