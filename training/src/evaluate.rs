@@ -57,8 +57,11 @@ pub struct Evaluation {
     pub pr_auc: f64,
     /// Brier score of the likelihood.
     pub brier: f64,
-    /// ROC-AUC of the naive rule: share of the caller's past labelled contacts that were misuse.
+    /// ROC-AUC of the naive rule: share of the caller's past labelled contacts that were misuse (all-time counts).
     pub naive_roc_auc: f64,
+    /// ROC-AUC of the same share from the history's 30-day decayed counters: the naive rule a live service
+    /// computes, and compares its models with.
+    pub naive_recent_roc_auc: f64,
     /// Confusion at the ELEVATED threshold.
     pub at_elevated: Confusion,
     /// Confusion at the HIGH threshold.
@@ -72,7 +75,7 @@ pub struct Evaluation {
 /// Scores every row; returns the evaluation and the per-contact predictions.
 pub fn evaluate(model: &Model, rows: &[ReplayRow]) -> (Evaluation, Vec<Prediction>) {
     let mut predictions = Vec::with_capacity(rows.len());
-    let (mut likelihoods, mut naive, mut labels) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut likelihoods, mut naive, mut naive_recent, mut labels) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut genuine_emergencies_by_band = BandCounts::default();
     let mut misuse_by_band = BandCounts::default();
     for row in rows {
@@ -91,6 +94,7 @@ pub fn evaluate(model: &Model, rows: &[ReplayRow]) -> (Evaluation, Vec<Predictio
             }
             likelihoods.push(score.likelihood);
             naive.push(row.naive_score);
+            naive_recent.push(row.naive_recent);
             labels.push(label);
         }
     }
@@ -106,6 +110,7 @@ pub fn evaluate(model: &Model, rows: &[ReplayRow]) -> (Evaluation, Vec<Predictio
         pr_auc: pr_auc(&likelihoods, &labels),
         brier: brier(&likelihoods, &labels),
         naive_roc_auc: roc_auc(&naive, &labels),
+        naive_recent_roc_auc: roc_auc(&naive_recent, &labels),
         at_elevated: Confusion::at(&likelihoods, &labels, bands.elevated),
         at_high: Confusion::at(&likelihoods, &labels, bands.high),
         genuine_emergencies_by_band,
@@ -132,7 +137,7 @@ impl Evaluation {
         let mut text = format!(
             "model {}\ncontacts {}, labelled {}, misuse {} (base rate {:.3})\n\
              ROC-AUC {:.4}   PR-AUC {:.4}   Brier {:.4}\n\
-             naive rule (caller's past misuse share) ROC-AUC {:.4}\n",
+             naive rule (caller's past misuse share) ROC-AUC {:.4} all-time, {:.4} 30-day decayed\n",
             self.model_version,
             self.contacts,
             self.labelled,
@@ -141,7 +146,8 @@ impl Evaluation {
             self.roc_auc,
             self.pr_auc,
             self.brier,
-            self.naive_roc_auc
+            self.naive_roc_auc,
+            self.naive_recent_roc_auc
         );
         text += &confusion_line("ELEVATED", &self.at_elevated);
         text += &confusion_line("HIGH", &self.at_high);

@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use saring_models::features::{extract, ContactContext, FeatureVector};
 use saring_models::history::contact_fingerprint;
+use saring_models::naive::{all_time_misuse_share, recent_misuse_share};
 use saring_models::phone::normalise_indonesian_number;
 use saring_models::region::utc_offset_seconds;
 use saring_models::{CallerHistory, Channel, Disposition};
@@ -28,8 +29,12 @@ pub struct ReplayRow {
     pub disposition: Option<Disposition>,
     /// Whether the number had no recorded history at arrival (or was withheld).
     pub first_time_caller: bool,
-    /// The naive baseline: share of this number's past labelled contacts that were misuse (0 without any).
+    /// The naive baseline: share of this number's past labelled contacts that were misuse (0 without any),
+    /// from exact all-time counts.
     pub naive_score: f64,
+    /// The naive baseline as a live service computes it: the same share from the history's 30-day decayed
+    /// counters at arrival ([`saring_models::naive::recent_misuse_share`]).
+    pub naive_recent: f64,
 }
 
 impl ReplayRow {
@@ -117,9 +122,8 @@ pub fn replay(events: &[Event]) -> Replay {
                     features,
                     disposition: None,
                     first_time_caller: caller_history.is_none(),
-                    naive_score: counts
-                        .filter(|counts| counts.labelled > 0)
-                        .map_or(0.0, |counts| f64::from(counts.misuse) / f64::from(counts.labelled)),
+                    naive_score: counts.map_or(0.0, |counts| all_time_misuse_share(counts.labelled, counts.misuse)),
+                    naive_recent: recent_misuse_share(caller_history, context.received_at_ms),
                 });
                 let row_index = result.rows.len() - 1;
                 pending.insert(
