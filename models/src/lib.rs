@@ -12,6 +12,7 @@ pub mod features;
 pub mod history;
 pub mod inference;
 pub mod ladder;
+pub mod metrics;
 pub mod naive;
 pub mod phone;
 pub mod reasons;

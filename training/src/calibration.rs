@@ -7,25 +7,7 @@ use serde::Serialize;
 
 use crate::learners::fit_platt;
 
-/// Bins of the expected calibration error.
-pub const ECE_BINS: usize = 15;
-
-/// Expected calibration error: over 15 equal-width probability bins, the row-weighted mean of
-/// |mean predicted probability − observed misuse share|.
-pub fn expected_calibration_error(probabilities: &[f64], labels: &[bool]) -> f64 {
-    let mut sums = [(0.0f64, 0.0f64, 0usize); ECE_BINS];
-    for (probability, label) in probabilities.iter().zip(labels) {
-        let bin = ((probability * ECE_BINS as f64) as usize).min(ECE_BINS - 1);
-        sums[bin].0 += probability;
-        sums[bin].1 += f64::from(u8::from(*label));
-        sums[bin].2 += 1;
-    }
-    let total = probabilities.len().max(1) as f64;
-    sums.iter()
-        .filter(|(_, _, count)| *count > 0)
-        .map(|(predicted, observed, _)| (predicted - observed).abs() / total)
-        .sum()
-}
+pub use saring_models::metrics::{expected_calibration_error, ECE_BINS};
 
 /// The model's own probability before any calibration: the sigmoid of a log-odds score (logistic, boosted), or
 /// the forest's (class-balanced) misuse share.
