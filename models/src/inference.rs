@@ -9,7 +9,7 @@ use crate::artifact::{BandThresholds, Calibration, FlatTree, IsotonicCalibration
 use crate::features::{FeatureVector, FEATURE_COUNT};
 
 /// The operator-facing band.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Band {
     /// Most likely genuine or ordinary.
     Low,

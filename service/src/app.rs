@@ -6,9 +6,11 @@ use std::sync::Arc;
 
 use saring_models::ladder::Delivered;
 
-use crate::auth::Authenticator;
+use crate::auth::{Authenticator, Principal};
 use crate::cases::{CaseSummary, ContactRecord, Escalator, LadderOutcome};
-use crate::error::Result;
+use crate::error::{Error, Result, Violation};
+use crate::modelops::promotion::{PromotionError, Staged};
+use crate::modelops::quality::{Paired, QualityState, NATIONAL, WINDOWS};
 use crate::screening::{CallerProfile, OutcomeReport, Screener};
 use crate::store::{HistoryStore, Recorded};
 
@@ -82,5 +84,157 @@ impl<S: HistoryStore> App<S> {
         let caller_ref = self.screener.number_key(e164).to_hex();
         let (rung, open_case) = self.escalator.caller_ladder(&caller_ref, now_ms).await?;
         Ok(CallerStanding { profile, rung, open_case })
+    }
+}
+
+/// A promotion or rollback that took effect.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelChange {
+    /// The version serving now.
+    pub version: String,
+    /// The version that served before.
+    pub replaced: String,
+    /// The audit entry that records it.
+    pub audit_seq: i64,
+    /// The window the comparison covers (`day` or `week`); empty for a rollback.
+    pub window: &'static str,
+    /// Champion, challenger and naive rule on the same labelled contacts (promotions only).
+    pub comparison: Option<Paired>,
+}
+
+/// The longest reason for a model change, in characters.
+pub const MAX_MODEL_REASON_CHARS: usize = 2000;
+
+/// A model change's reason and window, checked: the reason is required, at most [`MAX_MODEL_REASON_CHARS`]
+/// characters, with no control characters but newlines; the window is `day` or `week` (empty: `week`).
+pub fn check_model_change(reason: &str, window: &str) -> Result<(String, &'static str)> {
+    let mut violations = Vec::new();
+    let reason = reason.trim();
+    if reason.is_empty() {
+        violations.push(Violation::new("reason", "required: say why"));
+    } else if reason.chars().count() > MAX_MODEL_REASON_CHARS {
+        violations.push(Violation::new("reason", format!("longer than {MAX_MODEL_REASON_CHARS} characters")));
+    } else if reason.chars().any(|c| c.is_control() && c != '\n') {
+        violations.push(Violation::new("reason", "contains control characters"));
+    }
+    let window = match window {
+        "" => Some(WINDOWS[WINDOWS.len() - 1].0),
+        named => WINDOWS.iter().map(|(name, _)| *name).find(|name| *name == named),
+    };
+    if window.is_none() {
+        violations.push(Violation::new("window", "must be \"day\" or \"week\" (empty: week)"));
+    }
+    match window {
+        Some(window) if violations.is_empty() => Ok((reason.to_owned(), window)),
+        _ => Err(Error::InvalidArgument(violations)),
+    }
+}
+
+fn refused(error: PromotionError) -> Error {
+    match error {
+        PromotionError::Precondition(message) => Error::ModelChangeRefused(message),
+        PromotionError::Io(message) => Error::ModelFilesUnavailable(message),
+    }
+}
+
+/// One line comparing the models on the same labelled contacts, for the audit log and the refusal.
+pub fn describe_comparison(window: &str, paired: &Paired) -> String {
+    format!(
+        "over the last {window}, on the same {} labelled contacts ({} misuse): challenger {} ROC-AUC {:.4}, \
+         champion {} ROC-AUC {:.4}, naive rule ROC-AUC {:.4}",
+        paired.champion.labelled,
+        paired.champion.positives,
+        paired.challenger.subject,
+        paired.challenger.roc_auc,
+        paired.champion.subject,
+        paired.champion.roc_auc,
+        paired.naive.roc_auc,
+    )
+}
+
+impl<S: HistoryStore> App<S> {
+    /// Promotes the challenger to champion, when it ranked the last `window`'s labelled contacts (the ones both
+    /// models scored, nationally) better than both the champion and the naive rule. The files are rewritten, the
+    /// change is written to the audit log, then the new champion serves; when the audit entry cannot be written
+    /// the files are put back and nothing changes.
+    pub async fn promote_challenger(&self, actor: &Principal, reason: &str, window: &str) -> Result<ModelChange> {
+        let (reason, window) = check_model_change(reason, window)?;
+        let models = std::sync::Arc::clone(self.screener.models());
+        let _promoting = models.lock_promotion().await;
+        let report = models.quality_report(crate::grpc::now_ms());
+        let paired = report.find(window, NATIONAL).and_then(|quality| quality.paired.clone());
+        let Some(paired) = paired else {
+            return Err(Error::ModelChangeRefused("no challenger is loaded: nothing to promote".into()));
+        };
+        if paired.challenger.state == QualityState::TooFewLabelled {
+            return Err(Error::ModelChangeRefused(format!(
+                "too few labelled contacts scored by both models over the last {window} to compare them: {} \
+                 labelled, {} misuse; at least {} labelled with 10 of each class are needed",
+                paired.challenger.labelled, paired.challenger.positives, report.min_labelled
+            )));
+        }
+        let comparison = describe_comparison(window, &paired);
+        if !paired.challenger_wins() {
+            return Err(Error::ModelChangeRefused(format!(
+                "the challenger does not beat both the champion and the naive rule: {comparison}"
+            )));
+        }
+        let stager = std::sync::Arc::clone(&models);
+        let staged = tokio::task::spawn_blocking(move || stager.stage_promotion())
+            .await
+            .map_err(|error| Error::ModelFilesUnavailable(format!("promotion task failed: {error}")))?
+            .map_err(refused)?;
+        if staged.version() != paired.challenger.subject || staged.replaced() != paired.champion.subject {
+            models.abandon(staged);
+            return Err(Error::ModelChangeRefused(
+                "the models changed while the promotion was prepared: look at the comparison again".into(),
+            ));
+        }
+        let audit = format!("promoted {} over {}; {comparison}; reason: {reason}", staged.version(), staged.replaced());
+        let change = self.commit_model_change(staged, actor, "model_promoted", &audit, window).await?;
+        Ok(ModelChange { comparison: Some(paired), ..change })
+    }
+
+    /// Rolls the champion back to the one it replaced (a second rollback undoes the first), audited.
+    pub async fn rollback_champion(&self, actor: &Principal, reason: &str) -> Result<ModelChange> {
+        let (reason, _) = check_model_change(reason, "")?;
+        let models = std::sync::Arc::clone(self.screener.models());
+        let _promoting = models.lock_promotion().await;
+        let stager = std::sync::Arc::clone(&models);
+        let staged = tokio::task::spawn_blocking(move || stager.stage_rollback())
+            .await
+            .map_err(|error| Error::ModelFilesUnavailable(format!("rollback task failed: {error}")))?
+            .map_err(refused)?;
+        let audit = format!("rolled back from {} to {}; reason: {reason}", staged.replaced(), staged.version());
+        self.commit_model_change(staged, actor, "model_rolled_back", &audit, "").await
+    }
+
+    async fn commit_model_change(
+        &self,
+        staged: Staged,
+        actor: &Principal,
+        action: &str,
+        audit: &str,
+        window: &'static str,
+    ) -> Result<ModelChange> {
+        let models = self.screener.models();
+        match self.escalator.store().append_model_event(actor, action, audit).await {
+            Ok(audit_seq) => {
+                let change = ModelChange {
+                    version: staged.version().to_owned(),
+                    replaced: staged.replaced().to_owned(),
+                    audit_seq,
+                    window,
+                    comparison: None,
+                };
+                models.commit(staged);
+                tracing::info!(actor = %actor.name, action, version = %change.version, replaced = %change.replaced, audit_seq, "model change");
+                Ok(change)
+            }
+            Err(error) => {
+                models.abandon(staged);
+                Err(error.into())
+            }
+        }
     }
 }

@@ -186,11 +186,25 @@ pub struct ModelSettings {
     pub watch_interval_s: u64,
     /// Minutes per drift window.
     pub drift_window_minutes: u64,
+    /// Labelled contacts a live-quality window needs before it has figures.
+    pub quality_min_labelled: u64,
+    /// Labelled contacts kept for live quality (the oldest go first; a week's are kept at most).
+    pub quality_max_samples: usize,
+    /// Seconds between refreshes of the live-quality metrics and the below-naive warning.
+    pub quality_refresh_s: u64,
 }
 
 impl Default for ModelSettings {
     fn default() -> Self {
-        ModelSettings { path: None, challenger_path: None, watch_interval_s: 5, drift_window_minutes: 60 }
+        ModelSettings {
+            path: None,
+            challenger_path: None,
+            watch_interval_s: 5,
+            drift_window_minutes: 60,
+            quality_min_labelled: crate::modelops::quality::DEFAULT_MIN_LABELLED,
+            quality_max_samples: crate::modelops::quality::DEFAULT_MAX_SAMPLES,
+            quality_refresh_s: 60,
+        }
     }
 }
 
@@ -386,6 +400,21 @@ impl Settings {
                 "model.drift_window_minutes: {} must be between 1 and 10080 (a week)",
                 self.model.drift_window_minutes
             ));
+        }
+        if self.model.quality_min_labelled < 20 {
+            return fail(format!(
+                "model.quality_min_labelled: {} must be at least 20 (ranking figures on fewer mean nothing)",
+                self.model.quality_min_labelled
+            ));
+        }
+        if !(1_000..=50_000_000).contains(&self.model.quality_max_samples) {
+            return fail(format!(
+                "model.quality_max_samples: {} must be between 1000 and 50000000",
+                self.model.quality_max_samples
+            ));
+        }
+        if self.model.quality_refresh_s == 0 {
+            return fail("model.quality_refresh_s: must be at least 1".into());
         }
         if self.model.challenger_path.is_some() && self.model.challenger_path == self.model.path {
             return fail("model.challenger_path: must not be the champion's file (model.path)".into());

@@ -37,6 +37,12 @@ pub enum Error {
     /// The case moved on (another decision came first, or it is in another state); nothing was applied.
     #[error("{0}")]
     CaseConflict(String),
+    /// A promotion or rollback was refused (the comparison, or the setup, does not allow it); nothing changed.
+    #[error("refused, the champion keeps serving: {0}")]
+    ModelChangeRefused(String),
+    /// The model files could not be rewritten; nothing changed, the caller may retry.
+    #[error("model files unavailable: {0}")]
+    ModelFilesUnavailable(String),
 }
 
 impl From<crate::cases::CaseError> for Error {
@@ -84,12 +90,14 @@ impl From<Error> for Status {
                 )
             }
             Error::CaseNotFound(_) => Status::not_found(message),
-            Error::CaseConflict(_) => Status::failed_precondition(message),
-            Error::StoreUnavailable(_) | Error::CasesUnavailable(_) => Status::with_error_details(
-                Code::Unavailable,
-                message,
-                ErrorDetails::with_retry_info(Some(std::time::Duration::from_millis(100))),
-            ),
+            Error::CaseConflict(_) | Error::ModelChangeRefused(_) => Status::failed_precondition(message),
+            Error::StoreUnavailable(_) | Error::CasesUnavailable(_) | Error::ModelFilesUnavailable(_) => {
+                Status::with_error_details(
+                    Code::Unavailable,
+                    message,
+                    ErrorDetails::with_retry_info(Some(std::time::Duration::from_millis(100))),
+                )
+            }
         }
     }
 }

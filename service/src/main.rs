@@ -254,6 +254,8 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     let models = Arc::new(load_models(&settings)?);
     let watcher = (models.has_files() && settings.model.watch_interval_s > 0)
         .then(|| tokio::spawn(Arc::clone(&models).watch(Duration::from_secs(settings.model.watch_interval_s))));
+    let quality =
+        tokio::spawn(Arc::clone(&models).watch_quality(Duration::from_secs(settings.model.quality_refresh_s)));
     let escalator = open_escalator(&settings).await?;
     let (auth, development_tokens) = authenticator(&settings);
     if let Some(tokens) = development_tokens {
@@ -302,6 +304,7 @@ async fn run(settings: Settings) -> Result<(), StartError> {
         serve_logged(listener, console, app, transport).await;
         replayer.abort();
     }
+    quality.abort();
     if let Some(watcher) = watcher {
         watcher.abort();
     }

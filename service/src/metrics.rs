@@ -93,6 +93,101 @@ struct BuildLabels {
     commit: &'static str,
 }
 
+/// A live-quality figure's labels.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QualityLabels {
+    /// `champion`, `challenger` or `naive`.
+    subject: &'static str,
+    /// `day` or `week`.
+    window: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WindowLabels {
+    window: &'static str,
+}
+
+type FloatGauge = Gauge<f64, std::sync::atomic::AtomicU64>;
+
+/// Live quality, national, from the registry's last refresh (`[model] quality_refresh_s`).
+struct QualityGauges {
+    roc_auc: Family<QualityLabels, FloatGauge>,
+    pr_auc: Family<QualityLabels, FloatGauge>,
+    calibration_error: Family<QualityLabels, FloatGauge>,
+    labelled: Family<WindowLabels, Gauge>,
+    below_naive: Family<WindowLabels, Gauge>,
+}
+
+impl QualityGauges {
+    fn register(registry: &mut Registry) -> Self {
+        let gauges = QualityGauges {
+            roc_auc: Family::default(),
+            pr_auc: Family::default(),
+            calibration_error: Family::default(),
+            labelled: Family::default(),
+            below_naive: Family::default(),
+        };
+        registry.register(
+            "quality_roc_auc",
+            "Live ROC-AUC on labelled contacts, all regions, per window and subject (champion, challenger, naive \
+             rule); absent while a window has too few labelled contacts",
+            gauges.roc_auc.clone(),
+        );
+        registry.register(
+            "quality_pr_auc",
+            "Live PR-AUC (average precision), as quality_roc_auc",
+            gauges.pr_auc.clone(),
+        );
+        registry.register(
+            "quality_calibration_error",
+            "Live expected calibration error of the likelihood, as quality_roc_auc",
+            gauges.calibration_error.clone(),
+        );
+        registry.register(
+            "quality_labelled_contacts",
+            "Labelled contacts the champion scored in the window, all regions",
+            gauges.labelled.clone(),
+        );
+        registry.register(
+            "quality_champion_below_naive",
+            "1 when the champion ranked the window's labelled contacts worse than the naive rule, 0 when not, -1 \
+             when too few are labelled to say",
+            gauges.below_naive.clone(),
+        );
+        gauges
+    }
+
+    fn set(&self, report: &crate::modelops::quality::QualityReport) {
+        use crate::modelops::quality::{Figures, QualityState, NATIONAL};
+        self.roc_auc.clear();
+        self.pr_auc.clear();
+        self.calibration_error.clear();
+        for quality in report.windows.iter().filter(|quality| quality.scope == NATIONAL) {
+            let window = quality.window;
+            self.labelled.get_or_create(&WindowLabels { window }).set(quality.champion.labelled as i64);
+            let below = match quality.champion.state {
+                QualityState::Measured => i64::from(quality.champion_below_naive()),
+                QualityState::TooFewLabelled => -1,
+            };
+            self.below_naive.get_or_create(&WindowLabels { window }).set(below);
+            let subjects: [(&'static str, Option<&Figures>); 3] = [
+                ("champion", Some(&quality.champion)),
+                ("challenger", quality.challenger.as_ref()),
+                ("naive", Some(&quality.naive)),
+            ];
+            for (subject, figures) in subjects {
+                let Some(figures) = figures.filter(|figures| figures.state == QualityState::Measured) else {
+                    continue;
+                };
+                let labels = QualityLabels { subject, window };
+                self.roc_auc.get_or_create(&labels).set(figures.roc_auc);
+                self.pr_auc.get_or_create(&labels).set(figures.pr_auc);
+                self.calibration_error.get_or_create(&labels).set(figures.calibration_error);
+            }
+        }
+    }
+}
+
 /// The result of the last audit-chain verification.
 #[derive(Debug, Clone, Default)]
 struct AuditCheck {
@@ -118,6 +213,7 @@ pub struct Metrics {
     shadow_agreement: Gauge<f64, std::sync::atomic::AtomicU64>,
     shadow_difference: Gauge<f64, std::sync::atomic::AtomicU64>,
     drift: Gauge<f64, std::sync::atomic::AtomicU64>,
+    quality: QualityGauges,
     cases: Family<StateLabels, Gauge>,
     case_store_up: Gauge,
     audit_intact: Gauge,
@@ -238,6 +334,7 @@ impl Metrics {
              (per region: Models.GetDrift)",
             drift.clone(),
         );
+        let quality = QualityGauges::register(&mut registry);
         let cases = Family::<StateLabels, Gauge>::default();
         registry.register("cases", "Escalation cases by state", cases.clone());
         let case_store_up = Gauge::default();
@@ -284,6 +381,7 @@ impl Metrics {
             shadow_agreement,
             shadow_difference,
             drift,
+            quality,
             cases,
             case_store_up,
             audit_intact,
@@ -357,6 +455,9 @@ impl Metrics {
         let drift = models.drift().report(Some(crate::modelops::drift::ALL_REGIONS));
         if let Some(all) = drift.regions.iter().find(|region| region.region == crate::modelops::drift::ALL_REGIONS) {
             self.drift.set(all.current.max_psi);
+        }
+        if let Some(report) = models.latest_quality() {
+            self.quality.set(&report);
         }
         let store = app.escalator.store();
         match tokio::time::timeout(Duration::from_secs(2), store.count_by_state()).await {

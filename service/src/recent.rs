@@ -7,16 +7,24 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::modelops::quality::ScoreMemo;
 use crate::screening::Contact;
 
-/// A contact scored recently, with the likelihood saring gave it and the model version that gave it (absent when
-/// the model failed).
+/// A contact scored recently, with what the models and the naive rule said about it (absent when the model
+/// failed).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scored {
     /// The contact.
     pub contact: Contact,
-    /// The likelihood given, and by which model.
-    pub likelihood: Option<(f64, Arc<str>)>,
+    /// The scores given.
+    pub memo: Option<ScoreMemo>,
+}
+
+impl Scored {
+    /// The likelihood the caller got, and the model that gave it.
+    pub fn likelihood(&self) -> Option<(f64, Arc<str>)> {
+        self.memo.as_ref().map(|memo| (memo.champion.likelihood, Arc::clone(&memo.champion.version)))
+    }
 }
 
 /// A bounded, first-in-first-out map from contact id to contact.
@@ -39,13 +47,13 @@ impl RecentContacts {
     }
 
     /// Remembers a contact, evicting the oldest when full. A contact id seen again keeps its latest contact.
-    pub fn remember(&self, contact: Contact, likelihood: Option<(f64, Arc<str>)>) {
+    pub fn remember(&self, contact: Contact, memo: Option<ScoreMemo>) {
         if self.capacity == 0 {
             return;
         }
         let mut inner = self.inner.lock();
         let contact_id = contact.contact_id.clone();
-        if inner.contacts.insert(contact_id.clone(), Scored { contact, likelihood }).is_some() {
+        if inner.contacts.insert(contact_id.clone(), Scored { contact, memo }).is_some() {
             return;
         }
         inner.order.push_back(contact_id);
@@ -64,9 +72,10 @@ impl RecentContacts {
 
 #[cfg(test)]
 mod tests {
-    use saring_models::Channel;
+    use saring_models::{Band, Channel};
 
     use super::*;
+    use crate::modelops::quality::ModelScore;
 
     fn contact(id: &str) -> Contact {
         Contact {
@@ -88,8 +97,9 @@ mod tests {
         recent.remember(contact("a"), None);
         recent.remember(contact("b"), None);
         recent.remember(contact("a"), None);
-        recent.remember(contact("c"), Some((0.5, Arc::from("m-1"))));
-        assert_eq!(recent.get("c").unwrap().likelihood.unwrap().1.as_ref(), "m-1");
+        let champion = ModelScore { version: Arc::from("m-1"), likelihood: 0.5, band: Band::Elevated };
+        recent.remember(contact("c"), Some(ScoreMemo { champion, challenger: None, naive: 0.0 }));
+        assert_eq!(recent.get("c").unwrap().likelihood().unwrap(), (0.5, Arc::from("m-1")));
         assert!(recent.get("a").is_none());
         assert!(recent.get("b").is_some());
         assert!(recent.get("c").is_some());

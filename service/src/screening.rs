@@ -8,17 +8,24 @@ use std::time::{Duration, Instant};
 
 use saring_models::features::{extract, ContactContext};
 use saring_models::history::{contact_fingerprint, Counter, DAY, MONTH};
+use saring_models::naive::recent_misuse_share;
 use saring_models::reasons::{operator_reasons, sentence, strongest, REASONS};
 use saring_models::{Band, CallerHistory, Channel, Disposition, FeatureVector, Model, Score};
 
 use crate::error::{Error, Result, Violation};
 use crate::metrics::Metrics;
+use crate::modelops::quality::{ModelScore, ScoreMemo};
 use crate::modelops::ModelRegistry;
 use crate::privacy::{HistoryKey, KeyHasher};
-use crate::recent::RecentContacts;
+use crate::recent::{RecentContacts, Scored};
 use crate::store::{Histories, HistoryStore, Recorded};
 use crate::traffic::TrafficStats;
 use tokio::sync::broadcast;
+
+/// The wall clock, Unix ms (live-quality windows end now).
+fn wall_clock_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
 
 /// How many reasons a score carries.
 pub const REASONS_PER_SCORE: usize = 5;
@@ -450,15 +457,23 @@ impl<S: HistoryStore> Screener<S> {
         let scored = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let features = extract(&contact.context(), histories.caller.as_ref(), histories.device.as_ref());
             let (score, reasons) = score_with_reasons(&champion.model, &features);
-            self.models.observe(&champion, &contact.region, &features, &score);
-            (score.likelihood, score.band, reasons)
+            let challenger = self.models.observe(&champion, &contact.region, &features, &score);
+            (score.likelihood, score.band, reasons, challenger)
         }));
-        let (likelihood, band, reasons) = match scored {
-            Ok((likelihood, band, reasons)) => (likelihood, Some(band), reasons),
+        let (likelihood, band, reasons, memo) = match scored {
+            Ok((likelihood, band, reasons, challenger)) => {
+                // What the champion, the challenger and the naive rule said, for live quality once labelled.
+                let memo = ScoreMemo {
+                    champion: ModelScore { version: Arc::clone(&champion.version), likelihood, band },
+                    challenger,
+                    naive: recent_misuse_share(histories.caller.as_ref(), contact.received_at_ms),
+                };
+                (likelihood, Some(band), reasons, Some(memo))
+            }
             Err(_) => {
                 tracing::error!(contact_id = %contact.contact_id, "the model failed on a contact; answering without a score");
                 degraded_reasons.push(self.degraded.count("model_failure"));
-                (0.0, None, Vec::new())
+                (0.0, None, Vec::new(), None)
             }
         };
         let now_ms = contact.received_at_ms;
@@ -491,7 +506,8 @@ impl<S: HistoryStore> Screener<S> {
                 assessment: assessment.clone(),
             }));
         }
-        self.recent.remember(contact, assessment.band.map(|_| (assessment.likelihood, Arc::clone(&champion.version))));
+        // A contact scored without history (degraded) is not judged: its scores say nothing about the models.
+        self.recent.remember(contact, memo.filter(|_| history_known));
         assessment
     }
 
@@ -500,7 +516,8 @@ impl<S: HistoryStore> Screener<S> {
     /// replica gave it with the model that gave it, if it scored it.
     pub async fn record_outcome(&self, report: &OutcomeReport) -> Result<(Recorded, Contact, Option<(f64, Arc<str>)>)> {
         let recent = self.recent.get(&report.contact_id);
-        let likelihood = recent.as_ref().and_then(|scored| scored.likelihood.clone());
+        let likelihood = recent.as_ref().and_then(Scored::likelihood);
+        let memo = recent.as_ref().and_then(|scored| scored.memo.clone());
         let contact = match (&report.contact, recent) {
             (Some(contact), _) => contact.clone(),
             (None, Some(scored)) => scored.contact,
@@ -525,6 +542,15 @@ impl<S: HistoryStore> Screener<S> {
         let recorded = recorded.map_err(|error| Error::StoreUnavailable(error.to_string()))?;
         if recorded == Recorded::Applied {
             self.traffic.outcome(contact.received_at_ms, &contact.region, report.answered);
+            if let Some(memo) = memo.filter(|_| report.disposition.is_labelled()) {
+                self.models.quality().record(
+                    contact.received_at_ms,
+                    &contact.region,
+                    report.disposition.is_misuse(),
+                    &memo,
+                    wall_clock_ms(),
+                );
+            }
         }
         tracing::debug!(contact_id = %report.contact_id, disposition = report.disposition.as_str(), ?recorded, "outcome");
         Ok((recorded, contact, likelihood))

@@ -23,6 +23,7 @@ use crate::cases::{CaseStore, Escalator};
 use crate::config::Settings;
 use crate::grpc::{EscalationsService, ModelsService, ScreeningService};
 use crate::metrics::RpcMetricsLayer;
+use crate::modelops::quality::LiveQuality;
 use crate::modelops::ModelRegistry;
 use crate::privacy::KeyHasher;
 use crate::proto::escalations_server::EscalationsServer;
@@ -121,14 +122,17 @@ fn read_start_model(path: &std::path::Path) -> Result<Model, StartError> {
 /// The champion (as [`load_model`]) and the configured challenger, in a registry that reloads their files.
 pub fn load_models(settings: &Settings) -> Result<ModelRegistry, StartError> {
     let champion = load_model(settings)?;
-    let challenger = settings.model.challenger_path.as_deref().map(read_start_model).transpose()?;
+    // A configured challenger path with no file yet (or whose model was promoted) means no challenger.
+    let challenger =
+        settings.model.challenger_path.as_deref().filter(|path| path.exists()).map(read_start_model).transpose()?;
     Ok(ModelRegistry::new(
         champion,
         settings.model.path.clone(),
         challenger,
         settings.model.challenger_path.clone(),
         Duration::from_secs(settings.model.drift_window_minutes * 60),
-    ))
+    )
+    .with_quality(LiveQuality::new(settings.model.quality_max_samples, settings.model.quality_min_labelled)))
 }
 
 /// The key hasher the settings describe.

@@ -770,3 +770,25 @@ async fn append_audit(
     sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&hash).execute(&mut **tx).await?;
     Ok(seq)
 }
+
+impl CaseStore {
+    /// Appends a model-registry event (a promotion or a rollback) to the audit chain, committed before it returns;
+    /// the entry's sequence number.
+    pub async fn append_model_event(&self, actor: &Principal, action: &str, reason: &str) -> Result<i64, CaseError> {
+        let mut tx = self.pool.begin().await?;
+        let seq = append_audit(&mut tx, &actor.name, actor.role.as_str(), action, None, None, reason).await?;
+        tx.commit().await?;
+        Ok(seq)
+    }
+
+    /// The model-registry events (promotions, rollbacks) in the audit chain, oldest first.
+    pub async fn model_events(&self) -> Result<Vec<AuditEntry>, CaseError> {
+        let rows = sqlx::query(
+            "SELECT seq, at_ms, actor, role, action, case_id, state, reason, prev_hash, hash FROM audit \
+             WHERE case_id IS NULL AND action IN ('model_promoted', 'model_rolled_back') ORDER BY seq",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(audit_entry).collect()
+    }
+}

@@ -12,6 +12,7 @@ use super::i18n::local_time_at;
 use super::{escape, lang, layout, Shared};
 use crate::auth::Role;
 use crate::modelops::drift::ALL_REGIONS;
+use crate::modelops::quality::{QualityReport, QualityState, NATIONAL};
 use crate::store::HistoryStore;
 use crate::traffic::HourCounts;
 
@@ -101,6 +102,41 @@ fn bars(id: &str, rows: &[(String, f64, &str, String)], max: f64) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+/// Live ROC-AUC of the champion, the challenger and the naive rule per national window, and the warning when the
+/// champion ranks worse than the naive rule.
+fn quality_section(lang: super::i18n::Lang, report: &QualityReport) -> String {
+    let mut section = format!("<h2>{}</h2>", lang.t("live_quality"));
+    let national: Vec<_> = report.windows.iter().filter(|window| window.scope == NATIONAL).collect();
+    if national.iter().any(|window| window.champion_below_naive()) {
+        let _ = write!(section, "<p class=\"error\" id=\"quality-warning\">{}</p>", lang.t("below_naive"));
+    }
+    let mut rows: Vec<(String, f64, &str, String)> = Vec::new();
+    for window in national {
+        let subjects = [
+            ("champion", Some(&window.champion), "#2c5d8f"),
+            ("challenger", window.challenger.as_ref(), "#8e44ad"),
+            ("naive", Some(&window.naive), "#888888"),
+        ];
+        for (subject, figures, colour) in subjects {
+            let Some(figures) = figures else { continue };
+            let label = format!("{} · {subject}", window.window);
+            let text = match figures.state {
+                QualityState::Measured => format!(
+                    "{:.3} (n={}, {} · {})",
+                    figures.roc_auc, figures.labelled, figures.positives, figures.subject
+                ),
+                QualityState::TooFewLabelled => {
+                    format!("{} (n={})", lang.t("too_few_labelled"), figures.labelled)
+                }
+            };
+            let value = if figures.state == QualityState::Measured { figures.roc_auc } else { 0.0 };
+            rows.push((label, value, colour, text));
+        }
+    }
+    section.push_str(&bars("quality-chart", &rows, 1.0));
+    section
 }
 
 pub(super) async fn page<S: HistoryStore>(State(console): Shared<S>, headers: HeaderMap) -> Response {
@@ -198,6 +234,11 @@ pub(super) async fn page<S: HistoryStore>(State(console): Shared<S>, headers: He
         body.push_str(&bars("drift-chart", &rows, 0.5));
     } else {
         let _ = write!(body, "<p>{}</p>", lang.t("no_reference"));
+    }
+    let models = std::sync::Arc::clone(console.app.screener.models());
+    match tokio::task::spawn_blocking(move || models.refresh_quality(now_ms)).await {
+        Ok(report) => body.push_str(&quality_section(lang, &report)),
+        Err(error) => tracing::error!(%error, "console: live quality"),
     }
     Html(layout(lang, lang.t("dashboard"), Some(&session), &body)).into_response()
 }

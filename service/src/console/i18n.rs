@@ -106,6 +106,21 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("cases_by_state", "Kasus menurut status", "Cases by state"),
     ("drift", "Indeks pergeseran (PSI, jendela saat ini)", "Drift index (PSI, current window)"),
     ("no_reference", "Kartu model tidak memuat distribusi acuan.", "The model card has no reference distribution."),
+    (
+        "live_quality",
+        "Kualitas langsung (ROC-AUC pada kontak berlabel, nasional)",
+        "Live quality (ROC-AUC on labelled contacts, national)",
+    ),
+    (
+        "too_few_labelled",
+        "terlalu sedikit kontak berlabel untuk diukur",
+        "too few labelled contacts to measure",
+    ),
+    (
+        "below_naive",
+        "Peringatan: model juara lebih buruk daripada aturan naif (porsi kontak lalu penelepon yang iseng atau kasar). Latih ulang dengan disposisi pusat ini sendiri.",
+        "Warning: the champion ranks worse than the naive rule (share of the caller's past contacts that were prank or abusive). Retrain on this centre's own dispositions.",
+    ),
     ("language", "English", "Bahasa Indonesia"),
     ("yes", "ya", "yes"),
     ("no", "tidak", "no"),

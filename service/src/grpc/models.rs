@@ -8,9 +8,11 @@ use tonic::{Request, Response, Status};
 use super::screening::band;
 use super::timestamp;
 use crate::app::App;
+use crate::app::ModelChange;
 use crate::auth::Role;
 use crate::error::{Error, Violation};
 use crate::modelops::drift::{RegionDrift, WindowDrift};
+use crate::modelops::quality::{Figures, Paired, QualityReport, WindowQuality};
 use crate::modelops::{Loaded, ModelRegistry, Trigger, BANDS};
 use crate::proto;
 use crate::store::HistoryStore;
@@ -37,6 +39,68 @@ fn card(loaded: &Loaded) -> proto::ModelCard {
         card_json: artifact.card.to_string(),
         loaded_at: Some(timestamp(loaded.loaded_at_ms)),
         source: loaded.source.clone(),
+    }
+}
+
+fn figures(figures: &Figures) -> proto::QualityFigures {
+    proto::QualityFigures {
+        subject: figures.subject.clone(),
+        state: figures.state.as_str().to_owned(),
+        labelled: figures.labelled,
+        positives: figures.positives,
+        roc_auc: figures.roc_auc,
+        pr_auc: figures.pr_auc,
+        calibration_error: figures.calibration_error,
+        bands: figures
+            .bands
+            .iter()
+            .map(|figures| proto::BandQuality {
+                band: band(Some(figures.band)) as i32,
+                flagged: figures.flagged,
+                precision: figures.precision,
+                recall: figures.recall,
+            })
+            .collect(),
+    }
+}
+
+fn comparison(window: &str, paired: &Paired) -> proto::Comparison {
+    proto::Comparison {
+        window: window.to_owned(),
+        champion: Some(figures(&paired.champion)),
+        challenger: Some(figures(&paired.challenger)),
+        naive: Some(figures(&paired.naive)),
+        challenger_wins: paired.challenger_wins(),
+    }
+}
+
+fn window_quality(quality: &WindowQuality) -> proto::WindowQuality {
+    proto::WindowQuality {
+        window: quality.window.to_owned(),
+        scope: quality.scope.clone(),
+        champion: Some(figures(&quality.champion)),
+        naive: Some(figures(&quality.naive)),
+        challenger: quality.challenger.as_ref().map(figures),
+        paired: quality.paired.as_ref().map(|paired| comparison(quality.window, paired)),
+        champion_below_naive: quality.champion_below_naive(),
+    }
+}
+
+fn live_quality(report: &QualityReport) -> proto::LiveQuality {
+    proto::LiveQuality {
+        computed_at: Some(timestamp(report.computed_at_ms)),
+        min_labelled: report.min_labelled,
+        windows: report.windows.iter().map(window_quality).collect(),
+    }
+}
+
+fn change(change: ModelChange, models: &ModelRegistry) -> proto::ModelChangeResult {
+    proto::ModelChangeResult {
+        model_version: change.version,
+        replaced_version: change.replaced,
+        audit_seq: change.audit_seq,
+        comparison: change.comparison.as_ref().map(|paired| comparison(change.window, paired)),
+        status: Some(status(models)),
     }
 }
 
@@ -74,6 +138,7 @@ fn status(models: &ModelRegistry) -> proto::ModelStatus {
                 error: event.error,
             })
             .collect(),
+        live_quality: Some(live_quality(&models.quality_report(super::now_ms()))),
     }
 }
 
@@ -175,5 +240,24 @@ impl<S: HistoryStore> proto::models_server::Models for ModelsService<S> {
             window_minutes: report.window_minutes,
             regions: report.regions.into_iter().map(region).collect(),
         }))
+    }
+
+    async fn promote_challenger(
+        &self,
+        request: Request<proto::PromoteChallengerRequest>,
+    ) -> Result<Response<proto::ModelChangeResult>, Status> {
+        let admin = self.app.auth.authorize(&request, &[Role::Admin])?;
+        let request = request.get_ref();
+        let done = self.app.promote_challenger(&admin, &request.reason, &request.window).await?;
+        Ok(Response::new(change(done, self.app.screener.models())))
+    }
+
+    async fn rollback_champion(
+        &self,
+        request: Request<proto::RollbackChampionRequest>,
+    ) -> Result<Response<proto::ModelChangeResult>, Status> {
+        let admin = self.app.auth.authorize(&request, &[Role::Admin])?;
+        let done = self.app.rollback_champion(&admin, &request.get_ref().reason).await?;
+        Ok(Response::new(change(done, self.app.screener.models())))
     }
 }

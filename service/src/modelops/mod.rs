@@ -6,6 +6,8 @@
 //! validation or was trained on another feature schema is refused; the model serving keeps serving.
 
 pub mod drift;
+pub mod promotion;
+pub mod quality;
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,7 @@ use saring_models::{Band, FeatureVector, Model, ModelArtifact, Score};
 use sha2::{Digest, Sha256};
 
 use self::drift::DriftMonitor;
+use self::quality::{LiveQuality, ModelScore};
 
 /// Reload attempts kept for the status.
 const RELOADS_KEPT: usize = 20;
@@ -85,6 +88,10 @@ pub enum Trigger {
     File,
     /// An admin asked (ReloadModel).
     Rpc,
+    /// An admin promoted the challenger (PromoteChallenger).
+    Promotion,
+    /// An admin rolled the champion back (RollbackChampion).
+    Rollback,
 }
 
 impl Trigger {
@@ -93,6 +100,8 @@ impl Trigger {
         match self {
             Trigger::File => "file",
             Trigger::Rpc => "rpc",
+            Trigger::Promotion => "promotion",
+            Trigger::Rollback => "rollback",
         }
     }
 }
@@ -172,6 +181,11 @@ pub struct ModelRegistry {
     reloads: Mutex<VecDeque<ReloadEvent>>,
     reloading: Mutex<FileStamps>,
     drift: DriftMonitor,
+    quality: LiveQuality,
+    /// The last refreshed live-quality report (metrics and the dashboard read it; GetModelStatus computes anew).
+    latest_quality: Mutex<Option<Arc<quality::QualityReport>>>,
+    /// Held for a whole promotion or rollback (files, audit, swap), so two never interleave.
+    promoting: tokio::sync::Mutex<()>,
 }
 
 /// What the watcher last saw of each file, so it reads a file only when it changed and reports a refused file once.
@@ -253,6 +267,73 @@ impl ModelRegistry {
             reloads: Mutex::new(VecDeque::new()),
             reloading: Mutex::new(stamps),
             drift,
+            quality: LiveQuality::new(quality::DEFAULT_MAX_SAMPLES, quality::DEFAULT_MIN_LABELLED),
+            latest_quality: Mutex::new(None),
+            promoting: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The same registry judging live quality with `quality`.
+    pub fn with_quality(mut self, quality: LiveQuality) -> Self {
+        self.quality = quality;
+        self
+    }
+
+    /// Live quality of the models and the naive rule on this replica's labelled contacts.
+    pub fn quality(&self) -> &LiveQuality {
+        &self.quality
+    }
+
+    /// The live-quality report of the models serving now, as of `now_ms`.
+    pub fn quality_report(&self, now_ms: i64) -> quality::QualityReport {
+        let champion = self.champion.load_full();
+        let challenger = self.challenger.load_full();
+        self.quality.report(&champion.version, challenger.as_ref().map(|challenger| &*challenger.version), now_ms)
+    }
+
+    /// The report of the last [`ModelRegistry::refresh_quality`], if any.
+    pub fn latest_quality(&self) -> Option<Arc<quality::QualityReport>> {
+        self.latest_quality.lock().clone()
+    }
+
+    /// Computes the live-quality report as of `now_ms` and keeps it for the metrics and the dashboard. Logs a
+    /// warning when a national window's champion falls below the naive rule, and when it recovers.
+    pub fn refresh_quality(&self, now_ms: i64) -> Arc<quality::QualityReport> {
+        let report = Arc::new(self.quality_report(now_ms));
+        let previous = self.latest_quality.lock().replace(Arc::clone(&report));
+        for window in report.windows.iter().filter(|window| window.scope == quality::NATIONAL) {
+            let was_below = previous
+                .as_ref()
+                .and_then(|previous| previous.find(window.window, quality::NATIONAL))
+                .is_some_and(quality::WindowQuality::champion_below_naive);
+            let below = window.champion_below_naive();
+            if below && !was_below {
+                tracing::warn!(
+                    window = window.window,
+                    model_version = %window.champion.subject,
+                    labelled = window.champion.labelled,
+                    champion_roc_auc = window.champion.roc_auc,
+                    naive_roc_auc = window.naive.roc_auc,
+                    "the champion ranks live labelled contacts worse than the naive rule (share of the caller's \
+                     past contacts that were misuse): retrain on this centre's own dispositions"
+                );
+            } else if was_below && !below {
+                tracing::info!(window = window.window, model_version = %window.champion.subject, "the champion no longer ranks worse than the naive rule");
+            }
+        }
+        report
+    }
+
+    /// Refreshes live quality every `interval`, off the scoring threads.
+    pub async fn watch_quality(self: Arc<Self>, interval: Duration) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            ticker.tick().await;
+            let registry = Arc::clone(&self);
+            if let Err(error) = tokio::task::spawn_blocking(move || registry.refresh_quality(now_ms())).await {
+                tracing::error!(%error, "live-quality task failed");
+            }
         }
     }
 
@@ -292,20 +373,28 @@ impl ModelRegistry {
     }
 
     /// After the champion scored a contact: scores the challenger in shadow on the same features and counts
-    /// agreement, and feeds the drift monitor. A challenger that fails is skipped; the caller's answer stands.
-    pub fn observe(&self, champion: &Loaded, region: &str, features: &FeatureVector, score: &Score) {
+    /// agreement, and feeds the drift monitor. Returns the challenger's answer, for live quality. A challenger
+    /// that fails is skipped; the caller's answer stands.
+    pub fn observe(
+        &self,
+        champion: &Loaded,
+        region: &str,
+        features: &FeatureVector,
+        score: &Score,
+    ) -> Option<ModelScore> {
         self.drift.observe(&champion.version, region, score.likelihood, features);
         let challenger = self.challenger.load();
-        let Some(challenger) = challenger.as_ref() else { return };
+        let challenger = challenger.as_ref()?;
         let shadow = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| challenger.model.score(features)));
         let Ok(shadow) = shadow else {
             tracing::error!(model_version = %challenger.version, "the challenger failed on a contact; shadow score skipped");
-            return;
+            return None;
         };
         let mut stats = self.shadow.lock();
         stats.scored += 1;
         stats.confusion[band_index(score.band)][band_index(shadow.band)] += 1;
         stats.abs_difference_sum += (score.likelihood - shadow.likelihood).abs();
+        Some(ModelScore { version: Arc::clone(&challenger.version), likelihood: shadow.likelihood, band: shadow.band })
     }
 
     fn record(&self, event: ReloadEvent) {
@@ -335,6 +424,21 @@ impl ModelRegistry {
                 continue;
             }
             *seen = now;
+            if slot == Slot::Challenger && now.is_none() && !path.exists() {
+                // No challenger file is a valid state (none yet, or it was promoted): nothing is scored in shadow.
+                if self.challenger.swap(None).is_some() {
+                    *self.shadow.lock() = ShadowStats::default();
+                    self.record(ReloadEvent {
+                        at_ms: now_ms(),
+                        slot,
+                        trigger,
+                        accepted: true,
+                        model_version: String::new(),
+                        error: format!("{}: no file; no challenger is scored", path.display()),
+                    });
+                }
+                continue;
+            }
             if let Err(refused) = self.load(slot, path, trigger) {
                 refusals.push(refused);
             }

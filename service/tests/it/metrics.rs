@@ -67,7 +67,7 @@ fn rpc(method: &str, code: &str) -> String {
 
 #[tokio::test]
 async fn a_scrape_counts_calls_by_method_and_code_scores_by_band_and_the_state_behind_them() {
-    let saring = SaringProcess::spawn(&[], &[]);
+    let saring = SaringProcess::spawn(&[], &[("SARING__MODEL__QUALITY_REFRESH_S", "1")]);
     let console = saring.console_url();
     let channel = connect(saring.url()).await;
     let mut routing = screening(&channel, Bearer::of(Role::Routing));
@@ -113,6 +113,18 @@ async fn a_scrape_counts_calls_by_method_and_code_scores_by_band_and_the_state_b
     );
     assert_eq!(scrape.value(&format!("saring_model_info{{slot=\"champion\",version=\"{model_version}\"}}")), 1.0);
     assert_eq!(scrape.value("saring_journal_depth"), 0.0);
+    // Live quality refreshes every second here: the two labelled outcomes show up, far too few to judge the model.
+    let mut quality = Scrape::take(&console);
+    for _ in 0..50 {
+        if quality.value("saring_quality_labelled_contacts{window=\"day\"}") == 2.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        quality = Scrape::take(&console);
+    }
+    assert_eq!(quality.value("saring_quality_labelled_contacts{window=\"day\"}"), 2.0, "{}", quality.text);
+    assert_eq!(quality.value("saring_quality_champion_below_naive{window=\"week\"}"), -1.0);
+    assert_eq!(quality.sum("saring_quality_roc_auc", &[]), 0.0, "no figure from two labels");
     assert_eq!(scrape.value("saring_case_store_up"), 1.0);
     assert!(scrape.value("saring_process_resident_memory_bytes") > 0.0);
     assert_eq!(scrape.sum("saring_build_info", &[]), 1.0);

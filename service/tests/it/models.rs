@@ -280,3 +280,217 @@ async fn the_real_binary_reloads_a_changed_file_and_refuses_a_broken_one() {
     assert!(clean);
     assert!(log.iter().any(|line| line.contains("model file refused")), "the refusal is logged");
 }
+
+/// The shipped trees with a plain logistic calibration; `direction` -1 ranks every contact the other way round.
+fn ranked(version: &str, direction: f64) -> ModelArtifact {
+    let mut artifact = artifact(version);
+    artifact.calibration.slope = direction;
+    artifact.calibration.offset = 0.0;
+    artifact.calibration.isotonic = None;
+    artifact
+}
+
+/// A contact from its own caller (so the naive rule, which needs history, says 0 for each) with features that vary.
+fn varied_contact(prefix: &str, index: usize) -> proto::ContactRequest {
+    let channels = [proto::Channel::Voice, proto::Channel::Whatsapp, proto::Channel::Sms, proto::Channel::App];
+    let at = time::OffsetDateTime::now_utc() - time::Duration::minutes(5 + 17 * index as i64);
+    proto::ContactRequest {
+        contact_id: format!("{prefix}-{index}"),
+        caller: Some(format!("0812{:08}", 31_000_000 + index)),
+        channel: channels[index % 4] as i32,
+        received_at: Some(crate::common::timestamp(at)),
+        region: if index.is_multiple_of(3) { "ntt.kupang".into() } else { "jatim.surabaya".into() },
+        sim_present: !index.is_multiple_of(5),
+        device_id: index.is_multiple_of(2).then(|| format!("device-{prefix}-{index}")),
+        location: (index % 3 == 1).then_some(proto::Location { lat: -10.17, lon: 123.6, accuracy_m: 50.0 }),
+    }
+}
+
+/// Scores `count` varied contacts, then records an outcome for each: misuse exactly when `misuse(likelihood)` holds
+/// for the champion's likelihood. The champion's likelihoods and the labels, in order.
+async fn score_and_label(
+    harness: &crate::common::Harness,
+    prefix: &str,
+    count: usize,
+    misuse: impl Fn(f64, f64) -> bool,
+) -> (Vec<f64>, Vec<bool>) {
+    let mut routing = harness.screening(Role::Routing);
+    let mut likelihoods = Vec::new();
+    for index in 0..count {
+        let reply = routing.score_contact(varied_contact(prefix, index)).await.unwrap().into_inner();
+        assert!(!reply.degraded, "{reply:?}");
+        likelihoods.push(reply.prank_likelihood);
+    }
+    let mut sorted = likelihoods.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[count / 2];
+    let mut labels = Vec::new();
+    for (index, likelihood) in likelihoods.iter().enumerate() {
+        let is_misuse = misuse(*likelihood, median);
+        let disposition = if is_misuse { proto::Disposition::Prank } else { proto::Disposition::GenuineEmergency };
+        let outcome = proto::Outcome {
+            contact_id: format!("{prefix}-{index}"),
+            contact: None,
+            answered: true,
+            ring_s: 3.0,
+            talk_s: 30.0,
+            disposition: disposition as i32,
+            category: None,
+            operator_id: Some("op-quality".into()),
+        };
+        routing.record_outcome(outcome).await.unwrap();
+        labels.push(is_misuse);
+    }
+    (likelihoods, labels)
+}
+
+async fn start_for_promotion(name: &str) -> (PathBuf, PathBuf, String, crate::common::Harness) {
+    let dir = scratch(name);
+    let (champion, challenger) = (dir.join("champion.json"), dir.join("challenger.json"));
+    install(&champion, &ranked("inverted-champion", -1.0).to_json());
+    install(&challenger, &ranked("upright-challenger", 1.0).to_json());
+    let mut settings = settings_with(&champion, Some(&challenger));
+    settings.model.quality_min_labelled = 20;
+    let registry = Arc::new(load_models(&settings).unwrap());
+    let database_url = sqlite_url(name);
+    let harness = start_with(&settings, registry, &database_url).await;
+    (champion, challenger, database_url, harness)
+}
+
+fn day_window(status: &proto::ModelStatus) -> proto::WindowQuality {
+    let quality = status.live_quality.clone().expect("live quality is reported");
+    quality.windows.into_iter().find(|window| window.window == "day" && window.scope == "*").expect("the national day")
+}
+
+#[tokio::test]
+async fn live_quality_matches_the_offline_metrics_and_a_better_challenger_is_promoted_audited_and_rolled_back() {
+    let (champion_path, challenger_path, database_url, harness) = start_for_promotion("promote").await;
+    let mut admin = harness.models(Role::Admin);
+
+    // Before any label, the gate has nothing to compare and says so.
+    let refused = admin
+        .promote_challenger(proto::PromoteChallengerRequest { reason: "too early".into(), window: "day".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(refused.message().contains("too few labelled"), "{}", refused.message());
+    let invalid = admin
+        .promote_challenger(proto::PromoteChallengerRequest { reason: " ".into(), window: "month".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(invalid.code(), Code::InvalidArgument);
+    let fields: Vec<String> = tonic_types::StatusExt::get_details_bad_request(&invalid)
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|violation| violation.field)
+        .collect();
+    assert_eq!(fields, ["reason", "window"]);
+
+    // Misuse is what the inverted champion ranks lowest: the upright challenger ranks it best.
+    let (likelihoods, labels) =
+        score_and_label(&harness, "promote", 60, |likelihood, median| likelihood < median).await;
+    let status = admin.get_model_status(proto::ModelStatusRequest {}).await.unwrap().into_inner();
+    let day = day_window(&status);
+    let champion = day.champion.clone().unwrap();
+    assert_eq!((champion.state.as_str(), champion.labelled), ("measured", 60));
+    assert_eq!(champion.positives, labels.iter().filter(|label| **label).count() as u64);
+    // The live figures are the offline evaluator's functions on the same scores and labels.
+    assert!((champion.roc_auc - saring_models::metrics::roc_auc(&likelihoods, &labels)).abs() < 1e-12);
+    assert!((champion.pr_auc - saring_models::metrics::pr_auc(&likelihoods, &labels)).abs() < 1e-12);
+    let calibration = saring_models::metrics::expected_calibration_error(&likelihoods, &labels);
+    assert!((champion.calibration_error - calibration).abs() < 1e-12);
+    let naive = day.naive.clone().unwrap();
+    assert!((naive.roc_auc - 0.5).abs() < 1e-12, "no caller had history: the naive rule ties everyone");
+    assert!(day.champion_below_naive, "{champion:?}");
+    let paired = day.paired.clone().unwrap();
+    assert!(paired.challenger_wins);
+    assert!(paired.challenger.as_ref().unwrap().roc_auc > 0.5);
+
+    let promoted = admin
+        .promote_challenger(proto::PromoteChallengerRequest {
+            reason: "ranks the last day's pranks better".into(),
+            window: "day".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (promoted.model_version.as_str(), promoted.replaced_version.as_str()),
+        ("upright-challenger", "inverted-champion")
+    );
+    let comparison = promoted.comparison.unwrap();
+    assert!(comparison.challenger_wins);
+    assert_eq!(comparison.champion.unwrap().labelled, 60);
+    let after = promoted.status.unwrap();
+    assert_eq!(after.champion.unwrap().model_version, "upright-challenger");
+    assert!(after.challenger.is_none(), "the promoted challenger left its slot");
+    let reply = harness.client.clone().score_contact(sample_contact("after-promotion", None)).await.unwrap();
+    assert_eq!(reply.into_inner().model_version, "upright-challenger");
+    // The files say the same, so a restart serves the promoted model.
+    assert!(std::fs::read_to_string(&champion_path).unwrap().contains("upright-challenger"));
+    let previous = saring::modelops::promotion::previous_path(&champion_path);
+    assert!(std::fs::read_to_string(&previous).unwrap().contains("inverted-champion"));
+    assert!(!challenger_path.exists());
+    assert!(saring::modelops::promotion::promoted_path(&challenger_path).exists());
+
+    let rolled_back = admin
+        .rollback_champion(proto::RollbackChampionRequest { reason: "operators report odd badges".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rolled_back.model_version, "inverted-champion");
+    assert!(rolled_back.comparison.is_none());
+    let reply = harness.client.clone().score_contact(sample_contact("after-rollback", None)).await.unwrap();
+    assert_eq!(reply.into_inner().model_version, "inverted-champion");
+
+    let store = saring::cases::CaseStore::connect(&database_url).await.unwrap();
+    let events = store.model_events().await.unwrap();
+    let summary: Vec<(&str, &str, i64)> =
+        events.iter().map(|entry| (entry.action.as_str(), entry.actor.as_str(), entry.seq)).collect();
+    assert_eq!(
+        summary,
+        [
+            ("model_promoted", "test-admin", promoted.audit_seq),
+            ("model_rolled_back", "test-admin", rolled_back.audit_seq)
+        ]
+    );
+    assert!(events[0].reason.contains("ranks the last day's pranks better") && events[0].reason.contains("ROC-AUC"));
+    assert!(events[1].reason.contains("operators report odd badges"));
+    assert!(matches!(store.verify_audit().await.unwrap(), saring::cases::audit::Verification::Intact { .. }));
+    harness.server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_challenger_that_ranks_worse_is_not_promoted_and_nothing_changes() {
+    let (champion_path, challenger_path, database_url, harness) = start_for_promotion("refuse-promotion").await;
+    let mut admin = harness.models(Role::Admin);
+    // Misuse is what the champion ranks highest: the challenger, ranking the other way, is worse.
+    score_and_label(&harness, "worse", 60, |likelihood, median| likelihood > median).await;
+    let before_champion = std::fs::read(&champion_path).unwrap();
+    let refused = admin
+        .promote_challenger(proto::PromoteChallengerRequest { reason: "try it".into(), window: String::new() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    assert!(
+        refused.message().contains("does not beat") && refused.message().contains("ROC-AUC"),
+        "{}",
+        refused.message()
+    );
+    let status = admin.get_model_status(proto::ModelStatusRequest {}).await.unwrap().into_inner();
+    assert_eq!(status.champion.unwrap().model_version, "inverted-champion");
+    assert_eq!(status.challenger.unwrap().model_version, "upright-challenger");
+    assert_eq!(std::fs::read(&champion_path).unwrap(), before_champion);
+    assert!(challenger_path.exists());
+    assert!(!saring::modelops::promotion::previous_path(&champion_path).exists());
+    // Nothing to roll back to either, and nothing was audited.
+    let refused = admin
+        .rollback_champion(proto::RollbackChampionRequest { reason: "nothing to go back to".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::FailedPrecondition);
+    let store = saring::cases::CaseStore::connect(&database_url).await.unwrap();
+    assert!(store.model_events().await.unwrap().is_empty());
+    harness.server.stop().await.unwrap();
+}

@@ -24,7 +24,8 @@ const CALLER_RPCS: [&str; 10] = [
 ];
 
 /// The RPCs about the models.
-const MODEL_RPCS: [&str; 4] = ["GetModelCard", "GetModelStatus", "ReloadModel", "GetDrift"];
+const MODEL_RPCS: [&str; 6] =
+    ["GetModelCard", "GetModelStatus", "ReloadModel", "GetDrift", "PromoteChallenger", "RollbackChampion"];
 
 /// Who may call what.
 fn allowed(rpc: &str) -> &'static [Role] {
@@ -33,7 +34,7 @@ fn allowed(rpc: &str) -> &'static [Role] {
         "GetCaller" | "WatchScores" => &[Role::Operator],
         "GetModelCard" => &[Role::Operator, Role::Legal, Role::Admin],
         "GetModelStatus" | "GetDrift" => &[Role::Operator, Role::Admin],
-        "ReloadModel" => &[Role::Admin],
+        "ReloadModel" | "PromoteChallenger" | "RollbackChampion" => &[Role::Admin],
         "List" | "Get" | "Decide" | "Revert" => &[Role::Legal],
         "RecordAction" => &[Role::Dispatch],
         "Watch" => &[Role::Dispatch, Role::Legal],
@@ -54,6 +55,8 @@ async fn call(channel: &tonic::transport::Channel, bearer: Bearer, rpc: &str) ->
         "GetModelStatus" => models.get_model_status(proto::ModelStatusRequest::default()).await.err(),
         "ReloadModel" => models.reload_model(proto::ReloadModelRequest::default()).await.err(),
         "GetDrift" => models.get_drift(proto::DriftRequest::default()).await.err(),
+        "PromoteChallenger" => models.promote_challenger(proto::PromoteChallengerRequest::default()).await.err(),
+        "RollbackChampion" => models.rollback_champion(proto::RollbackChampionRequest::default()).await.err(),
         "List" => escalations.list(proto::ListCasesRequest::default()).await.err(),
         "Get" => escalations.get(proto::GetCaseRequest::default()).await.err(),
         "Decide" => escalations.decide(proto::DecideRequest::default()).await.err(),
@@ -94,6 +97,7 @@ async fn each_rpc_refuses_the_roles_that_must_not_call_it() {
     // The admin role reads no caller data and decides nothing; only legal reads evidence; routing cannot reload.
     assert!(CALLER_RPCS.iter().all(|rpc| refused.contains(&(*rpc, "admin"))));
     assert!(refused.contains(&("ReloadModel", "operator")) && refused.contains(&("GetDrift", "routing")));
+    assert!(refused.contains(&("PromoteChallenger", "operator")) && refused.contains(&("RollbackChampion", "legal")));
     assert!(refused.contains(&("Get", "operator")) && refused.contains(&("Get", "dispatch")));
     assert!(refused.contains(&("GetCaller", "routing")));
     harness.server.stop().await.unwrap();
