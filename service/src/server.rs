@@ -259,6 +259,8 @@ pub async fn serve<S: HistoryStore>(
 ) -> Result<(), tonic::transport::Error> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<ScreeningServer<ScreeningService<S>>>().await;
+    health_reporter.set_serving::<EscalationsServer<EscalationsService<S>>>().await;
+    health_reporter.set_serving::<ModelsServer<ModelsService<S>>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -268,7 +270,11 @@ pub async fn serve<S: HistoryStore>(
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: health is NOT_SERVING, draining in-flight calls");
+        // The whole server ("") and each service: a load balancer probing either stops sending new calls.
+        health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         health_reporter.set_not_serving::<ScreeningServer<ScreeningService<S>>>().await;
+        health_reporter.set_not_serving::<EscalationsServer<EscalationsService<S>>>().await;
+        health_reporter.set_not_serving::<ModelsServer<ModelsService<S>>>().await;
         let _ = drain_started_tx.send(());
     };
     let max = transport.max_message_bytes;

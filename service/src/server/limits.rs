@@ -2,7 +2,7 @@
 //!
 //! The layer identifies the caller the way the handlers do ([`Authenticator::identify`]) and admits the call
 //! against its role's limits. A call over them is answered `RESOURCE_EXHAUSTED` with a `google.rpc.RetryInfo`
-//! detail and `retry-after-ms` metadata, without reaching the handler — except ScoreContact from the routing
+//! detail and `grpc-retry-pushback-ms` (gRFC A6 server pushback) metadata, without reaching the handler — except ScoreContact from the routing
 //! role: a score never blocks a call, so it is never shed; it is marked [`Overloaded`] and the handler answers on
 //! the contact's own features (no history read, `degraded_reasons = ["overload"]`). RecordOutcome from routing is
 //! shed like anything else: it is idempotent by contact id and the routing engine retries it, so nothing is
@@ -204,7 +204,7 @@ fn shed(role: Role, limit: &str, retry_after: Duration) -> http::Response<Body> 
         format!("role {role} is over its {limit} limit; retry in {retry_ms} ms"),
         ErrorDetails::with_retry_info(Some(Duration::from_millis(retry_ms))),
     );
-    status.metadata_mut().insert("retry-after-ms", retry_ms.into());
+    status.metadata_mut().insert("grpc-retry-pushback-ms", retry_ms.into());
     status.into_http()
 }
 

@@ -109,6 +109,8 @@ impl<S: HistoryStore> JournaledStore<S> {
             .read(true)
             .open(path)
             .map_err(|error| io_error("open", path, error))?;
+        // A journal created just now must still be there after a power cut.
+        sync_directory(path)?;
         let depth = read_entries(path)?.len();
         if depth > 0 {
             tracing::warn!(depth, path = %path.display(), "journal holds outcomes from an earlier run; replaying when the store answers");
@@ -137,11 +139,19 @@ impl<S: HistoryStore> JournaledStore<S> {
     async fn append(&self, entry: &Entry) -> Result<(), StoreError> {
         let mut line = serde_json::to_vec(entry).map_err(|error| StoreError(format!("journal: {error}")))?;
         line.push(b'\n');
-        let mut file = self.file.lock().await;
-        // A write and fsync take well under a millisecond on a local disk; they happen only while the inner
-        // store is failing, and the mutex keeps entries whole and ordered.
-        file.write_all(&line).map_err(|error| io_error("append", &self.path, error))?;
-        file.sync_data().map_err(|error| io_error("fsync", &self.path, error))?;
+        // The mutex keeps entries whole and ordered and keeps a replay from rewriting the file under an append;
+        // the write and fsync themselves run on a blocking thread (a slow disk must not stall the scoring
+        // threads), on a duplicate of the handle opened for appending.
+        let file = self.file.lock().await;
+        let mut handle = file.try_clone().map_err(|error| io_error("append", &self.path, error))?;
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            handle.write_all(&line).map_err(|error| io_error("append", &path, error))?;
+            handle.sync_data().map_err(|error| io_error("fsync", &path, error))
+        })
+        .await
+        .map_err(|error| StoreError(format!("journal: append task failed: {error}")))??;
+        drop(file);
         self.depth.fetch_add(1, Ordering::AcqRel);
         self.appended.fetch_add(1, Ordering::Relaxed);
         Ok(())
@@ -171,23 +181,11 @@ impl<S: HistoryStore> JournaledStore<S> {
         }
         if replayed > 0 {
             let remaining = &entries[replayed..];
-            let temporary = self.path.with_extension("journal.tmp");
-            {
-                let mut rewritten = File::create(&temporary).map_err(|error| io_error("rewrite", &temporary, error))?;
-                for entry in remaining {
-                    let mut line =
-                        serde_json::to_vec(entry).map_err(|error| StoreError(format!("journal: {error}")))?;
-                    line.push(b'\n');
-                    rewritten.write_all(&line).map_err(|error| io_error("rewrite", &temporary, error))?;
-                }
-                rewritten.sync_all().map_err(|error| io_error("fsync", &temporary, error))?;
-            }
-            std::fs::rename(&temporary, &self.path).map_err(|error| io_error("rename", &self.path, error))?;
-            *file = OpenOptions::new()
-                .append(true)
-                .read(true)
-                .open(&self.path)
-                .map_err(|error| io_error("reopen", &self.path, error))?;
+            let remaining_entries = remaining.to_vec();
+            let path = self.path.clone();
+            *file = tokio::task::spawn_blocking(move || rewrite(&path, &remaining_entries))
+                .await
+                .map_err(|error| StoreError(format!("journal: rewrite task failed: {error}")))??;
             self.depth.store(remaining.len(), Ordering::Release);
             tracing::info!(replayed, remaining = remaining.len(), "journal replayed into the history store");
         }
@@ -205,6 +203,32 @@ impl<S: HistoryStore> JournaledStore<S> {
             }
         }
     }
+}
+
+/// Fsyncs the directory holding `path`, so a file created or renamed there survives a power cut.
+fn sync_directory(path: &Path) -> Result<(), StoreError> {
+    let directory = path.parent().filter(|directory| !directory.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    File::open(directory)
+        .and_then(|directory| directory.sync_all())
+        .map_err(|error| io_error("fsync directory", path, error))
+}
+
+/// Replaces the journal at `path` with `remaining` (temporary file, fsync, rename, directory fsync) and opens it
+/// for appending.
+fn rewrite(path: &Path, remaining: &[Entry]) -> Result<File, StoreError> {
+    let temporary = path.with_extension("journal.tmp");
+    {
+        let mut rewritten = File::create(&temporary).map_err(|error| io_error("rewrite", &temporary, error))?;
+        for entry in remaining {
+            let mut line = serde_json::to_vec(entry).map_err(|error| StoreError(format!("journal: {error}")))?;
+            line.push(b'\n');
+            rewritten.write_all(&line).map_err(|error| io_error("rewrite", &temporary, error))?;
+        }
+        rewritten.sync_all().map_err(|error| io_error("fsync", &temporary, error))?;
+    }
+    std::fs::rename(&temporary, path).map_err(|error| io_error("rename", path, error))?;
+    sync_directory(path)?;
+    OpenOptions::new().append(true).read(true).open(path).map_err(|error| io_error("reopen", path, error))
 }
 
 fn read_entries(path: &Path) -> Result<Vec<Entry>, StoreError> {

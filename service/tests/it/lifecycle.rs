@@ -19,8 +19,11 @@ const SCREENING: &str = "saring.v1.Screening";
 async fn health_and_reflection_answer() {
     let harness = start().await;
     let mut health = HealthClient::new(harness.channel.clone());
-    let status = health.check(HealthCheckRequest { service: SCREENING.into() }).await.unwrap().into_inner();
-    assert_eq!(status.status, ServingStatus::Serving as i32);
+    // The server as a whole ("") and each of its services.
+    for service in ["", SCREENING, "saring.v1.Escalations", "saring.v1.Models"] {
+        let status = health.check(HealthCheckRequest { service: service.into() }).await.unwrap().into_inner();
+        assert_eq!(status.status, ServingStatus::Serving as i32, "{service:?}");
+    }
 
     let mut reflection = ServerReflectionClient::new(harness.channel.clone());
     let request = ServerReflectionRequest {

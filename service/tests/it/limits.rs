@@ -85,7 +85,7 @@ fn retry_hint(status: &tonic::Status) -> Duration {
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
     let retry = status.get_details_retry_info().expect("a google.rpc.RetryInfo detail");
     let delay = retry.retry_delay.expect("a retry delay");
-    let metadata: u64 = status.metadata().get("retry-after-ms").unwrap().to_str().unwrap().parse().unwrap();
+    let metadata: u64 = status.metadata().get("grpc-retry-pushback-ms").unwrap().to_str().unwrap().parse().unwrap();
     assert_eq!(Duration::from_millis(metadata), delay);
     delay
 }
