@@ -35,8 +35,19 @@ pub enum Error {
     #[error("no case {0}")]
     CaseNotFound(String),
     /// The case moved on (another decision came first, or it is in another state); nothing was applied.
-    #[error("{0}")]
-    CaseConflict(String),
+    #[error("{message}")]
+    CaseConflict {
+        /// What happened, naming the other decision.
+        message: String,
+        /// The case.
+        case_id: String,
+        /// True when the caller's version was stale (retry after reading again): ABORTED; otherwise the case's
+        /// state does not allow the change: FAILED_PRECONDITION.
+        stale: bool,
+    },
+    /// The case database holds data saring did not write: retrying does not help; an administrator must look.
+    #[error("case database holds data saring did not write: {0}")]
+    CasesCorrupt(String),
     /// A promotion or rollback was refused (the comparison, or the setup, does not allow it); nothing changed.
     #[error("refused, the champion keeps serving: {0}")]
     ModelChangeRefused(String),
@@ -50,14 +61,16 @@ impl From<crate::cases::CaseError> for Error {
         use crate::cases::CaseError;
         match error {
             CaseError::NotFound(case_id) => Error::CaseNotFound(case_id),
-            CaseError::Conflict { message, .. } => Error::CaseConflict(message),
+            CaseError::Conflict { message, current, stale } => {
+                Error::CaseConflict { message, case_id: current.case_id, stale }
+            }
             CaseError::Database(error) => {
                 tracing::warn!(%error, "case database error");
                 Error::CasesUnavailable(error.to_string())
             }
             corrupt @ CaseError::Corrupt { .. } => {
                 tracing::error!(error = %corrupt, "case database holds data saring did not write");
-                Error::CasesUnavailable(corrupt.to_string())
+                Error::CasesCorrupt(corrupt.to_string())
             }
         }
     }
@@ -90,14 +103,45 @@ impl From<Error> for Status {
                 )
             }
             Error::CaseNotFound(_) => Status::not_found(message),
-            Error::CaseConflict(_) | Error::ModelChangeRefused(_) => Status::failed_precondition(message),
-            Error::StoreUnavailable(_) | Error::CasesUnavailable(_) | Error::ModelFilesUnavailable(_) => {
+            Error::CaseConflict { case_id, stale, .. } => {
+                // gRPC's guide: a lost race (read-modify-write) is ABORTED, to be retried after reading again;
+                // a state that does not allow the change is FAILED_PRECONDITION. Both carry PreconditionFailure.
+                let (code, kind) = if stale { (Code::Aborted, "VERSION") } else { (Code::FailedPrecondition, "STATE") };
                 Status::with_error_details(
-                    Code::Unavailable,
-                    message,
-                    ErrorDetails::with_retry_info(Some(std::time::Duration::from_millis(100))),
+                    code,
+                    message.clone(),
+                    ErrorDetails::with_precondition_failure(vec![tonic_types::PreconditionViolation::new(
+                        kind,
+                        format!("case/{case_id}"),
+                        message,
+                    )]),
                 )
             }
+            Error::ModelChangeRefused(_) => Status::failed_precondition(message),
+            // Store errors are logged where they happen; clients get what they need to act, not the driver's text.
+            Error::StoreUnavailable(detail) => {
+                tracing::debug!(%detail, "history store unavailable");
+                unavailable("history store unavailable; nothing was recorded, retry")
+            }
+            Error::CasesUnavailable(detail) => {
+                tracing::debug!(%detail, "case database unavailable");
+                unavailable("case database unavailable; nothing was applied, retry")
+            }
+            Error::ModelFilesUnavailable(detail) => {
+                tracing::warn!(%detail, "model files unavailable");
+                unavailable("model files could not be rewritten; nothing changed, retry")
+            }
+            Error::CasesCorrupt(_) => Status::internal(
+                "the case database holds data saring did not write; an administrator must look (logged)",
+            ),
         }
     }
+}
+
+fn unavailable(message: &str) -> Status {
+    Status::with_error_details(
+        Code::Unavailable,
+        message,
+        ErrorDetails::with_retry_info(Some(std::time::Duration::from_millis(100))),
+    )
 }

@@ -255,6 +255,9 @@ pub enum CaseError {
         message: String,
         /// The case as it is.
         current: Box<CaseSummary>,
+        /// True when the caller's version is not the case's (someone else changed it first: read and retry);
+        /// false when the version is current but the case's state does not allow the change.
+        stale: bool,
     },
     /// The database failed; nothing was applied.
     #[error("case database: {0}")]

@@ -603,7 +603,8 @@ fn conflict(current: CaseSummary, version: i64, to: CaseState) -> CaseError {
         CaseState::Actioned => format!("it was actioned by {}", by(&current.actioned_by, &current.action_note)),
         CaseState::Reverted => format!("it was reverted by {}", by(&current.reverted_by, &current.revert_reason)),
     };
-    let message = if current.version == version {
+    let stale = current.version != version;
+    let message = if !stale {
         format!("case {} cannot become {}: {other}", current.case_id, to.as_str())
     } else {
         format!(
@@ -611,7 +612,7 @@ fn conflict(current: CaseSummary, version: i64, to: CaseState) -> CaseError {
             current.case_id, version, current.version
         )
     };
-    CaseError::Conflict { message, current: Box::new(current) }
+    CaseError::Conflict { message, current: Box::new(current), stale }
 }
 
 fn summary(row: &AnyRow) -> Result<CaseSummary, CaseError> {

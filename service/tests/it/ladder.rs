@@ -228,7 +228,10 @@ async fn walks_the_whole_ladder(database_url: &str) {
 
     // A stale version is refused; then approval.
     let stale = decide(&mut legal, &third.open_case.unwrap(), proto::Decision::Approve, "stale").await.unwrap_err();
-    assert_eq!(stale.code(), Code::FailedPrecondition, "{stale:?}");
+    // A lost race is ABORTED (read again, then retry), naming the version it lost on.
+    assert_eq!(stale.code(), Code::Aborted, "{stale:?}");
+    let failure = tonic_types::StatusExt::get_details_precondition_failure(&stale).expect("PreconditionFailure");
+    assert_eq!(failure.violations[0].r#type, "VERSION");
     let approved =
         decide(&mut legal, &message, proto::Decision::Approve, "repeated pranks after a warning").await.unwrap();
     assert_eq!(approved.decided_by, "test-legal");
@@ -249,7 +252,7 @@ async fn walks_the_whole_ladder(database_url: &str) {
         other => panic!("exactly one decision must win: {other:?}"),
     };
     assert_eq!(state_of(&referral), proto::CaseState::Approved);
-    assert_eq!(loser.code(), Code::FailedPrecondition);
+    assert_eq!(loser.code(), Code::Aborted);
     assert!(loser.message().contains("approved by test-legal"), "the loser learns who decided: {}", loser.message());
     let filed = deliver(&mut dispatch, &referral, 6.0).await;
     assert_eq!(state_of(&filed), proto::CaseState::Actioned);
@@ -325,7 +328,10 @@ async fn a_quiet_caller_is_forgiven_and_an_appeal_reverts(database_url: &str) {
         })
         .await
         .unwrap_err();
+    // A current version in a state that does not allow the change is FAILED_PRECONDITION.
     assert_eq!(twice.code(), Code::FailedPrecondition);
+    let failure = tonic_types::StatusExt::get_details_precondition_failure(&twice).expect("PreconditionFailure");
+    assert_eq!(failure.violations[0].r#type, "STATE");
     let unknown = legal.get(proto::GetCaseRequest { case_id: "case-nope".into() }).await.unwrap_err();
     assert_eq!(unknown.code(), Code::NotFound);
     harness.server.stop().await.unwrap();
