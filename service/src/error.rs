@@ -120,7 +120,7 @@ impl From<Error> for Status {
             Error::ModelChangeRefused(_) => Status::failed_precondition(message),
             // Store errors are logged where they happen; clients get what they need to act, not the driver's text.
             Error::StoreUnavailable(detail) => {
-                tracing::debug!(%detail, "history store unavailable");
+                tracing::warn!(%detail, "history store unavailable");
                 unavailable("history store unavailable; nothing was recorded, retry")
             }
             Error::CasesUnavailable(detail) => {
