@@ -32,7 +32,7 @@ const CONCURRENCY_RETRY: Duration = Duration::from_millis(50);
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoleLimits {
-    /// Calls of this role in progress at once, across all its callers.
+    /// Calls of this role in progress at once, across all its callers; an open stream counts until it ends.
     pub concurrency: u32,
     /// Sustained calls per second (a token bucket); 0: no rate limit.
     #[serde(default)]
@@ -227,6 +227,32 @@ impl<S> Layer<S> for LimitsLayer {
     }
 }
 
+/// A reply body that holds its call's concurrency permit until it is finished or dropped.
+struct PermitBody {
+    inner: Body,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl http_body::Body for PermitBody {
+    type Data = <Body as http_body::Body>::Data;
+    type Error = <Body as http_body::Body>::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.inner).poll_frame(context)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
 /// [`LimitsLayer`]'s service.
 #[derive(Clone)]
 pub struct LimitsService<S> {
@@ -257,10 +283,11 @@ where
             None => Box::pin(self.inner.call(request)),
             Some(Admission::Admitted(permit)) => {
                 let reply = self.inner.call(request);
+                // The permit lives as long as the reply's body: a stream (WatchScores, Watch) counts against the
+                // role's concurrency until it ends, not only until its headers are sent.
                 Box::pin(async move {
-                    let reply = reply.await;
-                    drop(permit);
-                    reply
+                    let reply = reply.await?;
+                    Ok(reply.map(|body| Body::new(PermitBody { inner: body, _permit: permit })))
                 })
             }
             Some(Admission::Degraded) => {

@@ -226,3 +226,36 @@ async fn deadlines_end_calls_and_drop_their_work() {
     tokio::time::timeout(answered, abandonments.recv()).await.expect("the read was dropped with its call");
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_open_stream_holds_its_roles_slot_until_it_ends() {
+    let settings = LimitsSettings {
+        operator: RoleLimits { concurrency: 1, rate_per_s: 0.0, burst: 0 },
+        ..LimitsSettings::default()
+    };
+    let (server, channel) = serve(MemoryStore::new(Duration::from_secs(3600)), limited(settings)).await;
+    let mut operator = screening(&channel, Bearer::of(Role::Operator));
+    let stream = operator.watch_scores(proto::WatchScoresRequest::default()).await.unwrap().into_inner();
+    // While the stream is open it is a call in progress: a second stream (or any call) over the limit is shed.
+    let shed = operator.watch_scores(proto::WatchScoresRequest::default()).await.unwrap_err();
+    assert!(retry_hint(&shed) > Duration::ZERO);
+    let shed = operator.get_caller(proto::CallerQuery { caller: "081111111111".into() }).await.unwrap_err();
+    assert_eq!(shed.code(), Code::ResourceExhausted);
+    // Closing it frees the slot (the server sees the reset a moment later).
+    drop(stream);
+    let mut admitted = false;
+    for _ in 0..100 {
+        match operator.get_caller(proto::CallerQuery { caller: "081111111111".into() }).await {
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            other => {
+                other.expect("admitted once the stream is gone");
+                admitted = true;
+                break;
+            }
+        }
+    }
+    assert!(admitted, "the slot came back after the stream closed");
+    server.stop().await.unwrap();
+}
