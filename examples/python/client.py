@@ -33,7 +33,7 @@ def auth() -> tuple:
     # (score, outcome, caller profile). `saring serve` without configured tokens prints one per role at start-up.
     token = os.environ.get("SARING_TOKEN", "")
     if not token:
-        sys.exit("set SARING_TOKEN to an operator token (saring serve prints one per role in development mode)")
+        sys.exit("set SARING_TOKEN to an operator token (in development mode saring serve prints one per role on a terminal, else writes them to saring-data/development-tokens)")
     return (("authorization", f"Bearer {token}"),)
 
 

@@ -317,16 +317,51 @@ fn app<S>(screener: Screener<S>, escalator: Escalator, auth: Authenticator) -> A
 }
 
 /// Development mode: the generated tokens go to the terminal of whoever started saring (never to the log).
+/// Where development tokens are written when standard error is not a terminal (it is then a log stream).
+const DEVELOPMENT_TOKENS_FILE: &str = "saring-data/development-tokens";
+
 fn show_development_tokens(tokens: &[(Role, String)]) {
-    tracing::warn!("no [auth] tokens configured: development mode, with a token per role generated for this run");
-    let mut banner = String::from(
-        "\nsaring: development mode: no [auth] tokens are configured, so these were generated for this run.\n\
-         Send one as `authorization: Bearer TOKEN`. Configure [[auth.tokens]] (config/reference.toml) in production.\n",
-    );
+    use std::io::IsTerminal;
+    let mut list = String::new();
     for (role, token) in tokens {
-        banner.push_str(&format!("  {:<9} {token}\n", role.as_str()));
+        list.push_str(&format!("  {:<9} {token}\n", role.as_str()));
     }
-    eprintln!("{banner}");
+    if std::io::stderr().is_terminal() {
+        tracing::warn!("no [auth] tokens configured: development mode, with a token per role generated for this run");
+        eprintln!(
+            "\nsaring: development mode: no [auth] tokens are configured, so these were generated for this run.\n\
+             Send one as `authorization: Bearer TOKEN`. Configure [[auth.tokens]] (config/reference.toml) in \
+             production.\n{list}"
+        );
+        return;
+    }
+    // Standard error is collected somewhere (journald, a container log): tokens never go there.
+    match write_private(std::path::Path::new(DEVELOPMENT_TOKENS_FILE), &list) {
+        Ok(()) => tracing::warn!(
+            file = DEVELOPMENT_TOKENS_FILE,
+            "no [auth] tokens configured: development mode; the tokens generated for this run are in the file \
+             (mode 0600), not in the log"
+        ),
+        Err(error) => tracing::error!(
+            file = DEVELOPMENT_TOKENS_FILE,
+            %error,
+            "no [auth] tokens configured: development mode, and the generated tokens could not be written; \
+             configure [[auth.tokens]]"
+        ),
+    }
+}
+
+/// Writes `text` to `path` readable by this user only (created with mode 0600, replacing an earlier file).
+fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(directory) = path.parent().filter(|directory| !directory.as_os_str().is_empty()) {
+        std::fs::create_dir_all(directory)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 /// Serves gRPC (and the console, when one is bound) until SIGTERM/SIGINT; the console stops with the gRPC server.

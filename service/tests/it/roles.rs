@@ -104,7 +104,7 @@ async fn each_rpc_refuses_the_roles_that_must_not_call_it() {
 }
 
 #[test]
-fn development_mode_prints_a_token_per_role_and_does_not_run_open() {
+fn development_mode_keeps_its_tokens_out_of_the_log_and_does_not_run_open() {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
 
@@ -118,20 +118,32 @@ fn development_mode_prints_a_token_per_role_and_does_not_run_open() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut tokens = Vec::new();
+    let mut log = Vec::new();
     for line in BufReader::new(child.stderr.take().unwrap()).lines().map_while(Result::ok) {
+        let serving = line.contains("saring is serving");
+        log.push(line);
+        if serving {
+            break;
+        }
+    }
+    child.kill().ok();
+    child.wait().ok();
+    // Standard error is a pipe here, as under a service manager: the tokens are not in it but in a private file.
+    assert!(log.iter().all(|line| !line.contains("saring-dev-")), "a token reached the log: {log:?}");
+    assert!(log.iter().any(|line| line.contains("saring-data/development-tokens")), "{log:?}");
+    let file = scratch.join("saring-data/development-tokens");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut tokens = Vec::new();
+    for line in text.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         if let [role, token] = words[..] {
             if token.starts_with("saring-dev-") {
                 tokens.push((role.to_owned(), token.to_owned()));
             }
         }
-        if line.contains("saring is serving") {
-            break;
-        }
     }
-    child.kill().ok();
-    child.wait().ok();
     let roles: Vec<&str> = tokens.iter().map(|(role, _)| role.as_str()).collect();
     assert_eq!(roles, ["routing", "operator", "legal", "dispatch", "admin"]);
     assert!(scratch.join("saring-data/cases.db").exists(), "the embedded case database lives under the data directory");
