@@ -63,11 +63,18 @@ pub struct ConsoleSettings {
     /// Allow a non-loopback `listen`: the console speaks plain HTTP (sign-in tokens, session cookies), so it
     /// belongs behind a TLS-terminating proxy; this flag says one is there.
     pub allow_plaintext: bool,
+    /// The address browsers reach the console at through the proxy (`https://host[:port]`); empty: none.
+    pub public_url: String,
 }
 
 impl Default for ConsoleSettings {
     fn default() -> Self {
-        ConsoleSettings { enabled: true, listen: "127.0.0.1:8080".into(), allow_plaintext: false }
+        ConsoleSettings {
+            enabled: true,
+            listen: "127.0.0.1:8080".into(),
+            allow_plaintext: false,
+            public_url: String::new(),
+        }
     }
 }
 
@@ -308,6 +315,8 @@ impl Settings {
             pages: self.console.enabled,
             metrics: self.metrics.enabled,
             audit_verify_interval: std::time::Duration::from_secs(self.metrics.audit_verify_interval_s),
+            public_origin: (!self.console.public_url.is_empty())
+                .then(|| self.console.public_url.trim_end_matches('/').to_ascii_lowercase()),
         })
     }
 
@@ -418,6 +427,16 @@ impl Settings {
         }
         if self.model.challenger_path.is_some() && self.model.challenger_path == self.model.path {
             return fail("model.challenger_path: must not be the champion's file (model.path)".into());
+        }
+        if !self.console.public_url.is_empty() {
+            let url = self.console.public_url.trim_end_matches('/');
+            let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"));
+            if !rest.is_some_and(|host| !host.is_empty() && !host.contains(['/', '?', '#', '@', ' '])) {
+                return fail(format!(
+                    "console.public_url: {:?} must be an origin, https://HOST[:PORT] (no path)",
+                    self.console.public_url
+                ));
+            }
         }
         match self.console_addr() {
             Err(error) => return fail(format!("console.listen: {:?}: {error}", self.console.listen)),

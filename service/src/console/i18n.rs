@@ -107,6 +107,11 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("drift", "Indeks pergeseran (PSI, jendela saat ini)", "Drift index (PSI, current window)"),
     ("no_reference", "Kartu model tidak memuat distribusi acuan.", "The model card has no reference distribution."),
     (
+        "no_console_role",
+        "Peran token ini tidak memiliki halaman konsol; gunakan API gRPC.",
+        "This token's role has no console pages; it works through the gRPC API.",
+    ),
+    (
         "live_quality",
         "Kualitas langsung (ROC-AUC pada kontak berlabel, nasional)",
         "Live quality (ROC-AUC on labelled contacts, national)",

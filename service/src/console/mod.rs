@@ -39,7 +39,7 @@ pub struct Console<S> {
 }
 
 /// What the admin port serves besides the console pages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminOptions {
     /// Serve the console's pages (`console.enabled`).
     pub pages: bool,
@@ -47,13 +47,25 @@ pub struct AdminOptions {
     pub metrics: bool,
     /// How often a scrape may start a full verification of the audit chain.
     pub audit_verify_interval: std::time::Duration,
+    /// The origin browsers reach the console at (`console.public_url`, e.g. `https://console.example`) when a
+    /// proxy stands in front of it; `None`: `http://` and the request's Host. With `https`, the session cookie is
+    /// `__Host-` prefixed and `Secure`.
+    pub public_origin: Option<String>,
 }
 
 impl Default for AdminOptions {
     fn default() -> Self {
-        AdminOptions { pages: true, metrics: true, audit_verify_interval: std::time::Duration::from_secs(300) }
+        AdminOptions {
+            pages: true,
+            metrics: true,
+            audit_verify_interval: std::time::Duration::from_secs(300),
+            public_origin: None,
+        }
     }
 }
+
+/// The roles with console pages; the others (routing, dispatch) work through the gRPC API only.
+const CONSOLE_ROLES: [Role; 3] = [Role::Operator, Role::Legal, Role::Admin];
 
 type Shared<S> = State<Arc<Console<S>>>;
 
@@ -62,12 +74,13 @@ const STYLE: &str = include_str!("assets/console.css");
 
 /// The console's routes over `app`, and `/metrics` when `options` say so.
 pub fn router<S: HistoryStore + 'static>(app: Arc<App<S>>, options: AdminOptions) -> Router {
+    let (metrics_on, pages_on) = (options.metrics, options.pages);
     let console = Arc::new(Console { app, sessions: Sessions::default(), options });
     let mut router = Router::new();
-    if options.metrics {
+    if metrics_on {
         router = router.route("/metrics", get(metrics::<S>));
     }
-    if options.pages {
+    if pages_on {
         router = router.merge(pages::<S>());
     }
     router.layer(axum::middleware::map_response(secure_headers)).with_state(console)
@@ -181,7 +194,8 @@ impl<S> Console<S> {
     /// The session of a request whose role is one of `allowed`.
     fn session(&self, headers: &HeaderMap, allowed: &[Role]) -> Result<Session, Denied> {
         let cookies = headers.get(header::COOKIE).and_then(|value| value.to_str().ok()).unwrap_or("");
-        let session = cookie(cookies, SESSION_COOKIE).and_then(|id| self.sessions.get(id)).ok_or(Denied::SignIn)?;
+        let session =
+            cookie(cookies, self.session_cookie()).and_then(|id| self.sessions.get(id)).ok_or(Denied::SignIn)?;
         if allowed.contains(&session.principal.role) {
             Ok(session)
         } else {
@@ -198,7 +212,7 @@ impl<S> Console<S> {
         form_token: Option<&str>,
     ) -> Result<Session, Denied> {
         let session = self.session(headers, allowed)?;
-        check_origin(headers)?;
+        check_origin(headers, self.options.public_origin.as_deref())?;
         let sent = form_token.or_else(|| headers.get("x-csrf-token").and_then(|value| value.to_str().ok()));
         match sent {
             Some(token) if same_secret(token, &session.csrf) => Ok(session),
@@ -207,11 +221,50 @@ impl<S> Console<S> {
     }
 }
 
-fn check_origin(headers: &HeaderMap) -> Result<(), Denied> {
+impl<S> Console<S> {
+    /// Whether browsers reach the console over HTTPS (through a proxy).
+    fn secure(&self) -> bool {
+        self.options.public_origin.as_deref().is_some_and(|origin| origin.starts_with("https://"))
+    }
+
+    /// The session cookie's name: `__Host-` prefixed over HTTPS, so no other host or path can set it.
+    fn session_cookie(&self) -> &'static str {
+        if self.secure() {
+            SECURE_SESSION_COOKIE
+        } else {
+            SESSION_COOKIE
+        }
+    }
+
+    /// The `Set-Cookie` value for the session `id` (`None`: expire it).
+    fn session_set_cookie(&self, id: Option<&str>) -> String {
+        let secure = if self.secure() { "; Secure" } else { "" };
+        match id {
+            Some(id) => format!(
+                "{}={id}; HttpOnly{secure}; SameSite=Strict; Path=/; Max-Age={}",
+                self.session_cookie(),
+                SESSION_LIFETIME.as_secs()
+            ),
+            None => format!("{}=; HttpOnly{secure}; SameSite=Strict; Path=/; Max-Age=0", self.session_cookie()),
+        }
+    }
+}
+
+/// The session cookie's name over HTTPS.
+const SECURE_SESSION_COOKIE: &str = "__Host-saring_session";
+
+/// A sent Origin must be the console's own, scheme included: `public_origin` when configured, else `http://` and
+/// the request's Host (the console itself speaks plain HTTP).
+fn check_origin(headers: &HeaderMap, public_origin: Option<&str>) -> Result<(), Denied> {
     let Some(origin) = headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) else { return Ok(()) };
-    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("");
-    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
-    if origin_host == host {
+    let expected = match public_origin {
+        Some(public) => public.trim_end_matches('/').to_ascii_lowercase(),
+        None => {
+            let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("");
+            format!("http://{}", host.to_ascii_lowercase())
+        }
+    };
+    if origin.to_ascii_lowercase() == expected {
         Ok(())
     } else {
         Err(Denied::Csrf)
@@ -294,7 +347,7 @@ async fn login<S: HistoryStore>(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let lang = lang(&headers);
-    if let Err(denied) = check_origin(&headers) {
+    if let Err(denied) = check_origin(&headers, console.options.public_origin.as_deref()) {
         return denied.into_response();
     }
     let Some(principal) = console.app.auth.principal(form.token.trim()).cloned() else {
@@ -302,11 +355,14 @@ async fn login<S: HistoryStore>(
         let page = layout(lang, lang.t("sign_in"), None, &login_form(lang, Some(lang.t("bad_token"))));
         return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
     };
+    if !CONSOLE_ROLES.contains(&principal.role) {
+        tracing::info!(actor = %principal.name, role = principal.role.as_str(), "console sign-in refused: no console pages for the role");
+        let page = layout(lang, lang.t("sign_in"), None, &login_form(lang, Some(lang.t("no_console_role"))));
+        return (StatusCode::FORBIDDEN, Html(page)).into_response();
+    }
     tracing::info!(actor = %principal.name, role = principal.role.as_str(), "console sign-in");
     let id = console.sessions.start(principal);
-    let cookie =
-        format!("{SESSION_COOKIE}={id}; HttpOnly; SameSite=Strict; Path=/; Max-Age={}", SESSION_LIFETIME.as_secs());
-    ([(header::SET_COOKIE, cookie)], Redirect::to("/")).into_response()
+    ([(header::SET_COOKIE, console.session_set_cookie(Some(&id)))], Redirect::to("/")).into_response()
 }
 
 #[derive(Deserialize)]
@@ -324,11 +380,10 @@ async fn logout<S: HistoryStore>(
         return denied.into_response();
     }
     let cookies = headers.get(header::COOKIE).and_then(|value| value.to_str().ok()).unwrap_or("");
-    if let Some(id) = cookie(cookies, SESSION_COOKIE) {
+    if let Some(id) = cookie(cookies, console.session_cookie()) {
         console.sessions.end(id);
     }
-    let expired = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
-    ([(header::SET_COOKIE, expired)], Redirect::to("/login")).into_response()
+    ([(header::SET_COOKIE, console.session_set_cookie(None))], Redirect::to("/login")).into_response()
 }
 
 #[derive(Deserialize)]
@@ -366,10 +421,20 @@ mod tests {
     fn the_origin_must_be_this_host_when_sent() {
         let mut headers = HeaderMap::new();
         headers.insert(header::HOST, HeaderValue::from_static("127.0.0.1:8080"));
-        assert!(check_origin(&headers).is_ok());
+        assert!(check_origin(&headers, None).is_ok());
         headers.insert(header::ORIGIN, HeaderValue::from_static("http://127.0.0.1:8080"));
-        assert!(check_origin(&headers).is_ok());
+        assert!(check_origin(&headers, None).is_ok());
         headers.insert(header::ORIGIN, HeaderValue::from_static("http://evil.example"));
-        assert!(check_origin(&headers).is_err());
+        assert!(check_origin(&headers, None).is_err());
+        // The scheme counts: the same host over another scheme is another origin.
+        headers.insert(header::ORIGIN, HeaderValue::from_static("https://127.0.0.1:8080"));
+        assert!(check_origin(&headers, None).is_err());
+        headers.insert(header::ORIGIN, HeaderValue::from_static("null"));
+        assert!(check_origin(&headers, None).is_err());
+        // Behind a proxy the configured public origin is the only one, whatever Host the proxy forwards.
+        headers.insert(header::ORIGIN, HeaderValue::from_static("https://console.polda.example"));
+        assert!(check_origin(&headers, Some("https://console.polda.example/")).is_ok());
+        headers.insert(header::ORIGIN, HeaderValue::from_static("http://console.polda.example"));
+        assert!(check_origin(&headers, Some("https://console.polda.example")).is_err());
     }
 }

@@ -319,3 +319,50 @@ async fn watch_scores_streams_each_scored_contact_of_the_wanted_region_without_t
     drop(stream);
     harness.server.stop().await.unwrap();
 }
+
+/// One raw HTTP/1.1 form POST with `origin`: the response head and body as text.
+fn http_post_form(console: &str, path: &str, origin: &str, form: &str) -> String {
+    let address = console.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nOrigin: {origin}\r\nContent-Type: application/x-www-form-urlencoded\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{form}",
+        form.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
+#[test]
+fn sign_in_is_for_console_roles_from_the_consoles_own_origin_with_a_host_only_secure_cookie_behind_https() {
+    let saring =
+        SaringProcess::spawn_configured("[console]\npublic_url = \"https://console.polda.example\"\n", &[], &[]);
+    let console = saring.console_url();
+    let public = "https://console.polda.example";
+    let form = |role: Role| format!("token={}", crate::common::token(role));
+    // Routing and dispatch work through the gRPC API: no session that would only meet 403s.
+    for role in [Role::Routing, Role::Dispatch] {
+        let refused = http_post_form(&console, "/login", public, &form(role));
+        assert!(refused.starts_with("HTTP/1.1 403"), "{role}: {refused}");
+        assert!(!refused.to_ascii_lowercase().contains("set-cookie"), "{refused}");
+    }
+    // The scheme is part of the origin: the proxy's host over plain HTTP is refused.
+    let cross = http_post_form(&console, "/login", "http://console.polda.example", &form(Role::Operator));
+    assert!(!cross.starts_with("HTTP/1.1 303"), "{cross}");
+    assert!(!cross.to_ascii_lowercase().contains("set-cookie"), "{cross}");
+    let signed_in = http_post_form(&console, "/login", public, &form(Role::Operator));
+    assert!(signed_in.starts_with("HTTP/1.1 303"), "{signed_in}");
+    let cookie = signed_in
+        .lines()
+        .find(|line| line.to_ascii_lowercase().starts_with("set-cookie:"))
+        .expect("a session cookie")
+        .to_owned();
+    assert!(
+        cookie.contains("__Host-saring_session=") && cookie.contains("; Secure") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+}
