@@ -37,6 +37,9 @@ pub enum Error {
     /// The case moved on (another decision came first, or it is in another state); nothing was applied.
     #[error("{0}")]
     CaseConflict(String),
+    /// The contact's outcome was recorded before with other content; the first one stands, nothing was applied.
+    #[error("{0}")]
+    AlreadyExists(String),
 }
 
 impl From<crate::cases::CaseError> for Error {
@@ -45,6 +48,10 @@ impl From<crate::cases::CaseError> for Error {
         match error {
             CaseError::NotFound(case_id) => Error::CaseNotFound(case_id),
             CaseError::Conflict { message, .. } => Error::CaseConflict(message),
+            CaseError::Invalid { field, description } => {
+                Error::InvalidArgument(vec![Violation::new(field, description)])
+            }
+            CaseError::Exists(message) => Error::AlreadyExists(message),
             CaseError::Database(error) => {
                 tracing::warn!(%error, "case database error");
                 Error::CasesUnavailable(error.to_string())
@@ -85,6 +92,7 @@ impl From<Error> for Status {
             }
             Error::CaseNotFound(_) => Status::not_found(message),
             Error::CaseConflict(_) => Status::failed_precondition(message),
+            Error::AlreadyExists(_) => Status::already_exists(message),
             Error::StoreUnavailable(_) | Error::CasesUnavailable(_) => Status::with_error_details(
                 Code::Unavailable,
                 message,

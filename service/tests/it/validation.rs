@@ -168,3 +168,20 @@ async fn an_outcome_for_an_unseen_contact_is_recorded_when_it_carries_the_contac
     assert!(profile.history.unwrap().misuse_month > 0.99);
     harness.server.stop().await.unwrap();
 }
+
+/// A contact id is visible characters: no right-to-left override, zero-width or other format character, no white
+/// space, not a path segment; refused on scoring and on outcomes alike.
+#[tokio::test]
+async fn a_contact_id_of_invisible_or_path_characters_is_refused() {
+    let mut harness = start().await;
+    let client = &mut harness.client;
+    for id in ["c\u{202E}1-c", "c\u{200B}1", "\u{FEFF}c1", " ", "c 1", "c\u{00A0}1", "..", "."] {
+        let status = client.score_contact(sample_contact(id, Some("081234567890"))).await.expect_err(id);
+        assert_eq!(violated_fields(&status), ["contact_id"], "{id:?}: {}", status.message());
+        let status = client.record_outcome(prank_outcome(id, Some(sample_contact(id, None)))).await.expect_err(id);
+        assert!(violated_fields(&status).contains(&"contact_id".to_owned()), "{id:?}: {}", status.message());
+    }
+    let ordinary = client.score_contact(sample_contact("c-2026-12-01-000042", None)).await;
+    assert!(ordinary.is_ok(), "{ordinary:?}");
+    harness.server.stop().await.unwrap();
+}
