@@ -134,9 +134,11 @@ async fn a_repeated_outcome_changes_nothing() {
         let again = client.record_outcome(outcome.clone()).await.unwrap().into_inner();
         assert!(again.duplicate);
     }
-    // A repeat carrying a different disposition is still the same contact: ignored.
+    // A repeat carrying a different disposition is the same contact saying something else: refused, not dropped
+    // as a duplicate; the first outcome stands.
     let changed = proto::Outcome { disposition: proto::Disposition::GenuineEmergency as i32, ..outcome };
-    assert!(client.record_outcome(changed).await.unwrap().into_inner().duplicate);
+    let refused = client.record_outcome(changed).await.unwrap_err();
+    assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
     let after = client.get_caller(query).await.unwrap().into_inner();
     assert_eq!(after.history.as_ref().unwrap().total_contacts, 1);
     assert!(after.dispositions_month.get("prank").copied().unwrap_or(0.0) > 0.99);
