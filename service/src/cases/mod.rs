@@ -523,3 +523,82 @@ impl Escalator {
         self.store.caller_ladder(&self.policy, caller_ref, now_ms).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(caller_ref: &str, disposition: Disposition, answered: bool, talk_s: f64) -> ContactRecord {
+        ContactRecord {
+            contact_id: "c-1".into(),
+            caller_ref: caller_ref.into(),
+            caller_number: "+6281234000001".into(),
+            at_ms: 1_700_000_000_000,
+            channel: Channel::Voice,
+            region: "ntt.kupang".into(),
+            disposition,
+            operator_id: Some("op-1".into()),
+            likelihood: None,
+            model_version: "m".into(),
+            answered,
+            talk_s,
+        }
+    }
+
+    #[test]
+    fn a_repeat_is_a_duplicate_only_when_it_says_the_same() {
+        let stored =
+            RecordedOutcome { caller_ref: "a".into(), disposition: Disposition::Prank, answered: true, talk_s: 4.0 };
+        assert!(check_repeat(&stored, &record("a", Disposition::Prank, true, 4.0)).is_ok());
+        match check_repeat(&stored, &record("b", Disposition::Prank, true, 4.0)) {
+            Err(CaseError::Invalid { field: "contact_id", .. }) => {}
+            other => panic!("another caller: {other:?}"),
+        }
+        for changed in [
+            record("a", Disposition::Silent, true, 4.0),
+            record("a", Disposition::Prank, false, 4.0),
+            record("a", Disposition::Prank, true, 40.0),
+        ] {
+            assert!(matches!(check_repeat(&stored, &changed), Err(CaseError::Exists(_))), "{changed:?}");
+        }
+    }
+
+    #[test]
+    fn a_delivery_is_not_before_its_approval() {
+        let approved_ms = 1_700_000_000_000;
+        let case = CaseSummary {
+            case_id: "case-1".into(),
+            caller_ref: "a".into(),
+            rung: Rung::Warning,
+            state: CaseState::Approved,
+            version: 2,
+            region: "ntt.kupang".into(),
+            approval: Approval::Automatic,
+            rule: "rungs.warning".into(),
+            policy_version: "p".into(),
+            model_version: "m".into(),
+            incidents: 2,
+            created_ms: approved_ms,
+            updated_ms: approved_ms,
+            decided_by: Some("policy".into()),
+            decided_ms: Some(approved_ms),
+            decision_reason: None,
+            actioned_by: None,
+            delivered_ms: None,
+            action_note: None,
+            reverted_by: None,
+            reverted_ms: None,
+            revert_reason: None,
+        };
+        assert!(check_delivery(&case, approved_ms).is_ok());
+        assert!(check_delivery(&case, approved_ms + 86_400_000).is_ok());
+        for early in [approved_ms - 1, 946_684_800_000] {
+            match check_delivery(&case, early) {
+                Err(CaseError::Invalid { field: "delivered_at", description }) => {
+                    assert!(description.contains("2023-11-14T22:13:20Z"), "{description}")
+                }
+                other => panic!("{early}: {other:?}"),
+            }
+        }
+    }
+}
