@@ -7,11 +7,11 @@ use std::sync::Arc;
 use saring_models::ladder::Delivered;
 
 use crate::auth::{Authenticator, Principal};
-use crate::cases::{CaseSummary, ContactRecord, Escalator, LadderOutcome};
+use crate::cases::{CaseError, CaseSummary, ContactRecord, Escalator, LadderOutcome};
 use crate::error::{Error, Result, Violation};
 use crate::modelops::promotion::{PromotionError, Staged};
 use crate::modelops::quality::{Paired, QualityState, NATIONAL, WINDOWS};
-use crate::screening::{CallerProfile, OutcomeReport, Screener};
+use crate::screening::{CallerProfile, Contact, OutcomeReport, Screener};
 use crate::store::{HistoryStore, Recorded};
 
 /// The service's state, shared by the gRPC services (and the console).
@@ -55,17 +55,42 @@ impl<S: HistoryStore> App<S> {
     /// Records an outcome in history, then on the caller's ladder. Fails (acknowledging nothing) when either
     /// store cannot take it; a retry completes what is missing and changes nothing twice.
     pub async fn record_outcome(&self, report: OutcomeReport) -> Result<OutcomeResult> {
+        // A contact id the case database holds for another caller, or with another outcome, is refused before
+        // history takes it (history would count it for the wrong caller, or the correction would vanish as a
+        // duplicate). When the case database cannot answer, history goes ahead and the ladder step refuses.
+        let known = report.contact.clone().or_else(|| self.screener.recent_contact(&report.contact_id));
+        if let Some(contact) = known {
+            if let Some(number) = &contact.caller {
+                match self.escalator.check_outcome(&self.contact_record(&report, &contact, number, None)).await {
+                    Ok(()) | Err(CaseError::Database(_)) => {}
+                    Err(refused) => return Err(refused.into()),
+                }
+            }
+        }
         let (recorded, contact, likelihood) = self.screener.record_outcome(&report).await?;
-        let Some(number) = contact.caller else { return Ok(OutcomeResult { recorded, ladder: None }) };
-        let record = ContactRecord {
-            contact_id: report.contact_id,
-            caller_ref: self.screener.number_key(&number).to_hex(),
-            caller_number: number,
+        let Some(number) = &contact.caller else { return Ok(OutcomeResult { recorded, ladder: None }) };
+        let record = self.contact_record(&report, &contact, number, likelihood);
+        let ladder = self.escalator.on_outcome(&record).await?;
+        Ok(OutcomeResult { recorded, ladder: Some(ladder) })
+    }
+
+    /// The ladder's record of an outcome of `contact`, from `number`.
+    fn contact_record(
+        &self,
+        report: &OutcomeReport,
+        contact: &Contact,
+        number: &str,
+        likelihood: Option<(f64, Arc<str>)>,
+    ) -> ContactRecord {
+        ContactRecord {
+            contact_id: report.contact_id.clone(),
+            caller_ref: self.screener.number_key(number).to_hex(),
+            caller_number: number.to_owned(),
             at_ms: contact.received_at_ms,
             channel: contact.channel,
-            region: contact.region,
+            region: contact.region.clone(),
             disposition: report.disposition,
-            operator_id: report.operator_id,
+            operator_id: report.operator_id.clone(),
             model_version: likelihood
                 .as_ref()
                 .map_or_else(|| self.screener.model_version(), |(_, version)| Arc::clone(version))
@@ -73,9 +98,7 @@ impl<S: HistoryStore> App<S> {
             likelihood: likelihood.map(|(likelihood, _)| likelihood),
             answered: report.answered,
             talk_s: report.talk_s,
-        };
-        let ladder = self.escalator.on_outcome(&record).await?;
-        Ok(OutcomeResult { recorded, ladder: Some(ladder) })
+        }
     }
 
     /// A caller's history and ladder standing as seen at `now_ms`.

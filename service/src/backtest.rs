@@ -9,6 +9,8 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use saring_models::events::{ContactEvent, Event, OutcomeEvent};
@@ -182,8 +184,18 @@ pub async fn run(
         Duration::from_secs(5),
     );
     let store = CaseStore::connect("sqlite::memory:").await?;
-    let app =
-        App { screener, escalator: Escalator::new(store, policy.clone()), auth: Authenticator::from_entries(&[])? };
+    // Proposals and decisions are stamped with the log's time, not the wall clock: a delivery may not precede
+    // its approval, and here both happen in simulated time.
+    let simulated = Arc::new(AtomicI64::new(0));
+    let clock = {
+        let simulated = Arc::clone(&simulated);
+        Arc::new(move || simulated.load(Ordering::Relaxed))
+    };
+    let app = App {
+        screener,
+        escalator: Escalator::with_clock(store, policy.clone(), clock),
+        auth: Authenticator::from_entries(&[])?,
+    };
     let reviewer = Principal { name: "backtest-reviewer".into(), role: Role::Legal };
     let dispatcher = Principal { name: "backtest-dispatch".into(), role: Role::Dispatch };
     let delay_ms = i64::from(options.delivery_delay_h) * HOUR_MS;
@@ -205,7 +217,19 @@ pub async fn run(
         }
         log.to = rfc3339(event.at());
         end_ms = end_ms.max(at_ms);
-        deliver_until(&app, &mut due, &mut cases, at_ms, &reviewer, &dispatcher, &mut delivered, &proposals).await?;
+        deliver_until(
+            &app,
+            &simulated,
+            &mut due,
+            &mut cases,
+            at_ms,
+            &reviewer,
+            &dispatcher,
+            &mut delivered,
+            &proposals,
+        )
+        .await?;
+        simulated.store(at_ms, Ordering::Relaxed);
         match event {
             Event::Contact(event) => {
                 log.contacts += 1;
@@ -342,6 +366,7 @@ pub async fn run(
 #[allow(clippy::too_many_arguments)]
 async fn deliver_until(
     app: &App<MemoryStore>,
+    simulated: &AtomicI64,
     due: &mut BinaryHeap<Reverse<(i64, String)>>,
     cases: &mut HashMap<String, CaseSummary>,
     now_ms: i64,
@@ -352,6 +377,7 @@ async fn deliver_until(
 ) -> anyhow::Result<()> {
     while due.peek().is_some_and(|Reverse((at_ms, _))| *at_ms <= now_ms) {
         let Reverse((at_ms, case_id)) = due.pop().expect("peeked");
+        simulated.store(at_ms, Ordering::Relaxed);
         let mut case = cases[&case_id].clone();
         if case.state == CaseState::Proposed {
             case = app

@@ -54,6 +54,9 @@ pub enum Error {
     /// The model files could not be rewritten; nothing changed, the caller may retry.
     #[error("model files unavailable: {0}")]
     ModelFilesUnavailable(String),
+    /// The contact's outcome was recorded before with other content; the first one stands, nothing was applied.
+    #[error("{0}")]
+    AlreadyExists(String),
 }
 
 impl From<crate::cases::CaseError> for Error {
@@ -64,6 +67,10 @@ impl From<crate::cases::CaseError> for Error {
             CaseError::Conflict { message, current, stale } => {
                 Error::CaseConflict { message, case_id: current.case_id, stale }
             }
+            CaseError::Invalid { field, description } => {
+                Error::InvalidArgument(vec![Violation::new(field, description)])
+            }
+            CaseError::Exists(message) => Error::AlreadyExists(message),
             CaseError::Database(error) => {
                 tracing::warn!(%error, "case database error");
                 Error::CasesUnavailable(error.to_string())
@@ -118,6 +125,7 @@ impl From<Error> for Status {
                 )
             }
             Error::ModelChangeRefused(_) => Status::failed_precondition(message),
+            Error::AlreadyExists(_) => Status::already_exists(message),
             // Store errors are logged where they happen; clients get what they need to act, not the driver's text.
             Error::StoreUnavailable(detail) => {
                 tracing::warn!(%detail, "history store unavailable");

@@ -15,6 +15,7 @@ pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod grpc;
+pub mod ids;
 pub mod metrics;
 pub mod modelops;
 pub mod privacy;

@@ -206,7 +206,7 @@ fn audit_verify(config: Option<PathBuf>, flags: &FlagOverrides) -> ExitCode {
         Err(code) => return code,
     };
     let verification = runtime.block_on(async {
-        let store = CaseStore::connect(&settings.cases.database_url).await?;
+        let store = CaseStore::open_existing(&settings.cases.database_url).await?;
         let verification = store.verify_audit().await;
         store.close().await;
         verification

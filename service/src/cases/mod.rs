@@ -262,6 +262,18 @@ pub enum CaseError {
     /// The database failed; nothing was applied.
     #[error("case database: {0}")]
     Database(#[from] sqlx::Error),
+    /// The request contradicts what the case database holds (a contact id recorded for another caller, a
+    /// delivery before its approval); nothing was applied.
+    #[error("{field}: {description}")]
+    Invalid {
+        /// The request field at fault.
+        field: &'static str,
+        /// What is wrong with it.
+        description: String,
+    },
+    /// The contact's outcome was recorded before with other content; the first one stands, nothing was applied.
+    #[error("{0}")]
+    Exists(String),
     /// The database holds something saring did not write.
     #[error("case database holds an unknown {what}: {value:?}")]
     Corrupt {
@@ -272,18 +284,97 @@ pub enum CaseError {
     },
 }
 
+/// An outcome as the case database holds it, to compare a repeat with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedOutcome {
+    /// The keyed hash of the caller it was recorded for.
+    pub caller_ref: String,
+    /// The disposition.
+    pub disposition: Disposition,
+    /// Whether answered.
+    pub answered: bool,
+    /// Seconds of talk.
+    pub talk_s: f64,
+}
+
+/// Whether an outcome for a contact id the database already holds is a true repeat (`Ok`: acknowledged as a
+/// duplicate, nothing changes), names another caller (INVALID_ARGUMENT on `contact_id`: contact ids are unique per
+/// contact), or says something else about the same contact (ALREADY_EXISTS: the first outcome stands and a
+/// correction is not silently dropped as a duplicate).
+pub fn check_repeat(stored: &RecordedOutcome, record: &ContactRecord) -> Result<(), CaseError> {
+    if stored.caller_ref != record.caller_ref {
+        return Err(CaseError::Invalid {
+            field: "contact_id",
+            description: format!(
+                "{} was already recorded for another caller; every contact needs an id of its own",
+                record.contact_id
+            ),
+        });
+    }
+    if stored.disposition != record.disposition || stored.answered != record.answered || stored.talk_s != record.talk_s
+    {
+        return Err(CaseError::Exists(format!(
+            "contact {} was already recorded as {} ({}, {} s of talk); this outcome says {} ({}, {} s) and was not \
+             applied",
+            record.contact_id,
+            stored.disposition.as_str(),
+            if stored.answered { "answered" } else { "unanswered" },
+            stored.talk_s,
+            record.disposition.as_str(),
+            if record.answered { "answered" } else { "unanswered" },
+            record.talk_s,
+        )));
+    }
+    Ok(())
+}
+
+/// A delivery cannot precede its approval: dispatch acts on an approved case. A `delivered_at` before it would
+/// date the rung from before anyone approved it (forgiving it early, or counting incidents that came before the
+/// real delivery towards the next rung).
+pub fn check_delivery(case: &CaseSummary, delivered_ms: i64) -> Result<(), CaseError> {
+    match case.decided_ms {
+        Some(approved_ms) if delivered_ms < approved_ms => Err(CaseError::Invalid {
+            field: "delivered_at",
+            description: format!(
+                "before the case was approved ({}); a warning or message is delivered, or a referral filed, after \
+                 its approval",
+                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(approved_ms) * 1_000_000)
+                    .ok()
+                    .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+                    .unwrap_or_else(|| format!("{approved_ms} ms")),
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// The time the escalator stamps on what it does, Unix ms: the system clock, or a simulated one (backtests).
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// The system clock in Unix ms.
+pub fn system_clock() -> Clock {
+    Arc::new(|| (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
 /// The ladder and its cases: the transport-free core the gRPC handlers (and later the console) call.
 pub struct Escalator {
     store: CaseStore,
     policy: Arc<LadderPolicy>,
     changes: watch::Sender<i64>,
+    clock: Clock,
 }
 
 impl Escalator {
     /// The ladder `policy` over `store`.
     pub fn new(store: CaseStore, policy: LadderPolicy) -> Self {
+        Escalator::with_clock(store, policy, system_clock())
+    }
+
+    /// The ladder `policy` over `store`, stamping proposals and decisions with `clock` (a backtest's simulated
+    /// time).
+    pub fn with_clock(store: CaseStore, policy: LadderPolicy, clock: Clock) -> Self {
         let (changes, _) = watch::channel(0);
-        Escalator { store, policy: Arc::new(policy), changes }
+        Escalator { store, policy: Arc::new(policy), changes, clock }
     }
 
     /// The policy.
@@ -316,9 +407,18 @@ impl Escalator {
 
     /// Keeps an outcome from a known number and evaluates the ladder. Idempotent by contact id.
     pub async fn on_outcome(&self, record: &ContactRecord) -> Result<LadderOutcome, CaseError> {
-        let (outcome, seq) = self.store.on_outcome(&self.policy, record).await?;
+        let (outcome, seq) = self.store.on_outcome(&self.policy, record, (self.clock)()).await?;
         self.changed(seq);
         Ok(outcome)
+    }
+
+    /// Checks an outcome against the one already recorded for its contact id, if any ([`check_repeat`]), before
+    /// anything else takes it; [`Escalator::on_outcome`] checks again in its transaction.
+    pub async fn check_outcome(&self, record: &ContactRecord) -> Result<(), CaseError> {
+        match self.store.recorded_outcome(&record.contact_id).await? {
+            Some(stored) => check_repeat(&stored, record),
+            None => Ok(()),
+        }
     }
 
     /// Cases matching `filter`, newest first, and the cursor of the next page.
@@ -404,8 +504,10 @@ impl Escalator {
         delivered_ms: Option<i64>,
         actor: &Principal,
     ) -> Result<CaseSummary, CaseError> {
-        let (summary, seq) =
-            self.store.transition(case_id, version, from, to, action, reason, delivered_ms, actor).await?;
+        let (summary, seq) = self
+            .store
+            .transition(case_id, version, from, to, action, reason, delivered_ms, actor, (self.clock)())
+            .await?;
         self.changed(Some(seq));
         Ok(summary)
     }
@@ -422,5 +524,84 @@ impl Escalator {
         now_ms: i64,
     ) -> Result<(Option<saring_models::ladder::Delivered>, Option<CaseSummary>), CaseError> {
         self.store.caller_ladder(&self.policy, caller_ref, now_ms).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(caller_ref: &str, disposition: Disposition, answered: bool, talk_s: f64) -> ContactRecord {
+        ContactRecord {
+            contact_id: "c-1".into(),
+            caller_ref: caller_ref.into(),
+            caller_number: "+6281234000001".into(),
+            at_ms: 1_700_000_000_000,
+            channel: Channel::Voice,
+            region: "ntt.kupang".into(),
+            disposition,
+            operator_id: Some("op-1".into()),
+            likelihood: None,
+            model_version: "m".into(),
+            answered,
+            talk_s,
+        }
+    }
+
+    #[test]
+    fn a_repeat_is_a_duplicate_only_when_it_says_the_same() {
+        let stored =
+            RecordedOutcome { caller_ref: "a".into(), disposition: Disposition::Prank, answered: true, talk_s: 4.0 };
+        assert!(check_repeat(&stored, &record("a", Disposition::Prank, true, 4.0)).is_ok());
+        match check_repeat(&stored, &record("b", Disposition::Prank, true, 4.0)) {
+            Err(CaseError::Invalid { field: "contact_id", .. }) => {}
+            other => panic!("another caller: {other:?}"),
+        }
+        for changed in [
+            record("a", Disposition::Silent, true, 4.0),
+            record("a", Disposition::Prank, false, 4.0),
+            record("a", Disposition::Prank, true, 40.0),
+        ] {
+            assert!(matches!(check_repeat(&stored, &changed), Err(CaseError::Exists(_))), "{changed:?}");
+        }
+    }
+
+    #[test]
+    fn a_delivery_is_not_before_its_approval() {
+        let approved_ms = 1_700_000_000_000;
+        let case = CaseSummary {
+            case_id: "case-1".into(),
+            caller_ref: "a".into(),
+            rung: Rung::Warning,
+            state: CaseState::Approved,
+            version: 2,
+            region: "ntt.kupang".into(),
+            approval: Approval::Automatic,
+            rule: "rungs.warning".into(),
+            policy_version: "p".into(),
+            model_version: "m".into(),
+            incidents: 2,
+            created_ms: approved_ms,
+            updated_ms: approved_ms,
+            decided_by: Some("policy".into()),
+            decided_ms: Some(approved_ms),
+            decision_reason: None,
+            actioned_by: None,
+            delivered_ms: None,
+            action_note: None,
+            reverted_by: None,
+            reverted_ms: None,
+            revert_reason: None,
+        };
+        assert!(check_delivery(&case, approved_ms).is_ok());
+        assert!(check_delivery(&case, approved_ms + 86_400_000).is_ok());
+        for early in [approved_ms - 1, 946_684_800_000] {
+            match check_delivery(&case, early) {
+                Err(CaseError::Invalid { field: "delivered_at", description }) => {
+                    assert!(description.contains("2023-11-14T22:13:20Z"), "{description}")
+                }
+                other => panic!("{early}: {other:?}"),
+            }
+        }
     }
 }

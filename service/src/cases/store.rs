@@ -9,12 +9,13 @@ use std::time::Duration;
 use saring_models::ladder::{Approval, Delivered, Incident, LadderPolicy, Rung};
 use saring_models::{Channel, Disposition};
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Row, Transaction};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 
 use super::audit::{self, AuditEntry, Verification};
 use super::{
-    CaseError, CaseEvent, CaseEvidence, CaseFilter, CaseState, CaseSummary, ContactRecord, LadderChange, LadderOutcome,
-    TimelineEntry,
+    check_delivery, check_repeat, CaseError, CaseEvent, CaseEvidence, CaseFilter, CaseState, CaseSummary,
+    ContactRecord, LadderChange, LadderOutcome, RecordedOutcome, TimelineEntry,
 };
 use crate::auth::Principal;
 
@@ -45,16 +46,58 @@ fn new_case_id() -> String {
     format!("case-{}", hex::encode(random))
 }
 
-/// Makes sure the directory of a SQLite file exists.
-fn prepare_sqlite(url: &str) -> std::io::Result<()> {
+/// The file of a SQLite URL (`None` for an in-memory database).
+fn sqlite_path(url: &str) -> Option<&std::path::Path> {
     let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
     let path = rest.split('?').next().unwrap_or_default();
-    if path.is_empty() || path.starts_with(':') {
-        return Ok(());
+    (!path.is_empty() && !path.starts_with(':')).then(|| std::path::Path::new(path))
+}
+
+/// Makes sure the directory of a SQLite file exists, and creates a missing file readable by its owner only: it
+/// holds raw numbers. (SQLite gives its -wal and -shm files the database file's permissions.)
+fn prepare_sqlite(url: &str) -> std::io::Result<()> {
+    let Some(path) = sqlite_path(url) else { return Ok(()) };
+    if let Some(parent) = path.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
     }
-    match std::path::Path::new(path).parent() {
-        Some(parent) if !parent.as_os_str().is_empty() => std::fs::create_dir_all(parent),
-        _ => Ok(()),
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
+/// Whether a connection coming back to the pool is outside any transaction, so the next caller's `BEGIN` really
+/// begins one. On SQLite "database or disk is full" may roll a transaction back inside SQLite; the ROLLBACK sqlx
+/// sends then fails and its transaction count stays raised, so the next `begin()` issues a SAVEPOINT, a later
+/// ROLLBACK TO leaves a real transaction open, and every "committed" write after it lives only in that
+/// transaction — answered OK, never saved. SQLite is asked directly: a raw `BEGIN` fails inside a transaction.
+/// (The queued rollback of a dropped transaction runs first: the connection's commands run in order.)
+async fn outside_transaction(connection: &mut AnyConnection, sqlite: bool) -> Result<bool, sqlx::Error> {
+    if sqlite {
+        if connection.execute("BEGIN").await.is_err() {
+            tracing::warn!("a case-database connection came back inside a transaction; closing it");
+            return Ok(false);
+        }
+        connection.execute("ROLLBACK").await?;
+    }
+    if connection.is_in_transaction() {
+        tracing::warn!("a case-database connection came back with a transaction sqlx still counts; closing it");
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Hands a connection back after a transaction: one whose transaction failed in the database is closed rather
+/// than pooled (its transaction state is not to be trusted), and the pool opens a fresh one.
+fn settle<T>(mut connection: PoolConnection<Any>, result: &Result<T, CaseError>) {
+    if let Err(CaseError::Database(error)) = result {
+        tracing::warn!(%error, "closing a case-database connection after a failed transaction");
+        connection.close_on_drop();
     }
 }
 
@@ -64,8 +107,10 @@ impl CaseStore {
     pub async fn connect(url: &str) -> Result<Self, CaseError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
-        let url = if sqlite && !url.contains("mode=") && !url.contains(":memory:") {
+        if sqlite && !url.contains(":memory:") && (!url.contains("mode=") || url.contains("mode=rwc")) {
             prepare_sqlite(url).map_err(|error| CaseError::Database(sqlx::Error::Io(error)))?;
+        }
+        let url = if sqlite && !url.contains("mode=") && !url.contains(":memory:") {
             format!("{url}{}mode=rwc", if url.contains('?') { "&" } else { "?" })
         } else {
             url.to_owned()
@@ -82,23 +127,60 @@ impl CaseStore {
                 .acquire_timeout(Duration::from_secs(10))
                 .after_connect(|connection, _| {
                     Box::pin(async move {
-                        use sqlx::Executor;
                         connection.execute("PRAGMA journal_mode = WAL").await?;
                         connection.execute("PRAGMA synchronous = FULL").await?;
                         connection.execute("PRAGMA busy_timeout = 5000").await?;
                         Ok(())
                     })
                 })
+                .after_release(|connection, _| Box::pin(outside_transaction(connection, true)))
                 .connect_with(options)
                 .await?
         } else {
             AnyPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(5))
+                .after_release(|connection, _| Box::pin(outside_transaction(connection, false)))
                 .connect_with(options)
                 .await?
         };
         MIGRATOR.run(&pool).await.map_err(|error| CaseError::Database(error.into()))?;
+        Ok(CaseStore { pool })
+    }
+
+    /// Opens an existing case database to read it (`saring audit verify`): a SQLite file read-only, and never
+    /// created or migrated — a missing database is an error, not an empty one that verifies.
+    pub async fn open_existing(url: &str) -> Result<Self, CaseError> {
+        sqlx::any::install_default_drivers();
+        let url = if url.starts_with("sqlite:") {
+            let path = sqlite_path(url).ok_or_else(|| {
+                CaseError::Database(sqlx::Error::Configuration("an in-memory database has nothing to read".into()))
+            })?;
+            if !path.is_file() {
+                return Err(CaseError::Database(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no case database at {}", path.display()),
+                ))));
+            }
+            let without_mode: Vec<&str> = url
+                .split_once('?')
+                .map(|(_, query)| query.split('&').filter(|pair| !pair.starts_with("mode=")).collect())
+                .unwrap_or_default();
+            let base = url.split('?').next().unwrap_or(url);
+            let mut query = without_mode.join("&");
+            if !query.is_empty() {
+                query.push('&');
+            }
+            format!("{base}?{query}mode=ro")
+        } else {
+            url.to_owned()
+        };
+        let options = AnyConnectOptions::from_str(&url)?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
         Ok(CaseStore { pool })
     }
 
@@ -111,13 +193,14 @@ impl CaseStore {
         &self,
         policy: &LadderPolicy,
         record: &ContactRecord,
+        clock_ms: i64,
     ) -> Result<(LadderOutcome, Option<i64>), CaseError> {
         // Two replicas may propose for one caller at once: the unique index on open cases lets one win; the other
         // runs again and finds the winner's case.
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.on_outcome_once(policy, record).await {
+            match self.on_outcome_once(policy, record, clock_ms).await {
                 Err(CaseError::Database(sqlx::Error::Database(error)))
                     if attempt < 3 && error.kind() == sqlx::error::ErrorKind::UniqueViolation =>
                 {
@@ -132,8 +215,21 @@ impl CaseStore {
         &self,
         policy: &LadderPolicy,
         record: &ContactRecord,
+        clock_ms: i64,
     ) -> Result<(LadderOutcome, Option<i64>), CaseError> {
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.pool.acquire().await?;
+        let result = Self::on_outcome_in(&mut connection, policy, record, clock_ms).await;
+        settle(connection, &result);
+        result
+    }
+
+    async fn on_outcome_in(
+        connection: &mut AnyConnection,
+        policy: &LadderPolicy,
+        record: &ContactRecord,
+        clock_ms: i64,
+    ) -> Result<(LadderOutcome, Option<i64>), CaseError> {
+        let mut tx = connection.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO contacts (contact_id, caller_key, at_ms, channel, region, disposition, operator_id, \
              likelihood, model_version, answered, talk_s, recorded_ms) \
@@ -155,6 +251,11 @@ impl CaseStore {
         .await?
         .rows_affected()
             == 1;
+        if !inserted {
+            if let Some(stored) = recorded_outcome(&mut tx, &record.contact_id).await? {
+                check_repeat(&stored, record)?;
+            }
+        }
         let open = open_case(&mut tx, &record.caller_ref).await?;
         if !inserted {
             tx.commit().await?;
@@ -204,7 +305,7 @@ impl CaseStore {
         }
 
         let case_id = new_case_id();
-        let created = now_ms();
+        let created = clock_ms;
         let first_incident = proposal.incidents.iter().map(|incident| incident.at_ms).min().unwrap_or(now);
         let timeline_from = first_incident.min(now - policy.window_ms(proposal.rung));
         sqlx::query(
@@ -335,7 +436,18 @@ impl CaseStore {
         case_id: &str,
         reader: &Principal,
     ) -> Result<(CaseEvidence, i64), CaseError> {
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.pool.acquire().await?;
+        let result = Self::read_evidence_in(&mut connection, case_id, reader).await;
+        settle(connection, &result);
+        result
+    }
+
+    async fn read_evidence_in(
+        connection: &mut AnyConnection,
+        case_id: &str,
+        reader: &Principal,
+    ) -> Result<(CaseEvidence, i64), CaseError> {
+        let mut tx = connection.begin().await?;
         let summary = load_case(&mut tx, case_id).await?;
         let row = sqlx::query("SELECT caller_number, timeline_from_ms FROM cases WHERE case_id = $1")
             .bind(case_id)
@@ -403,13 +515,46 @@ impl CaseStore {
         reason: &str,
         delivered_ms: Option<i64>,
         actor: &Principal,
+        clock_ms: i64,
     ) -> Result<(CaseSummary, i64), CaseError> {
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.pool.acquire().await?;
+        let result = Self::transition_in(
+            &mut connection,
+            case_id,
+            version,
+            from,
+            to,
+            (action, reason),
+            delivered_ms,
+            actor,
+            clock_ms,
+        )
+        .await;
+        settle(connection, &result);
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn transition_in(
+        connection: &mut AnyConnection,
+        case_id: &str,
+        version: i64,
+        from: &[CaseState],
+        to: CaseState,
+        (action, reason): (&str, &str),
+        delivered_ms: Option<i64>,
+        actor: &Principal,
+        clock_ms: i64,
+    ) -> Result<(CaseSummary, i64), CaseError> {
+        let mut tx = connection.begin().await?;
         let current = load_case(&mut tx, case_id).await?;
         if current.version != version || !from.contains(&current.state) {
             return Err(conflict(current, version, to));
         }
-        let now = now_ms();
+        let now = clock_ms;
+        if to == CaseState::Actioned {
+            check_delivery(&current, delivered_ms.unwrap_or(now))?;
+        }
         let (set, by) = match to {
             CaseState::Approved | CaseState::Rejected => {
                 ("decided_by = $4, decided_ms = $5, decision_reason = $6", actor.name.as_str())
@@ -486,12 +631,34 @@ impl CaseStore {
         caller_ref: &str,
         now_ms: i64,
     ) -> Result<(Option<Delivered>, Option<CaseSummary>), CaseError> {
-        let mut tx = self.pool.begin().await?;
+        let mut connection = self.pool.acquire().await?;
+        let result = Self::caller_ladder_in(&mut connection, policy, caller_ref, now_ms).await;
+        settle(connection, &result);
+        result
+    }
+
+    async fn caller_ladder_in(
+        connection: &mut AnyConnection,
+        policy: &LadderPolicy,
+        caller_ref: &str,
+        now_ms: i64,
+    ) -> Result<(Option<Delivered>, Option<CaseSummary>), CaseError> {
+        let mut tx = connection.begin().await?;
         let open = open_case(&mut tx, caller_ref).await?;
         let (_, incidents) = incidents(&mut tx, caller_ref, now_ms - policy.lookback_ms()).await?;
         let delivered = delivered(&mut tx, caller_ref).await?;
         tx.commit().await?;
         Ok((policy.effective_rung(delivered, &incidents, now_ms), open))
+    }
+
+    /// The outcome recorded for `contact_id`, if any.
+    pub(super) async fn recorded_outcome(&self, contact_id: &str) -> Result<Option<RecordedOutcome>, CaseError> {
+        let mut connection = self.pool.acquire().await?;
+        let mut tx = connection.begin().await?;
+        let stored = recorded_outcome(&mut tx, contact_id).await;
+        drop(tx);
+        settle(connection, &stored);
+        stored
     }
 
     /// How many cases are in each state.
@@ -652,6 +819,25 @@ async fn load_case(tx: &mut Transaction<'_, Any>, case_id: &str) -> Result<CaseS
         .await?
         .ok_or_else(|| CaseError::NotFound(case_id.to_owned()))?;
     summary(&row)
+}
+
+async fn recorded_outcome(
+    tx: &mut Transaction<'_, Any>,
+    contact_id: &str,
+) -> Result<Option<RecordedOutcome>, CaseError> {
+    let row = sqlx::query("SELECT caller_key, disposition, answered, talk_s FROM contacts WHERE contact_id = $1")
+        .bind(contact_id)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else { return Ok(None) };
+    let disposition: String = row.try_get("disposition")?;
+    Ok(Some(RecordedOutcome {
+        caller_ref: row.try_get("caller_key")?,
+        disposition: Disposition::from_name(&disposition)
+            .ok_or(CaseError::Corrupt { what: "disposition", value: disposition })?,
+        answered: row.try_get::<i64, _>("answered")? != 0,
+        talk_s: row.try_get("talk_s")?,
+    }))
 }
 
 async fn open_case(tx: &mut Transaction<'_, Any>, caller_ref: &str) -> Result<Option<CaseSummary>, CaseError> {

@@ -187,6 +187,7 @@ fn error_response(error: Error) -> Response {
                 .collect::<Vec<_>>()
                 .join("; "),
         ),
+        Error::AlreadyExists(message) => failure(StatusCode::CONFLICT, message),
         other => {
             let status = tonic::Status::from(other);
             failure(StatusCode::SERVICE_UNAVAILABLE, status.message().to_owned())

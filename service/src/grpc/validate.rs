@@ -26,6 +26,16 @@ impl Checker {
         Checker { prefix, violations: Vec::new() }
     }
 
+    fn contact_id(&mut self, field: &str, value: &str) -> bool {
+        match crate::ids::check_contact_id(value) {
+            Ok(()) => true,
+            Err(problem) => {
+                self.fail(field, problem);
+                false
+            }
+        }
+    }
+
     fn fail(&mut self, field: &str, description: impl Into<String>) {
         self.violations.push(Violation::new(format!("{}{field}", self.prefix), description));
     }
@@ -77,7 +87,7 @@ pub fn caller_number(field: &str, raw: &str) -> Result<String> {
 }
 
 fn check_contact(checker: &mut Checker, request: &proto::ContactRequest, now_ms: i64) -> Option<Contact> {
-    let id_ok = checker.text("contact_id", &request.contact_id, 128);
+    let id_ok = checker.contact_id("contact_id", &request.contact_id);
     let caller = match request.caller.as_deref() {
         None => Some(None),
         Some(raw) => match normalise_indonesian_number(raw) {
@@ -171,7 +181,7 @@ pub fn contact(request: &proto::ContactRequest, now_ms: i64) -> Result<Contact> 
 /// Validates an Outcome.
 pub fn outcome(request: &proto::Outcome, now_ms: i64) -> Result<OutcomeReport> {
     let mut checker = Checker::new("");
-    checker.text("contact_id", &request.contact_id, 128);
+    checker.contact_id("contact_id", &request.contact_id);
     let mut contact = None;
     if let Some(embedded) = &request.contact {
         let mut inner = Checker::new("contact.");

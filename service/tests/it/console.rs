@@ -236,8 +236,8 @@ async fn a_legal_reviewer_approves_a_case_the_audit_shows_it_and_a_lost_race_sho
     // Two pranks: an automatic warning; delivered; another prank proposes a virtual-police message.
     prank(&mut routing, "legal-c1", number, 3.0).await;
     let warning = prank(&mut routing, "legal-c2", number, 2.9).await.open_case.unwrap();
-    deliver(&mut dispatch, &warning, 2.0).await;
-    let message = prank(&mut routing, "legal-c3", number, 1.0).await.open_case.unwrap();
+    deliver(&mut dispatch, &warning).await;
+    let message = prank(&mut routing, "legal-c3", number, 0.0).await.open_case.unwrap();
     assert_eq!(proto::CaseState::try_from(message.state).unwrap(), proto::CaseState::Proposed);
 
     let browser = Browser::start().await;
@@ -272,8 +272,8 @@ async fn a_legal_reviewer_approves_a_case_the_audit_shows_it_and_a_lost_race_sho
         .into_inner()
         .cases
         .remove(0);
-    deliver(&mut dispatch, &approved_case, 0.5).await;
-    let referral = prank(&mut routing, "legal-c4", number, 0.1).await.open_case.unwrap();
+    deliver(&mut dispatch, &approved_case).await;
+    let referral = prank(&mut routing, "legal-c4", number, 0.0).await.open_case.unwrap();
     assert_eq!(proto::Rung::try_from(referral.rung).unwrap(), proto::Rung::LegalReferral);
     browser.client.goto(&format!("{console}/legal/cases/{}", referral.case_id)).await.unwrap();
     browser.wait_for("#approve").await;

@@ -117,17 +117,22 @@ pub(crate) async fn decide(
         .map(tonic::Response::into_inner)
 }
 
-pub(crate) async fn deliver(dispatch: &mut Escalations, case: &proto::CaseSummary, days: f64) -> proto::CaseSummary {
-    dispatch
+/// Dispatch reports the case delivered now (a delivery cannot precede its approval); contacts received from the
+/// moment it returns are after the delivery.
+pub(crate) async fn deliver(dispatch: &mut Escalations, case: &proto::CaseSummary) -> proto::CaseSummary {
+    let delivered = dispatch
         .record_action(proto::RecordActionRequest {
             case_id: case.case_id.clone(),
             version: case.version,
-            delivered_at: Some(timestamp(days_ago(days))),
+            delivered_at: Some(timestamp(OffsetDateTime::now_utc())),
             note: format!("delivered {}", case.case_id),
         })
         .await
         .unwrap()
-        .into_inner()
+        .into_inner();
+    // Incidents count towards the next rung when strictly after the delivery (millisecond resolution).
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    delivered
 }
 
 async fn standing(client: &mut Screening, number: &str) -> proto::CallerProfile {
@@ -176,14 +181,14 @@ async fn walks_the_whole_ladder(database_url: &str) {
         seen.push((event.action.clone(), event.r#case.unwrap().case_id));
     }
     assert_eq!(seen, [("proposed".into(), warning.case_id.clone()), ("approved".into(), warning.case_id.clone())]);
-    let delivered = deliver(&mut dispatch, &warning, 10.0).await;
+    let delivered = deliver(&mut dispatch, &warning).await;
     assert_eq!(state_of(&delivered), proto::CaseState::Actioned);
     let profile = standing(&mut harness.screening(Role::Operator), number).await;
     assert_eq!(profile.rung, proto::Rung::Warning as i32);
     assert!(profile.open_case.is_none());
 
     // One more prank after the delivered warning: a virtual-police message, which needs a reviewer.
-    let third = prank(&mut routing, "walk-3", number, 9.0).await;
+    let third = prank(&mut routing, "walk-3", number, 0.0).await;
     let message = third.open_case.clone().unwrap();
     assert_eq!(
         (rung_of(&message), state_of(&message)),
@@ -191,7 +196,7 @@ async fn walks_the_whole_ladder(database_url: &str) {
     );
     assert!(!message.automatic);
     // More misuse while the case is open is added to it as evidence (one open case per caller).
-    let fourth = call(&mut routing, "walk-4", number, 8.9, proto::Disposition::Abusive).await;
+    let fourth = call(&mut routing, "walk-4", number, 0.0, proto::Disposition::Abusive).await;
     assert_eq!(fourth.ladder_change, proto::LadderChange::EvidenceAdded as i32);
     let message = fourth.open_case.unwrap();
     assert_eq!((message.incidents, message.version), (2, 2));
@@ -235,11 +240,11 @@ async fn walks_the_whole_ladder(database_url: &str) {
     let approved =
         decide(&mut legal, &message, proto::Decision::Approve, "repeated pranks after a warning").await.unwrap();
     assert_eq!(approved.decided_by, "test-legal");
-    let delivered = deliver(&mut dispatch, &approved, 8.0).await;
+    let delivered = deliver(&mut dispatch, &approved).await;
     assert_eq!(state_of(&delivered), proto::CaseState::Actioned);
 
     // One more after the message: a legal referral. Two reviewers decide at once: one wins.
-    let fifth = prank(&mut routing, "walk-5", number, 7.0).await;
+    let fifth = prank(&mut routing, "walk-5", number, 0.0).await;
     let referral = fifth.open_case.unwrap();
     assert_eq!((rung_of(&referral), state_of(&referral)), (proto::Rung::LegalReferral, proto::CaseState::Proposed));
     let mut other_legal = harness.escalations(Role::Legal);
@@ -254,12 +259,12 @@ async fn walks_the_whole_ladder(database_url: &str) {
     assert_eq!(state_of(&referral), proto::CaseState::Approved);
     assert_eq!(loser.code(), Code::Aborted);
     assert!(loser.message().contains("approved by test-legal"), "the loser learns who decided: {}", loser.message());
-    let filed = deliver(&mut dispatch, &referral, 6.0).await;
+    let filed = deliver(&mut dispatch, &referral).await;
     assert_eq!(state_of(&filed), proto::CaseState::Actioned);
     let profile = standing(&mut harness.screening(Role::Operator), number).await;
     assert_eq!(profile.rung, proto::Rung::LegalReferral as i32);
     // At the top: further pranks propose nothing more.
-    let sixth = prank(&mut routing, "walk-6", number, 5.0).await;
+    let sixth = prank(&mut routing, "walk-6", number, 0.0).await;
     assert_eq!(sixth.ladder_change, proto::LadderChange::None as i32);
 
     drop(watch);
@@ -279,11 +284,23 @@ async fn a_quiet_caller_is_forgiven_and_an_appeal_reverts(database_url: &str) {
     let mut legal = harness.escalations(Role::Legal);
     let mut dispatch = harness.escalations(Role::Dispatch);
 
-    // A warning delivered 198 days ago, then 90+ quiet days: the rung has expired.
+    // A warning delivered 198 days ago, then 90+ quiet days: the rung has expired. (A delivery cannot precede its
+    // approval, so it is reported now and the 198 days pass by moving the stored dates back, as time would.)
     let quiet = "0812-3400-0002";
     prank(&mut routing, "quiet-1", quiet, 200.0).await;
     let warning = prank(&mut routing, "quiet-2", quiet, 199.5).await.open_case.unwrap();
-    deliver(&mut dispatch, &warning, 198.0).await;
+    deliver(&mut dispatch, &warning).await;
+    let passed_ms = (days_ago(0.0) - days_ago(198.0)).whole_milliseconds();
+    let moved = execute(
+        database_url,
+        &format!(
+            "UPDATE cases SET created_ms = created_ms - {passed_ms}, updated_ms = updated_ms - {passed_ms}, \
+             decided_ms = decided_ms - {passed_ms}, delivered_ms = delivered_ms - {passed_ms} WHERE case_id = '{}'",
+            warning.case_id
+        ),
+    )
+    .await;
+    assert_eq!(moved, 1);
     assert_eq!(standing(&mut operator, quiet).await.rung, proto::Rung::Unspecified as i32, "forgiven");
     // A new prank does not lead to a virtual-police message: the caller starts again at the bottom.
     let after = prank(&mut routing, "quiet-3", quiet, 1.0).await;
@@ -295,7 +312,7 @@ async fn a_quiet_caller_is_forgiven_and_an_appeal_reverts(database_url: &str) {
     let appealed = "0812-3400-0003";
     prank(&mut routing, "appeal-1", appealed, 5.0).await;
     let warning = prank(&mut routing, "appeal-2", appealed, 4.5).await.open_case.unwrap();
-    let warning = deliver(&mut dispatch, &warning, 4.0).await;
+    let warning = deliver(&mut dispatch, &warning).await;
     assert_eq!(standing(&mut operator, appealed).await.rung, proto::Rung::Warning as i32);
     let missing_reason = legal
         .revert(proto::RevertRequest { case_id: warning.case_id.clone(), version: warning.version, reason: " ".into() })
@@ -495,9 +512,9 @@ async fn restarts_lose_nothing(database_url: &str) {
     assert_eq!(again.ladder_change, proto::LadderChange::None as i32);
     let open = again.open_case.unwrap();
     assert_eq!((open.case_id, open.version), (warning.case_id.clone(), warning.version));
-    let delivered = deliver(&mut dispatch_after(&saring).await, &warning, 4.0).await;
+    let delivered = deliver(&mut dispatch_after(&saring).await, &warning).await;
     assert_eq!(state_of(&delivered), proto::CaseState::Actioned);
-    let message = routing.record_outcome(outcome("restart-3", 3.0)).await.unwrap().into_inner().open_case.unwrap();
+    let message = routing.record_outcome(outcome("restart-3", 0.0)).await.unwrap().into_inner().open_case.unwrap();
     assert_eq!(rung_of(&message), proto::Rung::VirtualPoliceMessage);
     let approved = decide(&mut legal, &message, proto::Decision::Approve, "warned, pranked again").await.unwrap();
     drop(saring); // killed right after the acknowledged decision
@@ -509,7 +526,7 @@ async fn restarts_lose_nothing(database_url: &str) {
     assert_eq!((state_of(&summary), summary.version), (proto::CaseState::Approved, approved.version));
     assert_eq!(summary.decision_reason, "warned, pranked again");
     assert_eq!(evidence.timeline.len(), 3);
-    let filed = deliver(&mut dispatch, &summary, 2.0).await;
+    let filed = deliver(&mut dispatch, &summary).await;
     assert_eq!(state_of(&filed), proto::CaseState::Actioned);
     let (clean, _) = tokio::task::spawn_blocking(move || saring.terminate()).await.unwrap();
     assert!(clean);
@@ -525,3 +542,89 @@ on_both_databases!(restarts_lose_nothing);
 async fn dispatch_after(saring: &crate::common::process::SaringProcess) -> Escalations {
     crate::common::escalations(&crate::common::connect(saring.url()).await, crate::common::Bearer::of(Role::Dispatch))
 }
+
+fn field_violations(status: &tonic::Status) -> Vec<String> {
+    tonic_types::StatusExt::get_details_bad_request(status)
+        .map(|details| details.field_violations.into_iter().map(|violation| violation.field).collect())
+        .unwrap_or_default()
+}
+
+/// Dispatch cannot date a delivery before the approval (the rung would be forgiven early, or incidents before
+/// the real delivery would count towards the next rung): INVALID_ARGUMENT naming `delivered_at`, nothing applied.
+async fn a_delivery_before_its_approval_is_refused(database_url: &str) {
+    let harness = start_on(database_url).await;
+    let mut routing = harness.screening(Role::Routing);
+    let mut dispatch = harness.escalations(Role::Dispatch);
+    let number = "0812-3400-0020";
+    prank(&mut routing, "early-1", number, 3.0).await;
+    let warning = prank(&mut routing, "early-2", number, 2.0).await.open_case.unwrap();
+    assert_eq!(state_of(&warning), proto::CaseState::Approved);
+    let approved_at = warning.decided_at.unwrap();
+
+    let year_2000 = OffsetDateTime::from_unix_timestamp(946_684_800).unwrap();
+    let a_second_before = prost_types::Timestamp { seconds: approved_at.seconds - 1, nanos: approved_at.nanos };
+    for delivered_at in [timestamp(year_2000), a_second_before] {
+        let refused = dispatch
+            .record_action(proto::RecordActionRequest {
+                case_id: warning.case_id.clone(),
+                version: warning.version,
+                delivered_at: Some(delivered_at),
+                note: "delivered".into(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert_eq!(field_violations(&refused), ["delivered_at"], "{refused:?}");
+        assert!(refused.message().contains("approved"), "{}", refused.message());
+    }
+    // Nothing was applied: the case is still approved at its version, and a true delivery goes through.
+    let still = harness
+        .escalations(Role::Legal)
+        .list(proto::ListCasesRequest { states: vec![proto::CaseState::Approved as i32], ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .cases;
+    assert_eq!(
+        still.iter().map(|case| (case.case_id.as_str(), case.version)).collect::<Vec<_>>(),
+        [(warning.case_id.as_str(), warning.version)]
+    );
+    let delivered = deliver(&mut dispatch, &warning).await;
+    assert_eq!(state_of(&delivered), proto::CaseState::Actioned);
+    harness.server.stop().await.unwrap();
+}
+on_both_databases!(a_delivery_before_its_approval_is_refused);
+
+/// A contact id is one contact: reused for another caller it is refused naming `contact_id` (and counted in
+/// nobody's history); a repeat that says something else about the contact is ALREADY_EXISTS, not a silent
+/// duplicate; an identical repeat stays a duplicate.
+async fn a_contact_id_is_one_contact(database_url: &str) {
+    let harness = start_on(database_url).await;
+    let mut routing = harness.screening(Role::Routing);
+    let mut operator = harness.screening(Role::Operator);
+    let (first, second) = ("0812-3400-0021", "0812-3400-0022");
+    let with_contact = |number: &str, disposition: proto::Disposition| proto::Outcome {
+        disposition: disposition as i32,
+        ..prank_outcome("reused-1", Some(contact_at("reused-1", number, 1.0)))
+    };
+    let recorded = routing.record_outcome(with_contact(first, proto::Disposition::Prank)).await.unwrap().into_inner();
+    assert!(!recorded.duplicate);
+
+    let other_caller = routing.record_outcome(with_contact(second, proto::Disposition::Prank)).await.unwrap_err();
+    assert_eq!(other_caller.code(), Code::InvalidArgument, "{other_caller:?}");
+    assert_eq!(field_violations(&other_caller), ["contact_id"], "{other_caller:?}");
+    assert!(!other_caller.message().contains("+6281234000021"), "never the other caller's number");
+    let profile = standing(&mut operator, second).await;
+    assert!(!profile.known, "the refused outcome is in no history: {profile:?}");
+
+    let conflicting = routing.record_outcome(with_contact(first, proto::Disposition::Silent)).await.unwrap_err();
+    assert_eq!(conflicting.code(), Code::AlreadyExists, "{conflicting:?}");
+    assert!(conflicting.message().contains("prank") && conflicting.message().contains("silent"), "{conflicting:?}");
+    let talked_longer = proto::Outcome { talk_s: 40.0, ..with_contact(first, proto::Disposition::Prank) };
+    assert_eq!(routing.record_outcome(talked_longer).await.unwrap_err().code(), Code::AlreadyExists);
+
+    let repeat = routing.record_outcome(with_contact(first, proto::Disposition::Prank)).await.unwrap().into_inner();
+    assert!(repeat.duplicate, "{repeat:?}");
+    harness.server.stop().await.unwrap();
+}
+on_both_databases!(a_contact_id_is_one_contact);

@@ -5,6 +5,7 @@ mod common;
 mod console;
 mod degraded;
 mod fuzz_corpus;
+mod integrity;
 mod ladder;
 mod lifecycle;
 mod limits;

@@ -185,3 +185,26 @@ async fn saring_restarted_while_redis_is_down_loses_no_acknowledged_outcome() {
     assert!(log.iter().any(|line| line.contains("journal replayed")), "{log:?}");
     std::fs::remove_dir_all(redis_directory).ok();
 }
+
+/// A contact id reused for another caller over Redis (whose markers are per history): refused naming
+/// `contact_id` before history takes it, so the other caller's history does not count it.
+#[tokio::test]
+async fn a_contact_id_reused_for_another_caller_is_refused_and_counted_nowhere() {
+    let redis = PrivateRedis::start();
+    let deployment = Deployment::new("reused-id", redis.port);
+    let saring = deployment.start_saring();
+    let mut operator = client(&saring).await;
+    let first = operator.record_outcome(outcome(sample_contact("reused-r1", Some(&number(1))))).await.unwrap();
+    assert!(!first.into_inner().duplicate);
+    let refused = operator.record_outcome(outcome(sample_contact("reused-r1", Some(&number(2))))).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
+    let fields: Vec<String> = tonic_types::StatusExt::get_details_bad_request(&refused)
+        .map(|details| details.field_violations.into_iter().map(|violation| violation.field).collect())
+        .unwrap_or_default();
+    assert_eq!(fields, ["contact_id"]);
+    let other = operator.get_caller(proto::CallerQuery { caller: number(2) }).await.unwrap().into_inner();
+    assert!(!other.known, "the refused outcome reached the other caller's history: {other:?}");
+    let own = operator.get_caller(proto::CallerQuery { caller: number(1) }).await.unwrap().into_inner();
+    assert_eq!(own.history.unwrap().total_contacts, 1);
+    drop(saring);
+}

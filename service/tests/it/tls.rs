@@ -125,7 +125,7 @@ async fn a_client_certificate_authenticates_a_machine_with_its_role() {
     let warning = crate::ladder::prank(&mut routing_engine, "mtls-2", "0812-3400-0099", 2.0).await.open_case.unwrap();
     let dispatch = tls_channel(port, &ca, Some(&clients_ca.client("dispatch-1"))).await.unwrap();
     assert_eq!(score(&dispatch, Bearer::none()).await, Code::PermissionDenied);
-    let delivered = crate::ladder::deliver(&mut escalations(&dispatch, Bearer::none()), &warning, 1.0).await;
+    let delivered = crate::ladder::deliver(&mut escalations(&dispatch, Bearer::none()), &warning).await;
     assert_eq!(delivered.actioned_by, "dispatch-1");
 
     // A certificate the CA signed for a name no [[auth.clients]] entry has: no role without a token.

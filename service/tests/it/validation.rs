@@ -134,9 +134,11 @@ async fn a_repeated_outcome_changes_nothing() {
         let again = client.record_outcome(outcome.clone()).await.unwrap().into_inner();
         assert!(again.duplicate);
     }
-    // A repeat carrying a different disposition is still the same contact: ignored.
+    // A repeat carrying a different disposition is the same contact saying something else: refused, not dropped
+    // as a duplicate; the first outcome stands.
     let changed = proto::Outcome { disposition: proto::Disposition::GenuineEmergency as i32, ..outcome };
-    assert!(client.record_outcome(changed).await.unwrap().into_inner().duplicate);
+    let refused = client.record_outcome(changed).await.unwrap_err();
+    assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
     let after = client.get_caller(query).await.unwrap().into_inner();
     assert_eq!(after.history.as_ref().unwrap().total_contacts, 1);
     assert!(after.dispositions_month.get("prank").copied().unwrap_or(0.0) > 0.99);
@@ -166,5 +168,22 @@ async fn an_outcome_for_an_unseen_contact_is_recorded_when_it_carries_the_contac
     let profile = client.get_caller(proto::CallerQuery { caller: "081299990001".into() }).await.unwrap().into_inner();
     assert!(profile.known);
     assert!(profile.history.unwrap().misuse_month > 0.99);
+    harness.server.stop().await.unwrap();
+}
+
+/// A contact id is visible characters: no right-to-left override, zero-width or other format character, no white
+/// space, not a path segment; refused on scoring and on outcomes alike.
+#[tokio::test]
+async fn a_contact_id_of_invisible_or_path_characters_is_refused() {
+    let mut harness = start().await;
+    let client = &mut harness.client;
+    for id in ["c\u{202E}1-c", "c\u{200B}1", "\u{FEFF}c1", " ", "c 1", "c\u{00A0}1", "..", "."] {
+        let status = client.score_contact(sample_contact(id, Some("081234567890"))).await.expect_err(id);
+        assert_eq!(violated_fields(&status), ["contact_id"], "{id:?}: {}", status.message());
+        let status = client.record_outcome(prank_outcome(id, Some(sample_contact(id, None)))).await.expect_err(id);
+        assert!(violated_fields(&status).contains(&"contact_id".to_owned()), "{id:?}: {}", status.message());
+    }
+    let ordinary = client.score_contact(sample_contact("c-2026-12-01-000042", None)).await;
+    assert!(ordinary.is_ok(), "{ordinary:?}");
     harness.server.stop().await.unwrap();
 }
