@@ -28,6 +28,8 @@ pub struct GeneralisationConfig {
     pub held_out_seed: u64,
     /// How many held-out worlds.
     pub held_out_worlds: usize,
+    /// Callers per held-out world (the base's when `None`).
+    pub held_out_callers: Option<u32>,
     /// Fit options for the model trained on the training worlds.
     pub fit: FitOptions,
 }
@@ -150,9 +152,11 @@ pub fn measure(config: &GeneralisationConfig, model: Option<ModelArtifact>) -> a
         }
     };
     let model = Model::new(artifact);
+    let held_out_base =
+        SimulationConfig { callers: config.held_out_callers.unwrap_or(config.base.callers), ..config.base.clone() };
     let mut held_out = Vec::new();
     for world in draw_worlds(config.held_out_seed, config.held_out_worlds, WorldRanges::HeldOut) {
-        let rows = replay(&simulate(&world_config(&config.base, &world))).rows;
+        let rows = replay(&simulate(&world_config(&held_out_base, &world))).rows;
         let (evaluation, _) = evaluate(&model, &rows);
         let margin = evaluation.roc_auc - evaluation.naive_roc_auc.max(evaluation.naive_recent_roc_auc);
         eprintln!(

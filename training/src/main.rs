@@ -106,9 +106,12 @@ enum Command {
         /// Days of traffic per world.
         #[arg(long, default_value_t = 30)]
         days: u32,
-        /// Callers per world.
-        #[arg(long, default_value_t = 3000)]
+        /// Callers per training world.
+        #[arg(long, default_value_t = 1500)]
         callers: u32,
+        /// Callers per held-out world (default: --callers).
+        #[arg(long)]
+        held_out_callers: Option<u32>,
         /// Measure this model instead of training one on the training worlds.
         #[arg(long)]
         model: Option<PathBuf>,
@@ -279,6 +282,7 @@ fn main() -> anyhow::Result<()> {
             held_out_worlds,
             days,
             callers,
+            held_out_callers,
             model,
             learners,
             json_out,
@@ -298,6 +302,7 @@ fn main() -> anyhow::Result<()> {
                 training_worlds: worlds,
                 held_out_seed,
                 held_out_worlds,
+                held_out_callers,
                 fit: FitOptions { learners, allow_worse_than_naive: true, ..FitOptions::default() },
             };
             let result = measure(&config, artifact)?;
