@@ -11,8 +11,8 @@ cargo build --release -p saring-training
 train=./target/release/saring-train
 mkdir -p data
 
-train_command="saring-train simulate --worlds 16 --seed 1 --days 30 --callers 4000"
-$train simulate --out data/train.jsonl --worlds 16 --seed 1 --days 30 --callers 4000
+train_command="saring-train simulate --worlds 16 --seed 1 --days 30 --callers 1500"
+$train simulate --out data/train.jsonl --worlds 16 --seed 1 --days 30 --callers 1500
 $train fit --events data/train.jsonl --out models/artifacts/default.json
 $train simulate --out data/holdout-seed2.jsonl --seed 2 --days 30 --callers 20000
 $train simulate --out data/holdout-other-regions.jsonl --seed 3 --days 30 --callers 20000 \
@@ -24,7 +24,7 @@ $train evaluate --model models/artifacts/default.json --events data/holdout-othe
 $train evaluate --model models/artifacts/default.json --events data/train.jsonl --test-range \
   --report docs/model-report/test-range > data/eval-test-range.txt
 $train generalisation --model models/artifacts/default.json --held-out-seed 1001 --held-out-worlds 16 \
-  --days 30 --callers 4000 --require-positive > data/generalisation.md
+  --days 30 --held-out-callers 4000 --require-positive > data/generalisation.md
 
 python3 scripts/model_card.py models/artifacts/default.json data/eval-seed2.txt data/eval-other.txt \
   "$train_command" data/generalisation.md > models/artifacts/README.md
