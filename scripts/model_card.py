@@ -6,6 +6,7 @@ import sys
 artifact_path, seed_eval_path, other_eval_path = sys.argv[1:4]
 train_command = sys.argv[4] if len(sys.argv) > 4 else "saring-train simulate --seed 1 --days 60 --callers 20000"
 generalisation_path = sys.argv[5] if len(sys.argv) > 5 else None
+notes_path = sys.argv[6] if len(sys.argv) > 6 else None
 artifact = json.load(open(artifact_path))
 card = artifact["card"]
 data = card["data"]
@@ -16,6 +17,19 @@ ece = calibration["ece"]
 bands = card["metrics"]["bands"]
 reference = card["reference"]
 naive = card.get("naive_rule", {})
+
+
+def high_and_naive():
+    text = ""
+    if "high_note" in card["bands"]:
+        text += f"\n  {card['bands']['high_note']}."
+    if naive:
+        overridden = " (written with --allow-worse-than-naive)" if naive.get("overridden") else ""
+        text += f"""
+- **Naive rule** (share of the caller's past labelled contacts that were misuse) on the same test range: ROC-AUC
+  {naive['test_roc_auc_all_time']:.4f} all-time, {naive['test_roc_auc_recent_30d']:.4f} 30-day decayed; the model
+  {naive['model_test_roc_auc']:.4f}, margin {naive['margin']:+.4f}{overridden}. `fit` refuses to write a model that does not beat it."""
+    return text
 
 
 def per_band_table():
@@ -31,7 +45,7 @@ def per_band_table():
             precision = "–" if entry["precision"] is None else f"{entry['precision']:.3f}"
             cells.append(f"{precision} / {entry['recall']:.3f} ({entry['contacts']} contacts)")
         lines.append(f"| {band.upper()} | {cells[0]} | {cells[1]} |")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines) + "\n\n"
 
 
 def band_counts(counts):
@@ -41,6 +55,7 @@ def band_counts(counts):
 def generalisation_section():
     if not generalisation_path:
         return ""
+    notes = open(notes_path).read().rstrip() + "\n" if notes_path else ""
     return f"""## Populations it was never simulated for
 
 Held-out worlds whose every parameter lies outside the training worlds' ranges (ranges in
@@ -49,25 +64,7 @@ of the two naive-rule ROC-AUCs on the same contacts. Produced by:
 
 {open(generalisation_path).read().rstrip()}
 
-Measured when the default moved to domain-randomised training (2026-12-02), on the same 16 held-out worlds: the
-previous default `boosted-20261124-e5cba6b0`, trained on one world (`simulate --seed 1 --days 60 --callers
-20000`), also beat the naive rule on every world (worst margin +0.0016, mean +0.0443); the model trained on 16
-randomised worlds as above had worst +0.0007 and mean +0.0425, better than the previous default on 5 of the 16.
-Domain randomisation therefore bought no measurable margin on these worlds; it was kept because every row stays
-positive and the training data no longer fixes one simulator's rates. The smallest margins come from worlds where
-misuse callers dominate (misuse share over 50% with the misuse scale ×10–20) and both the model and the naive rule
-rank barely better than chance: there a margin of +0.001 is within sampling noise (ROC-AUC standard error about
-0.002 at 100 000 labelled contacts), so "positive" is not a claim of a real win. Monotone constraints and shrinkage
-toward the naive rule for callers with little history were not added: no measured row was negative. The held-out
-worlds' realised misuse shares span 7–81% of labelled contacts, not the 5–95% aimed at: with up to 10% label noise
-and misusers' silent calls (labelled SILENT, not misuse) even a world of misuse callers stays below about 85%.
-
-Costs of the switch, measured on the logs above: on another seed of the default world the new default ranks slightly
-worse than the previous one (ROC-AUC 0.8694 against 0.8715; other regions 0.8754 against 0.8779), and because HIGH
-must now hold at least a fifth of validation misuse (the recall floor; the 0.95 precision target is unattainable
-there), HIGH finds far more misuse (4009 misuse contacts in HIGH on seed 2 against 776) at lower precision (0.893 against 0.968)
-and holds more genuine emergencies (25 of 3892 on seed 2 against 5; the shipped-model test allows at most 1%).
-
+{notes}
 """
 
 
@@ -84,12 +81,7 @@ print(f"""# Model card: `{artifact['model_version']}` (the shipped default)
   {data['positives']} misuse. Split by time: train {data['train']['rows']} rows until {data['train']['until']},
   validation {data['validation']['rows']} rows, test {data['test']['rows']} rows from {data['test']['from']}.
 - **Bands**: ELEVATED at likelihood ≥ {artifact['bands']['elevated']:.3f}, HIGH at ≥ {artifact['bands']['high']:.3f}
-  ({card['bands']['chosen_for']}).
-  {card['bands'].get('high_note', '')}.
-- **Naive rule** (share of the caller's past labelled contacts that were misuse) on the same test range: ROC-AUC
-  {naive.get('test_roc_auc_all_time', float('nan')):.4f} all-time, {naive.get('test_roc_auc_recent_30d', float('nan')):.4f} 30-day decayed; the model
-  {naive.get('model_test_roc_auc', float('nan')):.4f}, margin {naive.get('margin', float('nan')):+.4f}{' (written with --allow-worse-than-naive)' if naive.get('overridden') else ''}.
-  `fit` refuses to write a model that does not beat it.
+  ({card['bands']['chosen_for']}).{high_and_naive()}
 - **Limits**: trained on simulated traffic only; real dispositions will differ. The simulator's caller archetypes
   and rates are documented in `training/src/simulate.rs`. Retrain on real operator dispositions before relying on
   the bands.
@@ -118,8 +110,7 @@ print(f"""
 | HIGH precision / recall | {bands['validation']['high']['precision']:.3f} / {bands['validation']['high']['recall']:.3f} | {bands['test']['high']['precision']:.3f} / {bands['test']['high']['recall']:.3f} |
 | genuine emergencies by band | {band_counts(validation['genuine_emergencies_by_band'])} | {band_counts(test['genuine_emergencies_by_band'])} |
 
-{per_band_table()}
-Calibration chosen by cross-fitting on the two halves of the validation range: Platt held-out log loss
+{per_band_table()}Calibration chosen by cross-fitting on the two halves of the validation range: Platt held-out log loss
 {calibration['platt_cross_fit']['log_loss']:.4f} (ECE {calibration['platt_cross_fit']['ece']:.4f}), isotonic
 {calibration['isotonic_cross_fit']['log_loss']:.4f} (ECE {calibration['isotonic_cross_fit']['ece']:.4f}).
 
