@@ -1,8 +1,12 @@
-"""Writes the shipped model's card (Markdown) from its artifact and two held-out evaluations."""
+"""Writes the shipped model's card (Markdown) from its artifact, two held-out evaluations and, optionally, the
+training command and the `saring-train generalisation` table (held-out worlds outside every training range)."""
 import json
 import sys
 
 artifact_path, seed_eval_path, other_eval_path = sys.argv[1:4]
+train_command = sys.argv[4] if len(sys.argv) > 4 else "saring-train simulate --seed 1 --days 60 --callers 20000"
+generalisation_path = sys.argv[5] if len(sys.argv) > 5 else None
+notes_path = sys.argv[6] if len(sys.argv) > 6 else None
 artifact = json.load(open(artifact_path))
 card = artifact["card"]
 data = card["data"]
@@ -12,10 +16,56 @@ calibration = card["calibration"]
 ece = calibration["ece"]
 bands = card["metrics"]["bands"]
 reference = card["reference"]
+naive = card.get("naive_rule", {})
+
+
+def high_and_naive():
+    text = ""
+    if "high_note" in card["bands"]:
+        text += f"\n  {card['bands']['high_note']}."
+    if naive:
+        overridden = " (written with --allow-worse-than-naive)" if naive.get("overridden") else ""
+        text += f"""
+- **Naive rule** (share of the caller's past labelled contacts that were misuse) on the same test range: ROC-AUC
+  {naive['test_roc_auc_all_time']:.4f} all-time, {naive['test_roc_auc_recent_30d']:.4f} 30-day decayed; the model
+  {naive['model_test_roc_auc']:.4f}, margin {naive['margin']:+.4f}{overridden}. `fit` refuses to write a model that does not beat it."""
+    return text
+
+
+def per_band_table():
+    if "per_band" not in bands["test"]:
+        return ""
+    lines = ["Each band's own contacts (precision = misuse share among them, recall = share of all labelled misuse "
+             "landing there):", "", "| band | validation precision / recall | test precision / recall |",
+             "|---|---|---|"]
+    for band in ["low", "elevated", "high"]:
+        cells = []
+        for split in ["validation", "test"]:
+            entry = bands[split]["per_band"][band]
+            precision = "–" if entry["precision"] is None else f"{entry['precision']:.3f}"
+            cells.append(f"{precision} / {entry['recall']:.3f} ({entry['contacts']} contacts)")
+        lines.append(f"| {band.upper()} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n\n"
 
 
 def band_counts(counts):
     return f"LOW {counts['low']} / ELEVATED {counts['elevated']} / HIGH {counts['high']}"
+
+
+def generalisation_section():
+    if not generalisation_path:
+        return ""
+    notes = open(notes_path).read().rstrip() + "\n" if notes_path else ""
+    return f"""## Populations it was never simulated for
+
+Held-out worlds whose every parameter lies outside the training worlds' ranges (ranges in
+`training/src/worlds.rs`), other seeds; every contact scored at arrival. Margin = model ROC-AUC minus the better
+of the two naive-rule ROC-AUCs on the same contacts. Produced by:
+
+{open(generalisation_path).read().rstrip()}
+
+{notes}
+"""
 
 
 print(f"""# Model card: `{artifact['model_version']}` (the shipped default)
@@ -26,12 +76,12 @@ print(f"""# Model card: `{artifact['model_version']}` (the shipped default)
   calibrated with {calibration['method']} on the validation range (chosen by {calibration['chosen_by']});
   feature schema `{artifact['schema']['fingerprint']}` ({len(artifact['schema']['names'])} features).
   Hyper-parameters: `{json.dumps(card['hyper_parameters'])}`.
-- **Data**: simulated (`saring-train simulate --seed 1 --days 60 --callers 20000`), fingerprint
+- **Data**: simulated (`{train_command}`), fingerprint
   `{data['fingerprint'][:16]}…`, {data['from']} to {data['to']}: {data['contacts']} contacts, {data['labelled']} labelled,
   {data['positives']} misuse. Split by time: train {data['train']['rows']} rows until {data['train']['until']},
   validation {data['validation']['rows']} rows, test {data['test']['rows']} rows from {data['test']['from']}.
 - **Bands**: ELEVATED at likelihood ≥ {artifact['bands']['elevated']:.3f}, HIGH at ≥ {artifact['bands']['high']:.3f}
-  ({card['bands']['chosen_for']}).
+  ({card['bands']['chosen_for']}).{high_and_naive()}
 - **Limits**: trained on simulated traffic only; real dispositions will differ. The simulator's caller archetypes
   and rates are documented in `training/src/simulate.rs`. Retrain on real operator dispositions before relying on
   the bands.
@@ -60,7 +110,7 @@ print(f"""
 | HIGH precision / recall | {bands['validation']['high']['precision']:.3f} / {bands['validation']['high']['recall']:.3f} | {bands['test']['high']['precision']:.3f} / {bands['test']['high']['recall']:.3f} |
 | genuine emergencies by band | {band_counts(validation['genuine_emergencies_by_band'])} | {band_counts(test['genuine_emergencies_by_band'])} |
 
-Calibration chosen by cross-fitting on the two halves of the validation range: Platt held-out log loss
+{per_band_table()}Calibration chosen by cross-fitting on the two halves of the validation range: Platt held-out log loss
 {calibration['platt_cross_fit']['log_loss']:.4f} (ECE {calibration['platt_cross_fit']['ece']:.4f}), isotonic
 {calibration['isotonic_cross_fit']['log_loss']:.4f} (ECE {calibration['isotonic_cross_fit']['ece']:.4f}).
 
@@ -81,7 +131,7 @@ Other regions and misuse mixes (`simulate --seed 3 --days 30 --callers 20000 --r
 Full reports with plots and slices (region, channel, first-time vs known callers, genuine emergencies per band):
 `docs/model-report/` (test range, seed 2, other regions).
 
-## Reference distribution for drift (`card.reference`)
+{generalisation_section()}## Reference distribution for drift (`card.reference`)
 
 Computed over every contact of the test range ({reference['from']} to {reference['until']}, {reference['contacts']}
 contacts, labelled or not, because the service sees them all). Shape:

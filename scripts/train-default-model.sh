@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds the shipped model and its card from scratch: simulate the training log, fit, then evaluate on two logs the
-# model has never seen (another seed; another regional mix). Deterministic up to the training date in the version.
+# model has never seen (another seed; another regional mix; 16 held-out worlds outside every domain-randomisation
+# training range, training/src/worlds.rs). Deterministic up to the training date in the version.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,10 @@ $train evaluate --model models/artifacts/default.json --events data/holdout-othe
 $train evaluate --model models/artifacts/default.json --events data/train.jsonl --test-range \
   --report docs/model-report/test-range > data/eval-test-range.txt
 
+$train generalisation --model models/artifacts/default.json --held-out-seed 1001 --held-out-worlds 16 \
+  --held-out-callers 4000 > data/generalisation.md
+
 python3 scripts/model_card.py models/artifacts/default.json data/eval-seed2.txt data/eval-other.txt \
-  > models/artifacts/README.md
+  "saring-train simulate --seed 1 --days 60 --callers 20000" data/generalisation.md \
+  models/artifacts/generalisation-notes.md > models/artifacts/README.md
 echo "wrote models/artifacts/default.json, models/artifacts/README.md and docs/model-report/"

@@ -10,11 +10,12 @@ use saring_models::Model;
 use serde_json::json;
 use time::OffsetDateTime;
 
+use crate::bands::{choose_high_threshold, HighStatus};
 use crate::boosting::{train_boosted, BoostingSettings};
 use crate::calibration::{choose_calibration, expected_calibration_error, uncalibrated_probability, ECE_BINS};
 use crate::evaluate::evaluate;
 use crate::learners::{train_forest, train_logistic, ForestSettings, LogisticSettings, TrainingSet};
-use crate::metrics::{pr_auc, roc_auc, threshold_for_precision};
+use crate::metrics::{pr_auc, roc_auc};
 use crate::reference::reference_distribution;
 use crate::replay::{Replay, ReplayRow};
 
@@ -33,6 +34,83 @@ pub struct FitOptions {
     pub data_source: String,
     /// Learner kinds to try (logistic, forest, boosted); all when empty.
     pub learners: Vec<String>,
+    /// Least share of validation misuse HIGH must hold when its precision target is unattainable (and when it is).
+    pub high_recall_floor: f64,
+    /// Write the model even when it does not beat the naive rule on the test range (the card says so).
+    pub allow_worse_than_naive: bool,
+}
+
+impl Default for FitOptions {
+    fn default() -> Self {
+        Self {
+            high_precision: 0.95,
+            elevated_precision: 0.6,
+            seed: 7,
+            data_fingerprint: String::new(),
+            data_source: String::new(),
+            learners: Vec::new(),
+            high_recall_floor: DEFAULT_HIGH_RECALL_FLOOR,
+            allow_worse_than_naive: false,
+        }
+    }
+}
+
+/// Default of `--high-recall-floor`: HIGH holds at least a fifth of validation misuse.
+pub const DEFAULT_HIGH_RECALL_FLOOR: f64 = 0.2;
+
+/// The naive rule judged on the same test split as the model: the floor every model must beat.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct NaiveGate {
+    /// ROC-AUC of the all-time share of the caller's past labelled contacts that were misuse.
+    pub all_time_roc_auc: f64,
+    /// ROC-AUC of the same share from the 30-day decayed counters (what a live service computes).
+    pub recent_roc_auc: f64,
+    /// Which of the two is better here (the gate compares with it): "all_time" or "recent_30d".
+    pub gated_on: &'static str,
+    /// The model's test ROC-AUC.
+    pub model_roc_auc: f64,
+    /// Model ROC-AUC minus the better naive ROC-AUC.
+    pub margin: f64,
+    /// Whether the model beats the better naive rule (margin > 0).
+    pub beats_naive: bool,
+    /// Whether the model was written although it does not beat the naive rule (`--allow-worse-than-naive`).
+    pub overridden: bool,
+}
+
+impl NaiveGate {
+    /// Judges `model_roc_auc` against both naive AUCs.
+    pub fn judge(model_roc_auc: f64, all_time_roc_auc: f64, recent_roc_auc: f64, allow_worse: bool) -> Self {
+        let (gated_on, naive) = if recent_roc_auc > all_time_roc_auc {
+            ("recent_30d", recent_roc_auc)
+        } else {
+            ("all_time", all_time_roc_auc)
+        };
+        let margin = model_roc_auc - naive;
+        let beats_naive = margin > 0.0;
+        NaiveGate {
+            all_time_roc_auc,
+            recent_roc_auc,
+            gated_on,
+            model_roc_auc,
+            margin,
+            beats_naive,
+            overridden: !beats_naive && allow_worse,
+        }
+    }
+
+    /// The better of the two naive AUCs.
+    pub fn naive_roc_auc(&self) -> f64 {
+        self.all_time_roc_auc.max(self.recent_roc_auc)
+    }
+
+    /// One line for `fit`'s output.
+    pub fn describe(&self) -> String {
+        format!(
+            "naive rule on the test range: ROC-AUC {:.4} all-time, {:.4} 30-day decayed; model {:.4} (margin {:+.4} \
+             over the better)",
+            self.all_time_roc_auc, self.recent_roc_auc, self.model_roc_auc, self.margin
+        )
+    }
 }
 
 /// What `fit` produced: the artifact, and a per-candidate summary for benchmarks (test-range metrics of every
@@ -225,6 +303,33 @@ fn placeholder_artifact(params: ModelParams, calibration: Calibration, bands: Ba
     }
 }
 
+/// Each band's own contacts (LOW below ELEVATED, ELEVATED up to HIGH, HIGH): how many, their precision (share of
+/// misuse among them) and recall (share of all labelled misuse that landed there).
+fn per_band(likelihood: &[f64], labels: &[bool], elevated: f64, high: f64) -> serde_json::Value {
+    let positives = labels.iter().filter(|label| **label).count().max(1) as f64;
+    let mut counts = [(0usize, 0usize); 3];
+    for (likelihood, label) in likelihood.iter().zip(labels) {
+        let band = if *likelihood >= high {
+            2
+        } else if *likelihood >= elevated {
+            1
+        } else {
+            0
+        };
+        counts[band].0 += 1;
+        counts[band].1 += usize::from(*label);
+    }
+    let entry = |(contacts, misuse): (usize, usize)| {
+        json!({
+            "contacts": contacts,
+            "misuse": misuse,
+            "precision": if contacts == 0 { serde_json::Value::Null } else { json!(misuse as f64 / contacts as f64) },
+            "recall": misuse as f64 / positives,
+        })
+    };
+    json!({ "low": entry(counts[0]), "elevated": entry(counts[1]), "high": entry(counts[2]) })
+}
+
 /// Trains, chooses, calibrates and packages a model from a replayed log.
 pub fn fit(replay: &Replay, options: &FitOptions) -> anyhow::Result<FitOutput> {
     let split = split_by_time(&replay.rows);
@@ -295,9 +400,15 @@ pub fn fit(replay: &Replay, options: &FitOptions) -> anyhow::Result<FitOutput> {
     let calibration = choice.calibration.clone();
     let validation_likelihood: Vec<f64> = validation_raw.iter().map(|raw| calibrate(&calibration, *raw)).collect();
     let minimum_flagged = (validation_labels.len() / 100).max(10);
-    let high =
-        threshold_for_precision(&validation_likelihood, &validation_labels, options.high_precision, minimum_flagged)
-            .unwrap_or(1.0);
+    let high_choice = choose_high_threshold(
+        &validation_likelihood,
+        &validation_labels,
+        options.high_precision,
+        options.high_recall_floor,
+        minimum_flagged,
+    );
+    eprintln!("{}", high_choice.describe());
+    let high = high_choice.threshold;
     // ELEVATED is a local precision: the likelihood is calibrated on validation data, so a contact at the
     // ELEVATED threshold is misuse with about that probability. (A cumulative precision would sink to almost
     // zero here, because the bulk of misuse sits far above it.)
@@ -322,6 +433,25 @@ pub fn fit(replay: &Replay, options: &FitOptions) -> anyhow::Result<FitOutput> {
     let validation_rows: Vec<ReplayRow> = split.validation.iter().map(|row| (*row).clone()).collect();
     let (test_evaluation, _) = evaluate(&model, &test_rows);
     let (validation_evaluation, _) = evaluate(&model, &validation_rows);
+    let gate = NaiveGate::judge(
+        test_evaluation.roc_auc,
+        test_evaluation.naive_roc_auc,
+        test_evaluation.naive_recent_roc_auc,
+        options.allow_worse_than_naive,
+    );
+    eprintln!("{}", gate.describe());
+    if !gate.beats_naive {
+        anyhow::ensure!(
+            options.allow_worse_than_naive,
+            "refusing to write the model: its test ROC-AUC {:.4} does not beat the naive rule (share of the \
+             caller's past labelled contacts that were misuse, {}) at {:.4} on the same test range; pass \
+             --allow-worse-than-naive to write it anyway",
+            gate.model_roc_auc,
+            if gate.gated_on == "recent_30d" { "30-day decayed" } else { "all-time" },
+            gate.naive_roc_auc()
+        );
+        eprintln!("WARNING: writing a model that does not beat the naive rule (--allow-worse-than-naive)");
+    }
     let ece = |features: &[FeatureVector], labels: &[bool]| {
         let raw: Vec<f64> = features.iter().map(|row| model.score(row).raw).collect();
         let probabilities = |map: &dyn Fn(f64) -> f64| raw.iter().map(|raw| map(*raw)).collect::<Vec<f64>>();
@@ -340,10 +470,12 @@ pub fn fit(replay: &Replay, options: &FitOptions) -> anyhow::Result<FitOutput> {
         "ece_bins": ECE_BINS,
         "ece": { "validation": ece(&validation_features, &validation_labels), "test": ece(&test_features, &test_labels) },
     });
-    let band_metrics = |evaluation: &crate::evaluate::Evaluation| {
+    let band_metrics = |evaluation: &crate::evaluate::Evaluation, features: &[FeatureVector], labels: &[bool]| {
+        let likelihood: Vec<f64> = features.iter().map(|row| model.score(row).likelihood).collect();
         json!({
             "elevated": { "threshold": elevated, "precision": evaluation.at_elevated.precision(), "recall": evaluation.at_elevated.recall() },
             "high": { "threshold": high, "precision": evaluation.at_high.precision(), "recall": evaluation.at_high.recall() },
+            "per_band": per_band(&likelihood, labels, elevated, high),
         })
     };
     let test_range: Vec<ReplayRow> =
@@ -381,13 +513,30 @@ pub fn fit(replay: &Replay, options: &FitOptions) -> anyhow::Result<FitOutput> {
         "bands": {
             "elevated": elevated, "high": high,
             "chosen_for": format!(
-                "HIGH: lowest likelihood whose contacts at or above it reach validation precision {} (at least {minimum_flagged} flagged); ELEVATED: calibrated likelihood {} (local precision)",
-                options.high_precision, options.elevated_precision),
+                "HIGH: lowest likelihood whose contacts at or above it reach validation precision {} with at least {} of validation misuse and {minimum_flagged} contacts flagged, else the best attainable precision at that recall floor; ELEVATED: calibrated likelihood {} (local precision)",
+                options.high_precision, options.high_recall_floor, options.elevated_precision),
+            "high_choice": high_choice,
+            "high_target_met": high_choice.status == HighStatus::TargetMet,
+            "high_note": high_choice.describe(),
+        },
+        "naive_rule": {
+            "definition": "share of the caller's past labelled contacts that were prank or abusive (0 without any), \
+                           all-time from exact counts and 30-day decayed as a live service computes it",
+            "test_roc_auc_all_time": gate.all_time_roc_auc,
+            "test_roc_auc_recent_30d": gate.recent_roc_auc,
+            "gated_on": gate.gated_on,
+            "model_test_roc_auc": gate.model_roc_auc,
+            "margin": gate.margin,
+            "beats_naive": gate.beats_naive,
+            "overridden": gate.overridden,
         },
         "metrics": {
             "validation": validation_evaluation,
             "test": test_evaluation,
-            "bands": { "validation": band_metrics(&validation_evaluation), "test": band_metrics(&test_evaluation) },
+            "bands": {
+                "validation": band_metrics(&validation_evaluation, &validation_features, &validation_labels),
+                "test": band_metrics(&test_evaluation, &test_features, &test_labels),
+            },
         },
         "reference": reference,
         "trained_at": iso((trained_at.unix_timestamp_nanos() / 1_000_000) as i64),

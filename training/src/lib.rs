@@ -5,12 +5,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bands;
 pub mod boosting;
 pub mod calibration;
 pub mod dataset;
 pub mod evaluate;
 pub mod events;
 pub mod fit;
+pub mod generalisation;
 pub mod learners;
 pub mod metrics;
 pub mod plots;
@@ -18,3 +20,4 @@ pub mod reference;
 pub mod replay;
 pub mod report;
 pub mod simulate;
+pub mod worlds;

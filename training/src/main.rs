@@ -10,10 +10,12 @@ use saring_models::{Model, ModelArtifact};
 use saring_training::dataset::write_dataset;
 use saring_training::evaluate::evaluate;
 use saring_training::events::{read_event_file, write_events};
-use saring_training::fit::{fit, FitOptions, FitOutput};
+use saring_training::fit::{fit, FitOptions, FitOutput, DEFAULT_HIGH_RECALL_FLOOR};
+use saring_training::generalisation::{measure, GeneralisationConfig};
 use saring_training::replay::replay;
 use saring_training::report::write_report;
 use saring_training::simulate::{parse_region_profiles, simulate, SimulationConfig};
+use saring_training::worlds::{draw_worlds, simulate_worlds, WorldRanges};
 use sha2::{Digest, Sha256};
 
 #[derive(Parser)]
@@ -45,6 +47,12 @@ enum Command {
         /// Regions as code=misuse_multiplier[:population_weight],... (default: seven regions).
         #[arg(long)]
         regions: Option<String>,
+        /// Simulate N domain-randomised worlds drawn from --seed (each with --callers callers) and merge them.
+        #[arg(long, value_name = "N")]
+        worlds: Option<usize>,
+        /// Ranges the worlds are drawn from: `training`, or `held-out` (outside every training range).
+        #[arg(long, default_value = "training", requires = "worlds")]
+        world_ranges: WorldRanges,
     },
     /// Train candidates on an event log and write the best as a model artifact.
     Fit {
@@ -72,6 +80,50 @@ enum Command {
         /// Also write every candidate's fit time and validation/test ROC-AUC and PR-AUC as JSON (for benchmarks).
         #[arg(long)]
         summary_out: Option<PathBuf>,
+        /// Least share of validation misuse HIGH must hold; when the HIGH precision target cannot be reached at
+        /// that recall, the best attainable precision is taken (and the card says so).
+        #[arg(long, default_value_t = DEFAULT_HIGH_RECALL_FLOOR)]
+        high_recall_floor: f64,
+        /// Write the model even if it does not beat the naive rule on the test range (the card records it).
+        #[arg(long)]
+        allow_worse_than_naive: bool,
+    },
+    /// Train on domain-randomised worlds and report, per held-out world outside every training range, model
+    /// ROC-AUC minus naive-rule ROC-AUC (a Markdown table on stdout).
+    Generalisation {
+        /// Seed the training worlds are drawn from (as in `simulate --worlds`).
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Training worlds.
+        #[arg(long, default_value_t = 12)]
+        worlds: usize,
+        /// Seed the held-out worlds are drawn from.
+        #[arg(long, default_value_t = 1001)]
+        held_out_seed: u64,
+        /// Held-out worlds.
+        #[arg(long, default_value_t = 8)]
+        held_out_worlds: usize,
+        /// Days of traffic per world.
+        #[arg(long, default_value_t = 30)]
+        days: u32,
+        /// Callers per training world.
+        #[arg(long, default_value_t = 1500)]
+        callers: u32,
+        /// Callers per held-out world (default: --callers).
+        #[arg(long)]
+        held_out_callers: Option<u32>,
+        /// Measure this model instead of training one on the training worlds.
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Learner kinds to try when training (logistic, forest, boosted); all by default.
+        #[arg(long, value_delimiter = ',')]
+        learners: Vec<String>,
+        /// Also write the measurement as JSON.
+        #[arg(long)]
+        json_out: Option<PathBuf>,
+        /// Exit non-zero unless every held-out world's margin is positive.
+        #[arg(long)]
+        require_positive: bool,
     },
     /// Replay an event log, score each contact at arrival, and print metrics.
     Evaluate {
@@ -114,7 +166,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Simulate { out, seed, days, callers, start, regions } => {
+        Command::Simulate { out, seed, days, callers, start, regions, worlds, world_ranges } => {
             let mut config = SimulationConfig { seed, days, callers, ..SimulationConfig::default() };
             if let Some(start) = start {
                 config.start = time::OffsetDateTime::parse(&start, &time::format_description::well_known::Rfc3339)
@@ -123,12 +175,36 @@ fn main() -> anyhow::Result<()> {
             if let Some(regions) = regions {
                 config.regions = parse_region_profiles(&regions)?;
             }
-            let events = simulate(&config);
+            let events = match worlds {
+                Some(count) => {
+                    let worlds = draw_worlds(seed, count, world_ranges);
+                    for world in &worlds {
+                        eprintln!("world {}: {}", world.seed, serde_json::to_string(&world.params)?);
+                    }
+                    simulate_worlds(&config, &worlds)
+                }
+                None => simulate(&config),
+            };
             let file = File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
             write_events(BufWriter::new(file), &events)?;
             eprintln!("wrote {} events to {}", events.len(), out.display());
         }
-        Command::Fit { events, out, high_precision, elevated_precision, seed, strict, learners, summary_out } => {
+        Command::Fit {
+            events,
+            out,
+            high_precision,
+            elevated_precision,
+            seed,
+            strict,
+            learners,
+            summary_out,
+            high_recall_floor,
+            allow_worse_than_naive,
+        } => {
+            anyhow::ensure!(
+                (0.0..=1.0).contains(&high_recall_floor),
+                "--high-recall-floor must lie between 0 and 1, got {high_recall_floor}"
+            );
             let bytes = std::fs::read(&events).with_context(|| format!("cannot read {}", events.display()))?;
             let data_fingerprint = Sha256::digest(&bytes).iter().map(|byte| format!("{byte:02x}")).collect();
             let log = read_event_file(&events, strict)?;
@@ -140,6 +216,8 @@ fn main() -> anyhow::Result<()> {
                 data_fingerprint,
                 data_source: events.display().to_string(),
                 learners,
+                high_recall_floor,
+                allow_worse_than_naive,
             };
             let FitOutput { artifact, summary } = fit(&replayed, &options)?;
             if let Some(path) = summary_out {
@@ -196,6 +274,48 @@ fn main() -> anyhow::Result<()> {
                     );
                 }
             }
+        }
+        Command::Generalisation {
+            seed,
+            worlds,
+            held_out_seed,
+            held_out_worlds,
+            days,
+            callers,
+            held_out_callers,
+            model,
+            learners,
+            json_out,
+            require_positive,
+        } => {
+            let artifact = match &model {
+                Some(path) => {
+                    let text =
+                        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                    Some(ModelArtifact::from_json(&text).with_context(|| format!("{}", path.display()))?)
+                }
+                None => None,
+            };
+            let config = GeneralisationConfig {
+                base: SimulationConfig { days, callers, ..SimulationConfig::default() },
+                training_seed: seed,
+                training_worlds: worlds,
+                held_out_seed,
+                held_out_worlds,
+                held_out_callers,
+                fit: FitOptions { learners, allow_worse_than_naive: true, ..FitOptions::default() },
+            };
+            let result = measure(&config, artifact)?;
+            let command: Vec<String> = std::env::args().skip(1).collect();
+            println!("`saring-train {}`\n\n{}", command.join(" "), result.to_markdown());
+            if let Some(path) = json_out {
+                std::fs::write(&path, serde_json::to_string_pretty(&result)?)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+            }
+            anyhow::ensure!(
+                !require_positive || result.every_margin_positive(),
+                "the model does not beat the naive rule on every held-out world"
+            );
         }
         Command::Dataset { events, out, strict } => {
             let replayed = replay(&read_event_file(&events, strict)?);

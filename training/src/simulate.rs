@@ -19,6 +19,10 @@
 //! are Indonesian mobiles written as `08…`, `628…`, `+628…` or with spaces/dashes; 3% of ordinary callers (8% of
 //! misusers) withhold their number on voice calls; ~70% of voice contacts carry an IMEI. On one random day, in one
 //! region, 8% of its ordinary callers make silent or accidental calls within the same hour (a handset bug).
+//!
+//! Those figures are [`WorldParams::default`]. Other worlds scale misuse (overall and per archetype), how often
+//! misusers and genuine callers call, misusers' talk time, silent share and hours, label noise, unknown labels and answer rates
+//! (`crate::worlds` draws them for domain randomisation).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -56,6 +60,59 @@ pub struct SimulationConfig {
     pub start: OffsetDateTime,
     /// Regions; when empty, [`SimulationConfig::default_regions`] is used.
     pub regions: Vec<RegionProfile>,
+    /// The world's behaviour and labelling; [`WorldParams::default`] is the table above.
+    pub world: WorldParams,
+}
+
+/// How one simulated world behaves and is labelled. The defaults reproduce the table in the module documentation;
+/// `crate::worlds` draws other values to simulate many different worlds (domain randomisation).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct WorldParams {
+    /// Multiplies every region's misuse multiplier.
+    pub misuse_scale: f64,
+    /// Relative weight of each misuse archetype in the mix: child prankster, persistent prankster, abusive caller,
+    /// SIM cycler, SIM-less caller.
+    pub archetype_weights: [f64; 5],
+    /// Scales how often misuse archetypes call (their Poisson means; a child prankster's chance of a burst day).
+    pub misuse_activity: f64,
+    /// Scales how often genuine citizens and pocket dialers call.
+    pub genuine_activity: f64,
+    /// Scales the talk time of misuse contacts (long pranks look like genuine calls).
+    pub misuse_talk_scale: f64,
+    /// Scales the weight of silent contacts among misuse archetypes' contacts (labelled SILENT: not misuse).
+    pub misuse_silent_weight: f64,
+    /// Weight of the night-heavy hour profile of persistent pranksters, abusive callers and SIM cyclers; the rest
+    /// follows daytime hours (0 = misuse calls at the hours genuine citizens call).
+    pub misuse_night_weight: f64,
+    /// Share of answered contacts whose label is simply wrong.
+    pub label_noise: f64,
+    /// Share of answered pranks labelled UNKNOWN.
+    pub prank_unknown_share: f64,
+    /// Share of ordinary contacts answered (pocket dials and the handset-bug surge are answered proportionally less).
+    pub answer_rate: f64,
+    /// Share of unanswered contacts labelled UNKNOWN (the rest SILENT).
+    pub unanswered_unknown_share: f64,
+    /// Share of misuse callers withholding their number on voice calls.
+    pub misuse_withhold_share: f64,
+}
+
+impl Default for WorldParams {
+    fn default() -> Self {
+        Self {
+            misuse_scale: 1.0,
+            archetype_weights: [1.0; 5],
+            misuse_activity: 1.0,
+            genuine_activity: 1.0,
+            misuse_talk_scale: 1.0,
+            misuse_silent_weight: 1.0,
+            misuse_night_weight: 1.0,
+            label_noise: 0.03,
+            prank_unknown_share: 0.12,
+            answer_rate: 0.94,
+            unanswered_unknown_share: 0.8,
+            misuse_withhold_share: 0.08,
+        }
+    }
 }
 
 impl SimulationConfig {
@@ -89,6 +146,7 @@ impl Default for SimulationConfig {
             callers: 5000,
             start: time::macros::datetime!(2026-03-01 00:00:00 UTC),
             regions: Self::default_regions(),
+            world: WorldParams::default(),
         }
     }
 }
@@ -193,8 +251,19 @@ impl Archetype {
     }
 
     fn is_misuse(self) -> bool {
-        use Archetype::*;
-        matches!(self, ChildPrankster | PersistentPrankster | AbusiveCaller | SimCycler | SimLessCaller)
+        self.misuse_index().is_some()
+    }
+
+    /// Position in [`WorldParams::archetype_weights`] of a misuse archetype.
+    fn misuse_index(self) -> Option<usize> {
+        match self {
+            Archetype::ChildPrankster => Some(0),
+            Archetype::PersistentPrankster => Some(1),
+            Archetype::AbusiveCaller => Some(2),
+            Archetype::SimCycler => Some(3),
+            Archetype::SimLessCaller => Some(4),
+            _ => None,
+        }
     }
 }
 
@@ -273,6 +342,9 @@ struct Generator<'a> {
     days: i64,
     total_seconds: i64,
     plans: Vec<PlannedContact>,
+    world: WorldParams,
+    /// The hours of night-heavy archetypes: `misuse_night_weight` × NIGHT_HEAVY + the rest × DAYTIME.
+    night_hours: [f64; 24],
 }
 
 /// Plans every contact in generation order (callers one after another), before ids and sorting.
@@ -291,8 +363,11 @@ fn plan_contacts(config: &SimulationConfig) -> Vec<PlannedContact> {
         days: i64::from(config.days),
         total_seconds: i64::from(config.days) * DAY,
         plans: Vec::new(),
+        world: config.world,
+        night_hours: night_hours(config.world.misuse_night_weight),
     };
-    let archetype_mixes: Vec<Vec<(Archetype, f64)>> = regions.iter().map(archetype_mix).collect();
+    let archetype_mixes: Vec<Vec<(Archetype, f64)>> =
+        regions.iter().map(|region| archetype_mix(region, &config.world)).collect();
     let surge_region = pick_index(&mut generator.rng, regions.iter().map(|region| region.population_weight));
     let surge_day = generator.rng.random_range(0..generator.days);
     let surge_start = generator.local_midnight(surge_region, surge_day) + generator.rng.random_range(8..22) * HOUR;
@@ -319,11 +394,26 @@ fn plan_contacts(config: &SimulationConfig) -> Vec<PlannedContact> {
     generator.plans
 }
 
-fn archetype_mix(region: &RegionProfile) -> Vec<(Archetype, f64)> {
-    let multiplier = if region.misuse_multiplier.is_finite() { region.misuse_multiplier.max(0.0) } else { 1.0 };
+fn night_hours(weight: f64) -> [f64; 24] {
+    if weight == 1.0 {
+        return NIGHT_HEAVY;
+    }
+    let weight = if weight.is_finite() { weight.clamp(0.0, 1.0) } else { 1.0 };
+    std::array::from_fn(|hour| weight * NIGHT_HEAVY[hour] + (1.0 - weight) * DAYTIME[hour])
+}
+
+fn archetype_mix(region: &RegionProfile, world: &WorldParams) -> Vec<(Archetype, f64)> {
+    let finite_or = |value: f64, default: f64| if value.is_finite() { value.max(0.0) } else { default };
+    let multiplier = finite_or(region.misuse_multiplier, 1.0) * finite_or(world.misuse_scale, 1.0);
     let mut mix: Vec<(Archetype, f64)> = Archetype::ALL
         .iter()
-        .map(|&archetype| (archetype, archetype.base_share() * if archetype.is_misuse() { multiplier } else { 1.0 }))
+        .map(|&archetype| {
+            let share = match archetype.misuse_index() {
+                Some(index) => archetype.base_share() * multiplier * finite_or(world.archetype_weights[index], 1.0),
+                None => archetype.base_share(),
+            };
+            (archetype, share)
+        })
         .collect();
     let taken: f64 = mix.iter().map(|entry| entry.1).sum();
     mix[0].1 = (1.0 - taken).max(0.05); // Archetype::ALL[0] is the genuine citizen.
@@ -376,7 +466,8 @@ impl Generator<'_> {
                 numbers.push((from, new_national_number(&mut self.rng)));
             }
         }
-        let withhold_share = if archetype.is_misuse() { 0.08 } else { 0.03 };
+        let withhold_share =
+            if archetype.is_misuse() { self.world.misuse_withhold_share.clamp(0.0, 1.0) } else { 0.03 };
         SimulatedCaller {
             archetype,
             region_index,
@@ -389,6 +480,8 @@ impl Generator<'_> {
 
     fn contact_times(&mut self, caller: &SimulatedCaller) -> Vec<i64> {
         let (region, days) = (caller.region_index, self.days as f64);
+        let (misuse, genuine) = (self.world.misuse_activity.max(0.0), self.world.genuine_activity.max(0.0));
+        let night = self.night_hours;
         let daily = |generator: &mut Self, active: std::ops::Range<i64>, mean: f64, hours: &[f64; 24]| {
             let mut times = Vec::new();
             for day in active {
@@ -400,7 +493,7 @@ impl Generator<'_> {
         };
         match caller.archetype {
             Archetype::GenuineCitizen => {
-                let count = self.poisson(days / 60.0);
+                let count = self.poisson(days / 60.0 * genuine);
                 self.random_times(region, count, &DAYTIME)
             }
             Archetype::SimLessCaller if caller.genuine => {
@@ -408,18 +501,18 @@ impl Generator<'_> {
                 self.random_times(region, count, &DAYTIME)
             }
             Archetype::PocketDialer => {
-                let count = self.poisson(days * 0.15);
+                let count = self.poisson(days * 0.15 * genuine);
                 self.random_times(region, count, &ANY_HOUR)
             }
             Archetype::AbusiveCaller => {
-                let count = self.poisson(days * 0.45);
-                self.random_times(region, count, &NIGHT_HEAVY)
+                let count = self.poisson(days * 0.45 * misuse);
+                self.random_times(region, count, &night)
             }
             Archetype::ChildPrankster => {
                 let mut times = Vec::new();
                 for day in self.active_days(1.0, 2, 6) {
                     let weekend = self.is_weekend(region, day);
-                    if self.rng.random_bool(if weekend { 0.8 } else { 0.5 }) {
+                    if self.rng.random_bool((if weekend { 0.8 } else { 0.5 } * misuse).min(1.0)) {
                         let mut offset =
                             self.time_on_day(region, day, if weekend { &WEEKEND_DAYTIME } else { &AFTER_SCHOOL });
                         for _ in 0..self.rng.random_range(3..=10) {
@@ -432,15 +525,15 @@ impl Generator<'_> {
             }
             Archetype::PersistentPrankster => {
                 let active = self.active_days(0.5, 14, 42);
-                daily(self, active, 4.0, &NIGHT_HEAVY)
+                daily(self, active, 4.0 * misuse, &night)
             }
             Archetype::SimCycler => {
                 let active = self.active_days(0.34, 10, 40);
-                daily(self, active, 2.5, &NIGHT_HEAVY)
+                daily(self, active, 2.5 * misuse, &night)
             }
             Archetype::SimLessCaller => {
                 let active = self.active_days(1.0, 5, 25);
-                daily(self, active, 1.2, &ANY_HOUR)
+                daily(self, active, 1.2 * misuse, &ANY_HOUR)
             }
             Archetype::DistressedRepeatCaller => daily(self, 0..self.days, 8.0, &ANY_HOUR),
         }
@@ -448,9 +541,25 @@ impl Generator<'_> {
 
     fn plan_contact(&mut self, caller: &SimulatedCaller, offset_seconds: i64, surge: bool) {
         use Channel::*;
+        let world = self.world;
         let rng = &mut self.rng;
         let natures = if surge { SURGE_NATURES } else { natures(caller.archetype, caller.genuine) };
-        let (nature, _, talk_from, talk_to) = natures[pick_index(rng, natures.iter().map(|nature| nature.1))];
+        let silent_weight = if caller.archetype.is_misuse() && !caller.genuine && !surge {
+            if world.misuse_silent_weight.is_finite() {
+                world.misuse_silent_weight.max(0.0)
+            } else {
+                1.0
+            }
+        } else {
+            1.0
+        };
+        let weight =
+            |nature: &Nature| if nature.0 == Disposition::Silent { nature.1 * silent_weight } else { nature.1 };
+        let (nature, _, mut talk_from, mut talk_to) = natures[pick_index(rng, natures.iter().map(weight))];
+        if !surge && caller.archetype.is_misuse() && !caller.genuine && world.misuse_talk_scale != 1.0 {
+            let scale = if world.misuse_talk_scale.is_finite() { world.misuse_talk_scale.max(0.0) } else { 1.0 };
+            (talk_from, talk_to) = (talk_from * scale, talk_to * scale);
+        }
         let sim_less = caller.archetype == Archetype::SimLessCaller;
         let channels: &[(Channel, f64)] = match caller.archetype {
             _ if surge || sim_less => &[(Voice, 1.0)],
@@ -476,14 +585,16 @@ impl Generator<'_> {
             let lon = (centre_lon + rng.random_range(-jitter..jitter)).clamp(95.0, 141.0);
             (round_to(lat, 1e5), round_to(lon, 1e5), rng.random_range(accuracy_from..accuracy_to).round())
         });
+        // Relative to the default 94%: pocket dials and the surge keep their lower answer rates.
+        let relative = world.answer_rate.clamp(0.0, 1.0) / 0.94;
         let answer_probability = match caller.archetype {
-            _ if surge => 0.75,
-            Archetype::PocketDialer => 0.8,
-            _ => 0.94,
+            _ if surge => 0.75 * relative,
+            Archetype::PocketDialer => 0.8 * relative,
+            _ => 0.94 * relative,
         };
-        let answered = rng.random_bool(answer_probability);
+        let answered = rng.random_bool(answer_probability.clamp(0.0, 1.0));
         let (ring_s, talk_s, disposition, operator_id) = if answered {
-            let label = operator_label(rng, nature);
+            let label = operator_label(rng, nature, &world);
             let operator_id = format!("op-{}", rng.random_range(1..=60));
             (
                 round_to(rng.random_range(1.0..12.0), 10.0),
@@ -492,7 +603,8 @@ impl Generator<'_> {
                 Some(operator_id),
             )
         } else {
-            let label = if rng.random_bool(0.8) { Disposition::Unknown } else { Disposition::Silent };
+            let unknown = world.unanswered_unknown_share.clamp(0.0, 1.0);
+            let label = if rng.random_bool(unknown) { Disposition::Unknown } else { Disposition::Silent };
             (round_to(rng.random_range(15.0..60.0), 10.0), 0.0, label, None)
         };
         let category = (disposition == Disposition::GenuineEmergency).then(|| pick(rng, CATEGORIES).to_string());
@@ -523,12 +635,13 @@ impl Generator<'_> {
     }
 }
 
-/// The operator's label for an answered contact: some pranks go unknown, and 3% of labels are wrong.
-fn operator_label(rng: &mut ChaCha8Rng, nature: Disposition) -> Disposition {
-    if nature == Disposition::Prank && rng.random_bool(0.12) {
+/// The operator's label for an answered contact: some pranks go unknown, and some labels are wrong (by default
+/// 12% and 3%).
+fn operator_label(rng: &mut ChaCha8Rng, nature: Disposition, world: &WorldParams) -> Disposition {
+    if nature == Disposition::Prank && rng.random_bool(world.prank_unknown_share.clamp(0.0, 1.0)) {
         return Disposition::Unknown;
     }
-    if !rng.random_bool(0.03) {
+    if !rng.random_bool(world.label_noise.clamp(0.0, 1.0)) {
         return nature;
     }
     // Any labelled disposition (ALL[..7], UNKNOWN is last) other than the true one.

@@ -42,6 +42,17 @@ fn simulate_fit_evaluate_end_to_end() {
     assert!(artifact["card"]["candidates"].as_array().unwrap().len() >= 2);
     let bands = &artifact["bands"];
     assert!(bands["elevated"].as_f64().unwrap() <= bands["high"].as_f64().unwrap());
+    // The naive-rule gate passed and is recorded; HIGH holds at least the recall floor of validation misuse.
+    let card = &artifact["card"];
+    assert_eq!(card["naive_rule"]["beats_naive"], true, "{}", card["naive_rule"]);
+    assert!(card["naive_rule"]["margin"].as_f64().unwrap() > 0.0);
+    let high = &card["bands"]["high_choice"];
+    assert!(high["recall"].as_f64().unwrap() >= 0.2, "{high}");
+    assert!(high["threshold"].as_f64().unwrap() < 1.0, "{high}");
+    for band in ["low", "elevated", "high"] {
+        let entry = &card["metrics"]["bands"]["test"]["per_band"][band];
+        assert!(entry["recall"].as_f64().is_some() && entry["contacts"].as_u64().is_some(), "{band}: {entry}");
+    }
 
     let output = saring_train(&[
         "evaluate",
@@ -125,6 +136,78 @@ fn dataset_and_report_are_written() {
         assert!(markdown.contains(plot));
         let bytes = std::fs::read(report.join(plot)).unwrap();
         assert_eq!(&bytes[..4], b"\x89PNG", "{plot} is a PNG");
+    }
+    std::fs::remove_dir_all(directory).ok();
+}
+
+#[test]
+fn fit_refuses_a_recall_floor_outside_zero_to_one() {
+    let directory = scratch("recall-floor");
+    let log = directory.join("log.jsonl");
+    saring_train(&["simulate", "--out", text(&log), "--seed", "8", "--days", "2", "--callers", "300"]);
+    let output = Command::new(env!("CARGO_BIN_EXE_saring-train"))
+        .args(["fit", "--events", text(&log), "--out", text(&directory.join("m.json")), "--high-recall-floor", "1.5"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--high-recall-floor must lie between 0 and 1"));
+    assert!(!directory.join("m.json").exists());
+    std::fs::remove_dir_all(directory).ok();
+}
+
+#[test]
+fn simulate_worlds_and_measure_generalisation() {
+    let directory = scratch("worlds");
+    let log = directory.join("worlds.jsonl");
+    let output = saring_train(&[
+        "simulate",
+        "--out",
+        text(&log),
+        "--worlds",
+        "3",
+        "--seed",
+        "4",
+        "--days",
+        "3",
+        "--callers",
+        "300",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.lines().filter(|line| line.starts_with("world ")).count(), 3, "{stderr}");
+    let content = std::fs::read_to_string(&log).unwrap();
+    let prefixes: std::collections::HashSet<String> = content
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter_map(|event| event["contact_id"].as_str().and_then(|id| id.split("-c").next()).map(str::to_owned))
+        .collect();
+    assert_eq!(prefixes.len(), 3, "three worlds, three id prefixes: {prefixes:?}");
+
+    let json = directory.join("generalisation.json");
+    let output = saring_train(&[
+        "generalisation",
+        "--worlds",
+        "2",
+        "--held-out-worlds",
+        "2",
+        "--days",
+        "12",
+        "--callers",
+        "800",
+        "--learners",
+        "logistic",
+        "--json-out",
+        text(&json),
+    ]);
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(table.contains("`saring-train generalisation --worlds 2"), "{table}");
+    assert_eq!(table.lines().filter(|line| line.starts_with("| ") && !line.starts_with("| world")).count(), 2);
+    let result: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rows = result["held_out"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let margin = row["margin"].as_f64().unwrap();
+        let naive = row["naive_all_time_roc_auc"].as_f64().unwrap().max(row["naive_recent_roc_auc"].as_f64().unwrap());
+        assert!((margin - (row["model_roc_auc"].as_f64().unwrap() - naive)).abs() < 1e-12);
     }
     std::fs::remove_dir_all(directory).ok();
 }
