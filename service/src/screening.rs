@@ -11,6 +11,7 @@ use saring_models::history::{contact_fingerprint, Counter, DAY, MONTH};
 use saring_models::reasons::{operator_reasons, sentence, strongest, REASONS};
 use saring_models::{Band, CallerHistory, Channel, Disposition, FeatureVector, Model, Score};
 
+use crate::capture::Capture;
 use crate::error::{Error, Result, Violation};
 use crate::metrics::Metrics;
 use crate::modelops::ModelRegistry;
@@ -273,6 +274,7 @@ pub struct Screener<S> {
     history_budget: Duration,
     degraded: DegradedCounts,
     metrics: Arc<Metrics>,
+    capture: Capture,
 }
 
 /// Why answers were degraded, counted since start-up (exported as metrics by the metrics endpoint). Also keeps
@@ -345,7 +347,14 @@ impl<S: HistoryStore> Screener<S> {
             degraded: DegradedCounts::default(),
             metrics: Arc::new(Metrics::new()),
             history_budget,
+            capture: Capture::disabled(),
         }
+    }
+
+    /// This screener capturing every scored contact and recorded outcome into `capture` ([`crate::capture`]).
+    pub fn with_capture(mut self, capture: Capture) -> Self {
+        self.capture = capture;
+        self
     }
 
     /// The service's metrics (recorded here and by the gRPC layer; rendered by the admin port).
@@ -447,8 +456,10 @@ impl<S: HistoryStore> Screener<S> {
         // validated at load time and scoring is pure; should it fail all the same, the contact is still answered
         // — without a score, and saying so.
         let champion = self.models.champion_full();
+        let mut scored_features = None;
         let scored = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let features = extract(&contact.context(), histories.caller.as_ref(), histories.device.as_ref());
+            scored_features = Some(features);
             let (score, reasons) = score_with_reasons(&champion.model, &features);
             self.models.observe(&champion, &contact.region, &features, &score);
             (score.likelihood, score.band, reasons)
@@ -491,6 +502,7 @@ impl<S: HistoryStore> Screener<S> {
                 assessment: assessment.clone(),
             }));
         }
+        self.capture.scored(&self.hasher, &contact, histories, scored_features, &assessment);
         self.recent.remember(contact, assessment.band.map(|_| (assessment.likelihood, Arc::clone(&champion.version))));
         assessment
     }
@@ -525,6 +537,7 @@ impl<S: HistoryStore> Screener<S> {
         let recorded = recorded.map_err(|error| Error::StoreUnavailable(error.to_string()))?;
         if recorded == Recorded::Applied {
             self.traffic.outcome(contact.received_at_ms, &contact.region, report.answered);
+            self.capture.outcome(&self.hasher, &contact, report);
         }
         tracing::debug!(contact_id = %report.contact_id, disposition = report.disposition.as_str(), ?recorded, "outcome");
         Ok((recorded, contact, likelihood))

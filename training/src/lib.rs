@@ -7,6 +7,7 @@
 
 pub mod boosting;
 pub mod calibration;
+pub mod capture;
 pub mod dataset;
 pub mod evaluate;
 pub mod events;
