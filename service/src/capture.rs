@@ -352,7 +352,9 @@ impl Capture {
         let Some(sender) = &self.sender else { return };
         match sender.try_send(Message::Record(record)) {
             Ok(()) => {}
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => self.counters.dropped.inc(),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.dropped.inc();
+            }
         }
     }
 }
@@ -415,7 +417,7 @@ pub fn start(settings: &CaptureSettings, counters: CaptureCounters) -> Result<(C
     prune(&dir, retention_days, wall_clock_ms());
     let (sender, receiver) = std::sync::mpsc::sync_channel(settings.queue_capacity);
     let writer = Writer {
-        dir,
+        dir: dir.clone(),
         replica: settings.replica_name(),
         retention_days,
         counters: counters.clone(),
@@ -747,6 +749,8 @@ fn build_batch(records: &[Record], first_seq: u64) -> anyhow::Result<RecordBatch
 
 #[cfg(test)]
 mod tests {
+    use arrow_array::Array;
+
     use super::*;
 
     fn contact_record(id: &str, features: Option<FeatureVector>) -> Record {

@@ -47,14 +47,6 @@ fn read_batches(path: &Path) -> Vec<RecordBatch> {
         .unwrap()
 }
 
-fn strings<'a>(batch: &'a RecordBatch, name: &str) -> &'a StringArray {
-    batch.column_by_name(name).unwrap().as_any().downcast_ref::<StringArray>().unwrap()
-}
-
-fn floats<'a>(batch: &'a RecordBatch, name: &str) -> &'a Float64Array {
-    batch.column_by_name(name).unwrap().as_any().downcast_ref::<Float64Array>().unwrap()
-}
-
 fn metrics_text(console: &str) -> String {
     let address = console.trim_start_matches("http://");
     let mut stream = TcpStream::connect(address).unwrap();
