@@ -276,5 +276,5 @@ async fn a_model_fitted_from_the_capture_of_a_replayed_log_is_the_model_fitted_f
     // Stated tolerance: test ROC-AUC within 0.005. Identical inputs give identical models, so it is in fact equal.
     assert!((auc(&from_capture) - auc(&from_log)).abs() < 0.005, "{} vs {}", auc(&from_capture), auc(&from_log));
     assert_eq!(serde_json::to_value(&from_capture.params).unwrap(), serde_json::to_value(&from_log.params).unwrap());
-    assert_eq!(serde_json::to_value(&from_capture.bands).unwrap(), serde_json::to_value(&from_log.bands).unwrap());
+    assert_eq!(serde_json::to_value(from_capture.bands).unwrap(), serde_json::to_value(from_log.bands).unwrap());
 }
