@@ -34,6 +34,8 @@ pub struct Settings {
     pub metrics: MetricsSettings,
     /// Per-role concurrency and rate limits on the gRPC API.
     pub limits: crate::server::limits::LimitsSettings,
+    /// Capture of pseudonymised training records.
+    pub capture: crate::capture::CaptureSettings,
 }
 
 /// `[metrics]`
@@ -301,6 +303,8 @@ pub struct FlagOverrides {
     pub database_url: Option<String>,
     /// `--console-listen`
     pub console_listen: Option<String>,
+    /// `--capture`
+    pub capture: Option<PathBuf>,
 }
 
 /// A configuration problem, naming the key.
@@ -347,6 +351,9 @@ impl Settings {
         }
         if let Some(url) = &flags.database_url {
             figment = figment.merge(Serialized::default("cases.database_url", url));
+        }
+        if let Some(dir) = &flags.capture {
+            figment = figment.merge(Serialized::default("capture.dir", dir));
         }
         if let Some(format) = &flags.log_format {
             figment = figment.merge(Serialized::default("log.format", format));
@@ -462,6 +469,7 @@ impl Settings {
             return fail("metrics.audit_verify_interval_s: must be positive".into());
         }
         self.limits.validate()?;
+        self.capture.validate().map_err(ConfigError)?;
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return fail(format!("log.format: {:?} must be \"text\" or \"json\"", self.log.format));
         }

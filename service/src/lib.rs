@@ -8,6 +8,7 @@
 pub mod app;
 pub mod auth;
 pub mod backtest;
+pub mod capture;
 pub mod cases;
 pub mod config;
 pub mod console;

@@ -16,7 +16,7 @@ use saring::console::AdminOptions;
 use saring::screening::Screener;
 use saring::server::{
     authenticator, build_screener, load_model, load_models, memory_store, open_escalator, redis_store, serve,
-    StartError, Transport,
+    with_capture, StartError, Transport,
 };
 use saring::store::HistoryStore;
 use saring_models::events::read_events;
@@ -57,6 +57,9 @@ enum Command {
         /// Address of the web console (default 127.0.0.1:8080).
         #[arg(long)]
         console_listen: Option<String>,
+        /// Capture pseudonymised training records (scored contacts, outcomes) as Parquet files in DIR.
+        #[arg(long, value_name = "DIR")]
+        capture: Option<PathBuf>,
     },
     /// Replays an event log through history, model and ladder and reports how callers would have climbed it.
     Backtest {
@@ -118,8 +121,19 @@ fn main() -> ExitCode {
         Err(error) => error.exit(),
     };
     match cli.command {
-        Command::Serve { config, listen, model, log_format, history, ladder, database_url, console_listen } => {
-            let flags = FlagOverrides { listen, model, log_format, history, ladder, database_url, console_listen };
+        Command::Serve {
+            config,
+            listen,
+            model,
+            log_format,
+            history,
+            ladder,
+            database_url,
+            console_listen,
+            capture,
+        } => {
+            let flags =
+                FlagOverrides { listen, model, log_format, history, ladder, database_url, console_listen, capture };
             serve_command(config, &flags)
         }
         Command::Backtest { events, ladder, model, delivery_delay_h, json, strict } => {
@@ -289,11 +303,15 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     } else {
         None
     };
-    if settings.history.store == "memory" {
+    let capture_writer = if settings.history.store == "memory" {
         let screener = build_screener(&settings, Arc::clone(&models), memory_store(&settings));
+        let (screener, capture_writer) = with_capture(&settings, screener)?;
         serve_logged(listener, console, app(screener, escalator, auth), transport).await;
+        capture_writer
     } else {
-        let app = app(build_screener(&settings, Arc::clone(&models), redis_store(&settings)?), escalator, auth);
+        let screener = build_screener(&settings, Arc::clone(&models), redis_store(&settings)?);
+        let (screener, capture_writer) = with_capture(&settings, screener)?;
+        let app = app(screener, escalator, auth);
         let background = Arc::clone(&app);
         let replayer = tokio::spawn(async move {
             if let Err(error) = background.screener.store().inner().connect().await {
@@ -303,6 +321,12 @@ async fn run(settings: Settings) -> Result<(), StartError> {
         });
         serve_logged(listener, console, app, transport).await;
         replayer.abort();
+        capture_writer
+    };
+    if let Some(writer) = capture_writer {
+        // Completes the open capture file (footer, fsync) with every record queued before the drain ended.
+        let report = tokio::task::spawn_blocking(move || writer.close()).await.unwrap_or_default();
+        tracing::info!(written = report.written, failed = report.failed, files = report.files.len(), "capture closed");
     }
     quality.abort();
     if let Some(watcher) = watcher {

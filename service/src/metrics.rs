@@ -221,6 +221,7 @@ pub struct Metrics {
     audit_verified: Gauge,
     audit_check: Arc<Mutex<AuditCheck>>,
     resident_memory: Gauge,
+    capture: crate::capture::CaptureCounters,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -366,6 +367,22 @@ impl Metrics {
             .get_or_create(&BuildLabels { version: env!("CARGO_PKG_VERSION"), commit: env!("SARING_GIT_COMMIT") })
             .set(1);
         registry.register("build_info", "The running build", build);
+        let capture = crate::capture::CaptureCounters::default();
+        registry.register(
+            "capture_written",
+            "Records in capture files closed and kept (counted at each file's close)",
+            capture.written.clone(),
+        );
+        registry.register(
+            "capture_dropped",
+            "Capture records dropped because the writer's queue was full or the writer had stopped",
+            capture.dropped.clone(),
+        );
+        registry.register(
+            "capture_write_errors",
+            "Capture records lost because a write, close or fsync of their file failed",
+            capture.write_errors.clone(),
+        );
         Metrics {
             registry,
             known_methods: served_methods(),
@@ -389,7 +406,13 @@ impl Metrics {
             audit_verified,
             audit_check: Arc::new(Mutex::new(AuditCheck::default())),
             resident_memory,
+            capture,
         }
+    }
+
+    /// The capture counters, for the capture writer to update.
+    pub fn capture_counters(&self) -> crate::capture::CaptureCounters {
+        self.capture.clone()
     }
 
     /// The service and method labels of a request path: its own when saring serves it, else `unknown`.

@@ -12,6 +12,7 @@ use saring_models::naive::recent_misuse_share;
 use saring_models::reasons::{operator_reasons, sentence, strongest, REASONS};
 use saring_models::{Band, CallerHistory, Channel, Disposition, FeatureVector, Model, Score};
 
+use crate::capture::Capture;
 use crate::error::{Error, Result, Violation};
 use crate::metrics::Metrics;
 use crate::modelops::quality::{ModelScore, ScoreMemo};
@@ -280,6 +281,7 @@ pub struct Screener<S> {
     history_budget: Duration,
     degraded: DegradedCounts,
     metrics: Arc<Metrics>,
+    capture: Capture,
 }
 
 /// Why answers were degraded, counted since start-up (exported as metrics by the metrics endpoint). Also keeps
@@ -352,7 +354,14 @@ impl<S: HistoryStore> Screener<S> {
             degraded: DegradedCounts::default(),
             metrics: Arc::new(Metrics::new()),
             history_budget,
+            capture: Capture::disabled(),
         }
+    }
+
+    /// This screener capturing every scored contact and recorded outcome into `capture` ([`crate::capture`]).
+    pub fn with_capture(mut self, capture: Capture) -> Self {
+        self.capture = capture;
+        self
     }
 
     /// The service's metrics (recorded here and by the gRPC layer; rendered by the admin port).
@@ -454,8 +463,10 @@ impl<S: HistoryStore> Screener<S> {
         // validated at load time and scoring is pure; should it fail all the same, the contact is still answered
         // — without a score, and saying so.
         let champion = self.models.champion_full();
+        let mut scored_features = None;
         let scored = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let features = extract(&contact.context(), histories.caller.as_ref(), histories.device.as_ref());
+            scored_features = Some(features);
             let (score, reasons) = score_with_reasons(&champion.model, &features);
             let challenger = self.models.observe(&champion, &contact.region, &features, &score);
             (score.likelihood, score.band, reasons, challenger)
@@ -506,6 +517,7 @@ impl<S: HistoryStore> Screener<S> {
                 assessment: assessment.clone(),
             }));
         }
+        self.capture.scored(&self.hasher, &contact, histories, scored_features, &assessment);
         // A contact scored without history (degraded) is not judged: its scores say nothing about the models.
         self.recent.remember(contact, memo.filter(|_| history_known));
         assessment
@@ -551,6 +563,7 @@ impl<S: HistoryStore> Screener<S> {
                     wall_clock_ms(),
                 );
             }
+            self.capture.outcome(&self.hasher, &contact, report);
         }
         tracing::debug!(contact_id = %report.contact_id, disposition = report.disposition.as_str(), ?recorded, "outcome");
         Ok((recorded, contact, likelihood))

@@ -77,6 +77,9 @@ pub enum StartError {
     /// The TLS files do not make a configuration (exit 65).
     #[error("tls: {0}")]
     TlsRefused(TlsError),
+    /// The capture directory cannot take files (exit 73).
+    #[error("{0}")]
+    Capture(crate::capture::CaptureError),
     /// The listener could not bind (exit 71).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -94,6 +97,7 @@ impl StartError {
             StartError::ModelUnreadable { .. } | StartError::TlsUnreadable(_) => 66,
             StartError::ModelRefused { .. } | StartError::TlsRefused(_) => 65,
             StartError::Bind { .. } => 71,
+            StartError::Capture(_) => 73,
             StartError::Store(_) | StartError::Cases(_) => 74,
         }
     }
@@ -176,6 +180,19 @@ pub fn build_screener<S: HistoryStore>(settings: &Settings, models: Arc<ModelReg
         settings.history.recent_contacts,
         Duration::from_millis(settings.history.budget_ms),
     )
+}
+
+/// `screener` capturing training records as `[capture]` says, with the writer to close on shutdown; unchanged
+/// (and no writer) when `capture.dir` is unset.
+pub fn with_capture<S: HistoryStore>(
+    settings: &Settings,
+    screener: Screener<S>,
+) -> Result<(Screener<S>, Option<crate::capture::CaptureWriter>), StartError> {
+    let Some(dir) = &settings.capture.dir else { return Ok((screener, None)) };
+    let (capture, writer) =
+        crate::capture::start(&settings.capture, screener.metrics().capture_counters()).map_err(StartError::Capture)?;
+    tracing::info!(dir = %dir.display(), retention_days = settings.capture.retention_days, "capturing training records");
+    Ok((screener.with_capture(capture), Some(writer)))
 }
 
 /// Opens (and migrates) the configured case database under the configured ladder policy.

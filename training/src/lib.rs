@@ -8,6 +8,7 @@
 pub mod bands;
 pub mod boosting;
 pub mod calibration;
+pub mod capture;
 pub mod dataset;
 pub mod evaluate;
 pub mod events;

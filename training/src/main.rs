@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use saring_models::{Model, ModelArtifact};
+use saring_training::capture::training_rows;
 use saring_training::dataset::write_dataset;
 use saring_training::evaluate::evaluate;
 use saring_training::events::{read_event_file, write_events};
@@ -16,7 +17,6 @@ use saring_training::replay::replay;
 use saring_training::report::write_report;
 use saring_training::simulate::{parse_region_profiles, simulate, SimulationConfig};
 use saring_training::worlds::{draw_worlds, simulate_worlds, WorldRanges};
-use sha2::{Digest, Sha256};
 
 #[derive(Parser)]
 #[command(name = "saring-train", version, about = "Simulate 110 traffic, train and evaluate saring's model")]
@@ -54,11 +54,14 @@ enum Command {
         #[arg(long, default_value = "training", requires = "worlds")]
         world_ranges: WorldRanges,
     },
-    /// Train candidates on an event log and write the best as a model artifact.
+    /// Train candidates on an event log, or on the service's capture, and write the best as a model artifact.
     Fit {
         /// Event log.
-        #[arg(long)]
-        events: PathBuf,
+        #[arg(long, required_unless_present = "capture", conflicts_with = "capture")]
+        events: Option<PathBuf>,
+        /// Capture directories (`saring serve --capture`), comma-separated: train on the features as scored.
+        #[arg(long, value_delimiter = ',', value_name = "DIR[,DIR...]")]
+        capture: Vec<PathBuf>,
         /// Artifact to write.
         #[arg(long)]
         out: PathBuf,
@@ -131,8 +134,11 @@ enum Command {
         #[arg(long)]
         model: PathBuf,
         /// Event log.
-        #[arg(long)]
-        events: PathBuf,
+        #[arg(long, required_unless_present = "capture", conflicts_with = "capture")]
+        events: Option<PathBuf>,
+        /// Capture directories (`saring serve --capture`), comma-separated: score the features as scored.
+        #[arg(long, value_delimiter = ',', value_name = "DIR[,DIR...]")]
+        capture: Vec<PathBuf>,
         /// Print one JSON object instead of text.
         #[arg(long)]
         json: bool,
@@ -191,6 +197,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Fit {
             events,
+            capture,
             out,
             high_precision,
             elevated_precision,
@@ -205,16 +212,13 @@ fn main() -> anyhow::Result<()> {
                 (0.0..=1.0).contains(&high_recall_floor),
                 "--high-recall-floor must lie between 0 and 1, got {high_recall_floor}"
             );
-            let bytes = std::fs::read(&events).with_context(|| format!("cannot read {}", events.display()))?;
-            let data_fingerprint = Sha256::digest(&bytes).iter().map(|byte| format!("{byte:02x}")).collect();
-            let log = read_event_file(&events, strict)?;
-            let replayed = replay(&log);
+            let (replayed, data_fingerprint, data_source) = training_rows(events.as_deref(), &capture, strict)?;
             let options = FitOptions {
                 high_precision,
                 elevated_precision,
                 seed,
                 data_fingerprint,
-                data_source: events.display().to_string(),
+                data_source,
                 learners,
                 high_recall_floor,
                 allow_worse_than_naive,
@@ -234,11 +238,10 @@ fn main() -> anyhow::Result<()> {
                 test["pr_auc"].as_f64().unwrap_or(f64::NAN)
             );
         }
-        Command::Evaluate { model, events, json, predictions_out, report, test_range, strict } => {
+        Command::Evaluate { model, events, capture, json, predictions_out, report, test_range, strict } => {
             let text = std::fs::read_to_string(&model).with_context(|| format!("cannot read {}", model.display()))?;
             let model = Model::new(ModelArtifact::from_json(&text).with_context(|| format!("{}", model.display()))?);
-            let mut replayed = replay(&read_event_file(&events, strict)?);
-            let mut source = events.display().to_string();
+            let (mut replayed, _, mut source) = training_rows(events.as_deref(), &capture, strict)?;
             if test_range {
                 let from = model.artifact().card["data"]["test"]["from"]
                     .as_str()

@@ -1,6 +1,7 @@
 //! saring's integration tests: the real server on a real socket, driven by a real tonic client.
 
 mod backtest;
+mod capture;
 mod common;
 mod console;
 mod degraded;

@@ -1,0 +1,877 @@
+//! Capture of pseudonymised training records (`saring serve --capture DIR`, `[capture]`): every scored contact
+//! and every recorded outcome, appended to Parquet files a data scientist opens directly and `saring-train fit
+//! --capture` trains on.
+//!
+//! What a record holds: the contact id, the HMAC references of the number and the device (the same keys the history
+//! store uses, [`crate::privacy`]; never a raw number or device id), times, channel, region; for a scored contact the
+//! feature vector exactly as it was scored with the feature-schema fingerprint, the model version, likelihood, band,
+//! degraded reasons and the naive rule's value at scoring time; for an outcome the disposition, whether it was
+//! answered, ring and talk time and the incident category.
+//!
+//! It never blocks ScoreContact: records go through a bounded queue (`try_send`) to one writer thread; a record the
+//! queue cannot take is dropped and counted (`saring_capture_dropped_total`). The writer keeps one file per replica
+//! per UTC day (and per run: a restart starts a new file), named `capture-YYYY-MM-DD-REPLICA-OPENEDMS.parquet`. While
+//! open it is `….parquet.partial`; when the day rotates or the service shuts down it is closed (Parquet footer
+//! written), fsynced, renamed to `.parquet` and the directory fsynced, so a reader only ever sees complete files.
+//! Files older than `retention_days` are deleted at start-up and at every rotation. A write that fails (a full disk)
+//! abandons the file and counts every record in it as failed (`saring_capture_write_errors_total`): nothing is
+//! reported written that is not.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use arrow_array::builder::{BooleanBuilder, Float64Builder, StringBuilder, TimestampMillisecondBuilder, UInt64Builder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
+use parquet::file::properties::WriterProperties;
+use prometheus_client::metrics::counter::Counter;
+use saring_models::features::{schema_fingerprint, FEATURES, FEATURE_COUNT};
+use saring_models::naive::recent_misuse_share;
+use saring_models::FeatureVector;
+use serde::{Deserialize, Serialize};
+
+use crate::privacy::KeyHasher;
+use crate::screening::{Assessment, Contact, OutcomeReport};
+use crate::store::Histories;
+
+/// `[capture]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureSettings {
+    /// Directory of the capture files; unset: nothing is captured.
+    pub dir: Option<PathBuf>,
+    /// Days a capture file is kept (by the UTC day in its name).
+    pub retention_days: u64,
+    /// Records the queue in front of the writer holds; a record that finds it full is dropped and counted.
+    pub queue_capacity: usize,
+    /// This replica's name in file names (letters, digits, `-`, `_`); unset: the host name.
+    pub replica: Option<String>,
+}
+
+impl Default for CaptureSettings {
+    fn default() -> Self {
+        CaptureSettings { dir: None, retention_days: 90, queue_capacity: 65_536, replica: None }
+    }
+}
+
+impl CaptureSettings {
+    /// Checks the values; names the key at fault.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.retention_days == 0 || self.retention_days > 3650 {
+            return Err(format!("capture.retention_days: {} must be between 1 and 3650", self.retention_days));
+        }
+        if self.queue_capacity == 0 || self.queue_capacity > 10_000_000 {
+            return Err(format!("capture.queue_capacity: {} must be between 1 and 10000000", self.queue_capacity));
+        }
+        if let Some(replica) = &self.replica {
+            if !valid_replica(replica) {
+                return Err(format!(
+                    "capture.replica: {replica:?} must be 1-64 letters, digits, '-' or '_' (it names files)"
+                ));
+            }
+        }
+        if self.dir.as_ref().is_some_and(|dir| dir.as_os_str().is_empty()) {
+            return Err("capture.dir: must not be empty (leave it unset to capture nothing)".into());
+        }
+        Ok(())
+    }
+
+    /// The replica name: the configured one, else the host name made safe for a file name.
+    pub fn replica_name(&self) -> String {
+        if let Some(replica) = &self.replica {
+            return replica.clone();
+        }
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .unwrap_or_default();
+        let safe: String = host
+            .trim()
+            .chars()
+            .map(|character| if character.is_ascii_alphanumeric() || character == '-' { character } else { '_' })
+            .take(64)
+            .collect();
+        if safe.is_empty() {
+            "replica".to_owned()
+        } else {
+            safe
+        }
+    }
+}
+
+fn valid_replica(replica: &str) -> bool {
+    !replica.is_empty()
+        && replica.len() <= 64
+        && replica.chars().all(|character| character.is_ascii_alphanumeric() || matches!(character, '-' | '_'))
+}
+
+/// The capture counters, registered with the service's metrics.
+#[derive(Debug, Clone, Default)]
+pub struct CaptureCounters {
+    /// Records written to a file that was closed and kept (counted when the file is closed).
+    pub written: Counter,
+    /// Records the queue could not take (full, or the writer stopped).
+    pub dropped: Counter,
+    /// Records lost because a write, close or fsync failed.
+    pub write_errors: Counter,
+}
+
+/// Column names of the capture files (`saring-train` reads them by name). Feature columns are `f_` + the feature's
+/// name, in schema order, after these.
+pub mod columns {
+    /// `contact` or `outcome`.
+    pub const KIND: &str = "kind";
+    /// Order of the record in its file.
+    pub const SEQ: &str = "seq";
+    /// When the record was captured (wall clock, UTC).
+    pub const CAPTURED_AT: &str = "captured_at";
+    /// The contact id.
+    pub const CONTACT_ID: &str = "contact_id";
+    /// HMAC reference of the number (hex), null when withheld.
+    pub const CALLER_REF: &str = "caller_ref";
+    /// HMAC reference of the device id (hex), null without one.
+    pub const DEVICE_REF: &str = "device_ref";
+    /// When the contact arrived (UTC).
+    pub const RECEIVED_AT: &str = "received_at";
+    /// Channel name.
+    pub const CHANNEL: &str = "channel";
+    /// Region code.
+    pub const REGION: &str = "region";
+    /// Feature-schema fingerprint of the feature columns (contacts).
+    pub const FEATURE_SCHEMA: &str = "feature_schema";
+    /// The model version that scored the contact.
+    pub const MODEL_VERSION: &str = "model_version";
+    /// The likelihood given (null when the model failed).
+    pub const LIKELIHOOD: &str = "likelihood";
+    /// The band given (null when the model failed).
+    pub const BAND: &str = "band";
+    /// Degraded reasons, comma-separated ("" when none).
+    pub const DEGRADED_REASONS: &str = "degraded_reasons";
+    /// The naive rule at scoring time: the caller's recent (30-day decayed) misuse share.
+    pub const NAIVE_RECENT: &str = "naive_recent";
+    /// The disposition (outcomes).
+    pub const DISPOSITION: &str = "disposition";
+    /// Whether an operator answered (outcomes).
+    pub const ANSWERED: &str = "answered";
+    /// Seconds ringing (outcomes).
+    pub const RING_S: &str = "ring_s";
+    /// Seconds of talk (outcomes).
+    pub const TALK_S: &str = "talk_s";
+    /// Incident category (outcomes).
+    pub const CATEGORY: &str = "category";
+    /// Prefix of the feature columns.
+    pub const FEATURE_PREFIX: &str = "f_";
+}
+
+/// The Arrow schema of every capture file.
+pub fn capture_schema() -> SchemaRef {
+    use columns::*;
+    let utc = || DataType::Timestamp(TimeUnit::Millisecond, Some("UTC".into()));
+    let mut fields = vec![
+        Field::new(KIND, DataType::Utf8, false),
+        Field::new(SEQ, DataType::UInt64, false),
+        Field::new(CAPTURED_AT, utc(), false),
+        Field::new(CONTACT_ID, DataType::Utf8, false),
+        Field::new(CALLER_REF, DataType::Utf8, true),
+        Field::new(DEVICE_REF, DataType::Utf8, true),
+        Field::new(RECEIVED_AT, utc(), false),
+        Field::new(CHANNEL, DataType::Utf8, false),
+        Field::new(REGION, DataType::Utf8, false),
+        Field::new(FEATURE_SCHEMA, DataType::Utf8, true),
+        Field::new(MODEL_VERSION, DataType::Utf8, true),
+        Field::new(LIKELIHOOD, DataType::Float64, true),
+        Field::new(BAND, DataType::Utf8, true),
+        Field::new(DEGRADED_REASONS, DataType::Utf8, true),
+        Field::new(NAIVE_RECENT, DataType::Float64, true),
+        Field::new(DISPOSITION, DataType::Utf8, true),
+        Field::new(ANSWERED, DataType::Boolean, true),
+        Field::new(RING_S, DataType::Float64, true),
+        Field::new(TALK_S, DataType::Float64, true),
+        Field::new(CATEGORY, DataType::Utf8, true),
+    ];
+    fields.extend(
+        FEATURES.iter().map(|feature| Field::new(format!("{FEATURE_PREFIX}{}", feature.name), DataType::Float64, true)),
+    );
+    Arc::new(Schema::new(fields))
+}
+
+/// A scored contact as captured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContactCapture {
+    /// The contact id.
+    pub contact_id: String,
+    /// HMAC reference of the number.
+    pub caller_ref: Option<String>,
+    /// HMAC reference of the device.
+    pub device_ref: Option<String>,
+    /// Arrival, Unix ms.
+    pub received_at_ms: i64,
+    /// Channel name.
+    pub channel: &'static str,
+    /// Region code.
+    pub region: String,
+    /// The features as scored; `None` when the model failed before they were computed.
+    pub features: Option<FeatureVector>,
+    /// The champion's version.
+    pub model_version: Arc<str>,
+    /// Likelihood and band, `None` when the model failed.
+    pub score: Option<(f64, &'static str)>,
+    /// Degraded reasons.
+    pub degraded_reasons: Vec<&'static str>,
+    /// The naive rule on the history the score saw.
+    pub naive_recent: f64,
+}
+
+/// A recorded outcome as captured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutcomeCapture {
+    /// The contact id.
+    pub contact_id: String,
+    /// HMAC reference of the number.
+    pub caller_ref: Option<String>,
+    /// HMAC reference of the device.
+    pub device_ref: Option<String>,
+    /// Arrival of the contact, Unix ms.
+    pub received_at_ms: i64,
+    /// Channel name.
+    pub channel: &'static str,
+    /// Region code.
+    pub region: String,
+    /// Disposition name.
+    pub disposition: &'static str,
+    /// Whether an operator answered.
+    pub answered: bool,
+    /// Seconds ringing.
+    pub ring_s: f64,
+    /// Seconds of talk.
+    pub talk_s: f64,
+    /// Incident category.
+    pub category: Option<String>,
+}
+
+/// One captured record with the wall-clock time it was captured.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Record {
+    /// A scored contact.
+    Contact(Box<ContactCapture>, i64),
+    /// A recorded outcome.
+    Outcome(Box<OutcomeCapture>, i64),
+}
+
+enum Message {
+    Record(Record),
+    Close,
+}
+
+/// The screener's side of the capture: hands records to the writer without ever waiting. Disabled: does nothing.
+#[derive(Clone, Default)]
+pub struct Capture {
+    sender: Option<SyncSender<Message>>,
+    counters: CaptureCounters,
+}
+
+impl std::fmt::Debug for Capture {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Capture").field("enabled", &self.sender.is_some()).finish()
+    }
+}
+
+fn wall_clock_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+impl Capture {
+    /// Capture turned off.
+    pub fn disabled() -> Self {
+        Capture::default()
+    }
+
+    /// Whether records are captured.
+    pub fn enabled(&self) -> bool {
+        self.sender.is_some()
+    }
+
+    /// Captures a scored contact: `features` as scored (`None` when the model failed), on `histories` as read.
+    pub fn scored(
+        &self,
+        hasher: &KeyHasher,
+        contact: &Contact,
+        histories: &Histories,
+        features: Option<FeatureVector>,
+        assessment: &Assessment,
+    ) {
+        if self.sender.is_none() {
+            return;
+        }
+        let record = ContactCapture {
+            contact_id: contact.contact_id.clone(),
+            caller_ref: contact.caller.as_deref().map(|number| hasher.number(number).to_hex()),
+            device_ref: contact.device_id.as_deref().map(|device| hasher.device(device).to_hex()),
+            received_at_ms: contact.received_at_ms,
+            channel: contact.channel.as_str(),
+            region: contact.region.clone(),
+            features,
+            model_version: Arc::clone(&assessment.model_version),
+            score: assessment.band.map(|band| (assessment.likelihood, band.as_str())),
+            degraded_reasons: assessment.degraded_reasons.clone(),
+            naive_recent: recent_misuse_share(histories.caller.as_ref(), contact.received_at_ms),
+        };
+        self.offer(Record::Contact(Box::new(record), wall_clock_ms()));
+    }
+
+    /// Captures an outcome recorded for the first time for `contact`.
+    pub fn outcome(&self, hasher: &KeyHasher, contact: &Contact, report: &OutcomeReport) {
+        if self.sender.is_none() {
+            return;
+        }
+        let record = OutcomeCapture {
+            contact_id: report.contact_id.clone(),
+            caller_ref: contact.caller.as_deref().map(|number| hasher.number(number).to_hex()),
+            device_ref: contact.device_id.as_deref().map(|device| hasher.device(device).to_hex()),
+            received_at_ms: contact.received_at_ms,
+            channel: contact.channel.as_str(),
+            region: contact.region.clone(),
+            disposition: report.disposition.as_str(),
+            answered: report.answered,
+            ring_s: report.ring_s,
+            talk_s: report.talk_s,
+            category: report.category.clone(),
+        };
+        self.offer(Record::Outcome(Box::new(record), wall_clock_ms()));
+    }
+
+    /// Queues a record, or drops and counts it when the queue is full or the writer has stopped.
+    pub fn offer(&self, record: Record) {
+        let Some(sender) = &self.sender else { return };
+        match sender.try_send(Message::Record(record)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                self.counters.dropped.inc();
+            }
+        }
+    }
+}
+
+/// What the writer did, returned when it is closed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriterReport {
+    /// Files closed and kept.
+    pub files: Vec<PathBuf>,
+    /// Records in them.
+    pub written: u64,
+    /// Records lost to write errors.
+    pub failed: u64,
+}
+
+/// The writer thread; close it on shutdown so its open file is completed.
+pub struct CaptureWriter {
+    sender: SyncSender<Message>,
+    thread: JoinHandle<WriterReport>,
+}
+
+impl std::fmt::Debug for CaptureWriter {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("CaptureWriter(..)")
+    }
+}
+
+/// Why capture could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("capture directory {path}: {source}")]
+pub struct CaptureError {
+    /// The directory.
+    pub path: String,
+    /// The I/O error.
+    pub source: std::io::Error,
+}
+
+/// Starts capturing into `settings.dir` (created if missing, and checked writable): returns the screener's handle
+/// and the writer. Prunes files past retention first.
+pub fn start(settings: &CaptureSettings, counters: CaptureCounters) -> Result<(Capture, CaptureWriter), CaptureError> {
+    let dir = settings.dir.clone().ok_or_else(|| CaptureError {
+        path: String::new(),
+        source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "capture.dir is not set"),
+    })?;
+    let fail = |source| CaptureError { path: dir.display().to_string(), source };
+    std::fs::create_dir_all(&dir).map_err(fail)?;
+    // Fail at start-up, not at the first record, when the directory cannot take files.
+    let probe = dir.join(format!(".saring-capture-probe-{}", std::process::id()));
+    File::create(&probe).and_then(|_| std::fs::remove_file(&probe)).map_err(fail)?;
+    let leftovers = partial_files(&dir).map_err(fail)?;
+    if !leftovers.is_empty() {
+        tracing::warn!(
+            files = leftovers.len(),
+            dir = %dir.display(),
+            "capture: files left open by a run that did not shut down cleanly (.parquet.partial) are incomplete and \
+             not read by saring-train"
+        );
+    }
+    let retention_days = settings.retention_days;
+    prune(&dir, retention_days, wall_clock_ms());
+    let (sender, receiver) = std::sync::mpsc::sync_channel(settings.queue_capacity);
+    let writer = Writer {
+        dir: dir.clone(),
+        replica: settings.replica_name(),
+        retention_days,
+        counters: counters.clone(),
+        open: None,
+        pending: Vec::new(),
+        report: WriterReport::default(),
+    };
+    let thread =
+        std::thread::Builder::new().name("saring-capture".into()).spawn(move || writer.run(receiver)).map_err(fail)?;
+    Ok((Capture { sender: Some(sender.clone()), counters }, CaptureWriter { sender, thread }))
+}
+
+impl CaptureWriter {
+    /// Writes what is queued, closes and fsyncs the open file, and stops the thread. Records offered after this are
+    /// dropped (and counted).
+    pub fn close(self) -> WriterReport {
+        // A blocking send: the writer is draining the queue, so room appears.
+        let _ = self.sender.send(Message::Close);
+        self.thread.join().unwrap_or_else(|_| {
+            tracing::error!("capture: the writer thread panicked; its open file is incomplete");
+            WriterReport::default()
+        })
+    }
+}
+
+/// Records buffered before a batch is handed to the Parquet writer.
+const BATCH_ROWS: usize = 4096;
+/// Rows per Parquet row group.
+const ROW_GROUP_ROWS: usize = 65_536;
+/// How often an idle writer wakes to hand over buffered records and check the day.
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+
+struct OpenFile {
+    day: String,
+    partial: PathBuf,
+    path: PathBuf,
+    writer: ArrowWriter<File>,
+    rows: u64,
+}
+
+struct Writer {
+    dir: PathBuf,
+    replica: String,
+    retention_days: u64,
+    counters: CaptureCounters,
+    open: Option<OpenFile>,
+    pending: Vec<Record>,
+    report: WriterReport,
+}
+
+/// The UTC day (YYYY-MM-DD) of a Unix time in ms.
+pub fn utc_day(at_ms: i64) -> String {
+    let at =
+        time::OffsetDateTime::from_unix_timestamp(at_ms.div_euclid(1000)).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let date = at.date();
+    format!("{:04}-{:02}-{:02}", date.year(), u8::from(date.month()), date.day())
+}
+
+impl Writer {
+    fn run(mut self, receiver: Receiver<Message>) -> WriterReport {
+        loop {
+            match receiver.recv_timeout(IDLE_WAKE) {
+                Ok(Message::Record(record)) => {
+                    self.pending.push(record);
+                    if self.pending.len() >= BATCH_ROWS {
+                        self.write_pending();
+                    }
+                }
+                Ok(Message::Close) | Err(RecvTimeoutError::Disconnected) => {
+                    // Whatever was queued before the close is written too.
+                    while let Ok(Message::Record(record)) = receiver.try_recv() {
+                        self.pending.push(record);
+                    }
+                    self.write_pending();
+                    self.close_file();
+                    return self.report;
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.write_pending();
+                    if self.open.as_ref().is_some_and(|open| open.day != utc_day(wall_clock_ms())) {
+                        self.close_file();
+                        prune(&self.dir, self.retention_days, wall_clock_ms());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Hands buffered records to today's file (rotating first when the day changed).
+    fn write_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let records = std::mem::take(&mut self.pending);
+        let today = utc_day(wall_clock_ms());
+        if self.open.as_ref().is_some_and(|open| open.day != today) {
+            self.close_file();
+            prune(&self.dir, self.retention_days, wall_clock_ms());
+        }
+        if self.open.is_none() {
+            match self.open_file(&today) {
+                Ok(open) => self.open = Some(open),
+                Err(error) => {
+                    tracing::error!(%error, dir = %self.dir.display(), "capture: cannot create a file; records lost");
+                    self.lost(records.len() as u64);
+                    return;
+                }
+            }
+        }
+        let open = self.open.as_mut().expect("opened above");
+        let first_seq = open.rows;
+        let written = build_batch(&records, first_seq).and_then(|batch| Ok(open.writer.write(&batch)?));
+        match written {
+            Ok(()) => open.rows += records.len() as u64,
+            Err(error) => {
+                tracing::error!(%error, file = %open.partial.display(), "capture: a write failed; the file is abandoned");
+                self.lost(records.len() as u64);
+                self.abandon_file();
+            }
+        }
+    }
+
+    fn lost(&mut self, records: u64) {
+        self.counters.write_errors.inc_by(records);
+        self.report.failed += records;
+    }
+
+    fn open_file(&self, day: &str) -> anyhow::Result<OpenFile> {
+        let name = format!("capture-{day}-{}-{}.parquet", self.replica, wall_clock_ms());
+        let path = self.dir.join(&name);
+        let partial = self.dir.join(format!("{name}.partial"));
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&partial)?;
+        let properties = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_key_value_metadata(Some(vec![
+                KeyValue::new("saring.feature_schema".to_owned(), schema_fingerprint()),
+                KeyValue::new("saring.replica".to_owned(), self.replica.clone()),
+            ]))
+            .build();
+        let writer = ArrowWriter::try_new(file, capture_schema(), Some(properties))?;
+        Ok(OpenFile { day: day.to_owned(), partial, path, writer, rows: 0 })
+    }
+
+    /// Drops the open file (after a failed write): its records are counted lost.
+    fn abandon_file(&mut self) {
+        if let Some(open) = self.open.take() {
+            self.counters.write_errors.inc_by(open.rows);
+            self.report.failed += open.rows;
+            drop(open.writer);
+            let _ = std::fs::remove_file(&open.partial);
+        }
+    }
+
+    /// Completes the open file: footer, fsync, rename, directory fsync.
+    fn close_file(&mut self) {
+        let Some(open) = self.open.take() else { return };
+        let rows = open.rows;
+        let completed = (|| -> anyhow::Result<()> {
+            let file = open.writer.into_inner()?;
+            file.sync_all()?;
+            drop(file);
+            std::fs::rename(&open.partial, &open.path)?;
+            File::open(&self.dir)?.sync_all()?;
+            Ok(())
+        })();
+        match completed {
+            Ok(()) => {
+                self.counters.written.inc_by(rows);
+                self.report.written += rows;
+                self.report.files.push(open.path.clone());
+                tracing::info!(file = %open.path.display(), records = rows, "capture: file closed");
+            }
+            Err(error) => {
+                tracing::error!(%error, file = %open.partial.display(), records = rows, "capture: cannot complete the file; its records are lost");
+                self.lost(rows);
+                let _ = std::fs::remove_file(&open.partial);
+            }
+        }
+    }
+}
+
+/// The `.parquet.partial` files in `dir` (left by a run that did not shut down).
+fn partial_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.ends_with(".parquet.partial")) {
+            found.push(path);
+        }
+    }
+    Ok(found)
+}
+
+/// The day in a capture file's name (`capture-YYYY-MM-DD-…`), if it is one.
+pub fn file_day(name: &str) -> Option<&str> {
+    let day = name.strip_prefix("capture-")?.get(..10)?;
+    let bytes = day.as_bytes();
+    let shaped = bytes.iter().enumerate().all(|(index, byte)| match index {
+        4 | 7 => *byte == b'-',
+        _ => byte.is_ascii_digit(),
+    });
+    shaped.then_some(day)
+}
+
+/// Deletes capture files (complete or partial) whose day is more than `retention_days` before `now_ms`'s day.
+/// Returns how many were deleted.
+pub fn prune(dir: &Path, retention_days: u64, now_ms: i64) -> usize {
+    let oldest_kept = utc_day(now_ms - (retention_days as i64) * 86_400_000);
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    let mut deleted = 0;
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Some(day) = file_day(name) else { continue };
+        // ISO dates compare as strings.
+        if day < oldest_kept.as_str() && (name.ends_with(".parquet") || name.ends_with(".parquet.partial")) {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    deleted += 1;
+                    tracing::info!(file = name, retention_days, "capture: file past retention deleted");
+                }
+                Err(error) => tracing::warn!(%error, file = name, "capture: cannot delete a file past retention"),
+            }
+        }
+    }
+    deleted
+}
+
+/// The Arrow batch of `records`, numbered from `first_seq`.
+fn build_batch(records: &[Record], first_seq: u64) -> anyhow::Result<RecordBatch> {
+    let rows = records.len();
+    let utc = || TimestampMillisecondBuilder::with_capacity(rows).with_timezone("UTC");
+    let text = || StringBuilder::with_capacity(rows, rows * 16);
+    let (mut kind, mut seq, mut captured_at, mut contact_id) =
+        (text(), UInt64Builder::with_capacity(rows), utc(), text());
+    let (mut caller_ref, mut device_ref, mut received_at, mut channel, mut region) =
+        (text(), text(), utc(), text(), text());
+    let (mut feature_schema, mut model_version, mut likelihood, mut band, mut degraded) =
+        (text(), text(), Float64Builder::with_capacity(rows), text(), text());
+    let mut naive_recent = Float64Builder::with_capacity(rows);
+    let (mut disposition, mut answered, mut ring_s, mut talk_s, mut category) = (
+        text(),
+        BooleanBuilder::with_capacity(rows),
+        Float64Builder::with_capacity(rows),
+        Float64Builder::with_capacity(rows),
+        text(),
+    );
+    let mut features: Vec<Float64Builder> = (0..FEATURE_COUNT).map(|_| Float64Builder::with_capacity(rows)).collect();
+    let fingerprint = schema_fingerprint();
+    for (index, record) in records.iter().enumerate() {
+        seq.append_value(first_seq + index as u64);
+        match record {
+            Record::Contact(contact, at_ms) => {
+                kind.append_value("contact");
+                captured_at.append_value(*at_ms);
+                contact_id.append_value(&contact.contact_id);
+                caller_ref.append_option(contact.caller_ref.as_deref());
+                device_ref.append_option(contact.device_ref.as_deref());
+                received_at.append_value(contact.received_at_ms);
+                channel.append_value(contact.channel);
+                region.append_value(&contact.region);
+                feature_schema.append_option(contact.features.map(|_| fingerprint.as_str()));
+                model_version.append_value(&*contact.model_version);
+                likelihood.append_option(contact.score.map(|(likelihood, _)| likelihood));
+                band.append_option(contact.score.map(|(_, band)| band));
+                degraded.append_value(contact.degraded_reasons.join(","));
+                naive_recent.append_value(contact.naive_recent);
+                disposition.append_null();
+                answered.append_null();
+                ring_s.append_null();
+                talk_s.append_null();
+                category.append_null();
+                for (column, builder) in features.iter_mut().enumerate() {
+                    builder.append_option(contact.features.map(|vector| vector[column]));
+                }
+            }
+            Record::Outcome(outcome, at_ms) => {
+                kind.append_value("outcome");
+                captured_at.append_value(*at_ms);
+                contact_id.append_value(&outcome.contact_id);
+                caller_ref.append_option(outcome.caller_ref.as_deref());
+                device_ref.append_option(outcome.device_ref.as_deref());
+                received_at.append_value(outcome.received_at_ms);
+                channel.append_value(outcome.channel);
+                region.append_value(&outcome.region);
+                feature_schema.append_null();
+                model_version.append_null();
+                likelihood.append_null();
+                band.append_null();
+                degraded.append_null();
+                naive_recent.append_null();
+                disposition.append_value(outcome.disposition);
+                answered.append_value(outcome.answered);
+                ring_s.append_value(outcome.ring_s);
+                talk_s.append_value(outcome.talk_s);
+                category.append_option(outcome.category.as_deref());
+                for builder in &mut features {
+                    builder.append_null();
+                }
+            }
+        }
+    }
+    let mut arrays: Vec<ArrayRef> = vec![
+        Arc::new(kind.finish()),
+        Arc::new(seq.finish()),
+        Arc::new(captured_at.finish()),
+        Arc::new(contact_id.finish()),
+        Arc::new(caller_ref.finish()),
+        Arc::new(device_ref.finish()),
+        Arc::new(received_at.finish()),
+        Arc::new(channel.finish()),
+        Arc::new(region.finish()),
+        Arc::new(feature_schema.finish()),
+        Arc::new(model_version.finish()),
+        Arc::new(likelihood.finish()),
+        Arc::new(band.finish()),
+        Arc::new(degraded.finish()),
+        Arc::new(naive_recent.finish()),
+        Arc::new(disposition.finish()),
+        Arc::new(answered.finish()),
+        Arc::new(ring_s.finish()),
+        Arc::new(talk_s.finish()),
+        Arc::new(category.finish()),
+    ];
+    arrays.extend(features.iter_mut().map(|builder| Arc::new(builder.finish()) as ArrayRef));
+    Ok(RecordBatch::try_new(capture_schema(), arrays)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::Array;
+
+    use super::*;
+
+    fn contact_record(id: &str, features: Option<FeatureVector>) -> Record {
+        Record::Contact(
+            Box::new(ContactCapture {
+                contact_id: id.to_owned(),
+                caller_ref: Some("ab".repeat(32)),
+                device_ref: None,
+                received_at_ms: 1_772_000_000_000,
+                channel: "voice",
+                region: "ntt.kupang".to_owned(),
+                features,
+                model_version: Arc::from("m-1"),
+                score: features.map(|_| (0.25, "low")),
+                degraded_reasons: if features.is_some() { vec![] } else { vec!["model_failure"] },
+                naive_recent: 0.5,
+            }),
+            1_772_000_000_100,
+        )
+    }
+
+    fn read_back(path: &Path) -> Vec<RecordBatch> {
+        let file = File::open(path).unwrap();
+        parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .collect::<Result<Vec<_>, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn records_reach_a_complete_file_on_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let counters = CaptureCounters::default();
+        let settings = CaptureSettings {
+            dir: Some(dir.path().to_owned()),
+            replica: Some("r1".into()),
+            ..CaptureSettings::default()
+        };
+        let (capture, writer) = start(&settings, counters.clone()).unwrap();
+        let mut vector = [0.0; FEATURE_COUNT];
+        vector[3] = 1.5;
+        capture.offer(contact_record("c-1", Some(vector)));
+        capture.offer(contact_record("c-2", None));
+        let report = writer.close();
+        assert_eq!(report.written, 2);
+        assert_eq!(report.files.len(), 1);
+        assert_eq!(counters.written.get(), 2);
+        let name = report.files[0].file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(name.starts_with(&format!("capture-{}-r1-", utc_day(wall_clock_ms()))), "{name}");
+        assert!(partial_files(dir.path()).unwrap().is_empty());
+        let batches = read_back(&report.files[0]);
+        let batch = &batches[0];
+        assert_eq!(batch.num_rows(), 2);
+        let feature = batch
+            .column_by_name(&format!("f_{}", FEATURES[3].name))
+            .unwrap()
+            .as_any()
+            .downcast_ref::<arrow_array::Float64Array>()
+            .unwrap();
+        assert_eq!(feature.value(0), 1.5);
+        assert!(feature.is_null(1));
+        // Offered after the close: dropped and counted, never silently lost.
+        capture.offer(contact_record("c-3", None));
+        assert_eq!(counters.dropped.get(), 1);
+    }
+
+    #[test]
+    fn a_full_queue_drops_and_counts() {
+        let (sender, _receiver) = std::sync::mpsc::sync_channel(1);
+        let counters = CaptureCounters::default();
+        let capture = Capture { sender: Some(sender), counters: counters.clone() };
+        capture.offer(contact_record("c-1", None));
+        capture.offer(contact_record("c-2", None));
+        capture.offer(contact_record("c-3", None));
+        assert_eq!(counters.dropped.get(), 2);
+    }
+
+    #[test]
+    fn files_past_retention_are_pruned() {
+        let dir = tempfile::tempdir().unwrap();
+        let now_ms = 1_772_000_000_000; // 2026-02-25
+        for name in [
+            "capture-2026-02-25-r1-1.parquet",
+            "capture-2026-02-16-r1-1.parquet",
+            "capture-2026-02-14-r1-1.parquet",
+            "capture-2026-02-14-r1-2.parquet.partial",
+            "notes-2020-01-01.parquet",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        assert_eq!(prune(dir.path(), 10, now_ms), 2);
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            ["capture-2026-02-16-r1-1.parquet", "capture-2026-02-25-r1-1.parquet", "notes-2020-01-01.parquet"]
+        );
+    }
+
+    #[test]
+    fn settings_are_checked() {
+        assert!(CaptureSettings::default().validate().is_ok());
+        let bad = CaptureSettings { retention_days: 0, ..CaptureSettings::default() };
+        assert!(bad.validate().unwrap_err().contains("capture.retention_days"));
+        let bad = CaptureSettings { replica: Some("../x".into()), ..CaptureSettings::default() };
+        assert!(bad.validate().unwrap_err().contains("capture.replica"));
+        assert!(file_day("capture-2026-02-25-r1-1.parquet") == Some("2026-02-25"));
+        assert!(file_day("capture-2026-2-25-r1-1.parquet").is_none());
+    }
+
+    #[test]
+    fn an_unwritable_directory_fails_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("not-a-directory");
+        std::fs::write(&file, b"x").unwrap();
+        let settings = CaptureSettings { dir: Some(file), ..CaptureSettings::default() };
+        assert!(start(&settings, CaptureCounters::default()).is_err());
+    }
+}
