@@ -128,3 +128,9 @@ fn a_model_keeps_its_record_across_slots_and_pairs_compare_the_same_contacts() {
     let promoted = quality.report("b", Some("a"), NOW);
     assert_eq!(promoted.find("day", NATIONAL).expect("national").champion.labelled, 300);
 }
+
+#[test]
+fn a_sample_is_as_small_as_the_documentation_says() {
+    // config/reference.toml and ARCHITECTURE.md state the memory bound from this size.
+    assert_eq!(std::mem::size_of::<super::Sample>(), 56);
+}
