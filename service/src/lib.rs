@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod modelops;
 pub mod privacy;
 pub mod recent;
+pub mod regions;
 pub mod screening;
 pub mod server;
 pub mod shutdown;

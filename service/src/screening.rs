@@ -276,6 +276,8 @@ pub struct Screener<S> {
     models: Arc<ModelRegistry>,
     scores: broadcast::Sender<Arc<ScoredContact>>,
     traffic: TrafficStats,
+    /// Bounds the region codes per-region statistics keep apart.
+    regions: crate::regions::RegionLabels,
     hasher: KeyHasher,
     recent: RecentContacts,
     history_budget: Duration,
@@ -349,6 +351,7 @@ impl<S: HistoryStore> Screener<S> {
             models,
             scores: broadcast::channel(SCORE_FEED_CAPACITY).0,
             traffic: TrafficStats::default(),
+            regions: crate::regions::RegionLabels::default(),
             hasher,
             recent: RecentContacts::new(recent_capacity),
             degraded: DegradedCounts::default(),
@@ -468,7 +471,7 @@ impl<S: HistoryStore> Screener<S> {
             let features = extract(&contact.context(), histories.caller.as_ref(), histories.device.as_ref());
             scored_features = Some(features);
             let (score, reasons) = score_with_reasons(&champion.model, &features);
-            let challenger = self.models.observe(&champion, &contact.region, &features, &score);
+            let challenger = self.models.observe(&champion, self.regions.label(&contact.region), &features, &score);
             (score.likelihood, score.band, reasons, challenger)
         }));
         let (likelihood, band, reasons, memo) = match scored {
@@ -501,7 +504,7 @@ impl<S: HistoryStore> Screener<S> {
                 .then(|| Summary::of(histories.device.as_ref(), now_ms)),
             degraded_reasons,
         };
-        self.traffic.scored(contact.received_at_ms, &contact.region, assessment.band);
+        self.traffic.scored(contact.received_at_ms, self.regions.label(&contact.region), assessment.band);
         self.metrics.observe_score(assessment.band, &contact.region);
         for reason in &assessment.degraded_reasons {
             self.metrics.observe_degraded(reason);
@@ -553,11 +556,11 @@ impl<S: HistoryStore> Screener<S> {
         self.metrics.observe_store("record", if recorded.is_ok() { "ok" } else { "error" }, started.elapsed());
         let recorded = recorded.map_err(|error| Error::StoreUnavailable(error.to_string()))?;
         if recorded == Recorded::Applied {
-            self.traffic.outcome(contact.received_at_ms, &contact.region, report.answered);
+            self.traffic.outcome(contact.received_at_ms, self.regions.label(&contact.region), report.answered);
             if let Some(memo) = memo.filter(|_| report.disposition.is_labelled()) {
                 self.models.quality().record(
                     contact.received_at_ms,
-                    &contact.region,
+                    self.regions.label(&contact.region),
                     report.disposition.is_misuse(),
                     &memo,
                     wall_clock_ms(),

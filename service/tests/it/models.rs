@@ -494,3 +494,24 @@ async fn a_challenger_that_ranks_worse_is_not_promoted_and_nothing_changes() {
     assert!(store.model_events().await.unwrap().is_empty());
     harness.server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn free_form_region_suffixes_cannot_blow_up_the_per_region_reports() {
+    let harness = crate::common::start().await;
+    let mut routing = harness.screening(Role::Routing);
+    let extra = 40;
+    for index in 0..saring::regions::MAX_TRACKED_REGIONS + extra {
+        let contact = proto::ContactRequest {
+            region: format!("jatim.d{index}"),
+            ..sample_contact(&format!("regions-{index}"), Some("081234567321"))
+        };
+        routing.score_contact(contact).await.unwrap();
+    }
+    let drift = harness.models(Role::Operator).get_drift(proto::DriftRequest::default()).await.unwrap().into_inner();
+    let regions: Vec<&str> = drift.regions.iter().map(|region| region.region.as_str()).collect();
+    // "*", the first codes, and the province the rest count under.
+    assert_eq!(regions.len(), saring::regions::MAX_TRACKED_REGIONS + 2, "{}", regions.len());
+    let province = drift.regions.iter().find(|region| region.region == "jatim").expect("the province bucket");
+    assert_eq!(province.current.as_ref().unwrap().contacts, extra as u64);
+    harness.server.stop().await.unwrap();
+}
