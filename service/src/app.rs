@@ -125,21 +125,14 @@ pub struct ModelChange {
     pub comparison: Option<Paired>,
 }
 
-/// The longest reason for a model change, in characters.
-pub const MAX_MODEL_REASON_CHARS: usize = 2000;
-
-/// A model change's reason and window, checked: the reason is required, at most [`MAX_MODEL_REASON_CHARS`]
-/// characters, with no control characters but newlines; the window is `day` or `week` (empty: `week`).
+/// A model change's reason and window, checked: the reason as every case change's
+/// ([`crate::cases::check_reason`], required); the window is `day` or `week` (empty: `week`).
 pub fn check_model_change(reason: &str, window: &str) -> Result<(String, &'static str)> {
     let mut violations = Vec::new();
-    let reason = reason.trim();
-    if reason.is_empty() {
-        violations.push(Violation::new("reason", "required: say why"));
-    } else if reason.chars().count() > MAX_MODEL_REASON_CHARS {
-        violations.push(Violation::new("reason", format!("longer than {MAX_MODEL_REASON_CHARS} characters")));
-    } else if reason.chars().any(|c| c.is_control() && c != '\n') {
-        violations.push(Violation::new("reason", "contains control characters"));
-    }
+    let reason = crate::cases::check_reason(reason, true).unwrap_or_else(|problem| {
+        violations.push(Violation::new("reason", problem));
+        String::new()
+    });
     let window = match window {
         "" => Some(WINDOWS[WINDOWS.len() - 1].0),
         named => WINDOWS.iter().map(|(name, _)| *name).find(|name| *name == named),
@@ -148,7 +141,7 @@ pub fn check_model_change(reason: &str, window: &str) -> Result<(String, &'stati
         violations.push(Violation::new("window", "must be \"day\" or \"week\" (empty: week)"));
     }
     match window {
-        Some(window) if violations.is_empty() => Ok((reason.to_owned(), window)),
+        Some(window) if violations.is_empty() => Ok((reason, window)),
         _ => Err(Error::InvalidArgument(violations)),
     }
 }

@@ -98,7 +98,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("action", "Tindakan", "Action"),
     ("decided", "Keputusan tercatat.", "Decision recorded."),
     ("conflict", "Keputusan tidak diterapkan", "Decision not applied"),
-    ("reason_required", "Alasan wajib diisi.", "A reason is required."),
+    ("reason_required", "Alasan wajib diisi dengan benar.", "A valid reason is required."),
     ("contacts_per_hour", "Kontak per jam menurut pita risiko", "Contacts per hour by risk band"),
     ("by_region", "Per wilayah (48 jam terakhir)", "By region (last 48 hours)"),
     ("share_answered", "Dijawab", "Answered"),

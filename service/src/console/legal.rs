@@ -333,11 +333,15 @@ async fn change<S: HistoryStore>(
         Err(denied) => return denied.into_response(),
     };
     let lang = lang(headers);
-    let reason = form.reason.trim();
-    if reason.chars().count() < 3 || reason.len() > 2000 {
-        return render_case(console, lang, &session, case_id, Some((false, lang.t("reason_required").to_owned())))
-            .await;
-    }
+    // The same rule as Escalations.Decide and Revert (the core's), so no door takes what another refuses.
+    let reason = match crate::cases::check_reason(&form.reason, true) {
+        Ok(reason) => reason,
+        Err(problem) => {
+            let message = format!("{} ({problem})", lang.t("reason_required"));
+            return render_case(console, lang, &session, case_id, Some((false, message))).await;
+        }
+    };
+    let reason = reason.as_str();
     let escalator = &console.app.escalator;
     let result = if revert {
         escalator.revert(case_id, form.version, reason, &session.principal).await

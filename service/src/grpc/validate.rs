@@ -240,16 +240,11 @@ pub struct CaseChange {
     pub reason: String,
 }
 
-fn check_reason(checker: &mut Checker, field: &str, value: &str, required: bool) {
-    if value.trim().is_empty() {
-        if required {
-            checker.fail(field, "required: say why");
-        }
-    } else if value.chars().count() > 2000 {
-        checker.fail(field, "longer than 2000 characters");
-    } else if value.chars().any(|c| c.is_control() && c != '\n') {
-        checker.fail(field, "contains control characters");
-    }
+fn check_reason(checker: &mut Checker, field: &str, value: &str, required: bool) -> String {
+    crate::cases::check_reason(value, required).unwrap_or_else(|description| {
+        checker.fail(field, description);
+        String::new()
+    })
 }
 
 fn check_case_change(checker: &mut Checker, case_id: &str, version: u64, reason: (&str, &str, bool)) -> CaseChange {
@@ -258,8 +253,8 @@ fn check_case_change(checker: &mut Checker, case_id: &str, version: u64, reason:
         checker.fail("version", "required: the case version you read (from Get, List or Watch)");
     }
     let (field, value, required) = reason;
-    check_reason(checker, field, value, required);
-    CaseChange { case_id: case_id.to_owned(), version: version as i64, reason: value.trim().to_owned() }
+    let reason = check_reason(checker, field, value, required);
+    CaseChange { case_id: case_id.to_owned(), version: version as i64, reason }
 }
 
 fn done<T>(checker: Checker, value: T) -> Result<T> {
