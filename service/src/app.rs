@@ -52,6 +52,40 @@ pub struct CallerStanding {
 }
 
 impl<S: HistoryStore> App<S> {
+    /// Records an outcome reported by `recorder`: the routing engine may embed the contact and name any operator;
+    /// a person (an operator's token) records only contacts scored recently on this replica, without embedding
+    /// one, and under their own name. Then as [`App::record_outcome`].
+    pub async fn record_outcome_by(&self, recorder: &Principal, mut report: OutcomeReport) -> Result<OutcomeResult> {
+        if recorder.role != crate::auth::Role::Routing {
+            let mut violations = Vec::new();
+            if report.contact.is_some() {
+                violations.push(Violation::new(
+                    "contact",
+                    "only the routing engine embeds a contact; record the outcome of a contact scored recently",
+                ));
+            } else if self.screener.recent_contact(&report.contact_id).is_none() {
+                violations.push(Violation::new(
+                    "contact_id",
+                    "no contact with this id was scored recently on this replica; outcomes of older contacts come \
+                     from the routing engine",
+                ));
+            }
+            match report.operator_id.as_deref() {
+                None | Some("") => {}
+                Some(named) if named == recorder.name => {}
+                Some(_) => violations.push(Violation::new(
+                    "operator_id",
+                    "must be empty or your own name: an outcome is recorded under the token holder's name",
+                )),
+            }
+            if !violations.is_empty() {
+                return Err(Error::InvalidArgument(violations));
+            }
+            report.operator_id = Some(recorder.name.clone());
+        }
+        self.record_outcome(report).await
+    }
+
     /// Records an outcome in history, then on the caller's ladder. Fails (acknowledging nothing) when either
     /// store cannot take it; a retry completes what is missing and changes nothing twice.
     pub async fn record_outcome(&self, report: OutcomeReport) -> Result<OutcomeResult> {

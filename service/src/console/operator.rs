@@ -285,7 +285,7 @@ pub(super) async fn outcome<S: HistoryStore>(
         category: None,
         operator_id: Some(session.principal.name.clone()),
     };
-    match console.app.record_outcome(report).await {
+    match console.app.record_outcome_by(&session.principal, report).await {
         Ok(result) => {
             tracing::info!(%contact_id, actor = %session.principal.name, disposition = disposition.as_str(), "disposition recorded from the console");
             let ladder_change = result.ladder.as_ref().map(|ladder| format!("{:?}", ladder.change));

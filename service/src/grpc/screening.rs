@@ -152,10 +152,10 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
     }
 
     async fn record_outcome(&self, request: Request<proto::Outcome>) -> Result<Response<proto::OutcomeAck>, Status> {
-        self.app.auth.authorize(&request, &[Role::Routing, Role::Operator])?;
+        let recorder = self.app.auth.authorize(&request, &[Role::Routing, Role::Operator])?;
         let report = validate::outcome(request.get_ref(), now_ms())?;
         let contact_id = report.contact_id.clone();
-        let result = self.app.record_outcome(report).await?;
+        let result = self.app.record_outcome_by(&recorder, report).await?;
         let duplicate = result.duplicate();
         let (change, open_case) = match result.ladder {
             None => (LadderChange::None, None),

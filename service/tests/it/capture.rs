@@ -98,7 +98,7 @@ async fn the_real_binary_captures_scores_and_outcomes_and_never_a_number_or_devi
         &[("SARING__PRIVACY__HASH_SECRET", SECRET), ("SARING__CAPTURE__REPLICA", "replica-a")],
     );
     let channel = connect(saring.url()).await;
-    let mut client = screening(&channel, Bearer::of(Role::Operator));
+    let mut client = screening(&channel, Bearer::of(Role::Routing));
     // Numbers in local form (normalised to E.164 by the service) and device ids that must never reach a file.
     let callers = ["081234567322", "081298765401", "0812 5550 1919"];
     let e164 = ["+6281234567322", "+6281298765401", "+6281255501919"];

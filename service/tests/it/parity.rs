@@ -16,16 +16,17 @@ async fn evaluate_and_the_service_give_the_same_likelihoods() {
     let model = Model::new(ModelArtifact::from_json(saring::server::SHIPPED_MODEL).unwrap());
     let (_, predictions) = evaluate(&model, &replay(&events).rows);
 
-    let mut harness = start().await;
+    let harness = start().await;
+    let mut routing = harness.screening(saring::auth::Role::Routing);
     let mut served = Vec::new();
     for event in &events {
         match event {
             Event::Contact(contact) => {
-                let reply = harness.client.score_contact(contact_request(contact)).await.unwrap().into_inner();
+                let reply = routing.score_contact(contact_request(contact)).await.unwrap().into_inner();
                 served.push(reply);
             }
             Event::Outcome(outcome) => {
-                harness.client.record_outcome(outcome_request(outcome, None)).await.unwrap();
+                routing.record_outcome(outcome_request(outcome, None)).await.unwrap();
             }
         }
     }

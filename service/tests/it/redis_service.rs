@@ -45,7 +45,13 @@ impl Drop for Deployment {
     }
 }
 
+/// The routing engine's client: it scores and records outcomes (embedding the contact).
 async fn client(saring: &SaringProcess) -> Screening {
+    screening(&connect(saring.url()).await, Bearer::of(saring::auth::Role::Routing))
+}
+
+/// An operator's client: it reads caller profiles.
+async fn operator(saring: &SaringProcess) -> Screening {
     screening(&connect(saring.url()).await, Bearer::of(saring::auth::Role::Operator))
 }
 
@@ -148,7 +154,7 @@ async fn redis_killed_mid_stream_loses_no_acknowledged_outcome() {
         drive(&mut client, index, 15, &mut acknowledged).await;
     }
     assert_eq!(acknowledged.values().sum::<u64>(), 150, "every outcome was acknowledged (Redis or journal)");
-    assert_all_recorded_once(&mut client, &acknowledged).await;
+    assert_all_recorded_once(&mut operator(&saring).await, &acknowledged).await;
     drop(redis);
     std::fs::remove_dir_all(redis_directory).ok();
 }
@@ -179,7 +185,7 @@ async fn saring_restarted_while_redis_is_down_loses_no_acknowledged_outcome() {
     }
     let _redis = PrivateRedis::start_persistent_on(port, &redis_directory);
     assert_eq!(acknowledged.values().sum::<u64>(), 100);
-    assert_all_recorded_once(&mut client, &acknowledged).await;
+    assert_all_recorded_once(&mut operator(&restarted).await, &acknowledged).await;
     let (_, log) = tokio::task::spawn_blocking(move || restarted.terminate()).await.unwrap();
     assert!(log.iter().any(|line| line.contains("journal holds outcomes from an earlier run")), "{log:?}");
     assert!(log.iter().any(|line| line.contains("journal replayed")), "{log:?}");
@@ -193,10 +199,11 @@ async fn a_contact_id_reused_for_another_caller_is_refused_and_counted_nowhere()
     let redis = PrivateRedis::start();
     let deployment = Deployment::new("reused-id", redis.port);
     let saring = deployment.start_saring();
-    let mut operator = client(&saring).await;
-    let first = operator.record_outcome(outcome(sample_contact("reused-r1", Some(&number(1))))).await.unwrap();
+    let mut routing = client(&saring).await;
+    let mut operator = operator(&saring).await;
+    let first = routing.record_outcome(outcome(sample_contact("reused-r1", Some(&number(1))))).await.unwrap();
     assert!(!first.into_inner().duplicate);
-    let refused = operator.record_outcome(outcome(sample_contact("reused-r1", Some(&number(2))))).await.unwrap_err();
+    let refused = routing.record_outcome(outcome(sample_contact("reused-r1", Some(&number(2))))).await.unwrap_err();
     assert_eq!(refused.code(), tonic::Code::InvalidArgument, "{refused:?}");
     let fields: Vec<String> = tonic_types::StatusExt::get_details_bad_request(&refused)
         .map(|details| details.field_violations.into_iter().map(|violation| violation.field).collect())

@@ -23,8 +23,9 @@ async fn persistent_pranksters_end_up_in_a_higher_band_than_genuine_callers() {
     // Two days of traffic: the second day is the "simulated day", scored with the first day's history.
     let config = SimulationConfig { seed: 4242, days: 2, callers: 3000, ..SimulationConfig::default() };
     let events = simulate(&config);
-    let mut harness = start().await;
-    let client = &mut harness.client;
+    let harness = start().await;
+    let mut routing = harness.screening(saring::auth::Role::Routing);
+    let client = &mut routing;
 
     let mut contacts = HashMap::new();
     // Per normalised number: (prank or abusive outcomes, genuine outcomes, bands given).

@@ -118,11 +118,12 @@ async fn a_withheld_number_is_valid_and_scored() {
 #[tokio::test]
 async fn a_repeated_outcome_changes_nothing() {
     let mut harness = start().await;
+    let mut routing = harness.screening(saring::auth::Role::Routing);
     let client = &mut harness.client;
     let number = "0812-3456-7001";
     client.score_contact(sample_contact("r-1", Some(number))).await.unwrap();
     let outcome = prank_outcome("r-1", None);
-    let first = client.record_outcome(outcome.clone()).await.unwrap().into_inner();
+    let first = routing.record_outcome(outcome.clone()).await.unwrap().into_inner();
     assert!(!first.duplicate);
     let query = proto::CallerQuery { caller: "+62 812 3456 7001".into() };
     let before = client.get_caller(query.clone()).await.unwrap().into_inner();
@@ -131,13 +132,13 @@ async fn a_repeated_outcome_changes_nothing() {
     assert_eq!(before.history.as_ref().unwrap().total_contacts, 1);
 
     for _ in 0..3 {
-        let again = client.record_outcome(outcome.clone()).await.unwrap().into_inner();
+        let again = routing.record_outcome(outcome.clone()).await.unwrap().into_inner();
         assert!(again.duplicate);
     }
     // A repeat carrying a different disposition is the same contact saying something else: refused, not dropped
     // as a duplicate; the first outcome stands.
     let changed = proto::Outcome { disposition: proto::Disposition::GenuineEmergency as i32, ..outcome };
-    let refused = client.record_outcome(changed).await.unwrap_err();
+    let refused = routing.record_outcome(changed).await.unwrap_err();
     assert_eq!(refused.code(), Code::AlreadyExists, "{refused:?}");
     let after = client.get_caller(query).await.unwrap().into_inner();
     assert_eq!(after.history.as_ref().unwrap().total_contacts, 1);
@@ -149,6 +150,7 @@ async fn a_repeated_outcome_changes_nothing() {
 #[tokio::test]
 async fn an_outcome_for_an_unseen_contact_is_recorded_when_it_carries_the_contact() {
     let mut harness = start().await;
+    let mut routing = harness.screening(saring::auth::Role::Routing);
     let client = &mut harness.client;
     let bare = proto::Outcome {
         contact_id: "u-1".into(),
@@ -160,11 +162,14 @@ async fn an_outcome_for_an_unseen_contact_is_recorded_when_it_carries_the_contac
         category: None,
         operator_id: None,
     };
-    let status = client.record_outcome(bare.clone()).await.unwrap_err();
+    let status = routing.record_outcome(bare.clone()).await.unwrap_err();
     assert_eq!(violated_fields(&status), vec!["contact"]);
 
     let with_contact = proto::Outcome { contact: Some(sample_contact("u-1", Some("6281299990001"))), ..bare };
-    assert!(!client.record_outcome(with_contact).await.unwrap().into_inner().duplicate);
+    // Only the routing engine embeds a contact: a person's token cannot put any number on a ladder.
+    let refused = client.record_outcome(with_contact.clone()).await.unwrap_err();
+    assert_eq!(violated_fields(&refused), vec!["contact"]);
+    assert!(!routing.record_outcome(with_contact).await.unwrap().into_inner().duplicate);
     let profile = client.get_caller(proto::CallerQuery { caller: "081299990001".into() }).await.unwrap().into_inner();
     assert!(profile.known);
     assert!(profile.history.unwrap().misuse_month > 0.99);
@@ -185,5 +190,24 @@ async fn a_contact_id_of_invisible_or_path_characters_is_refused() {
     }
     let ordinary = client.score_contact(sample_contact("c-2026-12-01-000042", None)).await;
     assert!(ordinary.is_ok(), "{ordinary:?}");
+    harness.server.stop().await.unwrap();
+}
+
+/// An operator records outcomes under their own name, only for contacts scored recently, never embedding one.
+#[tokio::test]
+async fn an_operator_records_only_recent_contacts_under_their_own_name() {
+    let mut harness = start().await;
+    let operator = &mut harness.client;
+    operator.score_contact(sample_contact("op-1", Some("081299990002"))).await.unwrap();
+    let as_someone_else = prank_outcome("op-1", None);
+    assert_eq!(as_someone_else.operator_id.as_deref(), Some("op-1"));
+    let refused = operator.record_outcome(as_someone_else.clone()).await.unwrap_err();
+    assert_eq!(violated_fields(&refused), vec!["operator_id"]);
+    let unseen = operator.record_outcome(prank_outcome("never-scored", None)).await.unwrap_err();
+    assert_eq!(violated_fields(&unseen), vec!["contact_id", "operator_id"]);
+    let own = proto::Outcome { operator_id: Some("test-operator".into()), ..as_someone_else.clone() };
+    assert!(!operator.record_outcome(own).await.unwrap().into_inner().duplicate);
+    let unnamed = proto::Outcome { operator_id: None, ..as_someone_else };
+    assert!(operator.record_outcome(unnamed).await.unwrap().into_inner().duplicate, "the same outcome, same name");
     harness.server.stop().await.unwrap();
 }
