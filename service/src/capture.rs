@@ -33,13 +33,11 @@ use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use prometheus_client::metrics::counter::Counter;
 use saring_models::features::{schema_fingerprint, FEATURES, FEATURE_COUNT};
-use saring_models::naive::recent_misuse_share;
 use saring_models::FeatureVector;
 use serde::{Deserialize, Serialize};
 
-use crate::privacy::KeyHasher;
+use crate::privacy::{HistoryKey, KeyHasher};
 use crate::screening::{Assessment, Contact, OutcomeReport};
-use crate::store::Histories;
 
 /// `[capture]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -299,11 +297,13 @@ impl Capture {
     }
 
     /// Captures a scored contact: `features` as scored (`None` when the model failed), on `histories` as read.
+    /// `keys` are the caller's and device's history keys the screener computed, `naive_recent` the naive rule on
+    /// the history the score saw: nothing is hashed or counted twice on the scoring path.
     pub fn scored(
         &self,
-        hasher: &KeyHasher,
+        keys: (Option<&HistoryKey>, Option<&HistoryKey>),
         contact: &Contact,
-        histories: &Histories,
+        naive_recent: f64,
         features: Option<FeatureVector>,
         assessment: &Assessment,
     ) {
@@ -312,8 +312,8 @@ impl Capture {
         }
         let record = ContactCapture {
             contact_id: contact.contact_id.clone(),
-            caller_ref: contact.caller.as_deref().map(|number| hasher.number(number).to_hex()),
-            device_ref: contact.device_id.as_deref().map(|device| hasher.device(device).to_hex()),
+            caller_ref: keys.0.map(HistoryKey::to_hex),
+            device_ref: keys.1.map(HistoryKey::to_hex),
             received_at_ms: contact.received_at_ms,
             channel: contact.channel.as_str(),
             region: contact.region.clone(),
@@ -321,7 +321,7 @@ impl Capture {
             model_version: Arc::clone(&assessment.model_version),
             score: assessment.band.map(|band| (assessment.likelihood, band.as_str())),
             degraded_reasons: assessment.degraded_reasons.clone(),
-            naive_recent: recent_misuse_share(histories.caller.as_ref(), contact.received_at_ms),
+            naive_recent,
         };
         self.offer(Record::Contact(Box::new(record), wall_clock_ms()));
     }

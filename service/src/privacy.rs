@@ -11,7 +11,7 @@ pub struct HistoryKey(pub [u8; 32]);
 impl HistoryKey {
     /// Lowercase hex, for Redis keys and logs that must correlate without revealing the number.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|byte| format!("{byte:02x}")).collect()
+        hex::encode(self.0)
     }
 }
 

@@ -448,7 +448,7 @@ impl<S: HistoryStore> Screener<S> {
                 Histories::default()
             }
         };
-        self.assess(contact, &histories, degraded_reasons)
+        self.assess(contact, (caller_key.as_ref(), device_key.as_ref()), &histories, degraded_reasons)
     }
 
     /// Scores a contact on its own features, without reading history: the routing engine is over its limits and
@@ -456,12 +456,21 @@ impl<S: HistoryStore> Screener<S> {
     pub fn score_overloaded(&self, contact: Contact) -> Assessment {
         self.degraded.warn("overload", &"the routing role is over its limits: scores skip history");
         let degraded_reasons = vec![self.degraded.count("overload")];
-        self.assess(contact, &Histories::default(), degraded_reasons)
+        // The keys are only needed for the capture's references; hashing is skipped when nothing captures.
+        let (caller_key, device_key) = if self.capture.enabled() { self.keys(&contact) } else { (None, None) };
+        self.assess(contact, (caller_key.as_ref(), device_key.as_ref()), &Histories::default(), degraded_reasons)
     }
 
     /// Scores `contact` with `histories` (empty when unread, which `degraded_reasons` then says), publishes and
     /// remembers it.
-    fn assess(&self, contact: Contact, histories: &Histories, mut degraded_reasons: Vec<&'static str>) -> Assessment {
+    fn assess(
+        &self,
+        contact: Contact,
+        keys: (Option<&HistoryKey>, Option<&HistoryKey>),
+        histories: &Histories,
+        mut degraded_reasons: Vec<&'static str>,
+    ) -> Assessment {
+        let naive = recent_misuse_share(histories.caller.as_ref(), contact.received_at_ms);
         // The champion is loaded once for the call (a reload swaps it for later calls, never this one). It is
         // validated at load time and scoring is pure; should it fail all the same, the contact is still answered
         // — without a score, and saying so.
@@ -480,7 +489,7 @@ impl<S: HistoryStore> Screener<S> {
                 let memo = ScoreMemo {
                     champion: ModelScore { version: Arc::clone(&champion.version), likelihood, band },
                     challenger,
-                    naive: recent_misuse_share(histories.caller.as_ref(), contact.received_at_ms),
+                    naive,
                 };
                 (likelihood, Some(band), reasons, Some(memo))
             }
@@ -520,7 +529,7 @@ impl<S: HistoryStore> Screener<S> {
                 assessment: assessment.clone(),
             }));
         }
-        self.capture.scored(&self.hasher, &contact, histories, scored_features, &assessment);
+        self.capture.scored(keys, &contact, naive, scored_features, &assessment);
         // A contact scored without history (degraded) is not judged: its scores say nothing about the models.
         self.recent.remember(contact, memo.filter(|_| history_known));
         assessment
