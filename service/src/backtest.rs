@@ -400,7 +400,7 @@ fn rfc3339(at: time::OffsetDateTime) -> String {
 }
 
 /// The contact the service would build from this logged contact, or `None` when it would refuse it.
-fn contact_of(event: &ContactEvent) -> Option<Contact> {
+pub fn contact_of(event: &ContactEvent) -> Option<Contact> {
     let caller = match &event.caller {
         Some(raw) => Some(normalise_indonesian_number(raw).ok()?),
         None => None,
@@ -421,7 +421,8 @@ fn contact_of(event: &ContactEvent) -> Option<Contact> {
     })
 }
 
-fn report_of(outcome: &OutcomeEvent, contact: Contact) -> OutcomeReport {
+/// The outcome report the service would build from this logged outcome for `contact`.
+pub fn report_of(outcome: &OutcomeEvent, contact: Contact) -> OutcomeReport {
     OutcomeReport {
         contact_id: outcome.contact_id.clone(),
         contact: Some(contact),

@@ -575,7 +575,7 @@ impl<S: HistoryStore> Screener<S> {
                     wall_clock_ms(),
                 );
             }
-            self.capture.outcome(&self.hasher, &contact, report);
+            self.capture.outcome((caller_key, device_key), &contact, report);
         }
         tracing::debug!(contact_id = %report.contact_id, disposition = report.disposition.as_str(), ?recorded, "outcome");
         Ok((recorded, contact, likelihood))
