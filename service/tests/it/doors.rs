@@ -1,8 +1,8 @@
 //! Every door under the same rules, against the real binary: failed authentication is logged, counted and
 //! throttled per peer address at both gRPC and the console's sign-in (a test connects from 127.0.0.2 and
 //! 127.0.0.3, loopback addresses of their own, to be other peers); rate buckets belong to each token holder, not
-//! to the role; and an outcome is refused (or accepted) identically by RecordOutcome and the console, naming the
-//! field.
+//! to the role; and an outcome (or a decision reason) is refused — or accepted — identically by the gRPC API and the
+//! console, naming the field.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -270,4 +270,44 @@ async fn an_outcome_is_refused_or_accepted_alike_by_record_outcome_and_the_conso
     assert_eq!((status, &reply["duplicate"]), (200, &serde_json::Value::Bool(true)), "{reply}");
     let repeat = operator.record_outcome(grpc_outcome("alike-2", true, 30.0)).await.unwrap().into_inner();
     assert!(repeat.duplicate);
+}
+
+#[tokio::test]
+async fn a_reason_is_refused_alike_by_escalations_and_the_console() {
+    let saring = SaringProcess::spawn(&[], &[]);
+    let console = saring.console_url();
+    let channel = connect(saring.url()).await;
+    let mut routing = screening(&channel, Bearer::of(Role::Routing));
+    crate::ladder::prank(&mut routing, "reason-1", "0812-3400-0777", 2.0).await;
+    let warning = crate::ladder::prank(&mut routing, "reason-2", "0812-3400-0777", 1.5).await.open_case.unwrap();
+    let mut legal = crate::common::escalations(&channel, Bearer::of(Role::Legal));
+
+    // A control character in a reason: INVALID_ARGUMENT on `reason` through gRPC, …
+    let revert = proto::RevertRequest {
+        case_id: warning.case_id.clone(),
+        version: warning.version,
+        reason: "appeal\u{7}granted".into(),
+    };
+    let refused = legal.revert(revert).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+    let violations = refused.get_details_bad_request().unwrap().field_violations;
+    assert_eq!(
+        (violations[0].field.as_str(), violations[0].description.as_str()),
+        ("reason", "contains control characters")
+    );
+    // … and the same rule's words on the console's case page, which changes nothing either.
+    let signed_in = sign_in_from(&console, "127.0.0.1", &token(Role::Legal)).await;
+    let cookie = header(&signed_in, "set-cookie").unwrap().split(';').next().unwrap().to_owned();
+    let path = format!("/legal/cases/{}", warning.case_id);
+    let page = http_from(&console, "127.0.0.1", &format!("GET {path} HTTP/1.1\r\nCookie: {cookie}"), "").await;
+    let csrf =
+        body(&page).split("<meta name=\"csrf\" content=\"").nth(1).unwrap().split('"').next().unwrap().to_owned();
+    let head =
+        format!("POST {path}/revert HTTP/1.1\r\nCookie: {cookie}\r\nContent-Type: application/x-www-form-urlencoded");
+    let form = format!("csrf={csrf}&version={}&reason=appeal%07granted", warning.version);
+    let page = http_from(&console, "127.0.0.1", &head, &form).await;
+    assert!(page.contains("class=\"error\" id=\"notice\"") && page.contains("contains control characters"), "{page}");
+    let case = legal.get(proto::GetCaseRequest { case_id: warning.case_id.clone() }).await.unwrap().into_inner();
+    let summary = case.summary.expect("the case's summary");
+    assert_eq!((summary.state, summary.version), (warning.state, warning.version), "nothing changed");
 }
