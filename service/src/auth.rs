@@ -239,16 +239,16 @@ impl Authenticator {
     /// The caller of `request` (see [`Authenticator::identify`]), if its role is one of `allowed`.
     /// No credentials or unknown ones are `UNAUTHENTICATED` (logged and counted against the peer's address); a
     /// known caller of another role is `PERMISSION_DENIED`. While the peer's address is throttled for its failures,
-    /// a call is `RESOURCE_EXHAUSTED` with a retry hint before its token is looked at — except one authenticated by
-    /// a client certificate alone (a certificate cannot be guessed, and a machine behind the same address as a
-    /// guesser goes on working).
+    /// a call is `RESOURCE_EXHAUSTED` with a retry hint whatever its token — good, wrong or none, so the answer says
+    /// nothing about it and nothing more is recorded — except the callers [`throttle_exempt`] names.
     pub fn authorize<T>(&self, request: &Request<T>, allowed: &[Role]) -> Result<Principal, Status> {
         let authorization = request.metadata().get("authorization").map(|value| value.as_bytes());
         let tls = request.extensions().get::<TlsPeer>();
         let forwarded = request.metadata().get("x-forwarded-for").and_then(|value| value.to_str().ok());
         let peer = self.peer(request.extensions(), forwarded);
         let certificate = tls.is_some_and(|tls| tls.certificate_names.is_some());
-        if authorization.is_some() || !certificate {
+        let identified = self.identify(authorization, tls);
+        if !throttle_exempt(authorization, tls, identified.as_ref()) {
             if let Err(left) = self.failed.check(peer, Door::Grpc) {
                 return Err(crate::error::pushback(
                     Code::ResourceExhausted,
@@ -257,7 +257,7 @@ impl Authenticator {
                 ));
             }
         }
-        let principal = self.identify(authorization, tls).inspect_err(|status| {
+        let principal = identified.inspect_err(|status| {
             let (credential, presented) = match authorization {
                 Some(header) => ("bearer", Some(bearer_token(header).unwrap_or(header))),
                 None if certificate => ("certificate", None),
@@ -275,6 +275,19 @@ impl Authenticator {
         }
         Ok(principal)
     }
+}
+
+/// Whom the throttle of an address with too many failed authentications never holds up: a caller authenticated by
+/// its client certificate alone (a certificate cannot be guessed), and the routing engine (a score never waits on a
+/// limit, and its credential is a machine's, never typed by a person). Everyone else at that address is refused,
+/// whatever they sent, until the window ends.
+pub fn throttle_exempt(
+    authorization: Option<&[u8]>,
+    tls: Option<&TlsPeer>,
+    identified: Result<&Principal, &Status>,
+) -> bool {
+    let certificate_alone = authorization.is_none() && tls.is_some_and(|tls| tls.certificate_names.is_some());
+    certificate_alone || identified.is_ok_and(|principal| principal.role == Role::Routing)
 }
 
 /// The token of an `authorization: Bearer TOKEN` header value.
@@ -349,7 +362,10 @@ mod tests {
     #[test]
     fn an_address_with_too_many_failures_is_refused_before_its_token_but_certificates_go_on() {
         use crate::failed_auth::{Door, FailedAuthSettings};
-        let tokens = [TokenEntry { name: "ana".into(), role: Role::Operator, sha256: token_digest("good") }];
+        let tokens = [
+            TokenEntry { name: "ana".into(), role: Role::Operator, sha256: token_digest("good") },
+            TokenEntry { name: "router".into(), role: Role::Routing, sha256: token_digest("routing-token") },
+        ];
         let clients = [ClientEntry { name: "engine".into(), role: Role::Routing }];
         let settings = FailedAuthSettings { max_failures: 2, ..FailedAuthSettings::default() };
         let auth = Authenticator::from_entries(&tokens)
@@ -373,16 +389,19 @@ mod tests {
         assert!(throttled.metadata().get("grpc-retry-pushback-ms").is_some());
         let anonymous = auth.authorize(&from(Request::new(()), "192.0.2.1:1002", false), &[Role::Operator]);
         assert_eq!(anonymous.unwrap_err().code(), Code::ResourceExhausted);
-        // A certificate alone is not a guess; another address is another peer.
+        // A certificate alone is not a guess, and the routing engine's scores never wait on a limit; another
+        // address is another peer.
         let machine = auth.authorize(&from(Request::new(()), "192.0.2.1:1003", true), &[Role::Routing]);
         assert_eq!(machine.unwrap().name, "engine");
+        let routing = auth.authorize(&from(metadata("routing-token"), "192.0.2.1:1004", false), &[Role::Routing]);
+        assert_eq!(routing.unwrap().name, "router");
         assert_eq!(
             auth.authorize(&from(metadata("good"), "192.0.2.2:1000", false), &[Role::Operator]).unwrap().name,
             "ana"
         );
         // Clones share the record (the handlers', the limits layer's and the console's authenticator).
         assert_eq!(auth.clone().failed_auth().failures(Door::Grpc), 2);
-        assert_eq!(auth.failed_auth().throttled(Door::Grpc), 2);
+        assert_eq!(auth.failed_auth().throttled(Door::Grpc), 2, "the good and the missing token");
         // A wrong role is not a failed authentication.
         let denied = auth.authorize(&from(metadata("good"), "192.0.2.3:1000", false), &[Role::Legal]);
         assert_eq!(denied.unwrap_err().code(), Code::PermissionDenied);

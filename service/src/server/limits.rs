@@ -21,7 +21,7 @@ use tonic::body::Body;
 use tonic::Code;
 use tower::{Layer, Service};
 
-use crate::auth::{Authenticator, Principal, Role, TlsPeer};
+use crate::auth::{throttle_exempt, Authenticator, Principal, Role, TlsPeer};
 use crate::config::ConfigError;
 
 /// The path of the one call that degrades instead of being shed.
@@ -295,15 +295,16 @@ where
         let auth = &self.limits.auth;
         let authorization = request.headers().get("authorization").map(|value| value.as_bytes());
         let tls = request.extensions().get::<TlsPeer>();
-        // An address throttled for its failed authentications is refused by the handler before its token is looked
-        // at; here too nothing is said about the token (not even that its holder is over a rate).
-        if authorization.is_some() || tls.is_none_or(|tls| tls.certificate_names.is_none()) {
+        let identified = auth.identify(authorization, tls);
+        // An address throttled for its failed authentications is refused by the handler whatever its token; here
+        // too nothing is said about the token (not even that its holder is over a rate).
+        if !throttle_exempt(authorization, tls, identified.as_ref()) {
             let forwarded = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
             if auth.failed_auth().throttled_for(auth.peer(request.extensions(), forwarded)).is_some() {
                 return Box::pin(self.inner.call(request));
             }
         }
-        let Ok(principal) = auth.identify(authorization, tls) else {
+        let Ok(principal) = identified else {
             return Box::pin(self.inner.call(request));
         };
         let degradable = principal.role == Role::Routing && request.uri().path() == SCORE_CONTACT;
