@@ -2,7 +2,7 @@
 //! presented token, at most the first 8 hex digits of its SHA-256) and counted for `/metrics`; and a peer address
 //! with too many failures in a window is throttled until the window passes: further attempts through either door
 //! are answered RESOURCE_EXHAUSTED (gRPC, with `grpc-retry-pushback-ms`) or 429 (console, with `Retry-After`)
-//! without the token being looked at.
+//! whatever token they carry, so the answer says nothing about it (who is exempt: `auth::throttle_exempt`).
 //!
 //! Peers are counted by IP address (an IPv6 address by its /64, which one host usually owns whole), in a map
 //! capped at `max_peers` that forgets the oldest window first, under one short `parking_lot` lock (never held
@@ -223,7 +223,7 @@ impl FailedAuth {
         Some(remote)
     }
 
-    /// `Err(time left)` when `peer` is throttled at `door` (the attempt is counted as throttled, not looked at).
+    /// `Err(time left)` when `peer` is throttled at `door` (the attempt is counted as throttled, not as a failure).
     pub fn check(&self, peer: Option<IpAddr>, door: Door) -> Result<(), Duration> {
         match self.throttled_for(peer) {
             None => Ok(()),
