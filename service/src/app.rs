@@ -54,16 +54,19 @@ pub struct CallerStanding {
 impl<S: HistoryStore> App<S> {
     /// Records an outcome reported by `recorder`: the routing engine may embed the contact and name any operator;
     /// a person (an operator's token) records only contacts scored recently on this replica, without embedding
-    /// one, and under their own name. Then as [`App::record_outcome`].
+    /// one, and under their own name. The outcome's own rules ([`OutcomeReport::violations`]) are refused in the
+    /// same answer. Then as [`App::record_outcome`].
     pub async fn record_outcome_by(&self, recorder: &Principal, mut report: OutcomeReport) -> Result<OutcomeResult> {
+        let mut violations = report.violations();
         if recorder.role != crate::auth::Role::Routing {
-            let mut violations = Vec::new();
             if report.contact.is_some() {
                 violations.push(Violation::new(
                     "contact",
                     "only the routing engine embeds a contact; record the outcome of a contact scored recently",
                 ));
-            } else if self.screener.recent_contact(&report.contact_id).is_none() {
+            } else if violations.iter().all(|violation| violation.field != "contact_id")
+                && self.screener.recent_contact(&report.contact_id).is_none()
+            {
                 violations.push(Violation::new(
                     "contact_id",
                     "no contact with this id was scored recently on this replica; outcomes of older contacts come \
@@ -78,17 +81,26 @@ impl<S: HistoryStore> App<S> {
                     "must be empty or your own name: an outcome is recorded under the token holder's name",
                 )),
             }
-            if !violations.is_empty() {
-                return Err(Error::InvalidArgument(violations));
-            }
+        }
+        if !violations.is_empty() {
+            return Err(Error::InvalidArgument(violations));
+        }
+        if recorder.role != crate::auth::Role::Routing {
+            // The holder's name as configured: not held to the rules of a client-sent operator id.
             report.operator_id = Some(recorder.name.clone());
         }
-        self.record_outcome(report).await
+        self.record_valid_outcome(report).await
     }
 
-    /// Records an outcome in history, then on the caller's ladder. Fails (acknowledging nothing) when either
-    /// store cannot take it; a retry completes what is missing and changes nothing twice.
+    /// Records an outcome in history, then on the caller's ladder. Refuses one that breaks the outcome's rules
+    /// ([`OutcomeReport::validate`]); fails (acknowledging nothing) when either store cannot take it; a retry
+    /// completes what is missing and changes nothing twice.
     pub async fn record_outcome(&self, report: OutcomeReport) -> Result<OutcomeResult> {
+        report.validate()?;
+        self.record_valid_outcome(report).await
+    }
+
+    async fn record_valid_outcome(&self, report: OutcomeReport) -> Result<OutcomeResult> {
         // A contact id the case database holds for another caller, or with another outcome, is refused before
         // history takes it (history would count it for the wrong caller, or the correction would vanish as a
         // duplicate). When the case database cannot answer, history goes ahead and the ladder step refuses.

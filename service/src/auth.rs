@@ -4,12 +4,14 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use tonic::{Request, Status};
+use tonic::{Code, Request, Status};
+
+use crate::failed_auth::{Door, FailedAuth};
 
 /// A role a token grants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -95,11 +97,13 @@ pub fn token_digest(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-/// Maps bearer tokens to principals.
+/// Maps bearer tokens to principals, and keeps the record of failed authentications (shared by its clones, so the
+/// gRPC handlers, the limits layer and the console see the same peers).
 #[derive(Debug, Clone, Default)]
 pub struct Authenticator {
     by_digest: HashMap<[u8; 32], Principal>,
     by_certificate_name: HashMap<String, Principal>,
+    failed: Arc<FailedAuth>,
 }
 
 /// A token or client entry that cannot be used, naming it.
@@ -138,7 +142,23 @@ impl Authenticator {
                 return Err(fail("the same token is configured twice"));
             }
         }
-        Ok(Authenticator { by_digest, by_certificate_name: HashMap::new() })
+        Ok(Authenticator { by_digest, by_certificate_name: HashMap::new(), failed: Arc::default() })
+    }
+
+    /// Failed authentications are throttled as `failed` says (by default they are logged and counted only).
+    pub fn with_failed_auth(mut self, failed: FailedAuth) -> Self {
+        self.failed = Arc::new(failed);
+        self
+    }
+
+    /// The record of failed authentications, for the console's sign-in and the metrics.
+    pub fn failed_auth(&self) -> &FailedAuth {
+        &self.failed
+    }
+
+    /// Every configured principal (tokens and client certificates; a name may appear more than once).
+    pub fn principals(&self) -> impl Iterator<Item = &Principal> {
+        self.by_digest.values().chain(self.by_certificate_name.values())
     }
 
     /// Adds the client certificate identities; refuses empty names and a name configured twice.
@@ -207,11 +227,44 @@ impl Authenticator {
         })
     }
 
+    /// The peer address of a gRPC request, by its connection (saring's TLS or plain TCP) and, from a trusted proxy,
+    /// its `x-forwarded-for`.
+    pub fn peer(&self, extensions: &http::Extensions, forwarded: Option<&str>) -> Option<IpAddr> {
+        let remote = extensions.get::<TlsPeer>().and_then(|tls| tls.remote_addr).or_else(|| {
+            extensions.get::<tonic::transport::server::TcpConnectInfo>().and_then(|info| info.remote_addr())
+        });
+        self.failed.peer(remote, forwarded)
+    }
+
     /// The caller of `request` (see [`Authenticator::identify`]), if its role is one of `allowed`.
-    /// No credentials or unknown ones are `UNAUTHENTICATED`; a known caller of another role is `PERMISSION_DENIED`.
+    /// No credentials or unknown ones are `UNAUTHENTICATED` (logged and counted against the peer's address); a
+    /// known caller of another role is `PERMISSION_DENIED`. While the peer's address is throttled for its failures,
+    /// a call is `RESOURCE_EXHAUSTED` with a retry hint whatever its token — good, wrong or none, so the answer says
+    /// nothing about it and nothing more is recorded — except the callers [`throttle_exempt`] names.
     pub fn authorize<T>(&self, request: &Request<T>, allowed: &[Role]) -> Result<Principal, Status> {
         let authorization = request.metadata().get("authorization").map(|value| value.as_bytes());
-        let principal = self.identify(authorization, request.extensions().get::<TlsPeer>())?;
+        let tls = request.extensions().get::<TlsPeer>();
+        let forwarded = request.metadata().get("x-forwarded-for").and_then(|value| value.to_str().ok());
+        let peer = self.peer(request.extensions(), forwarded);
+        let certificate = tls.is_some_and(|tls| tls.certificate_names.is_some());
+        let identified = self.identify(authorization, tls);
+        if !throttle_exempt(authorization, tls, identified.as_ref()) {
+            if let Err(left) = self.failed.check(peer, Door::Grpc) {
+                return Err(crate::error::pushback(
+                    Code::ResourceExhausted,
+                    "too many failed authentications from this address; retry later".to_owned(),
+                    left,
+                ));
+            }
+        }
+        let principal = identified.inspect_err(|status| {
+            let (credential, presented) = match authorization {
+                Some(header) => ("bearer", Some(bearer_token(header).unwrap_or(header))),
+                None if certificate => ("certificate", None),
+                None => ("none", None),
+            };
+            self.failed.record(peer, Door::Grpc, credential, presented, status.message());
+        })?;
         if !allowed.contains(&principal.role) {
             let allowed: Vec<&str> = allowed.iter().map(|role| role.as_str()).collect();
             return Err(Status::permission_denied(format!(
@@ -222,6 +275,25 @@ impl Authenticator {
         }
         Ok(principal)
     }
+}
+
+/// Whom the throttle of an address with too many failed authentications never holds up: a caller authenticated by
+/// its client certificate alone (a certificate cannot be guessed), and the routing engine (a score never waits on a
+/// limit, and its credential is a machine's, never typed by a person). Everyone else at that address is refused,
+/// whatever they sent, until the window ends.
+pub fn throttle_exempt(
+    authorization: Option<&[u8]>,
+    tls: Option<&TlsPeer>,
+    identified: Result<&Principal, &Status>,
+) -> bool {
+    let certificate_alone = authorization.is_none() && tls.is_some_and(|tls| tls.certificate_names.is_some());
+    certificate_alone || identified.is_ok_and(|principal| principal.role == Role::Routing)
+}
+
+/// The token of an `authorization: Bearer TOKEN` header value.
+fn bearer_token(header: &[u8]) -> Option<&[u8]> {
+    let token = header.strip_prefix(b"Bearer ").or_else(|| header.strip_prefix(b"bearer "))?;
+    Some(token.trim_ascii()).filter(|token| !token.is_empty())
 }
 
 #[cfg(test)]
@@ -285,6 +357,55 @@ mod tests {
             TokenEntry { name: "b".into(), role: Role::Legal, sha256: token_digest("t") },
         ];
         assert!(Authenticator::from_entries(&twice).is_err());
+    }
+
+    #[test]
+    fn an_address_with_too_many_failures_is_refused_before_its_token_but_certificates_go_on() {
+        use crate::failed_auth::{Door, FailedAuthSettings};
+        let tokens = [
+            TokenEntry { name: "ana".into(), role: Role::Operator, sha256: token_digest("good") },
+            TokenEntry { name: "router".into(), role: Role::Routing, sha256: token_digest("routing-token") },
+        ];
+        let clients = [ClientEntry { name: "engine".into(), role: Role::Routing }];
+        let settings = FailedAuthSettings { max_failures: 2, ..FailedAuthSettings::default() };
+        let auth = Authenticator::from_entries(&tokens)
+            .unwrap()
+            .with_clients(&clients)
+            .unwrap()
+            .with_failed_auth(FailedAuth::new(&settings));
+        let from = |mut request: Request<()>, address: &str, certificate: bool| {
+            let names: Option<Arc<[String]>> = certificate.then(|| vec!["engine".to_owned()].into());
+            let peer = TlsPeer { remote_addr: Some(address.parse().unwrap()), certificate_names: names };
+            request.extensions_mut().insert(peer);
+            request
+        };
+        for _ in 0..2 {
+            let wrong = auth.authorize(&from(metadata("bad"), "192.0.2.1:1000", false), &[Role::Operator]);
+            assert_eq!(wrong.unwrap_err().code(), Code::Unauthenticated);
+        }
+        let throttled = auth.authorize(&from(metadata("good"), "192.0.2.1:1001", false), &[Role::Operator]);
+        let throttled = throttled.unwrap_err();
+        assert_eq!(throttled.code(), Code::ResourceExhausted);
+        assert!(throttled.metadata().get("grpc-retry-pushback-ms").is_some());
+        let anonymous = auth.authorize(&from(Request::new(()), "192.0.2.1:1002", false), &[Role::Operator]);
+        assert_eq!(anonymous.unwrap_err().code(), Code::ResourceExhausted);
+        // A certificate alone is not a guess, and the routing engine's scores never wait on a limit; another
+        // address is another peer.
+        let machine = auth.authorize(&from(Request::new(()), "192.0.2.1:1003", true), &[Role::Routing]);
+        assert_eq!(machine.unwrap().name, "engine");
+        let routing = auth.authorize(&from(metadata("routing-token"), "192.0.2.1:1004", false), &[Role::Routing]);
+        assert_eq!(routing.unwrap().name, "router");
+        assert_eq!(
+            auth.authorize(&from(metadata("good"), "192.0.2.2:1000", false), &[Role::Operator]).unwrap().name,
+            "ana"
+        );
+        // Clones share the record (the handlers', the limits layer's and the console's authenticator).
+        assert_eq!(auth.clone().failed_auth().failures(Door::Grpc), 2);
+        assert_eq!(auth.failed_auth().throttled(Door::Grpc), 2, "the good and the missing token");
+        // A wrong role is not a failed authentication.
+        let denied = auth.authorize(&from(metadata("good"), "192.0.2.3:1000", false), &[Role::Legal]);
+        assert_eq!(denied.unwrap_err().code(), Code::PermissionDenied);
+        assert_eq!(auth.failed_auth().failures(Door::Grpc), 2);
     }
 
     #[test]

@@ -247,13 +247,19 @@ pub async fn run(
                     log.orphan_outcomes += 1;
                     continue;
                 };
+                let report = report_of(outcome, contact.clone());
+                if report.validate().is_err() {
+                    // The service would refuse it (talk time on an unanswered contact, times out of range, …).
+                    log.orphan_outcomes += 1;
+                    continue;
+                }
                 if let Some(number) = &contact.caller {
                     let entry = truth.entry(number.clone()).or_default();
                     entry.caller_ref = app.screener.number_key(number).to_hex();
                     entry.dispositions.push((contact.received_at_ms, outcome.disposition));
                 }
                 let number = contact.caller.clone();
-                let result = app.record_outcome(report_of(outcome, contact)).await?;
+                let result = app.record_outcome(report).await?;
                 let Some(ladder) = result.ladder else { continue };
                 match ladder.change {
                     LadderChange::SurgeSuppressed => surge_suppressed += 1,

@@ -103,6 +103,8 @@ pub struct AuthSettings {
     pub tokens: Vec<crate::auth::TokenEntry>,
     /// `[[auth.clients]]`: name and role of each client certificate identity (needs `server.tls.client_ca_path`).
     pub clients: Vec<crate::auth::ClientEntry>,
+    /// `[auth.failures]`: throttling of peer addresses that fail to authenticate.
+    pub failures: crate::failed_auth::FailedAuthSettings,
 }
 
 /// `[ladder]`
@@ -465,6 +467,7 @@ impl Settings {
         {
             return fail(error.to_string());
         }
+        self.auth.failures.validate()?;
         if self.metrics.audit_verify_interval_s == 0 {
             return fail("metrics.audit_verify_interval_s: must be positive".into());
         }
@@ -645,6 +648,10 @@ mod tests {
         assert!(error.contains("limits.operator.concurrency"), "{error}");
         let error = load_toml("[limits.legal]\nrate_per_s = 5.0\nburst = 0\n").unwrap_err().to_string();
         assert!(error.contains("limits.legal.burst"), "{error}");
+        let error = load_toml("[auth.failures]\nwindow_s = 0\n").unwrap_err().to_string();
+        assert!(error.contains("auth.failures.window_s"), "{error}");
+        let error = load_toml("[auth.failures]\ntrusted_proxies = [\"proxy\"]\n").unwrap_err().to_string();
+        assert!(error.contains("auth.failures.trusted_proxies[0]"), "{error}");
         let error = load_toml("[server]\nmax_message_bytes = 10\n").unwrap_err().to_string();
         assert!(error.contains("server.max_message_bytes"), "{error}");
         let error = load_toml("[server]\nmax_deadline_ms = 0\n").unwrap_err().to_string();

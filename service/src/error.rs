@@ -146,6 +146,19 @@ impl From<Error> for Status {
     }
 }
 
+/// A refusal the caller should retry after `retry_after`: a `google.rpc.RetryInfo` detail and the
+/// `grpc-retry-pushback-ms` metadata gRFC A6 clients read (whole milliseconds, at least 1).
+pub fn pushback(code: Code, message: String, retry_after: std::time::Duration) -> Status {
+    let retry_ms = retry_after.as_millis().clamp(1, u128::from(u64::MAX)) as u64;
+    let mut status = Status::with_error_details(
+        code,
+        message,
+        ErrorDetails::with_retry_info(Some(std::time::Duration::from_millis(retry_ms))),
+    );
+    status.metadata_mut().insert("grpc-retry-pushback-ms", retry_ms.into());
+    status
+}
+
 fn unavailable(message: &str) -> Status {
     Status::with_error_details(
         Code::Unavailable,

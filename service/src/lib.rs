@@ -13,12 +13,14 @@ pub mod cases;
 pub mod config;
 pub mod console;
 pub mod error;
+pub mod failed_auth;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod grpc;
 pub mod ids;
 pub mod metrics;
 pub mod modelops;
+pub mod outcomes;
 pub mod privacy;
 pub mod recent;
 pub mod regions;

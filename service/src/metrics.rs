@@ -76,6 +76,13 @@ pub struct StoreLabels {
     pub outcome: &'static str,
 }
 
+/// Where an authentication failed.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DoorLabels {
+    /// `grpc` or `console`.
+    door: &'static str,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ModelLabels {
     slot: &'static str,
@@ -222,6 +229,10 @@ pub struct Metrics {
     audit_check: Arc<Mutex<AuditCheck>>,
     resident_memory: Gauge,
     capture: crate::capture::CaptureCounters,
+    auth_failures: Family<DoorLabels, Counter>,
+    auth_throttled: Family<DoorLabels, Counter>,
+    /// Serialises the scrape-time catch-up of the authentication counters.
+    auth_sync: Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -383,6 +394,24 @@ impl Metrics {
             "Capture records lost because a write, close or fsync of their file failed",
             capture.write_errors.clone(),
         );
+        let auth_failures = Family::<DoorLabels, Counter>::default();
+        registry.register(
+            "auth_failures",
+            "Failed authentications by door (grpc, console): unknown or malformed tokens, missing credentials, \
+             certificates matching no client",
+            auth_failures.clone(),
+        );
+        let auth_throttled = Family::<DoorLabels, Counter>::default();
+        registry.register(
+            "auth_throttled",
+            "Attempts refused by door because their peer address had too many failed authentications",
+            auth_throttled.clone(),
+        );
+        for door in crate::failed_auth::Door::ALL {
+            // Both doors from the start, at zero, so a rate over them never begins with a gap.
+            drop(auth_failures.get_or_create(&DoorLabels { door: door.as_str() }));
+            drop(auth_throttled.get_or_create(&DoorLabels { door: door.as_str() }));
+        }
         Metrics {
             registry,
             known_methods: served_methods(),
@@ -407,6 +436,27 @@ impl Metrics {
             audit_check: Arc::new(Mutex::new(AuditCheck::default())),
             resident_memory,
             capture,
+            auth_failures,
+            auth_throttled,
+            auth_sync: Mutex::new(()),
+        }
+    }
+
+    /// Brings the authentication counters up to the authenticator's counts (kept there, because the
+    /// authenticator exists before the metrics and is shared by every door).
+    fn sync_auth(&self, failed: &crate::failed_auth::FailedAuth) {
+        let _serialised = self.auth_sync.lock();
+        for door in crate::failed_auth::Door::ALL {
+            let labels = DoorLabels { door: door.as_str() };
+            for (family, total) in
+                [(&self.auth_failures, failed.failures(door)), (&self.auth_throttled, failed.throttled(door))]
+            {
+                let counter = family.get_or_create(&labels);
+                let shown = counter.get();
+                if total > shown {
+                    counter.inc_by(total - shown);
+                }
+            }
         }
     }
 
@@ -501,6 +551,7 @@ impl Metrics {
         }
         self.verify_audit_when_due(store, audit_interval);
         self.resident_memory.set(resident_memory_bytes().unwrap_or(0));
+        self.sync_auth(app.auth.failed_auth());
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String cannot fail");
         text

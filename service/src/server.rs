@@ -203,8 +203,8 @@ pub async fn open_escalator(settings: &Settings) -> Result<Escalator, StartError
     Ok(Escalator::new(store, policy))
 }
 
-/// The configured tokens; with none configured, development mode: a generated token per role, returned in clear
-/// so the caller can show them once.
+/// The configured tokens, client identities and throttling of failed authentications; with no tokens configured,
+/// development mode: a generated token per role, returned in clear so the caller can show them once.
 pub fn authenticator(settings: &Settings) -> (Authenticator, Option<Vec<(Role, String)>>) {
     let (authenticator, tokens) = if settings.auth.tokens.is_empty() {
         let (authenticator, tokens) = Authenticator::generate_development();
@@ -212,7 +212,11 @@ pub fn authenticator(settings: &Settings) -> (Authenticator, Option<Vec<(Role, S
     } else {
         (Authenticator::from_entries(&settings.auth.tokens).expect("validated with the settings"), None)
     };
-    (authenticator.with_clients(&settings.auth.clients).expect("validated with the settings"), tokens)
+    let authenticator = authenticator
+        .with_clients(&settings.auth.clients)
+        .expect("validated with the settings")
+        .with_failed_auth(crate::failed_auth::FailedAuth::new(&settings.auth.failures));
+    (authenticator, tokens)
 }
 
 /// How the gRPC listener is served: TLS or not, the longest call, message sizes, per-role limits, the drain.

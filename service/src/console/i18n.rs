@@ -48,6 +48,12 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("sign_out", "Keluar", "Sign out"),
     ("token", "Token akses", "Access token"),
     ("bad_token", "Token tidak dikenal.", "Unknown token."),
+    (
+        "too_many_failures",
+        "Terlalu banyak percobaan masuk yang gagal dari alamat ini. Coba lagi nanti.",
+        "Too many failed sign-ins from this address. Try again later.",
+    ),
+    ("outcome_refused", "Hasil ditolak", "Outcome refused"),
     ("operator_view", "Operator", "Operator"),
     ("legal_view", "Tim hukum", "Legal team"),
     ("dashboard", "Dasbor", "Dashboard"),

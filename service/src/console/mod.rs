@@ -14,9 +14,10 @@ pub mod session;
 
 use std::fmt::Write as _;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Form, Path, Query, State};
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -29,6 +30,7 @@ use self::i18n::Lang;
 use self::session::{cookie, same_secret, Session, Sessions, LANG_COOKIE, SESSION_COOKIE, SESSION_LIFETIME};
 use crate::app::App;
 use crate::auth::Role;
+use crate::failed_auth::Door;
 use crate::store::HistoryStore;
 
 /// The console's shared state.
@@ -112,7 +114,8 @@ pub async fn serve<S: HistoryStore + 'static>(
     options: AdminOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app, options)).with_graceful_shutdown(shutdown).await
+    let service = router(app, options).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    axum::serve(listener, service).with_graceful_shutdown(shutdown).await
 }
 
 /// Prometheus metrics. No session: they carry no personal data (see `docs/metrics.md`), and the admin port is
@@ -344,14 +347,29 @@ struct LoginForm {
 async fn login<S: HistoryStore>(
     State(console): Shared<S>,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let lang = lang(&headers);
     if let Err(denied) = check_origin(&headers, console.options.public_origin.as_deref()) {
         return denied.into_response();
     }
-    let Some(principal) = console.app.auth.principal(form.token.trim()).cloned() else {
-        tracing::info!("console sign-in refused: unknown token");
+    let failed = console.app.auth.failed_auth();
+    let remote = extensions.get::<ConnectInfo<SocketAddr>>().map(|ConnectInfo(remote)| *remote);
+    let forwarded = headers.get("x-forwarded-for").and_then(|value| value.to_str().ok());
+    let peer = failed.peer(remote, forwarded);
+    // A throttled address is not told whether its token is good: it is not looked at.
+    if let Err(left) = failed.check(peer, Door::Console) {
+        let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+        let page = layout(lang, lang.t("sign_in"), None, &login_form(lang, Some(lang.t("too_many_failures"))));
+        return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, seconds.to_string())], Html(page))
+            .into_response();
+    }
+    let token = form.token.trim();
+    let Some(principal) = console.app.auth.principal(token).cloned() else {
+        let credential = if token.is_empty() { "none" } else { "bearer" };
+        let presented = (!token.is_empty()).then_some(token.as_bytes());
+        failed.record(peer, Door::Console, credential, presented, "unknown token");
         let page = layout(lang, lang.t("sign_in"), None, &login_form(lang, Some(lang.t("bad_token"))));
         return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
     };

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::i18n::local_time_at;
 use super::{escape, lang, layout, Shared};
 use crate::auth::Role;
-use crate::error::Error;
+use crate::error::{Error, Violation};
 use crate::grpc::now_ms;
 use crate::screening::{follow_scores, Delivery, OutcomeReport, ScoredContact};
 use crate::store::HistoryStore;
@@ -258,7 +258,25 @@ pub(super) struct OutcomeForm {
     talk_s: f64,
 }
 
-/// Records the operator's disposition of a contact: `App::record_outcome`, as RecordOutcome does.
+/// The refusal of an outcome that breaks the core's rules: the violations as the gRPC door names them (field and
+/// description), after a sentence in the page's language.
+fn outcome_refused(lang: super::i18n::Lang, violations: &[Violation]) -> Response {
+    let named: Vec<String> =
+        violations.iter().map(|violation| format!("{}: {}", violation.field, violation.description)).collect();
+    let fields: Vec<serde_json::Value> = violations
+        .iter()
+        .map(|violation| serde_json::json!({ "field": violation.field, "description": violation.description }))
+        .collect();
+    let body = serde_json::json!({
+        "error": format!("{}: {}", lang.t("outcome_refused"), named.join("; ")),
+        "fields": fields,
+    });
+    (StatusCode::BAD_REQUEST, Json(body)).into_response()
+}
+
+/// Records the operator's disposition of a contact through `App::record_outcome_by`, as RecordOutcome does, under
+/// the same rules. The operator does not see the ring time: `ring_s` is 0, "not measured", as for a gRPC client
+/// that leaves it out.
 pub(super) async fn outcome<S: HistoryStore>(
     State(console): Shared<S>,
     headers: HeaderMap,
@@ -269,12 +287,11 @@ pub(super) async fn outcome<S: HistoryStore>(
         Ok(session) => session,
         Err(denied) => return denied.into_response(),
     };
+    let lang = lang(&headers);
     let Some(disposition) = Disposition::from_name(&form.disposition) else {
-        return failure(StatusCode::BAD_REQUEST, format!("disposition: unknown {:?}", form.disposition));
+        let violation = Violation::new("disposition", format!("{:?} is not a disposition", form.disposition));
+        return outcome_refused(lang, &[violation]);
     };
-    if !(form.talk_s.is_finite() && (0.0..=86_400.0).contains(&form.talk_s)) {
-        return failure(StatusCode::BAD_REQUEST, "talk_s: must be between 0 and 86400 seconds");
-    }
     let report = OutcomeReport {
         contact_id: contact_id.clone(),
         contact: None,
@@ -283,7 +300,7 @@ pub(super) async fn outcome<S: HistoryStore>(
         talk_s: form.talk_s,
         disposition,
         category: None,
-        operator_id: Some(session.principal.name.clone()),
+        operator_id: None,
     };
     match console.app.record_outcome_by(&session.principal, report).await {
         Ok(result) => {
@@ -296,6 +313,7 @@ pub(super) async fn outcome<S: HistoryStore>(
             }))
             .into_response()
         }
+        Err(Error::InvalidArgument(violations)) => outcome_refused(lang, &violations),
         Err(error) => error_response(error),
     }
 }

@@ -13,8 +13,7 @@ use crate::screening::{Contact, Location, OutcomeReport};
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 /// Contacts may not claim to arrive before 2000-01-01T00:00:00Z.
 pub const EARLIEST_MS: i64 = 946_684_800_000;
-/// Longest plausible ring or talk time: one day.
-pub const MAX_DURATION_S: f64 = 86_400.0;
+pub use crate::outcomes::MAX_DURATION_S;
 
 struct Checker {
     prefix: &'static str,
@@ -178,26 +177,19 @@ pub fn contact(request: &proto::ContactRequest, now_ms: i64) -> Result<Contact> 
     check_contact(&mut checker, request, now_ms).ok_or(Error::InvalidArgument(checker.violations))
 }
 
-/// Validates an Outcome.
+/// Translates an Outcome into the core's report, refused by the core's rules ([`OutcomeReport::violations`])
+/// together with what does not translate (an embedded contact, the disposition), every field named at once.
 pub fn outcome(request: &proto::Outcome, now_ms: i64) -> Result<OutcomeReport> {
     let mut checker = Checker::new("");
-    checker.contact_id("contact_id", &request.contact_id);
     let mut contact = None;
     if let Some(embedded) = &request.contact {
         let mut inner = Checker::new("contact.");
         contact = check_contact(&mut inner, embedded, now_ms);
         checker.violations.append(&mut inner.violations);
-        if embedded.contact_id != request.contact_id {
+        // The core compares the ids of a contact that translated; one that did not is compared here.
+        if contact.is_none() && embedded.contact_id != request.contact_id {
             checker.fail("contact.contact_id", "must equal the outcome's contact_id");
         }
-    }
-    for (field, value) in [("ring_s", request.ring_s), ("talk_s", request.talk_s)] {
-        if !(value.is_finite() && (0.0..=MAX_DURATION_S).contains(&value)) {
-            checker.fail(field, "must be a number of seconds between 0 and 86400");
-        }
-    }
-    if !request.answered && request.talk_s > 0.0 {
-        checker.fail("talk_s", "must be 0 when the contact was not answered");
     }
     let disposition = disposition(request.disposition);
     if disposition.is_none() {
@@ -206,26 +198,22 @@ pub fn outcome(request: &proto::Outcome, now_ms: i64) -> Result<OutcomeReport> {
             format!("{} is not a disposition (use DISPOSITION_UNKNOWN for none)", request.disposition),
         );
     }
-    if let Some(category) = &request.category {
-        if checker.text("category", category, 64) && category.chars().any(|c| c.is_uppercase()) {
-            checker.fail("category", "must be lowercase");
-        }
-    }
-    if let Some(operator_id) = &request.operator_id {
-        checker.text("operator_id", operator_id, 64);
-    }
-    match disposition {
-        Some(disposition) if checker.violations.is_empty() => Ok(OutcomeReport {
-            contact_id: request.contact_id.clone(),
-            contact,
-            answered: request.answered,
-            ring_s: request.ring_s,
-            talk_s: request.talk_s,
-            disposition,
-            category: request.category.clone(),
-            operator_id: request.operator_id.clone(),
-        }),
-        _ => Err(Error::InvalidArgument(checker.violations)),
+    let report = OutcomeReport {
+        contact_id: request.contact_id.clone(),
+        contact,
+        answered: request.answered,
+        ring_s: request.ring_s,
+        talk_s: request.talk_s,
+        disposition: disposition.unwrap_or(Disposition::Unknown),
+        category: request.category.clone(),
+        operator_id: request.operator_id.clone(),
+    };
+    let mut violations = report.violations();
+    violations.append(&mut checker.violations);
+    if violations.is_empty() {
+        Ok(report)
+    } else {
+        Err(Error::InvalidArgument(violations))
     }
 }
 

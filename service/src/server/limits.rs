@@ -1,13 +1,16 @@
-//! Per-role concurrency and rate limits, as a tower layer in front of every gRPC service.
+//! Per-role concurrency and per-holder rate limits, as a tower layer in front of every gRPC service.
 //!
 //! The layer identifies the caller the way the handlers do ([`Authenticator::identify`]) and admits the call
-//! against its role's limits. A call over them is answered `RESOURCE_EXHAUSTED` with a `google.rpc.RetryInfo`
+//! against its role's limits: the role's concurrency is a ceiling all its holders share; its rate applies to each
+//! holder (the token's or certificate's name) separately, so one operator over the rate does not hold up the
+//! others. A call over them is answered `RESOURCE_EXHAUSTED` with a `google.rpc.RetryInfo`
 //! detail and `grpc-retry-pushback-ms` (gRFC A6 server pushback) metadata, without reaching the handler — except ScoreContact from the routing
 //! role: a score never blocks a call, so it is never shed; it is marked [`Overloaded`] and the handler answers on
 //! the contact's own features (no history read, `degraded_reasons = ["overload"]`). RecordOutcome from routing is
 //! shed like anything else: it is idempotent by contact id and the routing engine retries it, so nothing is
 //! lost. Calls that identify no one pass through: the handler refuses them.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -15,11 +18,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::body::Body;
-use tonic::{Code, Status};
-use tonic_types::{ErrorDetails, StatusExt};
+use tonic::Code;
 use tower::{Layer, Service};
 
-use crate::auth::{Authenticator, Role, TlsPeer};
+use crate::auth::{throttle_exempt, Authenticator, Principal, Role, TlsPeer};
 use crate::config::ConfigError;
 
 /// The path of the one call that degrades instead of being shed.
@@ -34,10 +36,10 @@ const CONCURRENCY_RETRY: Duration = Duration::from_millis(50);
 pub struct RoleLimits {
     /// Calls of this role in progress at once, across all its callers; an open stream counts until it ends.
     pub concurrency: u32,
-    /// Sustained calls per second (a token bucket); 0: no rate limit.
+    /// Sustained calls per second of each holder of the role (a token bucket per holder); 0: no rate limit.
     #[serde(default)]
     pub rate_per_s: f64,
-    /// Calls allowed at once above the sustained rate (the bucket's size).
+    /// Calls a holder may make at once above the sustained rate (the size of each holder's bucket).
     #[serde(default)]
     pub burst: u32,
 }
@@ -117,32 +119,45 @@ struct Bucket {
     refilled: Instant,
 }
 
+impl Bucket {
+    fn full(burst: f64) -> parking_lot::Mutex<Bucket> {
+        parking_lot::Mutex::new(Bucket { tokens: burst, refilled: Instant::now() })
+    }
+}
+
+/// One role's limits: a concurrency ceiling shared by all its holders, and a rate bucket per holder.
 struct RoleLimiter {
     role: Role,
     in_flight: Arc<Semaphore>,
     rate_per_s: f64,
     burst: f64,
-    bucket: parking_lot::Mutex<Bucket>,
+    /// One bucket per holder (principal name) of the role. Holders are the configured tokens and certificate
+    /// names, so the map is built once and its size is bounded by the configuration.
+    holders: HashMap<String, parking_lot::Mutex<Bucket>>,
+    /// For a holder the map does not know (none, as callers are identified by the same configuration).
+    unknown: parking_lot::Mutex<Bucket>,
 }
 
 impl RoleLimiter {
-    fn new(role: Role, limits: RoleLimits) -> Self {
+    fn new<'a>(role: Role, limits: RoleLimits, holders: impl Iterator<Item = &'a str>) -> Self {
+        let burst = f64::from(limits.burst);
         RoleLimiter {
             role,
             in_flight: Arc::new(Semaphore::new(limits.concurrency as usize)),
             rate_per_s: limits.rate_per_s,
-            burst: f64::from(limits.burst),
-            bucket: parking_lot::Mutex::new(Bucket { tokens: f64::from(limits.burst), refilled: Instant::now() }),
+            burst,
+            holders: holders.map(|name| (name.to_owned(), Bucket::full(burst))).collect(),
+            unknown: Bucket::full(burst),
         }
     }
 
-    /// Takes a token, or says how long until one is there.
-    fn take_token(&self) -> Result<(), Duration> {
+    /// Takes one of `holder`'s tokens, or says how long until one is there.
+    fn take_token(&self, holder: &str) -> Result<(), Duration> {
         if self.rate_per_s == 0.0 {
             return Ok(());
         }
         let now = Instant::now();
-        let mut bucket = self.bucket.lock();
+        let mut bucket = self.holders.get(holder).unwrap_or(&self.unknown).lock();
         let earned = now.saturating_duration_since(bucket.refilled).as_secs_f64() * self.rate_per_s;
         bucket.tokens = (bucket.tokens + earned).min(self.burst);
         bucket.refilled = now;
@@ -174,7 +189,10 @@ pub struct Limits {
 impl Limits {
     /// `settings` applied to the callers `auth` identifies.
     pub fn new(auth: Authenticator, settings: &LimitsSettings) -> Self {
-        let roles = Role::ALL.map(|role| RoleLimiter::new(role, settings.of(role)));
+        let roles = Role::ALL.map(|role| {
+            let holders = auth.principals().filter(|principal| principal.role == role);
+            RoleLimiter::new(role, settings.of(role), holders.map(|principal| principal.name.as_str()))
+        });
         Limits { auth, roles: Some(roles) }
     }
 
@@ -183,9 +201,9 @@ impl Limits {
         Limits { auth: Authenticator::default(), roles: None }
     }
 
-    fn admit(&self, role: Role, degradable: bool) -> Option<Admission> {
-        let limiter = self.roles.as_ref()?.iter().find(|limiter| limiter.role == role)?;
-        if let Err(retry_after) = limiter.take_token() {
+    fn admit(&self, principal: &Principal, degradable: bool) -> Option<Admission> {
+        let limiter = self.roles.as_ref()?.iter().find(|limiter| limiter.role == principal.role)?;
+        if let Err(retry_after) = limiter.take_token(&principal.name) {
             return Some(if degradable { Admission::Degraded } else { Admission::Shed { limit: "rate", retry_after } });
         }
         Some(match Arc::clone(&limiter.in_flight).try_acquire_owned() {
@@ -197,15 +215,15 @@ impl Limits {
 }
 
 /// The `RESOURCE_EXHAUSTED` reply to a shed call.
-fn shed(role: Role, limit: &str, retry_after: Duration) -> http::Response<Body> {
-    let retry_ms = retry_after.as_millis().max(1) as u64;
-    let mut status = Status::with_error_details(
-        Code::ResourceExhausted,
-        format!("role {role} is over its {limit} limit; retry in {retry_ms} ms"),
-        ErrorDetails::with_retry_info(Some(Duration::from_millis(retry_ms))),
-    );
-    status.metadata_mut().insert("grpc-retry-pushback-ms", retry_ms.into());
-    status.into_http()
+fn shed(principal: &Principal, limit: &str, retry_after: Duration) -> http::Response<Body> {
+    let retry_ms = retry_after.as_millis().max(1);
+    let message = match limit {
+        "rate" => {
+            format!("{} is over the {} role's rate per holder; retry in {retry_ms} ms", principal.name, principal.role)
+        }
+        _ => format!("role {} is over its {limit} limit; retry in {retry_ms} ms", principal.role),
+    };
+    crate::error::pushback(Code::ResourceExhausted, message, retry_after).into_http()
 }
 
 /// The tower layer applying [`Limits`].
@@ -274,12 +292,23 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<Body>) -> Self::Future {
+        let auth = &self.limits.auth;
         let authorization = request.headers().get("authorization").map(|value| value.as_bytes());
-        let Ok(principal) = self.limits.auth.identify(authorization, request.extensions().get::<TlsPeer>()) else {
+        let tls = request.extensions().get::<TlsPeer>();
+        let identified = auth.identify(authorization, tls);
+        // An address throttled for its failed authentications is refused by the handler whatever its token; here
+        // too nothing is said about the token (not even that its holder is over a rate).
+        if !throttle_exempt(authorization, tls, identified.as_ref()) {
+            let forwarded = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
+            if auth.failed_auth().throttled_for(auth.peer(request.extensions(), forwarded)).is_some() {
+                return Box::pin(self.inner.call(request));
+            }
+        }
+        let Ok(principal) = identified else {
             return Box::pin(self.inner.call(request));
         };
         let degradable = principal.role == Role::Routing && request.uri().path() == SCORE_CONTACT;
-        match self.limits.admit(principal.role, degradable) {
+        match self.limits.admit(&principal, degradable) {
             None => Box::pin(self.inner.call(request)),
             Some(Admission::Admitted(permit)) => {
                 let reply = self.inner.call(request);
@@ -296,7 +325,7 @@ where
             }
             Some(Admission::Shed { limit, retry_after }) => {
                 tracing::debug!(role = %principal.role, limit, path = request.uri().path(), "call shed");
-                let reply = shed(principal.role, limit, retry_after);
+                let reply = shed(&principal, limit, retry_after);
                 Box::pin(async move { Ok(reply) })
             }
         }
@@ -309,10 +338,13 @@ mod tests {
 
     #[test]
     fn a_bucket_gives_its_burst_then_says_when_the_next_token_comes() {
-        let limiter = RoleLimiter::new(Role::Operator, RoleLimits::new(8, 0.5, 2));
-        assert!(limiter.take_token().is_ok() && limiter.take_token().is_ok());
-        let wait = limiter.take_token().unwrap_err();
+        let limiter = RoleLimiter::new(Role::Operator, RoleLimits::new(8, 0.5, 2), ["ana", "budi"].into_iter());
+        assert!(limiter.take_token("ana").is_ok() && limiter.take_token("ana").is_ok());
+        let wait = limiter.take_token("ana").unwrap_err();
         assert!(wait > Duration::from_millis(1500) && wait <= Duration::from_secs(2), "{wait:?}");
+        // Each holder has a bucket of its own: Ana's empty bucket does not hold Budi up.
+        assert!(limiter.take_token("budi").is_ok() && limiter.take_token("budi").is_ok());
+        assert!(limiter.take_token("budi").is_err());
     }
 
     #[test]
@@ -323,11 +355,13 @@ mod tests {
             ..LimitsSettings::default()
         };
         let limits = Limits::new(Authenticator::default(), &settings);
-        let Some(Admission::Admitted(permit)) = limits.admit(Role::Routing, true) else { panic!("first is admitted") };
-        assert!(matches!(limits.admit(Role::Routing, true), Some(Admission::Degraded)));
-        assert!(matches!(limits.admit(Role::Routing, false), Some(Admission::Shed { limit: "concurrency", .. })));
+        let routing = Principal { name: "engine".into(), role: Role::Routing };
+        let Some(Admission::Admitted(permit)) = limits.admit(&routing, true) else { panic!("first is admitted") };
+        assert!(matches!(limits.admit(&routing, true), Some(Admission::Degraded)));
+        assert!(matches!(limits.admit(&routing, false), Some(Admission::Shed { limit: "concurrency", .. })));
         drop(permit);
-        assert!(matches!(limits.admit(Role::Routing, false), Some(Admission::Admitted(_))));
-        assert!(Limits::unlimited().admit(Role::Operator, false).is_none());
+        assert!(matches!(limits.admit(&routing, false), Some(Admission::Admitted(_))));
+        let operator = Principal { name: "ana".into(), role: Role::Operator };
+        assert!(Limits::unlimited().admit(&operator, false).is_none());
     }
 }

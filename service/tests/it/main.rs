@@ -5,6 +5,7 @@ mod capture;
 mod common;
 mod console;
 mod degraded;
+mod doors;
 mod fuzz_corpus;
 mod integrity;
 mod ladder;
