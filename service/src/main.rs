@@ -279,7 +279,8 @@ fn audit_verify(
             None => println!("audit log BROKEN at entry {}: {}", problem.seq, problem.message),
         }
     }
-    println!("{} problems; checked {summary}", report.problems.len());
+    let count = report.problems.len();
+    println!("{count} {}; checked {summary}", if count == 1 { "problem" } else { "problems" });
     ExitCode::from(1)
 }
 

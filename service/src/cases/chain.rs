@@ -376,9 +376,13 @@ impl CaseStore {
                         case_id: None,
                         message: format!(
                             "head behind anchor: the database's chain ends at entry {head_seq} but the anchor at {} \
-                             records entry {seq}: entries {} to {seq} were removed",
+                             records entry {seq}: {} removed",
                             path.display(),
-                            head_seq + 1
+                            if seq == head_seq + 1 {
+                                format!("entry {seq} was")
+                            } else {
+                                format!("entries {} to {seq} were", head_seq + 1)
+                            }
                         ),
                     });
                 } else if self.entry_at(seq).await?.is_none_or(|entry| entry.hash != link) {
