@@ -214,9 +214,9 @@ fn under_development_key(entry: &mut AuditEntry) -> String {
 }
 
 /// Two callers through the ladder on a real `saring serve`: proposals (an automatic warning, a reviewed message),
-/// approval, delivery, an evidence read, evidence added, a revert. Returns (the message case, the reverted
-/// warning case) and the contact ids counted for the message.
-async fn realistic_flow(deployment: &Deployment) -> (String, String) {
+/// approval, delivery, an evidence read, evidence added, a revert. Returns the delivered message case and the
+/// reverted warning case's id.
+async fn realistic_flow(deployment: &Deployment) -> (proto::CaseSummary, String) {
     let saring = deployment.serve();
     let channel = connect(saring.url()).await;
     let mut routing = screening(&channel, Bearer::of(Role::Routing));
@@ -253,12 +253,13 @@ async fn realistic_flow(deployment: &Deployment) -> (String, String) {
     legal.get(proto::GetCaseRequest { case_id: appealed.case_id.clone() }).await.unwrap();
     let (clean, _) = tokio::task::spawn_blocking(move || saring.terminate()).await.unwrap();
     assert!(clean);
-    (message.case_id, appealed.case_id)
+    (message, appealed.case_id)
 }
 
 async fn tampering_without_the_secret_is_detected(postgres: bool) {
     let deployment = Deployment::new("chain", postgres).await;
-    let (message, appealed) = realistic_flow(&deployment).await;
+    let (delivered, appealed) = realistic_flow(&deployment).await;
+    let message = delivered.case_id.clone();
 
     // (d) untouched: every link, the anchor at the head, every case's rows.
     let (intact, report) = deployment.verify(&[]).await;
@@ -325,6 +326,23 @@ async fn tampering_without_the_secret_is_detected(postgres: bool) {
         let case = if statement.contains(&appealed) { &appealed } else { &message };
         assert!(!intact, "{statement}: {report}");
         assert!(report.contains(&format!("case {case}: its rows differ from its last audited state")), "{report}");
+        if index == 0 {
+            // saring makes no change on top of them: its entry would record the changed rows as audited.
+            let saring = copy.serve();
+            let mut legal = escalations(&connect(saring.url()).await, Bearer::of(Role::Legal));
+            let refused = legal
+                .revert(proto::RevertRequest {
+                    case_id: message.clone(),
+                    version: delivered.version,
+                    reason: "appeal upheld".into(),
+                })
+                .await
+                .unwrap_err();
+            assert_eq!(refused.code(), tonic::Code::Internal, "{refused:?}");
+            drop(saring);
+            let (intact, report) = copy.verify(&[]).await;
+            assert!(!intact && report.contains(&format!("case {message}: its rows differ")), "{report}");
+        }
         copy.drop().await;
     }
 
