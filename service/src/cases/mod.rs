@@ -8,6 +8,7 @@ pub mod audit;
 mod chain;
 mod digest;
 mod store;
+mod verify;
 
 use std::sync::Arc;
 
@@ -15,8 +16,9 @@ use saring_models::ladder::{Approval, LadderPolicy, Rung};
 use saring_models::{Channel, Disposition};
 use tokio::sync::watch;
 
-pub use chain::{describe, AnchorCheck, AuditOptions, AuditReport, AuditStartError};
+pub use chain::{AuditOptions, AuditStartError};
 pub use store::CaseStore;
+pub use verify::{describe, AnchorCheck, AuditReport};
 
 use crate::auth::Principal;
 
