@@ -291,6 +291,20 @@ async fn tampering_without_the_secret_is_detected(postgres: bool) {
     assert!(!intact && report.contains(&format!("entry {head} is not the one the anchor")), "{report}");
     copy.drop().await;
 
+    // A crash between a commit and its anchor write leaves the anchor behind: accepted, as every entry after it is
+    // checked link by link. An anchor not signed with the chain secret is not trusted.
+    let copy = deployment.copy("chain-behind").await;
+    let earlier = &all[head - 3];
+    let key = AuditKey::new(SECRET.as_bytes());
+    saring::cases::anchor::write(&copy.anchor(), &key, earlier.seq, &earlier.hash).unwrap();
+    let (intact, report) = copy.verify(&[]).await;
+    assert!(intact && report.contains(&format!("records entry {}", earlier.seq)), "{report}");
+    let last = &all[head - 1];
+    saring::cases::anchor::write(&copy.anchor(), &AuditKey::development(), last.seq, &last.hash).unwrap();
+    let (intact, report) = copy.verify(&[]).await;
+    assert!(!intact && report.contains("cannot be trusted"), "{report}");
+    copy.drop().await;
+
     // (b) the last entry removed and the head rewound: the database agrees with itself, the anchor does not.
     let copy = deployment.copy("chain-truncated").await;
     let previous = &all[head - 2];
