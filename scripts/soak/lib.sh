@@ -70,6 +70,7 @@ make_tokens() {
   OPERATOR_TOKEN="operator-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   LEGAL_TOKEN="legal-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   HASH_SECRET="soak-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+  CHAIN_SECRET="soak-audit-$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
   AUTH_TOML=""
   local pair name token
   for pair in "routing:$ROUTING_TOKEN" "operator:$OPERATOR_TOKEN" "legal:$LEGAL_TOKEN"; do
@@ -84,7 +85,7 @@ sha256 = \"$(printf %s "$token" | sha256sum | cut -d' ' -f1)\"
 }
 
 # saring replica N: gRPC on 127.0.0.1:PORT, console on CONSOLE_PORT, its own journal, shared everything else.
-# Needs HISTORY_URL, PG_URL, HASH_SECRET, AUTH_TOML, SARING_BIN, REDIS_PREFIX.
+# Needs HISTORY_URL, PG_URL, HASH_SECRET, CHAIN_SECRET, AUTH_TOML, SARING_BIN, REDIS_PREFIX.
 saring_start() { # N PORT CONSOLE_PORT
   local n=$1 port=$2 console=$3
   local dir="$SCRATCH/saring-$n"
@@ -100,6 +101,10 @@ hash_secret = "$HASH_SECRET"
 
 [cases]
 database_url = "$PG_URL"
+
+[audit]
+chain_secret = "$CHAIN_SECRET"
+anchor_path = "$dir/audit-anchor"
 
 [log]
 format = "json"

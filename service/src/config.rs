@@ -26,6 +26,8 @@ pub struct Settings {
     pub ladder: LadderSettings,
     /// The case database.
     pub cases: CasesSettings,
+    /// The audit chain's key and anchor.
+    pub audit: AuditSettings,
     /// Bearer tokens and their roles.
     pub auth: AuthSettings,
     /// The web console.
@@ -91,6 +93,25 @@ pub struct CasesSettings {
 impl Default for CasesSettings {
     fn default() -> Self {
         CasesSettings { database_url: "sqlite://saring-data/cases.db".into() }
+    }
+}
+
+/// `[audit]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSettings {
+    /// Secret for the audit chain's HMAC-SHA256 links (at least 16 bytes), kept outside the case database.
+    /// Required with PostgreSQL; unset with SQLite: a public development secret and a warning.
+    pub chain_secret: Option<String>,
+    /// The anchor file (the latest audit entry this replica committed, MACed); unset: beside a SQLite file
+    /// (`cases.db.audit-anchor`), or `saring-data/audit-anchor-<hash of the URL>` for PostgreSQL.
+    pub anchor_path: Option<PathBuf>,
+}
+
+impl Settings {
+    /// The audit anchor file: `[audit] anchor_path`, or the default for the case database (none in memory).
+    pub fn audit_anchor_path(&self) -> Option<PathBuf> {
+        self.audit.anchor_path.clone().or_else(|| crate::cases::anchor::default_path(&self.cases.database_url))
     }
 }
 
@@ -413,6 +434,12 @@ impl Settings {
         if self.privacy.hash_secret.as_ref().is_some_and(|secret| secret.len() < 16) {
             return fail("privacy.hash_secret: must be at least 16 bytes".into());
         }
+        if self.audit.chain_secret.as_ref().is_some_and(|secret| secret.len() < 16) {
+            return fail("audit.chain_secret: must be at least 16 bytes".into());
+        }
+        if self.audit.anchor_path.as_ref().is_some_and(|path| path.as_os_str().is_empty() || path.is_dir()) {
+            return fail("audit.anchor_path: must name a file (not a directory)".into());
+        }
         if self.model.drift_window_minutes == 0 || self.model.drift_window_minutes > 7 * 24 * 60 {
             return fail(format!(
                 "model.drift_window_minutes: {} must be between 1 and 10080 (a week)",
@@ -461,6 +488,12 @@ impl Settings {
         let url = self.cases.database_url.as_str();
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return fail(format!("cases.database_url: {url:?} must be sqlite://PATH or postgres://…"));
+        }
+        if !url.starts_with("sqlite:") && self.audit.chain_secret.is_none() {
+            return fail(
+                "audit.chain_secret: required with a PostgreSQL case database (the audit chain is keyed with it;                  keep it outside the database)"
+                    .into(),
+            );
         }
         if let Err(error) = crate::auth::Authenticator::from_entries(&self.auth.tokens)
             .and_then(|authenticator| authenticator.with_clients(&self.auth.clients))
@@ -656,6 +689,22 @@ mod tests {
         assert!(error.contains("server.max_message_bytes"), "{error}");
         let error = load_toml("[server]\nmax_deadline_ms = 0\n").unwrap_err().to_string();
         assert!(error.contains("server.max_deadline_ms"), "{error}");
+    }
+
+    #[test]
+    fn the_audit_secret_is_required_with_postgres_and_long_enough() {
+        let postgres = "[cases]\ndatabase_url = \"postgres://saring@pg/saring\"\n";
+        let error = load_toml(postgres).unwrap_err().to_string();
+        assert!(error.contains("audit.chain_secret") && error.contains("PostgreSQL"), "{error}");
+        load_toml(&format!("{postgres}[audit]\nchain_secret = \"sixteen-bytes-or-more\"\n")).unwrap();
+        let error = load_toml("[audit]\nchain_secret = \"short\"\n").unwrap_err().to_string();
+        assert!(error.contains("audit.chain_secret"), "{error}");
+        let error = load_toml("[audit]\nanchor_path = \"\"\n").unwrap_err().to_string();
+        assert!(error.contains("audit.anchor_path"), "{error}");
+        let settings = load_toml("[cases]\ndatabase_url = \"sqlite://data/cases.db\"\n").unwrap();
+        assert_eq!(settings.audit_anchor_path(), Some("data/cases.db.audit-anchor".into()));
+        let settings = load_toml("[audit]\nanchor_path = \"/anchors/a\"\n").unwrap();
+        assert_eq!(settings.audit_anchor_path(), Some("/anchors/a".into()));
     }
 
     #[test]

@@ -9,8 +9,7 @@ use clap::{Parser, Subcommand};
 use saring::app::App;
 use saring::auth::{Authenticator, Role};
 use saring::backtest::BacktestOptions;
-use saring::cases::audit::Verification;
-use saring::cases::{CaseStore, Escalator};
+use saring::cases::{describe, AnchorCheck, CaseStore, Escalator};
 use saring::config::{FlagOverrides, Settings};
 use saring::console::AdminOptions;
 use saring::screening::Screener;
@@ -91,14 +90,22 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Checks every link of the audit log's hash chain; exits 1 naming the first broken entry.
+    /// Checks every link of the audit chain (keyed with [audit] chain_secret), the chain's head against the
+    /// anchor file, and every case's rows against its last audited state; exits 1 naming what failed.
     Verify {
-        /// TOML config file (its [cases] database_url is used).
+        /// TOML config file (its [cases] database_url and [audit] section are used).
         #[arg(long)]
         config: Option<PathBuf>,
         /// Case database URL (overrides the config).
         #[arg(long)]
         database_url: Option<String>,
+        /// The anchor file to check the head against (overrides [audit] anchor_path).
+        #[arg(long, value_name = "PATH", conflicts_with = "without_anchor")]
+        anchor_path: Option<PathBuf>,
+        /// Check the database alone (on a machine without the replica's anchor): a removed tail whose head was
+        /// rewound is then not detected.
+        #[arg(long)]
+        without_anchor: bool,
     },
 }
 
@@ -140,9 +147,9 @@ fn main() -> ExitCode {
             let flags = FlagOverrides { ladder, model, ..FlagOverrides::default() };
             backtest(&events, &flags, BacktestOptions { delivery_delay_h }, json, strict)
         }
-        Command::Audit { command: AuditCommand::Verify { config, database_url } } => {
+        Command::Audit { command: AuditCommand::Verify { config, database_url, anchor_path, without_anchor } } => {
             let flags = FlagOverrides { database_url, ..FlagOverrides::default() };
-            audit_verify(config, &flags)
+            audit_verify(config, &flags, anchor_path, without_anchor)
         }
     }
 }
@@ -207,38 +214,74 @@ fn backtest(events: &Path, flags: &FlagOverrides, options: BacktestOptions, json
     }
 }
 
-fn audit_verify(config: Option<PathBuf>, flags: &FlagOverrides) -> ExitCode {
-    let settings = match Settings::load(config.as_deref(), flags) {
+fn audit_verify(
+    config: Option<PathBuf>,
+    flags: &FlagOverrides,
+    anchor_path: Option<PathBuf>,
+    without_anchor: bool,
+) -> ExitCode {
+    let mut settings = match Settings::load(config.as_deref(), flags) {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("saring: {error}");
             return ExitCode::from(EXIT_CONFIG);
         }
     };
+    if settings.audit.chain_secret.is_none() {
+        eprintln!("saring: audit.chain_secret is not set: checking keyed entries with the development secret");
+    }
+    if anchor_path.is_some() {
+        settings.audit.anchor_path = anchor_path;
+    }
+    let mut options = saring::server::audit_options(&settings);
+    if without_anchor {
+        options.anchor_path = None;
+    }
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    let verification = runtime.block_on(async {
-        let store = CaseStore::open_existing(&settings.cases.database_url).await?;
-        let verification = store.verify_audit().await;
+    let report = runtime.block_on(async {
+        let store = CaseStore::open_existing(&settings.cases.database_url, options).await?;
+        let report = store.audit_report().await;
         store.close().await;
-        verification
+        report
     });
-    match verification {
-        Ok(Verification::Intact { entries }) => {
-            println!("audit log intact: {entries} entries, every link verified");
-            ExitCode::SUCCESS
-        }
-        Ok(Verification::Broken { seq, problem }) => {
-            println!("audit log BROKEN at entry {seq}: {problem}");
-            ExitCode::from(1)
-        }
+    let report = match report {
+        Ok(report) => report,
         Err(error) => {
             eprintln!("saring: {error}");
-            ExitCode::from(74)
+            return ExitCode::from(74);
+        }
+    };
+    let keyed = match report.keyed_from {
+        Some(1) => "every entry keyed".to_owned(),
+        Some(seq) => format!("keyed from entry {seq}, unkeyed before"),
+        None => "no keyed entry yet (written before the chain was keyed)".to_owned(),
+    };
+    let anchor = match &report.anchor {
+        AnchorCheck::NotConfigured => "anchor not checked".to_owned(),
+        AnchorCheck::Missing(path) => format!("no anchor at {}", path.display()),
+        AnchorCheck::Invalid(path) => format!("anchor at {} not trusted", path.display()),
+        AnchorCheck::Checked { path, seq } => format!("anchor at {} records entry {seq}", path.display()),
+    };
+    let summary = format!(
+        "{} entries ({keyed}); {} cases compared with their last audited state; {anchor}",
+        report.entries, report.cases_checked
+    );
+    if report.problems.is_empty() {
+        println!("audit log intact: {summary}; every link verified");
+        return ExitCode::SUCCESS;
+    }
+    for problem in &report.problems {
+        match &problem.case_id {
+            Some(_) => println!("audit log BROKEN: {}", describe(problem)),
+            None => println!("audit log BROKEN at entry {}: {}", problem.seq, problem.message),
         }
     }
+    let count = report.problems.len();
+    println!("{count} {}; checked {summary}", if count == 1 { "problem" } else { "problems" });
+    ExitCode::from(1)
 }
 
 fn serve_command(config: Option<PathBuf>, flags: &FlagOverrides) -> ExitCode {

@@ -19,7 +19,8 @@ use tokio::task::JoinHandle;
 
 use crate::app::App;
 use crate::auth::{Authenticator, Role};
-use crate::cases::{CaseStore, Escalator};
+use crate::cases::audit::AuditKey;
+use crate::cases::{AuditOptions, AuditStartError, CaseStore, Escalator};
 use crate::config::Settings;
 use crate::grpc::{EscalationsService, ModelsService, ScreeningService};
 use crate::metrics::RpcMetricsLayer;
@@ -71,6 +72,12 @@ pub enum StartError {
     /// The case database could not be opened or migrated (exit 74).
     #[error("case database: {0}")]
     Cases(String),
+    /// The audit chain's last entry does not verify under `audit.chain_secret` (exit 64).
+    #[error("{0}")]
+    AuditSecret(String),
+    /// The audit anchor cannot be trusted, the database is behind it, or it cannot be written (exit 65).
+    #[error("{0}")]
+    AuditAnchor(String),
     /// A TLS file could not be read (exit 66).
     #[error("tls: {0}")]
     TlsUnreadable(TlsError),
@@ -95,7 +102,8 @@ impl StartError {
     pub fn exit_code(&self) -> i32 {
         match self {
             StartError::ModelUnreadable { .. } | StartError::TlsUnreadable(_) => 66,
-            StartError::ModelRefused { .. } | StartError::TlsRefused(_) => 65,
+            StartError::AuditSecret(_) => 64,
+            StartError::ModelRefused { .. } | StartError::TlsRefused(_) | StartError::AuditAnchor(_) => 65,
             StartError::Bind { .. } => 71,
             StartError::Capture(_) => 73,
             StartError::Store(_) | StartError::Cases(_) => 74,
@@ -150,6 +158,18 @@ pub fn key_hasher(settings: &Settings) -> KeyHasher {
     }
 }
 
+/// How the case store keys and anchors its audit chain, as the settings describe.
+pub fn audit_options(settings: &Settings) -> AuditOptions {
+    let key = match &settings.audit.chain_secret {
+        Some(secret) => AuditKey::new(secret.as_bytes()),
+        None => {
+            tracing::warn!("audit.chain_secret is not set: using the development secret; set it in production");
+            AuditKey::development()
+        }
+    };
+    AuditOptions { key, anchor_path: settings.audit_anchor_path() }
+}
+
 /// The in-memory history store the settings describe.
 pub fn memory_store(settings: &Settings) -> MemoryStore {
     MemoryStore::new(Duration::from_secs(settings.history.marker_window_h * 3600))
@@ -199,7 +219,13 @@ pub fn with_capture<S: HistoryStore>(
 pub async fn open_escalator(settings: &Settings) -> Result<Escalator, StartError> {
     let policy = settings.ladder_policy().map_err(|error| StartError::Cases(error.to_string()))?;
     let store =
-        CaseStore::connect(&settings.cases.database_url).await.map_err(|error| StartError::Cases(error.to_string()))?;
+        CaseStore::connect_with(&settings.cases.database_url, audit_options(settings)).await.map_err(|error| {
+            match error {
+                AuditStartError::Database(error) => StartError::Cases(error.to_string()),
+                AuditStartError::Secret(_) => StartError::AuditSecret(error.to_string()),
+                AuditStartError::Anchor { .. } => StartError::AuditAnchor(error.to_string()),
+            }
+        })?;
     Ok(Escalator::new(store, policy))
 }
 

@@ -1,10 +1,14 @@
 //! The escalation ladder in service: every outcome from a known number is kept as evidence and evaluated against
 //! the ladder policy; proposals become cases the legal team decides and dispatch carries out; every transition and
-//! every read of evidence is an entry in a hash-chained audit log. Durable in SQLite (embedded default) or
-//! PostgreSQL, through the same SQL.
+//! every read of evidence is an entry in an audit log chained with a keyed MAC, anchored outside the database, whose
+//! entries record each case's rows. Durable in SQLite (embedded default) or PostgreSQL, through the same SQL.
 
+pub mod anchor;
 pub mod audit;
+mod chain;
+mod digest;
 mod store;
+mod verify;
 
 use std::sync::Arc;
 
@@ -12,7 +16,9 @@ use saring_models::ladder::{Approval, LadderPolicy, Rung};
 use saring_models::{Channel, Disposition};
 use tokio::sync::watch;
 
+pub use chain::{AuditOptions, AuditStartError};
 pub use store::CaseStore;
+pub use verify::{describe, AnchorCheck, AuditReport};
 
 use crate::auth::Principal;
 

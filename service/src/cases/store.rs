@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use saring_models::ladder::{Approval, Delivered, Incident, LadderPolicy, Rung};
@@ -12,7 +13,9 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 
-use super::audit::{self, AuditEntry, Verification};
+use super::audit::{self, AuditEntry, AuditKey};
+use super::chain::{AuditLink, AuditOptions, AuditSetup};
+use super::digest::case_digest;
 use super::{
     check_delivery, check_repeat, CaseError, CaseEvent, CaseEvidence, CaseFilter, CaseState, CaseSummary,
     ContactRecord, LadderChange, LadderOutcome, RecordedOutcome, TimelineEntry,
@@ -30,10 +33,15 @@ const CASE_COLUMNS: &str = "case_id, caller_key, rung, state, version, region, a
      action_note, reverted_by, reverted_ms, revert_reason, \
      (SELECT COUNT(*) FROM case_incidents ci WHERE ci.case_id = cases.case_id) AS incidents";
 
+/// The columns of an audit entry, as [`audit_entry`] reads them.
+pub(super) const AUDIT_COLUMNS: &str =
+    "seq, at_ms, actor, role, action, case_id, state, reason, scheme, case_digest, prev_hash, hash";
+
 /// The durable case database.
 #[derive(Debug, Clone)]
 pub struct CaseStore {
-    pool: AnyPool,
+    pub(super) pool: AnyPool,
+    pub(super) audit: Arc<AuditSetup>,
 }
 
 fn now_ms() -> i64 {
@@ -103,8 +111,15 @@ fn settle<T>(mut connection: PoolConnection<Any>, result: &Result<T, CaseError>)
 
 impl CaseStore {
     /// Connects to `url` (`sqlite://PATH`, `sqlite::memory:` or `postgres://…`), creating a SQLite file and its
-    /// directory when missing, and applies the migrations.
+    /// directory when missing, and applies the migrations; the audit chain under the development key, without an
+    /// anchor (tests, backtests, embedding). `saring serve` uses [`CaseStore::connect_with`].
     pub async fn connect(url: &str) -> Result<Self, CaseError> {
+        let store = CaseStore::connect_database(url, AuditOptions::development()).await?;
+        store.start_audit().await.map_err(super::chain::AuditStartError::into_case_error)?;
+        Ok(store)
+    }
+
+    pub(super) async fn connect_database(url: &str, audit: AuditOptions) -> Result<Self, CaseError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         if sqlite && !url.contains(":memory:") && (!url.contains("mode=") || url.contains("mode=rwc")) {
@@ -145,12 +160,12 @@ impl CaseStore {
                 .await?
         };
         MIGRATOR.run(&pool).await.map_err(|error| CaseError::Database(error.into()))?;
-        Ok(CaseStore { pool })
+        Ok(CaseStore { pool, audit: Arc::new(AuditSetup::new(audit)) })
     }
 
-    /// Opens an existing case database to read it (`saring audit verify`): a SQLite file read-only, and never
-    /// created or migrated — a missing database is an error, not an empty one that verifies.
-    pub async fn open_existing(url: &str) -> Result<Self, CaseError> {
+    /// Opens an existing case database to read it (`saring audit verify`, under `audit`): a SQLite file
+    /// read-only, and never created or migrated — a missing database is an error, not an empty one that verifies.
+    pub async fn open_existing(url: &str, audit: AuditOptions) -> Result<Self, CaseError> {
         sqlx::any::install_default_drivers();
         let url = if url.starts_with("sqlite:") {
             let path = sqlite_path(url).ok_or_else(|| {
@@ -181,7 +196,7 @@ impl CaseStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(CaseStore { pool })
+        Ok(CaseStore { pool, audit: Arc::new(AuditSetup::new(audit)) })
     }
 
     /// Closes the pool.
@@ -218,17 +233,23 @@ impl CaseStore {
         clock_ms: i64,
     ) -> Result<(LadderOutcome, Option<i64>), CaseError> {
         let mut connection = self.pool.acquire().await?;
-        let result = Self::on_outcome_in(&mut connection, policy, record, clock_ms).await;
+        let result = Self::on_outcome_in(&mut connection, &self.audit.key, policy, record, clock_ms).await;
         settle(connection, &result);
-        result
+        let (outcome, link) = result?;
+        let seq = match link {
+            Some(link) => Some(self.anchored(link).await),
+            None => None,
+        };
+        Ok((outcome, seq))
     }
 
     async fn on_outcome_in(
         connection: &mut AnyConnection,
+        key: &AuditKey,
         policy: &LadderPolicy,
         record: &ContactRecord,
         clock_ms: i64,
-    ) -> Result<(LadderOutcome, Option<i64>), CaseError> {
+    ) -> Result<(LadderOutcome, Option<AuditLink>), CaseError> {
         let mut tx = connection.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO contacts (contact_id, caller_key, at_ms, channel, region, disposition, operator_id, \
@@ -266,18 +287,19 @@ impl CaseStore {
                 tx.commit().await?;
                 return Ok((LadderOutcome { duplicate: false, change: LadderChange::None, case: Some(case) }, None));
             }
+            check_audited(&mut tx, &case.case_id).await?;
             sqlx::query("INSERT INTO case_incidents (case_id, contact_id) VALUES ($1, $2)")
                 .bind(&case.case_id)
                 .bind(&record.contact_id)
                 .execute(&mut *tx)
                 .await?;
             let reason = format!("{} contact {} added as evidence", record.disposition.as_str(), record.contact_id);
-            let seq = bump(&mut tx, &case, "evidence_added", &reason).await?;
+            let link = bump(&mut tx, key, &case, "evidence_added", &reason).await?;
             let case = load_case(&mut tx, &case.case_id).await?;
             tx.commit().await?;
             return Ok((
                 LadderOutcome { duplicate: false, change: LadderChange::EvidenceAdded, case: Some(case) },
-                Some(seq),
+                Some(link),
             ));
         }
 
@@ -333,8 +355,9 @@ impl CaseStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let mut seq = append_audit(
+        let mut link = append_audit(
             &mut tx,
+            key,
             SYSTEM_ACTOR,
             SYSTEM_ROLE,
             "proposed",
@@ -354,8 +377,9 @@ impl CaseStore {
             .execute(&mut *tx)
             .await?;
             let reason = format!("approved automatically by policy {}", policy.version);
-            seq = append_audit(
+            link = append_audit(
                 &mut tx,
+                key,
                 SYSTEM_ACTOR,
                 SYSTEM_ROLE,
                 "approved",
@@ -368,7 +392,7 @@ impl CaseStore {
         let case = load_case(&mut tx, &case_id).await?;
         tx.commit().await?;
         tracing::info!(case_id = %case.case_id, rung = case.rung.key(), state = case.state.as_str(), region = %case.region, "case proposed");
-        Ok((LadderOutcome { duplicate: false, change: LadderChange::Proposed, case: Some(case) }, Some(seq)))
+        Ok((LadderOutcome { duplicate: false, change: LadderChange::Proposed, case: Some(case) }, Some(link)))
     }
 
     pub(super) async fn list(
@@ -437,16 +461,18 @@ impl CaseStore {
         reader: &Principal,
     ) -> Result<(CaseEvidence, i64), CaseError> {
         let mut connection = self.pool.acquire().await?;
-        let result = Self::read_evidence_in(&mut connection, case_id, reader).await;
+        let result = Self::read_evidence_in(&mut connection, &self.audit.key, case_id, reader).await;
         settle(connection, &result);
-        result
+        let (evidence, link) = result?;
+        Ok((evidence, self.anchored(link).await))
     }
 
     async fn read_evidence_in(
         connection: &mut AnyConnection,
+        key: &AuditKey,
         case_id: &str,
         reader: &Principal,
-    ) -> Result<(CaseEvidence, i64), CaseError> {
+    ) -> Result<(CaseEvidence, AuditLink), CaseError> {
         let mut tx = connection.begin().await?;
         let summary = load_case(&mut tx, case_id).await?;
         let row = sqlx::query("SELECT caller_number, timeline_from_ms FROM cases WHERE case_id = $1")
@@ -490,8 +516,9 @@ impl CaseStore {
                 talk_s: row.try_get("talk_s")?,
             });
         }
-        let seq = append_audit(
+        let link = append_audit(
             &mut tx,
+            key,
             &reader.name,
             reader.role.as_str(),
             "evidence_read",
@@ -501,7 +528,7 @@ impl CaseStore {
         )
         .await?;
         tx.commit().await?;
-        Ok((CaseEvidence { summary, caller_number, timeline }, seq))
+        Ok((CaseEvidence { summary, caller_number, timeline }, link))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -520,6 +547,7 @@ impl CaseStore {
         let mut connection = self.pool.acquire().await?;
         let result = Self::transition_in(
             &mut connection,
+            &self.audit.key,
             case_id,
             version,
             from,
@@ -531,12 +559,14 @@ impl CaseStore {
         )
         .await;
         settle(connection, &result);
-        result
+        let (summary, link) = result?;
+        Ok((summary, self.anchored(link).await))
     }
 
     #[allow(clippy::too_many_arguments)]
     async fn transition_in(
         connection: &mut AnyConnection,
+        key: &AuditKey,
         case_id: &str,
         version: i64,
         from: &[CaseState],
@@ -545,12 +575,13 @@ impl CaseStore {
         delivered_ms: Option<i64>,
         actor: &Principal,
         clock_ms: i64,
-    ) -> Result<(CaseSummary, i64), CaseError> {
+    ) -> Result<(CaseSummary, AuditLink), CaseError> {
         let mut tx = connection.begin().await?;
         let current = load_case(&mut tx, case_id).await?;
         if current.version != version || !from.contains(&current.state) {
             return Err(conflict(current, version, to));
         }
+        check_audited(&mut tx, case_id).await?;
         let now = clock_ms;
         if to == CaseState::Actioned {
             check_delivery(&current, delivered_ms.unwrap_or(now))?;
@@ -589,17 +620,18 @@ impl CaseStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let seq =
-            append_audit(&mut tx, &actor.name, actor.role.as_str(), action, Some(case_id), Some(to), reason).await?;
+        let link =
+            append_audit(&mut tx, key, &actor.name, actor.role.as_str(), action, Some(case_id), Some(to), reason)
+                .await?;
         let summary = load_case(&mut tx, case_id).await?;
         tx.commit().await?;
-        Ok((summary, seq))
+        Ok((summary, link))
     }
 
     pub(super) async fn events_after(&self, after_seq: i64, limit: u32) -> Result<Vec<CaseEvent>, CaseError> {
         let rows = sqlx::query(
             "SELECT seq, at_ms, action, actor, case_id FROM audit WHERE seq > $1 AND case_id IS NOT NULL \
-             AND action <> 'evidence_read' ORDER BY seq LIMIT $2",
+             AND action NOT IN ('evidence_read', 'audit_baseline') ORDER BY seq LIMIT $2",
         )
         .bind(after_seq)
         .bind(i64::from(limit.clamp(1, 1000)))
@@ -676,42 +708,12 @@ impl CaseStore {
             .collect()
     }
 
-    /// Every audit entry in order, checked link by link against the stored head.
-    pub async fn verify_audit(&self) -> Result<Verification, CaseError> {
-        let head = sqlx::query("SELECT seq, hash FROM audit_head WHERE id = 1").fetch_one(&self.pool).await?;
-        let head_seq: i64 = head.try_get("seq")?;
-        let head_hash: String = head.try_get("hash")?;
-        let mut entries = Vec::new();
-        let mut after = 0_i64;
-        loop {
-            let rows = sqlx::query(
-                "SELECT seq, at_ms, actor, role, action, case_id, state, reason, prev_hash, hash FROM audit \
-                 WHERE seq > $1 ORDER BY seq LIMIT 10000",
-            )
-            .bind(after)
-            .fetch_all(&self.pool)
-            .await?;
-            if rows.is_empty() {
-                break;
-            }
-            for row in &rows {
-                let entry = audit_entry(row)?;
-                after = entry.seq;
-                entries.push(entry);
-            }
-        }
-        Ok(audit::verify(entries, (head_seq, &head_hash)))
-    }
-
     /// The audit entries of one case, in order.
     pub async fn audit_of(&self, case_id: &str) -> Result<Vec<AuditEntry>, CaseError> {
-        let rows = sqlx::query(
-            "SELECT seq, at_ms, actor, role, action, case_id, state, reason, prev_hash, hash FROM audit \
-             WHERE case_id = $1 ORDER BY seq",
-        )
-        .bind(case_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE case_id = $1 ORDER BY seq"))
+            .bind(case_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(audit_entry).collect()
     }
 }
@@ -744,7 +746,7 @@ enum Bind {
     Int(i64),
 }
 
-fn audit_entry(row: &AnyRow) -> Result<AuditEntry, CaseError> {
+pub(super) fn audit_entry(row: &AnyRow) -> Result<AuditEntry, CaseError> {
     Ok(AuditEntry {
         seq: row.try_get("seq")?,
         at_ms: row.try_get("at_ms")?,
@@ -754,6 +756,8 @@ fn audit_entry(row: &AnyRow) -> Result<AuditEntry, CaseError> {
         case_id: row.try_get("case_id")?,
         state: row.try_get("state")?,
         reason: row.try_get("reason")?,
+        scheme: row.try_get("scheme")?,
+        case_digest: row.try_get("case_digest")?,
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
     })
@@ -909,53 +913,104 @@ async fn delivered(tx: &mut Transaction<'_, Any>, caller_ref: &str) -> Result<Op
     }))
 }
 
+/// Refuses to change a case whose rows differ from its last audited state: the change's entry would record the
+/// rows someone changed outside saring as audited. The case's row is locked first, so its rows and its last entry
+/// are read as one state (every change of a case's rows holds that lock until it commits with its entry). Answered
+/// as data saring did not write (INTERNAL, logged): an administrator must look (`saring audit verify`).
+async fn check_audited(tx: &mut Transaction<'_, Any>, case_id: &str) -> Result<(), CaseError> {
+    sqlx::query("UPDATE cases SET version = version WHERE case_id = $1").bind(case_id).execute(&mut **tx).await?;
+    let last = sqlx::query(
+        "SELECT seq, case_digest FROM audit WHERE case_id = $1 AND case_digest IS NOT NULL ORDER BY seq DESC LIMIT 1",
+    )
+    .bind(case_id)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(last) = last else { return Ok(()) };
+    let audited: String = last.try_get("case_digest")?;
+    if case_digest(tx, case_id).await?.as_deref() == Some(audited.as_str()) {
+        return Ok(());
+    }
+    let seq: i64 = last.try_get("seq")?;
+    Err(CaseError::Corrupt {
+        what: "case state",
+        value: format!(
+            "{case_id}: its rows differ from its last audited state (entry {seq}); they were changed outside \
+             saring, and no change is made on top of them (run saring audit verify)"
+        ),
+    })
+}
+
 /// Records a change to an open case (its version moves on) with its audit entry.
-async fn bump(tx: &mut Transaction<'_, Any>, case: &CaseSummary, action: &str, reason: &str) -> Result<i64, CaseError> {
+async fn bump(
+    tx: &mut Transaction<'_, Any>,
+    key: &AuditKey,
+    case: &CaseSummary,
+    action: &str,
+    reason: &str,
+) -> Result<AuditLink, CaseError> {
     sqlx::query("UPDATE cases SET version = version + 1, updated_ms = $2 WHERE case_id = $1")
         .bind(&case.case_id)
         .bind(now_ms())
         .execute(&mut **tx)
         .await?;
-    append_audit(tx, SYSTEM_ACTOR, SYSTEM_ROLE, action, Some(&case.case_id), Some(case.state), reason).await
+    append_audit(tx, key, SYSTEM_ACTOR, SYSTEM_ROLE, action, Some(&case.case_id), Some(case.state), reason).await
 }
 
-/// Appends one entry to the hash chain. Taking the head row first serialises appenders (a row lock in
-/// PostgreSQL; SQLite has one writer), so the chain never forks.
-async fn append_audit(
+/// Appends one keyed entry to the chain. Taking the head row first serialises appenders (a row lock in
+/// PostgreSQL; SQLite has one writer), so the chain never forks, and the case's digest is read after that, so it
+/// sees every change committed before this entry. An evidence read changes nothing and carries no digest.
+#[allow(clippy::too_many_arguments)]
+pub(super) async fn append_audit(
     tx: &mut Transaction<'_, Any>,
+    key: &AuditKey,
     actor: &str,
     role: &str,
     action: &str,
     case_id: Option<&str>,
     state: Option<CaseState>,
     reason: &str,
-) -> Result<i64, CaseError> {
+) -> Result<AuditLink, CaseError> {
     let head = sqlx::query("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
         .fetch_one(&mut **tx)
         .await?;
-    let seq: i64 = head.try_get("seq")?;
-    let prev_hash: String = head.try_get("hash")?;
-    let at_ms = now_ms();
-    let state = state.map(CaseState::as_str);
-    let hash = audit::link_hash(&prev_hash, seq, at_ms, actor, role, action, case_id, state, reason);
-    sqlx::query(
-        "INSERT INTO audit (seq, at_ms, actor, role, action, case_id, state, reason, prev_hash, hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(seq)
-    .bind(at_ms)
-    .bind(actor)
-    .bind(role)
-    .bind(action)
-    .bind(case_id)
-    .bind(state)
-    .bind(reason)
-    .bind(&prev_hash)
-    .bind(&hash)
+    let case_digest = match case_id {
+        Some(case_id) if action != "evidence_read" => case_digest(tx, case_id).await?,
+        _ => None,
+    };
+    let mut entry = AuditEntry {
+        seq: head.try_get("seq")?,
+        at_ms: now_ms(),
+        actor: actor.to_owned(),
+        role: role.to_owned(),
+        action: action.to_owned(),
+        case_id: case_id.map(str::to_owned),
+        state: state.map(|state| state.as_str().to_owned()),
+        reason: reason.to_owned(),
+        scheme: audit::SCHEME_HMAC,
+        case_digest,
+        prev_hash: head.try_get("hash")?,
+        hash: String::new(),
+    };
+    entry.hash = entry.expected_link(key).expect("the keyed scheme is known");
+    sqlx::query(&format!(
+        "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+    ))
+    .bind(entry.seq)
+    .bind(entry.at_ms)
+    .bind(&entry.actor)
+    .bind(&entry.role)
+    .bind(&entry.action)
+    .bind(&entry.case_id)
+    .bind(&entry.state)
+    .bind(&entry.reason)
+    .bind(entry.scheme)
+    .bind(&entry.case_digest)
+    .bind(&entry.prev_hash)
+    .bind(&entry.hash)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&hash).execute(&mut **tx).await?;
-    Ok(seq)
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&entry.hash).execute(&mut **tx).await?;
+    Ok(AuditLink { seq: entry.seq, link: entry.hash })
 }
 
 impl CaseStore {
@@ -963,17 +1018,18 @@ impl CaseStore {
     /// the entry's sequence number.
     pub async fn append_model_event(&self, actor: &Principal, action: &str, reason: &str) -> Result<i64, CaseError> {
         let mut tx = self.pool.begin().await?;
-        let seq = append_audit(&mut tx, &actor.name, actor.role.as_str(), action, None, None, reason).await?;
+        let link = append_audit(&mut tx, &self.audit.key, &actor.name, actor.role.as_str(), action, None, None, reason)
+            .await?;
         tx.commit().await?;
-        Ok(seq)
+        Ok(self.anchored(link).await)
     }
 
     /// The model-registry events (promotions, rollbacks) in the audit chain, oldest first.
     pub async fn model_events(&self) -> Result<Vec<AuditEntry>, CaseError> {
-        let rows = sqlx::query(
-            "SELECT seq, at_ms, actor, role, action, case_id, state, reason, prev_hash, hash FROM audit \
-             WHERE case_id IS NULL AND action IN ('model_promoted', 'model_rolled_back') ORDER BY seq",
-        )
+        let rows = sqlx::query(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit WHERE case_id IS NULL \
+             AND action IN ('model_promoted', 'model_rolled_back') ORDER BY seq"
+        ))
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(audit_entry).collect()

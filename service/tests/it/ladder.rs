@@ -29,6 +29,11 @@ impl PgSchema {
         PgSchema { schema }
     }
 
+    /// The schema's name.
+    pub fn name(&self) -> &str {
+        &self.schema
+    }
+
     /// A database URL whose search path is this schema.
     pub fn url(&self) -> String {
         format!("{}?options=-c%20search_path%3D{}", postgres_base(), self.schema)
@@ -139,9 +144,24 @@ async fn standing(client: &mut Screening, number: &str) -> proto::CallerProfile 
     client.get_caller(proto::CallerQuery { caller: number.into() }).await.unwrap().into_inner()
 }
 
+/// The chain secret of the in-process harness's case stores (`CaseStore::connect`: the development secret); a
+/// PostgreSQL database needs it configured.
+pub fn development_chain_secret() -> &'static str {
+    std::str::from_utf8(saring::cases::audit::DEVELOPMENT_CHAIN_SECRET).unwrap()
+}
+
+/// `saring audit verify` of a database the in-process harness wrote (no anchor file: `CaseStore::connect` keeps
+/// none, so the database is checked alone).
 async fn audit_verify(database_url: &str) -> (bool, String) {
+    audit_verify_with(database_url, &["--without-anchor"]).await
+}
+
+/// `saring audit verify` of `database_url` under the development secret, with `extra` arguments.
+pub async fn audit_verify_with(database_url: &str, extra: &[&str]) -> (bool, String) {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_saring"))
         .args(["audit", "verify", "--database-url", database_url])
+        .args(extra)
+        .env("SARING__AUDIT__CHAIN_SECRET", development_chain_secret())
         .output()
         .await
         .unwrap();
@@ -493,7 +513,13 @@ async fn restarts_lose_nothing(database_url: &str) {
             escalations(&channel, Bearer::of(Role::Dispatch)),
         )
     }
-    let spawn = || SaringProcess::spawn(&["--database-url", database_url], &[]);
+    let anchor = std::env::temp_dir()
+        .join(crate::common::process::unique_prefix("restarts-anchor").replace(':', "-"))
+        .join("audit-anchor");
+    let anchor_path = anchor.to_str().unwrap();
+    let environment =
+        [("SARING__AUDIT__CHAIN_SECRET", development_chain_secret()), ("SARING__AUDIT__ANCHOR_PATH", anchor_path)];
+    let spawn = || SaringProcess::spawn(&["--database-url", database_url], &environment);
     let number = "0812-3400-0007";
     // Outcomes carry their contact: a restarted replica has not scored them.
     let outcome = |id: &str, days: f64| prank_outcome(id, Some(contact_at(id, number, days)));
@@ -532,10 +558,11 @@ async fn restarts_lose_nothing(database_url: &str) {
     assert!(clean);
     drop(dispatch);
 
-    let (intact, report) = audit_verify(database_url).await;
+    let (intact, report) = audit_verify_with(database_url, &["--anchor-path", anchor_path]).await;
     assert!(intact, "{report}");
-    // warning proposed, approved, actioned; message proposed, approved, evidence read, actioned.
-    assert!(report.contains("7 entries"), "{report}");
+    // warning proposed, approved, actioned; message proposed, approved, evidence read, actioned; every one
+    // anchored, through two kills.
+    assert!(report.contains("7 entries") && report.contains("records entry 7"), "{report}");
 }
 on_both_databases!(restarts_lose_nothing);
 

@@ -1,5 +1,6 @@
 //! saring's integration tests: the real server on a real socket, driven by a real tonic client.
 
+mod audit_chain;
 mod backtest;
 mod capture;
 mod common;
