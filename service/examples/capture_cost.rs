@@ -100,8 +100,12 @@ async fn replay(settings: &Settings, events: &[Event]) -> Result<(u64, u64, f64,
 
 fn main() -> Result<(), String> {
     let arguments = arguments()?;
-    let config =
-        SimulationConfig { seed: arguments.seed, days: arguments.days, callers: arguments.callers, ..Default::default() };
+    let config = SimulationConfig {
+        seed: arguments.seed,
+        days: arguments.days,
+        callers: arguments.callers,
+        ..Default::default()
+    };
     let simulating = Instant::now();
     let events = simulate(&config);
     println!(
@@ -134,10 +138,7 @@ fn main() -> Result<(), String> {
         (with - without) * 1e6 / records
     );
     if let Some(cpu) = writer_cpu {
-        println!(
-            "writer thread CPU: {cpu:.2} s, {:.2} µs per record",
-            cpu * 1e6 / records
-        );
+        println!("writer thread CPU: {cpu:.2} s, {:.2} µs per record", cpu * 1e6 / records);
     }
     Ok(())
 }

@@ -341,7 +341,10 @@ impl Capture {
         }
         let (caller_ref, device_ref) = keys;
         let record = OutcomeCapture {
-            contact: CapturedContact { contact_id: report.contact_id.clone(), ..CapturedContact::of(contact, caller_ref, device_ref) },
+            contact: CapturedContact {
+                contact_id: report.contact_id.clone(),
+                ..CapturedContact::of(contact, caller_ref, device_ref)
+            },
             disposition: report.disposition.as_str(),
             answered: report.answered,
             ring_s: report.ring_s,

@@ -24,5 +24,5 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 
 $train dataset --events "$events" --out data/peer/dataset.csv
-$train fit --events "$events" --out data/peer/saring-model.json --summary-out data/peer/saring-summary.json
+$train fit --events "$events" --learners all --out data/peer/saring-model.json --summary-out data/peer/saring-summary.json
 "$venv/bin/python" training/peer/compare.py data/peer/dataset.csv data/peer/saring-summary.json

@@ -3,6 +3,8 @@
 
 use std::time::Instant;
 
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
 use saring_models::artifact::{BandThresholds, Calibration, ModelArtifact, ModelParams, SchemaInfo, FORMAT_VERSION};
 use saring_models::features::FeatureVector;
 use saring_models::inference::{calibrate, platt};
@@ -38,7 +40,18 @@ pub struct FitOptions {
     pub high_recall_floor: f64,
     /// Write the model even when it does not beat the naive rule on the test range (the card says so).
     pub allow_worse_than_naive: bool,
+    /// Most training rows the learners that do not scale linearly (logistic, forest) train on: a larger training
+    /// range is sampled down to this (seeded, uniformly); the booster always trains on every row.
+    pub max_slow_train_rows: usize,
 }
+
+/// Default [`FitOptions::max_slow_train_rows`]: a 33-parameter logistic regression and a 60-tree forest gain
+/// nothing measurable from more rows, while their fit time grows with them (linfa's L-BFGS, smartcore's forest).
+pub const DEFAULT_MAX_SLOW_TRAIN_ROWS: usize = 100_000;
+
+/// The learner kinds tried when none are named: smartcore's forest is left out (it costs more than every other
+/// candidate together and never won on validation; `--learners forest` adds it).
+pub const DEFAULT_LEARNERS: [&str; 2] = ["logistic", "boosted"];
 
 impl Default for FitOptions {
     fn default() -> Self {
@@ -51,6 +64,7 @@ impl Default for FitOptions {
             learners: Vec::new(),
             high_recall_floor: DEFAULT_HIGH_RECALL_FLOOR,
             allow_worse_than_naive: false,
+            max_slow_train_rows: DEFAULT_MAX_SLOW_TRAIN_ROWS,
         }
     }
 }
@@ -280,6 +294,19 @@ fn split_by_time(rows: &[ReplayRow]) -> Split<'_> {
     split
 }
 
+/// At most `options.max_slow_train_rows` of the training rows, drawn uniformly with `options.seed` (all of them,
+/// in order, when there are no more).
+fn sample_rows(features: &[FeatureVector], labels: &[bool], options: &FitOptions) -> (Vec<FeatureVector>, Vec<bool>) {
+    let wanted = options.max_slow_train_rows.max(1);
+    if features.len() <= wanted {
+        return (features.to_vec(), labels.to_vec());
+    }
+    let mut random = ChaCha8Rng::seed_from_u64(options.seed);
+    let mut chosen = rand::seq::index::sample(&mut random, features.len(), wanted).into_vec();
+    chosen.sort_unstable();
+    chosen.iter().map(|index| (features[*index], labels[*index])).unzip()
+}
+
 fn columns(rows: &[&ReplayRow]) -> (Vec<FeatureVector>, Vec<bool>) {
     rows.iter().map(|row| (row.features, row.label().unwrap_or(false))).unzip()
 }
@@ -348,6 +375,8 @@ pub fn fit(replay: &Replay, options: &FitOptions) -> anyhow::Result<FitOutput> {
         "the training range needs both misuse and other labels"
     );
     let set = TrainingSet { features: &train_features, labels: &train_labels };
+    let (sampled_features, sampled_labels) = sample_rows(&train_features, &train_labels, options);
+    let sampled = TrainingSet { features: &sampled_features, labels: &sampled_labels };
     let validation_set = TrainingSet { features: &validation_features, labels: &validation_labels };
     let unit = Calibration::platt(1.0, 0.0);
     let no_bands =
@@ -357,11 +386,16 @@ pub fn fit(replay: &Replay, options: &FitOptions) -> anyhow::Result<FitOutput> {
     let mut summary = Vec::new();
     let mut best: Option<(f64, Candidate, ModelParams)> = None;
     let wanted = |candidate: &Candidate| {
-        options.learners.is_empty() || options.learners.iter().any(|kind| kind == candidate.kind())
+        if options.learners.is_empty() {
+            DEFAULT_LEARNERS.contains(&candidate.kind())
+        } else {
+            options.learners.iter().any(|kind| kind == candidate.kind() || kind == "all")
+        }
     };
     for candidate in candidates(options.seed).into_iter().filter(wanted) {
         let started = Instant::now();
-        let params = candidate.train(&set, &validation_set)?;
+        let rows = if matches!(candidate, Candidate::Boosted(_)) { &set } else { &sampled };
+        let params = candidate.train(rows, &validation_set)?;
         let fit_seconds = started.elapsed().as_secs_f64();
         let model = Model::new(placeholder_artifact(params.clone(), unit.clone(), no_bands));
         let raw: Vec<f64> = validation_features.iter().map(|row| model.score(row).raw).collect();
@@ -370,9 +404,14 @@ pub fn fit(replay: &Replay, options: &FitOptions) -> anyhow::Result<FitOutput> {
             ModelParams::Boosted(boosted) => Some(boosted.trees.len()),
             _ => None,
         };
-        eprintln!("{:<72} validation ROC-AUC {validation_auc:.4}  fit {fit_seconds:.1} s", candidate.name());
+        let train_rows = rows.features.len();
+        eprintln!(
+            "{:<72} validation ROC-AUC {validation_auc:.4}  fit {fit_seconds:.1} s on {train_rows} rows",
+            candidate.name()
+        );
         reports.push(json!({
             "candidate": candidate.name(),
+            "train_rows": train_rows,
             "validation_roc_auc": validation_auc,
             "validation_pr_auc": pr_auc(&raw, &validation_labels),
             "fit_seconds": fit_seconds,

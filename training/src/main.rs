@@ -11,7 +11,7 @@ use saring_training::capture::training_rows;
 use saring_training::dataset::write_dataset;
 use saring_training::evaluate::evaluate;
 use saring_training::events::{read_event_file, write_events};
-use saring_training::fit::{fit, FitOptions, FitOutput, DEFAULT_HIGH_RECALL_FLOOR};
+use saring_training::fit::{fit, FitOptions, FitOutput, DEFAULT_HIGH_RECALL_FLOOR, DEFAULT_MAX_SLOW_TRAIN_ROWS};
 use saring_training::generalisation::{measure, GeneralisationConfig};
 use saring_training::replay::replay;
 use saring_training::report::write_report;
@@ -77,9 +77,14 @@ enum Command {
         /// Fail on the first bad line instead of skipping it.
         #[arg(long)]
         strict: bool,
-        /// Learner kinds to try, comma-separated (logistic, forest, boosted); all by default.
+        /// Learner kinds to try, comma-separated (logistic, forest, boosted, or all); logistic and boosted by
+        /// default (smartcore's forest is slow and never won on validation).
         #[arg(long, value_delimiter = ',')]
         learners: Vec<String>,
+        /// Most training rows logistic regression and the forest train on (a larger training range is sampled
+        /// down, seeded); the boosted trees always train on every row.
+        #[arg(long, default_value_t = DEFAULT_MAX_SLOW_TRAIN_ROWS)]
+        max_slow_train_rows: usize,
         /// Also write every candidate's fit time and validation/test ROC-AUC and PR-AUC as JSON (for benchmarks).
         #[arg(long)]
         summary_out: Option<PathBuf>,
@@ -118,7 +123,7 @@ enum Command {
         /// Measure this model instead of training one on the training worlds.
         #[arg(long)]
         model: Option<PathBuf>,
-        /// Learner kinds to try when training (logistic, forest, boosted); all by default.
+        /// Learner kinds to try when training (logistic, forest, boosted, or all); logistic and boosted by default.
         #[arg(long, value_delimiter = ',')]
         learners: Vec<String>,
         /// Also write the measurement as JSON.
@@ -207,7 +212,9 @@ fn main() -> anyhow::Result<()> {
             summary_out,
             high_recall_floor,
             allow_worse_than_naive,
+            max_slow_train_rows,
         } => {
+            anyhow::ensure!(max_slow_train_rows >= 100, "--max-slow-train-rows must be at least 100");
             anyhow::ensure!(
                 (0.0..=1.0).contains(&high_recall_floor),
                 "--high-recall-floor must lie between 0 and 1, got {high_recall_floor}"
@@ -222,6 +229,7 @@ fn main() -> anyhow::Result<()> {
                 learners,
                 high_recall_floor,
                 allow_worse_than_naive,
+                max_slow_train_rows,
             };
             let FitOutput { artifact, summary } = fit(&replayed, &options)?;
             if let Some(path) = summary_out {
