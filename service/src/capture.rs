@@ -10,8 +10,9 @@
 //!
 //! It never blocks ScoreContact: records go through a bounded queue (`try_send`) to one writer thread; a record the
 //! queue cannot take is dropped and counted (`saring_capture_dropped_total`). The writer keeps one file per replica
-//! per UTC day (and per run: a restart starts a new file), named `capture-YYYY-MM-DD-REPLICA-OPENEDMS.parquet`. While
-//! open it is `….parquet.partial`; when the day rotates or the service shuts down it is closed (Parquet footer
+//! at a time, completed every `rotate_minutes` (60) and at the end of each UTC day (and per run: a restart starts a
+//! new file), so a crash loses at most the open file's records; files are named `capture-YYYY-MM-DD-REPLICA-OPENEDMS.parquet`. While
+//! open it is `….parquet.partial`; when it rotates or the service shuts down it is closed (Parquet footer
 //! written), fsynced, renamed to `.parquet` and the directory fsynced, so a reader only ever sees complete files.
 //! Files older than `retention_days` are deleted at start-up and at every rotation. A write that fails (a full disk)
 //! abandons the file and counts every record in it as failed (`saring_capture_write_errors_total`): nothing is
@@ -52,11 +53,14 @@ pub struct CaptureSettings {
     pub queue_capacity: usize,
     /// This replica's name in file names (letters, digits, `-`, `_`); unset: the host name.
     pub replica: Option<String>,
+    /// Minutes after which the open file is completed and a new one started (and at every UTC day's end): a crash
+    /// loses at most this much capture, since an open file has no Parquet footer yet.
+    pub rotate_minutes: u64,
 }
 
 impl Default for CaptureSettings {
     fn default() -> Self {
-        CaptureSettings { dir: None, retention_days: 90, queue_capacity: 65_536, replica: None }
+        CaptureSettings { dir: None, retention_days: 90, queue_capacity: 65_536, replica: None, rotate_minutes: 60 }
     }
 }
 
@@ -65,6 +69,9 @@ impl CaptureSettings {
     pub fn validate(&self) -> Result<(), String> {
         if self.retention_days == 0 || self.retention_days > 3650 {
             return Err(format!("capture.retention_days: {} must be between 1 and 3650", self.retention_days));
+        }
+        if self.rotate_minutes == 0 || self.rotate_minutes > 1440 {
+            return Err(format!("capture.rotate_minutes: {} must be between 1 and 1440", self.rotate_minutes));
         }
         if self.queue_capacity == 0 || self.queue_capacity > 10_000_000 {
             return Err(format!("capture.queue_capacity: {} must be between 1 and 10000000", self.queue_capacity));
@@ -404,6 +411,15 @@ pub struct CaptureError {
 /// Starts capturing into `settings.dir` (created if missing, and checked writable): returns the screener's handle
 /// and the writer. Prunes files past retention first.
 pub fn start(settings: &CaptureSettings, counters: CaptureCounters) -> Result<(Capture, CaptureWriter), CaptureError> {
+    start_rotating(settings, counters, Duration::from_secs(settings.rotate_minutes * 60))
+}
+
+/// [`start`], completing files every `rotate` (tests rotate in milliseconds).
+fn start_rotating(
+    settings: &CaptureSettings,
+    counters: CaptureCounters,
+    rotate: Duration,
+) -> Result<(Capture, CaptureWriter), CaptureError> {
     let dir = settings.dir.clone().ok_or_else(|| CaptureError {
         path: String::new(),
         source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "capture.dir is not set"),
@@ -429,6 +445,7 @@ pub fn start(settings: &CaptureSettings, counters: CaptureCounters) -> Result<(C
         dir: dir.clone(),
         replica: settings.replica_name(),
         retention_days,
+        rotate,
         counters: counters.clone(),
         open: None,
         pending: Vec::new(),
@@ -476,6 +493,7 @@ const POLL: Duration = Duration::from_millis(20);
 
 struct OpenFile {
     day: String,
+    opened: Instant,
     partial: PathBuf,
     path: PathBuf,
     writer: ArrowWriter<File>,
@@ -486,6 +504,7 @@ struct Writer {
     dir: PathBuf,
     replica: String,
     retention_days: u64,
+    rotate: Duration,
     counters: CaptureCounters,
     open: Option<OpenFile>,
     pending: Vec<Record>,
@@ -550,7 +569,7 @@ impl Writer {
             if last_handover.elapsed() >= IDLE_WAKE {
                 self.write_pending();
                 last_handover = Instant::now();
-                if self.open.as_ref().is_some_and(|open| open.day != utc_day(wall_clock_ms())) {
+                if self.rotation_due(&utc_day(wall_clock_ms())) {
                     self.close_file();
                     prune(&self.dir, self.retention_days, wall_clock_ms());
                 }
@@ -559,14 +578,19 @@ impl Writer {
         }
     }
 
-    /// Hands buffered records to today's file (rotating first when the day changed).
+    /// Whether the open file must be completed: the UTC day changed or it has been open for `rotate`.
+    fn rotation_due(&self, today: &str) -> bool {
+        self.open.as_ref().is_some_and(|open| open.day != today || open.opened.elapsed() >= self.rotate)
+    }
+
+    /// Hands buffered records to the open file (rotating first when the day changed or the file is old enough).
     fn write_pending(&mut self) {
         if self.pending.is_empty() {
             return;
         }
         let records = std::mem::take(&mut self.pending);
         let today = utc_day(wall_clock_ms());
-        if self.open.as_ref().is_some_and(|open| open.day != today) {
+        if self.rotation_due(&today) {
             self.close_file();
             prune(&self.dir, self.retention_days, wall_clock_ms());
         }
@@ -619,7 +643,7 @@ impl Writer {
             ]))
             .build();
         let writer = ArrowWriter::try_new(file, capture_schema(), Some(properties))?;
-        Ok(OpenFile { day: day.to_owned(), partial, path, writer, rows: 0 })
+        Ok(OpenFile { day: day.to_owned(), opened: Instant::now(), partial, path, writer, rows: 0 })
     }
 
     /// Drops the open file (after a failed write): its records are counted lost.
@@ -907,6 +931,37 @@ mod tests {
     }
 
     #[test]
+    fn files_are_completed_at_each_rotation_so_a_crash_loses_only_the_open_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let counters = CaptureCounters::default();
+        let settings = CaptureSettings {
+            dir: Some(dir.path().to_owned()),
+            replica: Some("r1".into()),
+            ..CaptureSettings::default()
+        };
+        let (capture, writer) = start_rotating(&settings, counters.clone(), Duration::from_millis(200)).unwrap();
+        capture.offer(contact_record("c-1", None));
+        // The idle hand-over (every second) writes c-1; the next one finds the file older than the rotation.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while counters.written.get() < 1 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert_eq!(counters.written.get(), 1, "the first file is completed before the service stops");
+        let completed: Vec<PathBuf> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|path| path.extension().is_some_and(|extension| extension == "parquet"))
+            .collect();
+        assert_eq!(completed.len(), 1);
+        assert_eq!(read_back(&completed[0]).iter().map(RecordBatch::num_rows).sum::<usize>(), 1);
+        capture.offer(contact_record("c-2", None));
+        let report = writer.close();
+        assert_eq!((report.written, report.files.len()), (2, 2), "two files completed in this run");
+        assert_eq!(counters.written.get(), 2);
+        assert_eq!(partial_files(dir.path()).unwrap().len(), 0);
+    }
+
+    #[test]
     fn a_full_queue_drops_and_counts() {
         let (sender, _receiver) = std::sync::mpsc::sync_channel(1);
         let counters = CaptureCounters::default();
@@ -947,6 +1002,8 @@ mod tests {
         assert!(CaptureSettings::default().validate().is_ok());
         let bad = CaptureSettings { retention_days: 0, ..CaptureSettings::default() };
         assert!(bad.validate().unwrap_err().contains("capture.retention_days"));
+        let bad = CaptureSettings { rotate_minutes: 0, ..CaptureSettings::default() };
+        assert!(bad.validate().unwrap_err().contains("capture.rotate_minutes"));
         let bad = CaptureSettings { replica: Some("../x".into()), ..CaptureSettings::default() };
         assert!(bad.validate().unwrap_err().contains("capture.replica"));
         assert!(file_day("capture-2026-02-25-r1-1.parquet") == Some("2026-02-25"));
