@@ -215,16 +215,19 @@ pub fn with_capture<S: HistoryStore>(
     Ok((screener.with_capture(capture), Some(writer)))
 }
 
-/// Opens (and migrates) the configured case database under the configured ladder policy.
+/// How often a replica that started with its case database unreachable tries it again.
+const CASES_RETRY: Duration = Duration::from_secs(5);
+
+/// Opens (and migrates) the configured case database under the configured ladder policy. A PostgreSQL server that
+/// cannot be reached does not stop start-up: case operations are refused until it can be ([`CaseStore::connect_or_wait`]).
 pub async fn open_escalator(settings: &Settings) -> Result<Escalator, StartError> {
     let policy = settings.ladder_policy().map_err(|error| StartError::Cases(error.to_string()))?;
-    let store =
-        CaseStore::connect_with(&settings.cases.database_url, audit_options(settings)).await.map_err(|error| {
-            match error {
-                AuditStartError::Database(error) => StartError::Cases(error.to_string()),
-                AuditStartError::Secret(_) => StartError::AuditSecret(error.to_string()),
-                AuditStartError::Anchor { .. } => StartError::AuditAnchor(error.to_string()),
-            }
+    let store = CaseStore::connect_or_wait(&settings.cases.database_url, audit_options(settings), CASES_RETRY)
+        .await
+        .map_err(|error| match error {
+            AuditStartError::Database(error) => StartError::Cases(error.to_string()),
+            AuditStartError::Secret(_) => StartError::AuditSecret(error.to_string()),
+            AuditStartError::Anchor { .. } => StartError::AuditAnchor(error.to_string()),
         })?;
     Ok(Escalator::new(store, policy))
 }

@@ -3,13 +3,17 @@
 //! [`super::verify`].
 
 use std::path::PathBuf;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use sqlx::any::AnyConnectOptions;
 use sqlx::Row;
 
 use super::anchor::{self, Anchor, AnchorState};
 use super::audit::{AuditKey, SCHEME_HMAC, SCHEME_SHA256};
-use super::store::{append_audit, audit_entry, AUDIT_COLUMNS};
+use super::store::{append_audit, audit_entry, server_pool_options, AUDIT_COLUMNS, MIGRATOR};
 use super::{CaseError, CaseState, CaseStore};
 
 /// How a store keys and anchors its audit chain.
@@ -50,6 +54,11 @@ pub(super) struct AuditLink {
     pub(super) link: String,
 }
 
+/// Whether a database error means the server could not be reached (rather than refused what was asked).
+fn unreachable(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed)
+}
+
 /// Why a store cannot serve its audit chain.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditStartError {
@@ -87,6 +96,59 @@ impl CaseStore {
         let store = CaseStore::connect_database(url, audit).await?;
         store.start_audit().await?;
         Ok(store)
+    }
+
+    /// As [`CaseStore::connect_with`], except that a PostgreSQL server that cannot be reached does not stop
+    /// start-up: the store starts closed — every case operation fails with UNAVAILABLE while the replica scores —
+    /// and a background task connects, migrates and checks the audit chain every `retry` until it can, then opens
+    /// it. A chain that fails its check then (another secret, an anchor ahead of the database) keeps the store
+    /// closed and is logged as an error, as it would have stopped start-up.
+    pub async fn connect_or_wait(url: &str, audit: AuditOptions, retry: Duration) -> Result<Self, AuditStartError> {
+        let server = url.starts_with("postgres:") || url.starts_with("postgresql:");
+        match CaseStore::connect_with(url, audit.clone()).await {
+            Err(AuditStartError::Database(CaseError::Database(error))) if server && unreachable(&error) => {
+                tracing::error!(%error, "the case database cannot be reached: scoring starts, case operations are refused until it can be");
+                sqlx::any::install_default_drivers();
+                let options = AnyConnectOptions::from_str(url).map_err(CaseError::Database)?;
+                let store = CaseStore {
+                    pool: server_pool_options().connect_lazy_with(options),
+                    audit: Arc::new(AuditSetup::new(audit)),
+                    open: Arc::new(AtomicBool::new(false)),
+                };
+                tokio::spawn(store.clone().open_when_reached(retry));
+                Ok(store)
+            }
+            other => other,
+        }
+    }
+
+    async fn open_when_reached(self, retry: Duration) {
+        let mut attempts: u64 = 0;
+        loop {
+            tokio::time::sleep(retry).await;
+            attempts += 1;
+            let reached = match MIGRATOR.run(&self.pool).await {
+                Ok(()) => self.start_audit().await,
+                Err(error) => Err(AuditStartError::Database(CaseError::Database(error.into()))),
+            };
+            match reached {
+                Ok(()) => {
+                    self.open.store(true, Ordering::Release);
+                    tracing::info!(attempts, "the case database is reached: case operations are accepted again");
+                    return;
+                }
+                Err(AuditStartError::Database(CaseError::Database(error))) if unreachable(&error) => {
+                    // Every attempt for the first minute, then one in ten: the outage is already logged.
+                    if attempts < 6 || attempts.is_multiple_of(10) {
+                        tracing::warn!(%error, attempts, "the case database is still unreachable; case operations are refused");
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "the case database was reached but cannot be used: case operations stay refused (run `saring audit verify`, fix, restart)");
+                    return;
+                }
+            }
+        }
     }
 
     pub(super) async fn head(&self) -> Result<(i64, String), CaseError> {

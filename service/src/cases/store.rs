@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ use super::{
 };
 use crate::auth::Principal;
 
-static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The actor of the policy's own steps in the audit log.
 const SYSTEM_ACTOR: &str = "saring";
@@ -42,6 +43,17 @@ pub(super) const AUDIT_COLUMNS: &str =
 pub struct CaseStore {
     pub(super) pool: AnyPool,
     pub(super) audit: Arc<AuditSetup>,
+    /// False while a replica that started with its PostgreSQL unreachable has not yet reached, migrated and checked
+    /// it ([`CaseStore::connect_or_wait`]): until then every case operation is refused and scoring goes on.
+    pub(super) open: Arc<AtomicBool>,
+}
+
+/// The error of a case operation on a store that has not reached its database since start-up.
+pub(super) fn not_reached() -> CaseError {
+    CaseError::Database(sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::NotConnected,
+        "the case database has not been reached since start-up",
+    )))
 }
 
 fn now_ms() -> i64 {
@@ -109,7 +121,30 @@ fn settle<T>(mut connection: PoolConnection<Any>, result: &Result<T, CaseError>)
     }
 }
 
+/// The pool of a database server (PostgreSQL).
+pub(super) fn server_pool_options() -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(5))
+        .after_release(|connection, _| Box::pin(outside_transaction(connection, false)))
+}
+
 impl CaseStore {
+    /// The pool, once the database has been reached since start-up; until then every case operation fails
+    /// (UNAVAILABLE to clients) while scoring goes on.
+    pub(super) fn pool(&self) -> Result<&AnyPool, CaseError> {
+        if self.open.load(Ordering::Acquire) {
+            Ok(&self.pool)
+        } else {
+            Err(not_reached())
+        }
+    }
+
+    /// Whether the database has been reached, migrated and its audit chain checked since start-up.
+    pub fn is_open(&self) -> bool {
+        self.open.load(Ordering::Acquire)
+    }
+
     /// Connects to `url` (`sqlite://PATH`, `sqlite::memory:` or `postgres://…`), creating a SQLite file and its
     /// directory when missing, and applies the migrations; the audit chain under the development key, without an
     /// anchor (tests, backtests, embedding). `saring serve` uses [`CaseStore::connect_with`].
@@ -152,15 +187,10 @@ impl CaseStore {
                 .connect_with(options)
                 .await?
         } else {
-            AnyPoolOptions::new()
-                .max_connections(8)
-                .acquire_timeout(Duration::from_secs(5))
-                .after_release(|connection, _| Box::pin(outside_transaction(connection, false)))
-                .connect_with(options)
-                .await?
+            server_pool_options().connect_with(options).await?
         };
         MIGRATOR.run(&pool).await.map_err(|error| CaseError::Database(error.into()))?;
-        Ok(CaseStore { pool, audit: Arc::new(AuditSetup::new(audit)) })
+        Ok(CaseStore { pool, audit: Arc::new(AuditSetup::new(audit)), open: Arc::new(AtomicBool::new(true)) })
     }
 
     /// Opens an existing case database to read it (`saring audit verify`, under `audit`): a SQLite file
@@ -196,7 +226,7 @@ impl CaseStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(CaseStore { pool, audit: Arc::new(AuditSetup::new(audit)) })
+        Ok(CaseStore { pool, audit: Arc::new(AuditSetup::new(audit)), open: Arc::new(AtomicBool::new(true)) })
     }
 
     /// Closes the pool.
@@ -232,7 +262,7 @@ impl CaseStore {
         record: &ContactRecord,
         clock_ms: i64,
     ) -> Result<(LadderOutcome, Option<i64>), CaseError> {
-        let mut connection = self.pool.acquire().await?;
+        let mut connection = self.pool()?.acquire().await?;
         let result = Self::on_outcome_in(&mut connection, &self.audit.key, policy, record, clock_ms).await;
         settle(connection, &result);
         let (outcome, link) = result?;
@@ -444,7 +474,7 @@ impl CaseStore {
                 Bind::Int(int) => query.bind(int),
             };
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(self.pool()?).await?;
         let mut cases = rows.iter().map(summary).collect::<Result<Vec<_>, _>>()?;
         let next = if cases.len() > page_size as usize {
             cases.truncate(page_size as usize);
@@ -460,7 +490,7 @@ impl CaseStore {
         case_id: &str,
         reader: &Principal,
     ) -> Result<(CaseEvidence, i64), CaseError> {
-        let mut connection = self.pool.acquire().await?;
+        let mut connection = self.pool()?.acquire().await?;
         let result = Self::read_evidence_in(&mut connection, &self.audit.key, case_id, reader).await;
         settle(connection, &result);
         let (evidence, link) = result?;
@@ -544,7 +574,7 @@ impl CaseStore {
         actor: &Principal,
         clock_ms: i64,
     ) -> Result<(CaseSummary, i64), CaseError> {
-        let mut connection = self.pool.acquire().await?;
+        let mut connection = self.pool()?.acquire().await?;
         let result = Self::transition_in(
             &mut connection,
             &self.audit.key,
@@ -635,10 +665,10 @@ impl CaseStore {
         )
         .bind(after_seq)
         .bind(i64::from(limit.clamp(1, 1000)))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await?;
         let mut events = Vec::with_capacity(rows.len());
-        let mut connection = self.pool.acquire().await?;
+        let mut connection = self.pool()?.acquire().await?;
         for row in &rows {
             let case_id: String = row.try_get("case_id")?;
             let case_row = sqlx::query(&format!("SELECT {CASE_COLUMNS} FROM cases WHERE case_id = $1"))
@@ -663,7 +693,7 @@ impl CaseStore {
         caller_ref: &str,
         now_ms: i64,
     ) -> Result<(Option<Delivered>, Option<CaseSummary>), CaseError> {
-        let mut connection = self.pool.acquire().await?;
+        let mut connection = self.pool()?.acquire().await?;
         let result = Self::caller_ladder_in(&mut connection, policy, caller_ref, now_ms).await;
         settle(connection, &result);
         result
@@ -685,7 +715,7 @@ impl CaseStore {
 
     /// The outcome recorded for `contact_id`, if any.
     pub(super) async fn recorded_outcome(&self, contact_id: &str) -> Result<Option<RecordedOutcome>, CaseError> {
-        let mut connection = self.pool.acquire().await?;
+        let mut connection = self.pool()?.acquire().await?;
         let mut tx = connection.begin().await?;
         let stored = recorded_outcome(&mut tx, contact_id).await;
         drop(tx);
@@ -696,7 +726,7 @@ impl CaseStore {
     /// How many cases are in each state.
     pub async fn count_by_state(&self) -> Result<Vec<(CaseState, i64)>, CaseError> {
         let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM cases GROUP BY state ORDER BY state")
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool()?)
             .await?;
         rows.iter()
             .map(|row| {
@@ -712,7 +742,7 @@ impl CaseStore {
     pub async fn audit_of(&self, case_id: &str) -> Result<Vec<AuditEntry>, CaseError> {
         let rows = sqlx::query(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE case_id = $1 ORDER BY seq"))
             .bind(case_id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool()?)
             .await?;
         rows.iter().map(audit_entry).collect()
     }
@@ -1017,7 +1047,7 @@ impl CaseStore {
     /// Appends a model-registry event (a promotion or a rollback) to the audit chain, committed before it returns;
     /// the entry's sequence number.
     pub async fn append_model_event(&self, actor: &Principal, action: &str, reason: &str) -> Result<i64, CaseError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool()?.begin().await?;
         let link = append_audit(&mut tx, &self.audit.key, &actor.name, actor.role.as_str(), action, None, None, reason)
             .await?;
         tx.commit().await?;
@@ -1030,7 +1060,7 @@ impl CaseStore {
             "SELECT {AUDIT_COLUMNS} FROM audit WHERE case_id IS NULL \
              AND action IN ('model_promoted', 'model_rolled_back') ORDER BY seq"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool()?)
         .await?;
         rows.iter().map(audit_entry).collect()
     }

@@ -89,7 +89,7 @@ impl CaseStore {
             ))
             .bind(after)
             .bind(head_seq)
-            .fetch_all(&self.pool)
+            .fetch_all(self.pool()?)
             .await?;
             if rows.is_empty() {
                 break;
@@ -103,7 +103,7 @@ impl CaseStore {
         walk.finish((head_seq, &head_link));
         let mut problems: Vec<Problem> = walk.broken.take().into_iter().collect();
         let beyond: Option<i64> =
-            sqlx::query("SELECT MAX(seq) FROM audit").fetch_one(&self.pool).await?.try_get::<Option<i64>, _>(0)?;
+            sqlx::query("SELECT MAX(seq) FROM audit").fetch_one(self.pool()?).await?.try_get::<Option<i64>, _>(0)?;
         if let Some(last) = beyond.filter(|last| *last > head_seq) {
             let (head_now, _) = self.head().await?;
             if last > head_now {
@@ -199,7 +199,7 @@ impl CaseStore {
         if walk.keyed_from.is_none() {
             return Ok(0);
         }
-        let digests = all_case_digests(&self.pool).await?;
+        let digests = all_case_digests(self.pool()?).await?;
         let mut found = Vec::new();
         let mut ids: Vec<&String> = digests.keys().collect();
         ids.sort();
@@ -235,7 +235,7 @@ impl CaseStore {
             let later: i64 = sqlx::query("SELECT COUNT(*) FROM audit WHERE case_id = $1 AND seq > $2")
                 .bind(&case_id)
                 .bind(head_seq)
-                .fetch_one(&self.pool)
+                .fetch_one(self.pool()?)
                 .await?
                 .try_get(0)?;
             if later == 0 {

@@ -325,3 +325,74 @@ async fn the_case_database_is_readable_by_its_owner_only() {
     harness.server.stop().await.unwrap();
     std::fs::remove_dir_all(directory).ok();
 }
+
+/// Forwards every connection accepted on `listener` to `target` until the test ends.
+async fn forward(listener: tokio::net::TcpListener, target: String) {
+    loop {
+        let Ok((mut inbound, _)) = listener.accept().await else { return };
+        let target = target.clone();
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+#[tokio::test]
+async fn a_replica_starts_and_scores_while_postgres_is_unreachable_and_takes_case_writes_once_it_is_reached() {
+    let schema = crate::ladder::PgSchema::create("unreached").await;
+    let url = schema.url();
+    // The database's host:port in the URL (postgres://user@HOST:PORT/db?…), replaced by a port that accepts TCP
+    // but says nothing until the test starts forwarding it: PostgreSQL "down" without racing for a free port.
+    let authority = url.split('@').nth(1).and_then(|rest| rest.split('/').next()).unwrap().to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent = listener.local_addr().unwrap().to_string();
+    let scratch = std::env::temp_dir().join(unique_prefix("unreached").replace(':', "-"));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let anchor = scratch.join("audit-anchor");
+    let process = SaringProcess::spawn(
+        &[],
+        &[
+            ("SARING__CASES__DATABASE_URL", &url.replace(&authority, &silent)),
+            ("SARING__AUDIT__CHAIN_SECRET", "unreached-test-secret-0123456789"),
+            ("SARING__AUDIT__ANCHOR_PATH", anchor.to_str().unwrap()),
+        ],
+    );
+    let channel = connect(process.url()).await;
+    let mut routing = screening(&channel, Bearer::of(Role::Routing));
+
+    // Scoring does not need the case database.
+    let reply = routing.score_contact(sample_contact("unreached-1", Some("081234567001"))).await.unwrap().into_inner();
+    assert!(!reply.degraded, "{reply:?}");
+    // A case write is refused, not acknowledged and lost.
+    let status = routing.record_outcome(prank_outcome("unreached-1", None)).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+
+    // The database comes back: the replica reaches it on its own, and the retried outcome is taken.
+    tokio::spawn(forward(listener, authority));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let recorded = loop {
+        match routing.record_outcome(prank_outcome("unreached-1", None)).await {
+            Ok(reply) => break reply.into_inner(),
+            Err(status) if status.code() == Code::Unavailable && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(status) => panic!("the outcome was not taken once the database was back: {status:?}"),
+        }
+    };
+    let _ = recorded;
+    let stored = crate::ladder::execute(
+        &crate::ladder::postgres_base(),
+        &format!("SELECT 1 FROM {}.contacts WHERE contact_id = 'unreached-1'", schema.name()),
+    )
+    .await;
+    assert_eq!(stored, 1, "the contact is in the case database");
+    let (_, log) = process.terminate();
+    assert!(
+        log.iter().any(|line| line.contains("the case database is reached")),
+        "the log says when case operations are accepted again"
+    );
+    schema.drop().await;
+    std::fs::remove_dir_all(scratch).ok();
+}
