@@ -309,8 +309,25 @@ pub async fn serve<S: HistoryStore>(
 ) -> Result<(), tonic::transport::Error> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     health_reporter.set_serving::<ScreeningServer<ScreeningService<S>>>().await;
-    health_reporter.set_serving::<EscalationsServer<EscalationsService<S>>>().await;
     health_reporter.set_serving::<ModelsServer<ModelsService<S>>>().await;
+    let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Escalations needs the case database: a replica that started without reaching it reports Escalations
+    // NOT_SERVING (Screening stays SERVING) until it does.
+    if app.escalator.store().is_open() {
+        health_reporter.set_serving::<EscalationsServer<EscalationsService<S>>>().await;
+    } else {
+        health_reporter.set_not_serving::<EscalationsServer<EscalationsService<S>>>().await;
+        let (reporter, store, draining) =
+            (health_reporter.clone(), app.escalator.store().clone(), Arc::clone(&draining));
+        tokio::spawn(async move {
+            while !store.is_open() {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            if !draining.load(std::sync::atomic::Ordering::Acquire) {
+                reporter.set_serving::<EscalationsServer<EscalationsService<S>>>().await;
+            }
+        });
+    }
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(crate::proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -320,6 +337,7 @@ pub async fn serve<S: HistoryStore>(
     let signal = async move {
         shutdown.await;
         tracing::info!("shutting down: health is NOT_SERVING, draining in-flight calls");
+        draining.store(true, std::sync::atomic::Ordering::Release);
         // The whole server ("") and each service: a load balancer probing either stops sending new calls.
         health_reporter.set_service_status("", tonic_health::ServingStatus::NotServing).await;
         health_reporter.set_not_serving::<ScreeningServer<ScreeningService<S>>>().await;

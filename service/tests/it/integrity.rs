@@ -362,6 +362,13 @@ async fn a_replica_starts_and_scores_while_postgres_is_unreachable_and_takes_cas
     let channel = connect(process.url()).await;
     let mut routing = screening(&channel, Bearer::of(Role::Routing));
 
+    // Health: Screening serves, Escalations does not until the case database is reached.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel.clone());
+    let check = |service: &str| tonic_health::pb::HealthCheckRequest { service: service.into() };
+    let serving = tonic_health::pb::health_check_response::ServingStatus::Serving as i32;
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    assert_eq!(health.check(check("saring.v1.Screening")).await.unwrap().into_inner().status, serving);
+    assert_eq!(health.check(check("saring.v1.Escalations")).await.unwrap().into_inner().status, not_serving);
     // Scoring does not need the case database.
     let reply = routing.score_contact(sample_contact("unreached-1", Some("081234567001"))).await.unwrap().into_inner();
     assert!(!reply.degraded, "{reply:?}");
@@ -382,6 +389,11 @@ async fn a_replica_starts_and_scores_while_postgres_is_unreachable_and_takes_cas
         }
     };
     let _ = recorded;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while health.check(check("saring.v1.Escalations")).await.unwrap().into_inner().status != serving {
+        assert!(std::time::Instant::now() < deadline, "Escalations reports SERVING once the database is reached");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let stored = crate::ladder::execute(
         &crate::ladder::postgres_base(),
         &format!("SELECT 1 FROM {}.contacts WHERE contact_id = 'unreached-1'", schema.name()),
