@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use saring::backtest::{contact_of, report_of};
+use saring::capture::thread_cpu_seconds;
 use saring::config::Settings;
 use saring::screening::Contact;
 use saring::server::{build_screener, load_models, memory_store, with_capture};
@@ -48,13 +49,6 @@ fn arguments() -> Result<Arguments, String> {
     Ok(parsed)
 }
 
-/// CPU time of the calling thread in seconds (`/proc/thread-self/schedstat`: nanoseconds on a CPU), so that other
-/// work on the machine does not count.
-fn thread_cpu_seconds() -> f64 {
-    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
-    schedstat.split_whitespace().next().and_then(|value| value.parse::<f64>().ok()).unwrap_or(f64::NAN) / 1e9
-}
-
 /// Scores and records `events` through a screener built from `settings`; returns (contacts, outcomes, seconds).
 async fn replay(settings: &Settings, events: &[Event]) -> Result<(u64, u64, f64, Option<f64>), String> {
     let models = Arc::new(load_models(settings).map_err(|error| error.to_string())?);
@@ -62,7 +56,7 @@ async fn replay(settings: &Settings, events: &[Event]) -> Result<(u64, u64, f64,
         with_capture(settings, build_screener(settings, models, memory_store(settings))).map_err(|e| e.to_string())?;
     let mut contacts: HashMap<String, Contact> = HashMap::new();
     let (mut scored, mut recorded) = (0, 0);
-    let started = thread_cpu_seconds();
+    let started = thread_cpu_seconds().unwrap_or(f64::NAN);
     for event in events {
         match event {
             Event::Contact(event) => {
@@ -78,7 +72,7 @@ async fn replay(settings: &Settings, events: &[Event]) -> Result<(u64, u64, f64,
             }
         }
     }
-    let elapsed = thread_cpu_seconds() - started;
+    let elapsed = thread_cpu_seconds().unwrap_or(f64::NAN) - started;
     let writer_cpu = match writer {
         Some(writer) => {
             let closing = Instant::now();

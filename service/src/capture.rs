@@ -348,10 +348,8 @@ impl Capture {
         }
         let (caller_ref, device_ref) = keys;
         let record = OutcomeCapture {
-            contact: CapturedContact {
-                contact_id: report.contact_id.clone(),
-                ..CapturedContact::of(contact, caller_ref, device_ref)
-            },
+            // The contact's id is the report's: RecordOutcome refuses an embedded contact of another id.
+            contact: CapturedContact::of(contact, caller_ref, device_ref),
             disposition: report.disposition.as_str(),
             answered: report.answered,
             ring_s: report.ring_s,
@@ -511,8 +509,9 @@ struct Writer {
     report: WriterReport,
 }
 
-/// CPU time of the calling thread (Linux: `/proc/thread-self/schedstat`, nanoseconds on a CPU).
-fn thread_cpu_seconds() -> Option<f64> {
+/// CPU time of the calling thread in seconds (Linux: `/proc/thread-self/schedstat`, nanoseconds on a CPU), so
+/// that other work on the machine does not count; `None` where the kernel does not say.
+pub fn thread_cpu_seconds() -> Option<f64> {
     let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
     let nanoseconds: u64 = schedstat.split_whitespace().next()?.parse().ok()?;
     Some(nanoseconds as f64 / 1e9)
@@ -738,11 +737,7 @@ pub fn prune(dir: &Path, retention_days: u64, now_ms: i64) -> usize {
 
 /// `key` as lowercase hex in `buffer`, without allocating.
 fn hex_of<'b>(key: &HistoryKey, buffer: &'b mut [u8; 64]) -> &'b str {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (byte, pair) in key.0.iter().zip(buffer.chunks_exact_mut(2)) {
-        pair[0] = DIGITS[usize::from(byte >> 4)];
-        pair[1] = DIGITS[usize::from(byte & 0x0f)];
-    }
+    hex::encode_to_slice(key.0, buffer).expect("64 bytes hold 32 in hex");
     std::str::from_utf8(buffer).expect("hex digits are ASCII")
 }
 
@@ -876,6 +871,10 @@ mod tests {
         )
     }
 
+    fn settings_in(dir: &Path) -> CaptureSettings {
+        CaptureSettings { dir: Some(dir.to_owned()), replica: Some("r1".into()), ..CaptureSettings::default() }
+    }
+
     fn read_back(path: &Path) -> Vec<RecordBatch> {
         let file = File::open(path).unwrap();
         parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file)
@@ -890,11 +889,7 @@ mod tests {
     fn records_reach_a_complete_file_on_close() {
         let dir = tempfile::tempdir().unwrap();
         let counters = CaptureCounters::default();
-        let settings = CaptureSettings {
-            dir: Some(dir.path().to_owned()),
-            replica: Some("r1".into()),
-            ..CaptureSettings::default()
-        };
+        let settings = settings_in(dir.path());
         let (capture, writer) = start(&settings, counters.clone()).unwrap();
         let mut vector = [0.0; FEATURE_COUNT];
         vector[3] = 1.5;
@@ -934,11 +929,7 @@ mod tests {
     fn files_are_completed_at_each_rotation_so_a_crash_loses_only_the_open_one() {
         let dir = tempfile::tempdir().unwrap();
         let counters = CaptureCounters::default();
-        let settings = CaptureSettings {
-            dir: Some(dir.path().to_owned()),
-            replica: Some("r1".into()),
-            ..CaptureSettings::default()
-        };
+        let settings = settings_in(dir.path());
         let (capture, writer) = start_rotating(&settings, counters.clone(), Duration::from_millis(200)).unwrap();
         capture.offer(contact_record("c-1", None));
         // The idle hand-over (every second) writes c-1; the next one finds the file older than the rotation.

@@ -294,17 +294,21 @@ fn split_by_time(rows: &[ReplayRow]) -> Split<'_> {
     split
 }
 
-/// At most `options.max_slow_train_rows` of the training rows, drawn uniformly with `options.seed` (all of them,
-/// in order, when there are no more).
-fn sample_rows(features: &[FeatureVector], labels: &[bool], options: &FitOptions) -> (Vec<FeatureVector>, Vec<bool>) {
+/// `options.max_slow_train_rows` of the training rows, drawn uniformly with `options.seed` (in order); `None` when
+/// there are no more than that (every row is used).
+fn sample_rows(
+    features: &[FeatureVector],
+    labels: &[bool],
+    options: &FitOptions,
+) -> Option<(Vec<FeatureVector>, Vec<bool>)> {
     let wanted = options.max_slow_train_rows.max(1);
     if features.len() <= wanted {
-        return (features.to_vec(), labels.to_vec());
+        return None;
     }
     let mut random = ChaCha8Rng::seed_from_u64(options.seed);
     let mut chosen = rand::seq::index::sample(&mut random, features.len(), wanted).into_vec();
     chosen.sort_unstable();
-    chosen.iter().map(|index| (features[*index], labels[*index])).unzip()
+    Some(chosen.iter().map(|index| (features[*index], labels[*index])).unzip())
 }
 
 fn columns(rows: &[&ReplayRow]) -> (Vec<FeatureVector>, Vec<bool>) {
@@ -375,8 +379,11 @@ pub fn fit(replay: &Replay, options: &FitOptions) -> anyhow::Result<FitOutput> {
         "the training range needs both misuse and other labels"
     );
     let set = TrainingSet { features: &train_features, labels: &train_labels };
-    let (sampled_features, sampled_labels) = sample_rows(&train_features, &train_labels, options);
-    let sampled = TrainingSet { features: &sampled_features, labels: &sampled_labels };
+    let sample = sample_rows(&train_features, &train_labels, options);
+    let sampled = match &sample {
+        Some((features, labels)) => TrainingSet { features, labels },
+        None => TrainingSet { features: &train_features, labels: &train_labels },
+    };
     let validation_set = TrainingSet { features: &validation_features, labels: &validation_labels };
     let unit = Calibration::platt(1.0, 0.0);
     let no_bands =
