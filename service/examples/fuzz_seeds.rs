@@ -98,6 +98,7 @@ fn requests() -> Vec<Vec<u8>> {
         created_to: at(NOW_MS),
         page_size: 100,
         page_token: page_token(NOW_MS - 3_600_000, "case-1"),
+        oldest_first: false,
     };
     inputs.push(encode_input(RequestKind::ListCases, &list));
     let bad_list = proto::ListCasesRequest { page_size: 1000, states: vec![42], page_token: "zz".into(), ..list };
@@ -118,6 +119,7 @@ fn requests() -> Vec<Vec<u8>> {
         version: 2,
         delivered_at: at(NOW_MS - 600_000),
         note: "warning delivered by SMS".into(),
+        channel: proto::DeliveryChannel::Sms as i32,
     };
     inputs.push(encode_input(RequestKind::RecordAction, &action));
     inputs.push(encode_input(RequestKind::RecordAction, &proto::RecordActionRequest { delivered_at: at(0), ..action }));

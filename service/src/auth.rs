@@ -184,17 +184,30 @@ impl Authenticator {
     /// Development mode: one freshly generated token per role. Returns the authenticator and the tokens in clear
     /// (to be shown once to whoever started the service).
     pub fn generate_development() -> (Self, Vec<(Role, String)>) {
-        let mut entries = Vec::new();
-        let mut tokens = Vec::new();
-        for role in Role::ALL {
-            let mut secret = [0u8; 24];
-            getrandom::fill(&mut secret).expect("the operating system provides randomness");
-            let token = format!("saring-dev-{}-{}", role.as_str(), hex::encode(secret));
-            entries.push(TokenEntry { name: format!("dev-{}", role.as_str()), role, sha256: token_digest(&token) });
-            tokens.push((role, token));
-        }
-        let authenticator = Self::from_entries(&entries).expect("generated entries are valid");
+        let tokens: Vec<(Role, String)> = Role::ALL
+            .into_iter()
+            .map(|role| {
+                let mut secret = [0u8; 24];
+                getrandom::fill(&mut secret).expect("the operating system provides randomness");
+                (role, format!("saring-dev-{}-{}", role.as_str(), hex::encode(secret)))
+            })
+            .collect();
+        let authenticator = Self::development_with(&tokens).expect("generated tokens are valid");
         (authenticator, tokens)
+    }
+
+    /// Development mode with these tokens (one per role, named `dev-ROLE`), e.g. read back from
+    /// `auth.development_tokens_file`.
+    pub fn development_with(tokens: &[(Role, String)]) -> Result<Self, TokenError> {
+        let entries: Vec<TokenEntry> = tokens
+            .iter()
+            .map(|(role, token)| TokenEntry {
+                name: format!("dev-{}", role.as_str()),
+                role: *role,
+                sha256: token_digest(token),
+            })
+            .collect();
+        Self::from_entries(&entries)
     }
 
     /// Who holds `token`, if anyone (the console's sign-in).

@@ -22,7 +22,7 @@ use serde::Serialize;
 
 use crate::app::App;
 use crate::auth::{Authenticator, Principal, Role};
-use crate::cases::{CaseState, CaseStore, CaseSummary, Decision, Escalator, LadderChange};
+use crate::cases::{CaseState, CaseStore, CaseSummary, Decision, Delivery, DeliveryChannel, Escalator, LadderChange};
 use crate::privacy::KeyHasher;
 use crate::screening::{Contact, Location, OutcomeReport, Screener};
 use crate::store::MemoryStore;
@@ -392,8 +392,13 @@ async fn deliver_until(
                 .await?;
         }
         if case.state == CaseState::Approved {
-            case =
-                app.escalator.record_action(&case_id, case.version, at_ms, "backtest: delivered", dispatcher).await?;
+            let claimed = app.escalator.claim(&case_id, case.version, dispatcher).await?;
+            let channel = DeliveryChannel::allowed_for(case.rung)[0];
+            let delivery = Delivery { at_ms, channel };
+            case = app
+                .escalator
+                .record_action(&case_id, claimed.summary.version, delivery, "backtest: delivered", dispatcher)
+                .await?;
             delivered.push((proposals[&case_id].number.clone(), case.rung, at_ms));
         }
         cases.insert(case_id, case);

@@ -88,11 +88,20 @@ impl Default for ConsoleSettings {
 pub struct CasesSettings {
     /// `sqlite://PATH` (the embedded default, a file under the data directory) or `postgres://…`.
     pub database_url: String,
+    /// How long a dispatcher's claim on an approved case keeps other dispatchers out, 1..=1440 minutes.
+    pub claim_minutes: u64,
+    /// Test and training traffic: outcomes are recorded in history (scores behave as in production) but never
+    /// reach the ladder, so no case is ever proposed and the case database holds none of them.
+    pub sandbox: bool,
 }
 
 impl Default for CasesSettings {
     fn default() -> Self {
-        CasesSettings { database_url: "sqlite://saring-data/cases.db".into() }
+        CasesSettings {
+            database_url: "sqlite://saring-data/cases.db".into(),
+            claim_minutes: crate::cases::DEFAULT_CLAIM_MINUTES,
+            sandbox: false,
+        }
     }
 }
 
@@ -124,6 +133,9 @@ pub struct AuthSettings {
     pub tokens: Vec<crate::auth::TokenEntry>,
     /// `[[auth.clients]]`: name and role of each client certificate identity (needs `server.tls.client_ca_path`).
     pub clients: Vec<crate::auth::ClientEntry>,
+    /// Development mode only (no `tokens`): keep the generated tokens in this file (mode 0600) and read them from
+    /// it at the next start, so they stay the same across restarts. Refused with tokens configured.
+    pub development_tokens_file: Option<PathBuf>,
     /// `[auth.failures]`: throttling of peer addresses that fail to authenticate.
     pub failures: crate::failed_auth::FailedAuthSettings,
 }
@@ -328,6 +340,8 @@ pub struct FlagOverrides {
     pub console_listen: Option<String>,
     /// `--capture`
     pub capture: Option<PathBuf>,
+    /// `--dev-tokens-file`
+    pub dev_tokens_file: Option<PathBuf>,
 }
 
 /// A configuration problem, naming the key.
@@ -377,6 +391,9 @@ impl Settings {
         }
         if let Some(dir) = &flags.capture {
             figment = figment.merge(Serialized::default("capture.dir", dir));
+        }
+        if let Some(path) = &flags.dev_tokens_file {
+            figment = figment.merge(Serialized::default("auth.development_tokens_file", path));
         }
         if let Some(format) = &flags.log_format {
             figment = figment.merge(Serialized::default("log.format", format));
@@ -485,6 +502,14 @@ impl Settings {
             Ok(_) => {}
         }
         self.ladder_policy()?;
+        if self.auth.development_tokens_file.is_some() && !self.auth.tokens.is_empty() {
+            return fail(
+                "auth.development_tokens_file: only for development mode; [[auth.tokens]] are configured".into(),
+            );
+        }
+        if !(1..=1440).contains(&self.cases.claim_minutes) {
+            return fail(format!("cases.claim_minutes: {} must be within 1..=1440", self.cases.claim_minutes));
+        }
         let url = self.cases.database_url.as_str();
         if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return fail(format!("cases.database_url: {url:?} must be sqlite://PATH or postgres://…"));

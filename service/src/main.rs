@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use saring::app::App;
-use saring::auth::{Authenticator, Role};
+use saring::auth::Authenticator;
 use saring::backtest::BacktestOptions;
 use saring::cases::{describe, AnchorCheck, CaseStore, Escalator};
 use saring::config::{FlagOverrides, Settings};
@@ -15,7 +15,7 @@ use saring::console::AdminOptions;
 use saring::screening::Screener;
 use saring::server::{
     authenticator, build_screener, load_model, load_models, memory_store, open_escalator, redis_store, serve,
-    with_capture, StartError, Transport,
+    with_capture, DevelopmentTokens, StartError, Transport,
 };
 use saring::store::HistoryStore;
 use saring_models::events::read_events;
@@ -59,6 +59,9 @@ enum Command {
         /// Capture pseudonymised training records (scored contacts, outcomes) as Parquet files in DIR.
         #[arg(long, value_name = "DIR")]
         capture: Option<PathBuf>,
+        /// Development mode (no [auth] tokens): keep the generated tokens in FILE and reuse them at every start.
+        #[arg(long, value_name = "FILE")]
+        dev_tokens_file: Option<PathBuf>,
     },
     /// Replays an event log through history, model and ladder and reports how callers would have climbed it.
     Backtest {
@@ -138,9 +141,19 @@ fn main() -> ExitCode {
             database_url,
             console_listen,
             capture,
+            dev_tokens_file,
         } => {
-            let flags =
-                FlagOverrides { listen, model, log_format, history, ladder, database_url, console_listen, capture };
+            let flags = FlagOverrides {
+                listen,
+                model,
+                log_format,
+                history,
+                ladder,
+                database_url,
+                console_listen,
+                capture,
+                dev_tokens_file,
+            };
             serve_command(config, &flags)
         }
         Command::Backtest { events, ladder, model, delivery_delay_h, json, strict } => {
@@ -314,7 +327,7 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     let quality =
         tokio::spawn(Arc::clone(&models).watch_quality(Duration::from_secs(settings.model.quality_refresh_s)));
     let escalator = open_escalator(&settings).await?;
-    let (auth, development_tokens) = authenticator(&settings);
+    let (auth, development_tokens) = authenticator(&settings)?;
     if let Some(tokens) = development_tokens {
         show_development_tokens(&tokens);
     }
@@ -387,11 +400,24 @@ fn app<S>(screener: Screener<S>, escalator: Escalator, auth: Authenticator) -> A
 /// Where development tokens are written when standard error is not a terminal (it is then a log stream).
 const DEVELOPMENT_TOKENS_FILE: &str = "saring-data/development-tokens";
 
-fn show_development_tokens(tokens: &[(Role, String)]) {
+fn show_development_tokens(development: &DevelopmentTokens) {
     use std::io::IsTerminal;
     let mut list = String::new();
-    for (role, token) in tokens {
+    for (role, token) in &development.tokens {
         list.push_str(&format!("  {:<9} {token}\n", role.as_str()));
+    }
+    if let Some((file, read)) = &development.file {
+        // Pinned: the tokens are in the file (mode 0600) and stay the same across restarts.
+        let file = file.display().to_string();
+        if *read {
+            tracing::warn!(%file, "no [auth] tokens configured: development mode, with the tokens kept in the file");
+        } else {
+            tracing::warn!(%file, "no [auth] tokens configured: development mode; tokens generated and kept in the file for later runs");
+        }
+        if std::io::stderr().is_terminal() {
+            eprintln!("\nsaring: development mode: the tokens in {file} (kept across restarts):\n{list}");
+        }
+        return;
     }
     if std::io::stderr().is_terminal() {
         tracing::warn!("no [auth] tokens configured: development mode, with a token per role generated for this run");
@@ -403,7 +429,7 @@ fn show_development_tokens(tokens: &[(Role, String)]) {
         return;
     }
     // Standard error is collected somewhere (journald, a container log): tokens never go there.
-    match write_private(std::path::Path::new(DEVELOPMENT_TOKENS_FILE), &list) {
+    match saring::server::write_private(std::path::Path::new(DEVELOPMENT_TOKENS_FILE), &list) {
         Ok(()) => tracing::warn!(
             file = DEVELOPMENT_TOKENS_FILE,
             "no [auth] tokens configured: development mode; the tokens generated for this run are in the file \
@@ -416,19 +442,6 @@ fn show_development_tokens(tokens: &[(Role, String)]) {
              configure [[auth.tokens]]"
         ),
     }
-}
-
-/// Writes `text` to `path` readable by this user only (created with mode 0600, replacing an earlier file).
-fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if let Some(directory) = path.parent().filter(|directory| !directory.as_os_str().is_empty()) {
-        std::fs::create_dir_all(directory)?;
-    }
-    let _ = std::fs::remove_file(path);
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
-    file.write_all(text.as_bytes())?;
-    file.sync_all()
 }
 
 /// Serves gRPC (and the console, when one is bound) until SIGTERM/SIGINT; the console stops with the gRPC server.

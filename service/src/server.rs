@@ -87,6 +87,9 @@ pub enum StartError {
     /// The capture directory cannot take files (exit 73).
     #[error("{0}")]
     Capture(crate::capture::CaptureError),
+    /// The development tokens file cannot be read or written, or holds something else (exit 73).
+    #[error("auth.development_tokens_file: {0}")]
+    DevelopmentTokens(String),
     /// The listener could not bind (exit 71).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -105,7 +108,7 @@ impl StartError {
             StartError::AuditSecret(_) => 64,
             StartError::ModelRefused { .. } | StartError::TlsRefused(_) | StartError::AuditAnchor(_) => 65,
             StartError::Bind { .. } => 71,
-            StartError::Capture(_) => 73,
+            StartError::Capture(_) | StartError::DevelopmentTokens(_) => 73,
             StartError::Store(_) | StartError::Cases(_) => 74,
         }
     }
@@ -229,14 +232,31 @@ pub async fn open_escalator(settings: &Settings) -> Result<Escalator, StartError
             AuditStartError::Secret(_) => StartError::AuditSecret(error.to_string()),
             AuditStartError::Anchor { .. } => StartError::AuditAnchor(error.to_string()),
         })?;
-    Ok(Escalator::new(store, policy))
+    if settings.cases.sandbox {
+        tracing::warn!("cases.sandbox: test traffic; outcomes never reach the ladder and no case is proposed");
+    }
+    Ok(Escalator::new(store, policy)
+        .with_claim_minutes(settings.cases.claim_minutes)
+        .with_sandbox(settings.cases.sandbox))
 }
 
 /// The configured tokens, client identities and throttling of failed authentications; with no tokens configured,
-/// development mode: a generated token per role, returned in clear so the caller can show them once.
-pub fn authenticator(settings: &Settings) -> (Authenticator, Option<Vec<(Role, String)>>) {
+/// development mode: a token per role, returned in clear so the caller can show them once — generated for this
+/// run, or kept in `auth.development_tokens_file` across restarts.
+pub fn authenticator(settings: &Settings) -> Result<(Authenticator, Option<DevelopmentTokens>), StartError> {
     let (authenticator, tokens) = if settings.auth.tokens.is_empty() {
-        let (authenticator, tokens) = Authenticator::generate_development();
+        let (authenticator, tokens) = match &settings.auth.development_tokens_file {
+            None => {
+                let (authenticator, tokens) = Authenticator::generate_development();
+                (authenticator, DevelopmentTokens { tokens, file: None })
+            }
+            Some(path) => {
+                let tokens = pinned_development_tokens(path).map_err(StartError::DevelopmentTokens)?;
+                let authenticator = Authenticator::development_with(&tokens.tokens)
+                    .map_err(|error| StartError::DevelopmentTokens(format!("{}: {error}", path.display())))?;
+                (authenticator, tokens)
+            }
+        };
         (authenticator, Some(tokens))
     } else {
         (Authenticator::from_entries(&settings.auth.tokens).expect("validated with the settings"), None)
@@ -245,7 +265,69 @@ pub fn authenticator(settings: &Settings) -> (Authenticator, Option<Vec<(Role, S
         .with_clients(&settings.auth.clients)
         .expect("validated with the settings")
         .with_failed_auth(crate::failed_auth::FailedAuth::new(&settings.auth.failures));
-    (authenticator, tokens)
+    Ok((authenticator, tokens))
+}
+
+/// Development mode's tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevelopmentTokens {
+    /// One per role.
+    pub tokens: Vec<(Role, String)>,
+    /// The file they are kept in (`auth.development_tokens_file`), and whether they were read from it (`true`) or
+    /// generated and written to it now.
+    pub file: Option<(std::path::PathBuf, bool)>,
+}
+
+/// The development tokens kept in `path` (lines `ROLE TOKEN`), or new ones written there (mode 0600) when it does
+/// not exist yet.
+fn pinned_development_tokens(path: &std::path::Path) -> Result<DevelopmentTokens, String> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let mut tokens = Vec::new();
+            for (number, line) in text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty()) {
+                let parsed = line.split_once(char::is_whitespace).and_then(|(role, token)| {
+                    let role = Role::ALL.into_iter().find(|known| known.as_str() == role)?;
+                    Some((role, token.trim().to_owned()))
+                });
+                match parsed {
+                    Some((role, token)) if token.len() >= 32 && !tokens.iter().any(|(seen, _)| *seen == role) => {
+                        tokens.push((role, token))
+                    }
+                    _ => {
+                        return Err(format!(
+                            "{} line {}: expected \"ROLE TOKEN\" (a role once, a token of 32 or more characters)",
+                            path.display(),
+                            number + 1
+                        ))
+                    }
+                }
+            }
+            if let Some(missing) = Role::ALL.into_iter().find(|role| !tokens.iter().any(|(seen, _)| seen == role)) {
+                return Err(format!("{}: no token for the {missing} role", path.display()));
+            }
+            Ok(DevelopmentTokens { tokens, file: Some((path.to_owned(), true)) })
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let (_, tokens) = Authenticator::generate_development();
+            let text: String = tokens.iter().map(|(role, token)| format!("{} {token}\n", role.as_str())).collect();
+            write_private(path, &text).map_err(|error| format!("{}: {error}", path.display()))?;
+            Ok(DevelopmentTokens { tokens, file: Some((path.to_owned(), false)) })
+        }
+        Err(error) => Err(format!("{}: {error}", path.display())),
+    }
+}
+
+/// Writes `text` to `path` readable by this user only (created with mode 0600, replacing an earlier file).
+pub fn write_private(path: &std::path::Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(directory) = path.parent().filter(|directory| !directory.as_os_str().is_empty()) {
+        std::fs::create_dir_all(directory)?;
+    }
+    let _ = std::fs::remove_file(path);
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 /// How the gRPC listener is served: TLS or not, the longest call, message sizes, per-role limits, the drain.

@@ -48,6 +48,12 @@ const CASE: &[(&str, Kind)] = &[
     ("revert_reason", Kind::Text),
 ];
 
+/// Columns added after the first keyed digests (migration `20261202000002_delivery`): covered once any of them is
+/// set, so a case audited before they existed keeps its digest, and setting or clearing one outside saring changes
+/// it.
+const CASE_LATER: &[(&str, Kind)] =
+    &[("claimed_by", Kind::Text), ("claimed_ms", Kind::Int), ("delivery_channel", Kind::Text)];
+
 /// An incident: its `case_incidents` row and the contact it names (NULLs when the contact row is missing).
 const INCIDENT: &[(&str, Kind)] = &[
     ("case_id", Kind::Text),
@@ -71,6 +77,21 @@ const INCIDENT_SELECT: &str = "SELECT ci.case_id, ci.contact_id, co.caller_key A
 
 fn columns(columns: &[(&str, Kind)]) -> String {
     columns.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+}
+
+/// The `cases` columns a digest reads: the first set, then the later ones.
+fn case_columns() -> String {
+    format!("{}, {}", columns(CASE), columns(CASE_LATER))
+}
+
+/// A case row's digested values: every first-set column, then the later columns when any of them is set.
+fn case_values(row: &AnyRow) -> Result<Vec<Value>, CaseError> {
+    let mut case = values(row, CASE)?;
+    let later = values(row, CASE_LATER)?;
+    if later.iter().any(|value| !value.is_null()) {
+        case.extend(later);
+    }
+    Ok(case)
 }
 
 fn values(row: &AnyRow, columns: &[(&str, Kind)]) -> Result<Vec<Value>, CaseError> {
@@ -103,12 +124,12 @@ fn digest(case: &[Value], mut incidents: Vec<Vec<Value>>) -> String {
 /// The digest of `case_id`'s rows as `connection` sees them (inside the transaction that changed them); `None`
 /// when the case does not exist.
 pub(super) async fn case_digest(connection: &mut AnyConnection, case_id: &str) -> Result<Option<String>, CaseError> {
-    let row = sqlx::query(&format!("SELECT {} FROM cases WHERE case_id = $1", columns(CASE)))
+    let row = sqlx::query(&format!("SELECT {} FROM cases WHERE case_id = $1", case_columns()))
         .bind(case_id)
         .fetch_optional(&mut *connection)
         .await?;
     let Some(row) = row else { return Ok(None) };
-    let case = values(&row, CASE)?;
+    let case = case_values(&row)?;
     let incidents = sqlx::query(&format!("{INCIDENT_SELECT} WHERE ci.case_id = $1"))
         .bind(case_id)
         .fetch_all(&mut *connection)
@@ -127,8 +148,8 @@ pub(super) async fn all_case_digests(pool: &sqlx::AnyPool) -> Result<HashMap<Str
         incidents.entry(text(&incident, 0)).or_default().push(incident);
     }
     let mut digests = HashMap::new();
-    for row in sqlx::query(&format!("SELECT {} FROM cases", columns(CASE))).fetch_all(pool).await?.iter() {
-        let case = values(row, CASE)?;
+    for row in sqlx::query(&format!("SELECT {} FROM cases", case_columns())).fetch_all(pool).await?.iter() {
+        let case = case_values(row)?;
         let case_id = text(&case, 0);
         let digest = digest(&case, incidents.remove(&case_id).unwrap_or_default());
         digests.insert(case_id, digest);

@@ -64,6 +64,90 @@ impl CaseState {
     }
 }
 
+/// How dispatch carried out an approved rung.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryChannel {
+    /// A text message.
+    Sms,
+    /// A WhatsApp message (how the virtual police's messages usually go out).
+    WhatsApp,
+    /// A telephone call.
+    Call,
+    /// In person, e.g. by the local station's officer.
+    InPerson,
+    /// A referral filed with the unit that takes it (prosecution or support services).
+    Filed,
+}
+
+impl DeliveryChannel {
+    /// Every channel.
+    pub const ALL: [DeliveryChannel; 5] = [
+        DeliveryChannel::Sms,
+        DeliveryChannel::WhatsApp,
+        DeliveryChannel::Call,
+        DeliveryChannel::InPerson,
+        DeliveryChannel::Filed,
+    ];
+
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryChannel::Sms => "sms",
+            DeliveryChannel::WhatsApp => "whatsapp",
+            DeliveryChannel::Call => "call",
+            DeliveryChannel::InPerson => "in_person",
+            DeliveryChannel::Filed => "filed",
+        }
+    }
+
+    /// The channel with this stored name.
+    pub fn from_name(name: &str) -> Option<DeliveryChannel> {
+        DeliveryChannel::ALL.into_iter().find(|channel| channel.as_str() == name)
+    }
+
+    /// The channels a rung may be carried out through: a warning or message reaches the person (SMS, WhatsApp, a
+    /// call, in person); a referral is filed, or a welfare referral may also be a call or a visit.
+    pub fn allowed_for(rung: Rung) -> &'static [DeliveryChannel] {
+        match rung {
+            Rung::Warning | Rung::VirtualPoliceMessage => {
+                &[DeliveryChannel::Sms, DeliveryChannel::WhatsApp, DeliveryChannel::Call, DeliveryChannel::InPerson]
+            }
+            Rung::LegalReferral => &[DeliveryChannel::Filed],
+            Rung::WelfareReferral => &[DeliveryChannel::Filed, DeliveryChannel::Call, DeliveryChannel::InPerson],
+        }
+    }
+}
+
+/// The rule for every door: `channel` must be one [`DeliveryChannel::allowed_for`] the case's rung.
+pub fn check_channel(rung: Rung, channel: DeliveryChannel) -> Result<(), CaseError> {
+    let allowed = DeliveryChannel::allowed_for(rung);
+    if allowed.contains(&channel) {
+        return Ok(());
+    }
+    Err(CaseError::Invalid {
+        field: "channel",
+        description: format!(
+            "a {} is not carried out by {}; one of: {}",
+            rung.key(),
+            channel.as_str(),
+            allowed.iter().map(|channel| channel.as_str()).collect::<Vec<_>>().join(", ")
+        ),
+    })
+}
+
+/// A claim on an approved case: the case as it is now and the caller's number, revealed to the claimant only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedCase {
+    /// The case, claimed (its version moved on).
+    pub summary: CaseSummary,
+    /// The caller's number (E.164), to deliver the warning or message to.
+    pub caller_number: String,
+}
+
+/// How long a claim keeps other dispatchers out by default: long enough to send a message or make a call, short
+/// enough that a case claimed by someone whose shift ended is not stuck.
+pub const DEFAULT_CLAIM_MINUTES: u64 = 60;
+
 /// A case without its evidence: what lists, streams and acknowledgements show. Holds no raw number.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CaseSummary {
@@ -105,6 +189,12 @@ pub struct CaseSummary {
     pub delivered_ms: Option<i64>,
     /// Dispatch's note.
     pub action_note: Option<String>,
+    /// The dispatcher who holds (or last held) the claim to deliver it.
+    pub claimed_by: Option<String>,
+    /// When claimed, Unix ms.
+    pub claimed_ms: Option<i64>,
+    /// How it was carried out.
+    pub delivery_channel: Option<DeliveryChannel>,
     /// Who reverted it.
     pub reverted_by: Option<String>,
     /// When.
@@ -231,6 +321,8 @@ pub struct CaseFilter {
     pub page_size: u32,
     /// Continue after this (created_ms, case_id): the previous page's last case.
     pub after: Option<(i64, String)>,
+    /// Oldest first (an inbox: what has waited longest on top) instead of newest first.
+    pub oldest_first: bool,
 }
 
 /// A change to a case, from the audit log: what `Watch` streams.
@@ -354,10 +446,16 @@ pub fn check_repeat(stored: &RecordedOutcome, record: &ContactRecord) -> Result<
     Ok(())
 }
 
+/// How far ahead of the server's clock a reported time may be (clock skew between a client and saring).
+pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+
 /// A delivery cannot precede its approval: dispatch acts on an approved case. A `delivered_at` before it would
 /// date the rung from before anyone approved it (forgiving it early, or counting incidents that came before the
-/// real delivery towards the next rung).
-pub fn check_delivery(case: &CaseSummary, delivered_ms: i64) -> Result<(), CaseError> {
+/// real delivery towards the next rung). Nor can it be in the future (beyond [`MAX_CLOCK_SKEW_MS`] of `now_ms`).
+pub fn check_delivery(case: &CaseSummary, delivered_ms: i64, now_ms: i64) -> Result<(), CaseError> {
+    if delivered_ms > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+        return Err(CaseError::Invalid { field: "delivered_at", description: "in the future".into() });
+    }
     match case.decided_ms {
         Some(approved_ms) if delivered_ms < approved_ms => Err(CaseError::Invalid {
             field: "delivered_at",
@@ -371,6 +469,37 @@ pub fn check_delivery(case: &CaseSummary, delivered_ms: i64) -> Result<(), CaseE
             ),
         }),
         _ => Ok(()),
+    }
+}
+
+/// A delivery as dispatch reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    /// When it was delivered (or the referral filed), Unix ms.
+    pub at_ms: i64,
+    /// How.
+    pub channel: DeliveryChannel,
+}
+
+/// Only the dispatcher holding a case's claim reports its delivery: the claim is when the number was revealed to
+/// them, so a delivery by anyone else would be to a number saring never gave them (or one given to someone else).
+pub fn check_claimant(case: &CaseSummary, dispatcher: &str) -> Result<(), CaseError> {
+    match case.claimed_by.as_deref() {
+        Some(holder) if holder == dispatcher => Ok(()),
+        holder => Err(CaseError::Conflict {
+            message: match holder {
+                Some(holder) => format!(
+                    "case {} is claimed by {holder}; only the dispatcher holding the claim reports its delivery",
+                    case.case_id
+                ),
+                None => format!(
+                    "case {} is not claimed; claim it first (the claim gives you the number to deliver to)",
+                    case.case_id
+                ),
+            },
+            current: Box::new(case.clone()),
+            stale: false,
+        }),
     }
 }
 
@@ -388,6 +517,8 @@ pub struct Escalator {
     policy: Arc<LadderPolicy>,
     changes: watch::Sender<i64>,
     clock: Clock,
+    claim_ms: i64,
+    sandbox: bool,
 }
 
 impl Escalator {
@@ -400,7 +531,26 @@ impl Escalator {
     /// time).
     pub fn with_clock(store: CaseStore, policy: LadderPolicy, clock: Clock) -> Self {
         let (changes, _) = watch::channel(0);
-        Escalator { store, policy: Arc::new(policy), changes, clock }
+        Escalator {
+            store,
+            policy: Arc::new(policy),
+            changes,
+            clock,
+            claim_ms: (DEFAULT_CLAIM_MINUTES * 60_000) as i64,
+            sandbox: false,
+        }
+    }
+
+    /// Test and training traffic (`[cases] sandbox`): outcomes never reach the ladder, so no case is proposed.
+    pub fn with_sandbox(mut self, sandbox: bool) -> Self {
+        self.sandbox = sandbox;
+        self
+    }
+
+    /// How long a claim keeps other dispatchers out (`[cases] claim_minutes`).
+    pub fn with_claim_minutes(mut self, minutes: u64) -> Self {
+        self.claim_ms = i64::try_from(minutes.saturating_mul(60_000)).unwrap_or(i64::MAX);
+        self
     }
 
     /// The policy.
@@ -431,8 +581,12 @@ impl Escalator {
         self.changes.subscribe()
     }
 
-    /// Keeps an outcome from a known number and evaluates the ladder. Idempotent by contact id.
+    /// Keeps an outcome from a known number and evaluates the ladder. Idempotent by contact id. In a sandbox,
+    /// nothing is kept and nothing changes.
     pub async fn on_outcome(&self, record: &ContactRecord) -> Result<LadderOutcome, CaseError> {
+        if self.sandbox {
+            return Ok(LadderOutcome { duplicate: false, change: LadderChange::None, case: None });
+        }
         let (outcome, seq) = self.store.on_outcome(&self.policy, record, (self.clock)()).await?;
         self.changed(seq);
         Ok(outcome)
@@ -441,6 +595,9 @@ impl Escalator {
     /// Checks an outcome against the one already recorded for its contact id, if any ([`check_repeat`]), before
     /// anything else takes it; [`Escalator::on_outcome`] checks again in its transaction.
     pub async fn check_outcome(&self, record: &ContactRecord) -> Result<(), CaseError> {
+        if self.sandbox {
+            return Ok(());
+        }
         match self.store.recorded_outcome(&record.contact_id).await? {
             Some(stored) => check_repeat(&stored, record),
             None => Ok(()),
@@ -452,11 +609,33 @@ impl Escalator {
         self.store.list(filter).await
     }
 
+    /// A case without its evidence (no number, nothing audited).
+    pub async fn summary(&self, case_id: &str) -> Result<CaseSummary, CaseError> {
+        self.store.summary(case_id).await
+    }
+
     /// A case with its evidence; the read is audited.
     pub async fn get(&self, case_id: &str, reader: &Principal) -> Result<CaseEvidence, CaseError> {
-        let (evidence, seq) = self.store.read_evidence(case_id, reader).await?;
-        self.changed(Some(seq));
+        self.read(case_id, reader, Some("case evidence read")).await
+    }
+
+    /// A case with its evidence, the read audited with `audit` as its reason (action `evidence_read`), or not at
+    /// all (`None`: only for a reader whose read of this case is in the audit log already, e.g. the same
+    /// reviewer's later page views within one console session).
+    pub async fn read(
+        &self,
+        case_id: &str,
+        reader: &Principal,
+        audit: Option<&str>,
+    ) -> Result<CaseEvidence, CaseError> {
+        let (evidence, seq) = self.store.read_evidence(case_id, reader, audit).await?;
+        self.changed(seq);
         Ok(evidence)
+    }
+
+    /// Every case of one caller (by the keyed hash of the number), oldest first: the history a reviewer weighs.
+    pub async fn cases_of_caller(&self, caller_ref: &str) -> Result<Vec<CaseSummary>, CaseError> {
+        self.store.cases_of_caller(caller_ref).await
     }
 
     /// Approves or rejects a proposed case, if it is still at `version`.
@@ -475,12 +654,36 @@ impl Escalator {
         self.transition(case_id, version, &[CaseState::Proposed], to, action, reason, None, reviewer).await
     }
 
-    /// Dispatch reports the warning or message delivered, or the referral filed, at `delivered_ms`.
+    /// Dispatch claims an approved case to carry it out: the answer holds the caller's number, and the claim (with
+    /// that reveal) is audited. Refused while another dispatcher's claim is younger than `[cases] claim_minutes`;
+    /// the same dispatcher may claim again (each claim is audited again).
+    pub async fn claim(&self, case_id: &str, version: i64, dispatcher: &Principal) -> Result<ClaimedCase, CaseError> {
+        let (claimed, seq) = self.store.claim(case_id, version, dispatcher, (self.clock)(), self.claim_ms).await?;
+        self.changed(Some(seq));
+        Ok(claimed)
+    }
+
+    /// The claimant gives an approved case back undelivered (the number could not be reached, the shift ends), so
+    /// another dispatcher may claim it at once.
+    pub async fn release_claim(
+        &self,
+        case_id: &str,
+        version: i64,
+        reason: &str,
+        dispatcher: &Principal,
+    ) -> Result<CaseSummary, CaseError> {
+        let (summary, seq) = self.store.release_claim(case_id, version, reason, dispatcher, (self.clock)()).await?;
+        self.changed(Some(seq));
+        Ok(summary)
+    }
+
+    /// Dispatch reports the warning or message delivered, or the referral filed, at `delivered_ms` through
+    /// `channel`. Only the dispatcher holding the case's claim may.
     pub async fn record_action(
         &self,
         case_id: &str,
         version: i64,
-        delivered_ms: i64,
+        delivery: Delivery,
         note: &str,
         dispatcher: &Principal,
     ) -> Result<CaseSummary, CaseError> {
@@ -491,7 +694,7 @@ impl Escalator {
             CaseState::Actioned,
             "actioned",
             note,
-            Some(delivered_ms),
+            Some(delivery),
             dispatcher,
         )
         .await
@@ -527,13 +730,11 @@ impl Escalator {
         to: CaseState,
         action: &str,
         reason: &str,
-        delivered_ms: Option<i64>,
+        delivery: Option<Delivery>,
         actor: &Principal,
     ) -> Result<CaseSummary, CaseError> {
-        let (summary, seq) = self
-            .store
-            .transition(case_id, version, from, to, action, reason, delivered_ms, actor, (self.clock)())
-            .await?;
+        let (summary, seq) =
+            self.store.transition(case_id, version, from, to, action, reason, delivery, actor, (self.clock)()).await?;
         self.changed(Some(seq));
         Ok(summary)
     }
@@ -615,14 +816,22 @@ mod tests {
             actioned_by: None,
             delivered_ms: None,
             action_note: None,
+            claimed_by: Some("dispatch-1".into()),
+            claimed_ms: Some(approved_ms),
+            delivery_channel: None,
             reverted_by: None,
             reverted_ms: None,
             revert_reason: None,
         };
-        assert!(check_delivery(&case, approved_ms).is_ok());
-        assert!(check_delivery(&case, approved_ms + 86_400_000).is_ok());
+        let now = approved_ms + 86_400_000;
+        assert!(check_delivery(&case, approved_ms, now).is_ok());
+        assert!(check_delivery(&case, now, now).is_ok());
+        match check_delivery(&case, now + MAX_CLOCK_SKEW_MS + 1, now) {
+            Err(CaseError::Invalid { field: "delivered_at", description }) => assert_eq!(description, "in the future"),
+            other => panic!("a delivery in the future: {other:?}"),
+        }
         for early in [approved_ms - 1, 946_684_800_000] {
-            match check_delivery(&case, early) {
+            match check_delivery(&case, early, now) {
                 Err(CaseError::Invalid { field: "delivered_at", description }) => {
                     assert!(description.contains("2023-11-14T22:13:20Z"), "{description}")
                 }

@@ -18,8 +18,9 @@ use super::audit::{self, AuditEntry, AuditKey};
 use super::chain::{AuditLink, AuditOptions, AuditSetup};
 use super::digest::case_digest;
 use super::{
-    check_delivery, check_repeat, CaseError, CaseEvent, CaseEvidence, CaseFilter, CaseState, CaseSummary,
-    ContactRecord, LadderChange, LadderOutcome, RecordedOutcome, TimelineEntry,
+    check_channel, check_claimant, check_delivery, check_repeat, CaseError, CaseEvent, CaseEvidence, CaseFilter,
+    CaseState, CaseSummary, ClaimedCase, ContactRecord, Delivery, DeliveryChannel, LadderChange, LadderOutcome,
+    RecordedOutcome, TimelineEntry,
 };
 use crate::auth::Principal;
 
@@ -31,7 +32,7 @@ const SYSTEM_ROLE: &str = "system";
 
 const CASE_COLUMNS: &str = "case_id, caller_key, rung, state, version, region, approval, rule, policy_version, \
      model_version, created_ms, updated_ms, decided_by, decided_ms, decision_reason, actioned_by, delivered_ms, \
-     action_note, reverted_by, reverted_ms, revert_reason, \
+     action_note, claimed_by, claimed_ms, delivery_channel, reverted_by, reverted_ms, revert_reason, \
      (SELECT COUNT(*) FROM case_incidents ci WHERE ci.case_id = cases.case_id) AS incidents";
 
 /// The columns of an audit entry, as [`audit_entry`] reads them.
@@ -459,14 +460,17 @@ impl CaseStore {
         if let Some(to) = filter.created_to_ms {
             sql.push_str(&format!(" AND created_ms < {}", placeholder(&mut binds, Bind::Int(to))));
         }
+        let (beyond, order) = if filter.oldest_first { (">", "ASC") } else { ("<", "DESC") };
         if let Some((created, case_id)) = &filter.after {
             let created_a = placeholder(&mut binds, Bind::Int(*created));
             let created_b = placeholder(&mut binds, Bind::Int(*created));
             let id = placeholder(&mut binds, Bind::Text(case_id.clone()));
-            sql.push_str(&format!(" AND (created_ms < {created_a} OR (created_ms = {created_b} AND case_id < {id}))"));
+            sql.push_str(&format!(
+                " AND (created_ms {beyond} {created_a} OR (created_ms = {created_b} AND case_id {beyond} {id}))"
+            ));
         }
         let page_size = filter.page_size.clamp(1, 500);
-        sql.push_str(&format!(" ORDER BY created_ms DESC, case_id DESC LIMIT {}", page_size + 1));
+        sql.push_str(&format!(" ORDER BY created_ms {order}, case_id {order} LIMIT {}", page_size + 1));
         let mut query = sqlx::query(&sql);
         for bind in binds {
             query = match bind {
@@ -485,16 +489,40 @@ impl CaseStore {
         Ok((cases, next))
     }
 
+    pub(super) async fn summary(&self, case_id: &str) -> Result<CaseSummary, CaseError> {
+        let row = sqlx::query(&format!("SELECT {CASE_COLUMNS} FROM cases WHERE case_id = $1"))
+            .bind(case_id)
+            .fetch_optional(self.pool()?)
+            .await?
+            .ok_or_else(|| CaseError::NotFound(case_id.to_owned()))?;
+        summary(&row)
+    }
+
+    pub(super) async fn cases_of_caller(&self, caller_ref: &str) -> Result<Vec<CaseSummary>, CaseError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {CASE_COLUMNS} FROM cases WHERE caller_key = $1 ORDER BY created_ms, case_id"
+        ))
+        .bind(caller_ref)
+        .fetch_all(self.pool()?)
+        .await?;
+        rows.iter().map(summary).collect()
+    }
+
     pub(super) async fn read_evidence(
         &self,
         case_id: &str,
         reader: &Principal,
-    ) -> Result<(CaseEvidence, i64), CaseError> {
+        audit: Option<&str>,
+    ) -> Result<(CaseEvidence, Option<i64>), CaseError> {
         let mut connection = self.pool()?.acquire().await?;
-        let result = Self::read_evidence_in(&mut connection, &self.audit.key, case_id, reader).await;
+        let result = Self::read_evidence_in(&mut connection, &self.audit.key, case_id, reader, audit).await;
         settle(connection, &result);
         let (evidence, link) = result?;
-        Ok((evidence, self.anchored(link).await))
+        let seq = match link {
+            Some(link) => Some(self.anchored(link).await),
+            None => None,
+        };
+        Ok((evidence, seq))
     }
 
     async fn read_evidence_in(
@@ -502,7 +530,8 @@ impl CaseStore {
         key: &AuditKey,
         case_id: &str,
         reader: &Principal,
-    ) -> Result<(CaseEvidence, AuditLink), CaseError> {
+        audit: Option<&str>,
+    ) -> Result<(CaseEvidence, Option<AuditLink>), CaseError> {
         let mut tx = connection.begin().await?;
         let summary = load_case(&mut tx, case_id).await?;
         let row = sqlx::query("SELECT caller_number, timeline_from_ms FROM cases WHERE case_id = $1")
@@ -546,17 +575,22 @@ impl CaseStore {
                 talk_s: row.try_get("talk_s")?,
             });
         }
-        let link = append_audit(
-            &mut tx,
-            key,
-            &reader.name,
-            reader.role.as_str(),
-            "evidence_read",
-            Some(case_id),
-            Some(summary.state),
-            "case evidence read",
-        )
-        .await?;
+        let link = match audit {
+            Some(reason) => Some(
+                append_audit(
+                    &mut tx,
+                    key,
+                    &reader.name,
+                    reader.role.as_str(),
+                    "evidence_read",
+                    Some(case_id),
+                    Some(summary.state),
+                    reason,
+                )
+                .await?,
+            ),
+            None => None,
+        };
         tx.commit().await?;
         Ok((CaseEvidence { summary, caller_number, timeline }, link))
     }
@@ -570,7 +604,7 @@ impl CaseStore {
         to: CaseState,
         action: &str,
         reason: &str,
-        delivered_ms: Option<i64>,
+        delivery: Option<Delivery>,
         actor: &Principal,
         clock_ms: i64,
     ) -> Result<(CaseSummary, i64), CaseError> {
@@ -583,7 +617,7 @@ impl CaseStore {
             from,
             to,
             (action, reason),
-            delivered_ms,
+            delivery,
             actor,
             clock_ms,
         )
@@ -602,7 +636,7 @@ impl CaseStore {
         from: &[CaseState],
         to: CaseState,
         (action, reason): (&str, &str),
-        delivered_ms: Option<i64>,
+        delivery: Option<Delivery>,
         actor: &Principal,
         clock_ms: i64,
     ) -> Result<(CaseSummary, AuditLink), CaseError> {
@@ -613,8 +647,18 @@ impl CaseStore {
         }
         check_audited(&mut tx, case_id).await?;
         let now = clock_ms;
+        let delivered_ms = delivery.map(|delivery| delivery.at_ms);
         if to == CaseState::Actioned {
-            check_delivery(&current, delivered_ms.unwrap_or(now))?;
+            let delivery = delivery
+                .ok_or(CaseError::Invalid { field: "channel", description: "a delivery names its channel".into() })?;
+            check_claimant(&current, &actor.name)?;
+            check_channel(current.rung, delivery.channel)?;
+            check_delivery(&current, delivery.at_ms, now)?;
+            sqlx::query("UPDATE cases SET delivery_channel = $2 WHERE case_id = $1")
+                .bind(case_id)
+                .bind(delivery.channel.as_str())
+                .execute(&mut *tx)
+                .await?;
         }
         let (set, by) = match to {
             CaseState::Approved | CaseState::Rejected => {
@@ -653,6 +697,154 @@ impl CaseStore {
         let link =
             append_audit(&mut tx, key, &actor.name, actor.role.as_str(), action, Some(case_id), Some(to), reason)
                 .await?;
+        let summary = load_case(&mut tx, case_id).await?;
+        tx.commit().await?;
+        Ok((summary, link))
+    }
+
+    pub(super) async fn claim(
+        &self,
+        case_id: &str,
+        version: i64,
+        dispatcher: &Principal,
+        clock_ms: i64,
+        claim_ms: i64,
+    ) -> Result<(ClaimedCase, i64), CaseError> {
+        let mut connection = self.pool()?.acquire().await?;
+        let result =
+            Self::claim_in(&mut connection, &self.audit.key, case_id, version, dispatcher, clock_ms, claim_ms).await;
+        settle(connection, &result);
+        let (claimed, link) = result?;
+        Ok((claimed, self.anchored(link).await))
+    }
+
+    async fn claim_in(
+        connection: &mut AnyConnection,
+        key: &AuditKey,
+        case_id: &str,
+        version: i64,
+        dispatcher: &Principal,
+        now: i64,
+        claim_ms: i64,
+    ) -> Result<(ClaimedCase, AuditLink), CaseError> {
+        let mut tx = connection.begin().await?;
+        let current = load_case(&mut tx, case_id).await?;
+        if current.version != version || current.state != CaseState::Approved {
+            return Err(not_claimable(current, version));
+        }
+        if let (Some(holder), Some(since)) = (&current.claimed_by, current.claimed_ms) {
+            let lapses = since.saturating_add(claim_ms);
+            if holder != &dispatcher.name && now < lapses {
+                let message = format!(
+                    "case {case_id} is claimed by {holder} since {}; the claim lapses at {} unless it is released \
+                     or delivered first",
+                    rfc3339(since),
+                    rfc3339(lapses)
+                );
+                return Err(CaseError::Conflict { message, current: Box::new(current), stale: false });
+            }
+        }
+        check_audited(&mut tx, case_id).await?;
+        let updated = sqlx::query(
+            "UPDATE cases SET claimed_by = $3, claimed_ms = $4, version = version + 1, updated_ms = $4 \
+             WHERE case_id = $1 AND version = $2",
+        )
+        .bind(case_id)
+        .bind(version)
+        .bind(&dispatcher.name)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            let current = load_case(&mut tx, case_id).await?;
+            return Err(not_claimable(current, version));
+        }
+        let caller_number: String = sqlx::query("SELECT caller_number FROM cases WHERE case_id = $1")
+            .bind(case_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get(0)?;
+        let reason = match &current.claimed_by {
+            Some(before) if before != &dispatcher.name => {
+                format!("claimed for delivery after {before}'s claim lapsed; the number was given to the claimant")
+            }
+            _ => "claimed for delivery; the number was given to the claimant".to_owned(),
+        };
+        let link = append_audit(
+            &mut tx,
+            key,
+            &dispatcher.name,
+            dispatcher.role.as_str(),
+            "claimed",
+            Some(case_id),
+            Some(CaseState::Approved),
+            &reason,
+        )
+        .await?;
+        let summary = load_case(&mut tx, case_id).await?;
+        tx.commit().await?;
+        Ok((ClaimedCase { summary, caller_number }, link))
+    }
+
+    pub(super) async fn release_claim(
+        &self,
+        case_id: &str,
+        version: i64,
+        reason: &str,
+        dispatcher: &Principal,
+        clock_ms: i64,
+    ) -> Result<(CaseSummary, i64), CaseError> {
+        let mut connection = self.pool()?.acquire().await?;
+        let result =
+            Self::release_claim_in(&mut connection, &self.audit.key, case_id, version, reason, dispatcher, clock_ms)
+                .await;
+        settle(connection, &result);
+        let (summary, link) = result?;
+        Ok((summary, self.anchored(link).await))
+    }
+
+    async fn release_claim_in(
+        connection: &mut AnyConnection,
+        key: &AuditKey,
+        case_id: &str,
+        version: i64,
+        reason: &str,
+        dispatcher: &Principal,
+        now: i64,
+    ) -> Result<(CaseSummary, AuditLink), CaseError> {
+        let mut tx = connection.begin().await?;
+        let current = load_case(&mut tx, case_id).await?;
+        if current.version != version || current.state != CaseState::Approved {
+            return Err(not_claimable(current, version));
+        }
+        check_claimant(&current, &dispatcher.name)?;
+        check_audited(&mut tx, case_id).await?;
+        let updated = sqlx::query(
+            "UPDATE cases SET claimed_by = NULL, claimed_ms = NULL, version = version + 1, updated_ms = $3 \
+             WHERE case_id = $1 AND version = $2",
+        )
+        .bind(case_id)
+        .bind(version)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            let current = load_case(&mut tx, case_id).await?;
+            return Err(not_claimable(current, version));
+        }
+        let link = append_audit(
+            &mut tx,
+            key,
+            &dispatcher.name,
+            dispatcher.role.as_str(),
+            "claim_released",
+            Some(case_id),
+            Some(CaseState::Approved),
+            reason,
+        )
+        .await?;
         let summary = load_case(&mut tx, case_id).await?;
         tx.commit().await?;
         Ok((summary, link))
@@ -816,10 +1008,40 @@ fn conflict(current: CaseSummary, version: i64, to: CaseState) -> CaseError {
     CaseError::Conflict { message, current: Box::new(current), stale }
 }
 
+/// Why a case cannot be claimed (or its claim released): someone changed it since `version`, or it is not
+/// awaiting delivery.
+fn not_claimable(current: CaseSummary, version: i64) -> CaseError {
+    if current.version != version {
+        return conflict(current, version, CaseState::Actioned);
+    }
+    let message = format!(
+        "case {} is {}, not approved and awaiting delivery: only approved cases are claimed",
+        current.case_id,
+        current.state.as_str()
+    );
+    CaseError::Conflict { message, current: Box::new(current), stale: false }
+}
+
+/// A Unix-ms time as RFC 3339 (UTC), for messages.
+fn rfc3339(at_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
+        .ok()
+        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| format!("{at_ms} ms"))
+}
+
 fn summary(row: &AnyRow) -> Result<CaseSummary, CaseError> {
     let rung: String = row.try_get("rung")?;
     let state: String = row.try_get("state")?;
     let approval: String = row.try_get("approval")?;
+    let channel: Option<String> = row.try_get("delivery_channel")?;
+    let delivery_channel = match channel {
+        Some(channel) => Some(
+            DeliveryChannel::from_name(&channel)
+                .ok_or(CaseError::Corrupt { what: "delivery_channel", value: channel })?,
+        ),
+        None => None,
+    };
     Ok(CaseSummary {
         case_id: row.try_get("case_id")?,
         caller_ref: row.try_get("caller_key")?,
@@ -840,6 +1062,9 @@ fn summary(row: &AnyRow) -> Result<CaseSummary, CaseError> {
         actioned_by: row.try_get("actioned_by")?,
         delivered_ms: row.try_get("delivered_ms")?,
         action_note: row.try_get("action_note")?,
+        claimed_by: row.try_get("claimed_by")?,
+        claimed_ms: row.try_get("claimed_ms")?,
+        delivery_channel,
         reverted_by: row.try_get("reverted_by")?,
         reverted_ms: row.try_get("reverted_ms")?,
         revert_reason: row.try_get("revert_reason")?,

@@ -149,7 +149,10 @@ pub(super) async fn page<S: HistoryStore>(State(console): Shared<S>, headers: He
     let snapshot = console.app.screener.traffic().snapshot();
     let mut hourly: BTreeMap<i64, HourCounts> = BTreeMap::new();
     let mut regions: BTreeMap<String, HourCounts> = BTreeMap::new();
-    for (hour, region, counts) in snapshot {
+    // The chart and the table cover the same period: the last 24 whole and current hours.
+    let first_hour = now_ms - now_ms.rem_euclid(HOUR_MS) - 23 * HOUR_MS;
+    let period = format!("{} — {}", &local_time_at(first_hour, 25_200)[..16], &local_time_at(now_ms, 25_200)[11..]);
+    for (hour, region, counts) in snapshot.into_iter().filter(|(hour, _, _)| *hour >= first_hour) {
         for target in [hourly.entry(hour).or_default(), regions.entry(region).or_default()] {
             for band in 0..4 {
                 target.bands[band] += counts.bands[band];
@@ -159,17 +162,20 @@ pub(super) async fn page<S: HistoryStore>(State(console): Shared<S>, headers: He
         }
     }
     let mut body = format!(
-        "<h1>{}</h1><h2>{}</h2>{}",
+        "<h1>{}</h1><h2>{}</h2><p class=\"period\" id=\"traffic-period\">{} {period}</p>{}",
         lang.t("dashboard"),
         lang.t("contacts_per_hour"),
+        lang.t("period"),
         hourly_chart(&hourly, now_ms)
     );
 
     let _ = write!(
         body,
-        "<h2>{}</h2><table class=\"regions\" id=\"regions\"><thead><tr><th>{}</th><th>{}</th><th>low</th><th>elevated</th>\
-         <th>high</th><th>{}</th></tr></thead><tbody>",
+        "<h2>{}</h2><p class=\"period\">{} {period}. {}</p><table class=\"regions\" id=\"regions\"><thead><tr><th>{}</th>\
+         <th>{}</th><th>low</th><th>elevated</th><th>high</th><th>{}</th></tr></thead><tbody>",
         lang.t("by_region"),
+        lang.t("period"),
+        lang.t("answered_denominator"),
         lang.t("region"),
         lang.t("contacts"),
         lang.t("share_answered"),
@@ -178,7 +184,12 @@ pub(super) async fn page<S: HistoryStore>(State(console): Shared<S>, headers: He
         let answered = if counts.outcomes == 0 {
             "—".to_owned()
         } else {
-            format!("{:.0}%", counts.answered as f64 / counts.outcomes as f64 * 100.0)
+            format!(
+                "{:.0}% ({} / {})",
+                counts.answered as f64 / counts.outcomes as f64 * 100.0,
+                counts.answered,
+                counts.outcomes
+            )
         };
         let _ = write!(
             body,
@@ -192,7 +203,7 @@ pub(super) async fn page<S: HistoryStore>(State(console): Shared<S>, headers: He
     }
     body.push_str("</tbody></table>");
 
-    let _ = write!(body, "<h2>{}</h2>", lang.t("cases_by_state"));
+    let _ = write!(body, "<h2>{}</h2><p class=\"period\">{}</p>", lang.t("cases_by_state"), lang.t("all_time"));
     match console.app.escalator.store().count_by_state().await {
         Ok(states) => {
             let max = states.iter().map(|(_, count)| *count).max().unwrap_or(0) as f64;
@@ -209,29 +220,58 @@ pub(super) async fn page<S: HistoryStore>(State(console): Shared<S>, headers: He
     }
 
     let drift = console.app.screener.models().drift().report(None);
-    let _ = write!(body, "<h2>{}</h2><p>{}</p>", lang.t("drift"), escape(&drift.model_version));
+    let _ = write!(
+        body,
+        "<h2>{}</h2><p class=\"period\">{} · {} {} {}</p>",
+        lang.t("drift"),
+        escape(&drift.model_version),
+        lang.t("drift_window"),
+        drift.window_minutes,
+        lang.t("minutes")
+    );
     if drift.has_reference {
-        let rows: Vec<(String, f64, &str, String)> = drift
-            .regions
+        // A window with too few contacts is said in words, never drawn: its index is noise, and a full bar of
+        // noise reads as an alarm.
+        let (measured, thin): (Vec<_>, Vec<_>) =
+            drift.regions.iter().partition(|region| region.current.level != "too_few_contacts");
+        let label = |region: &crate::modelops::drift::RegionDrift| {
+            if region.region == ALL_REGIONS {
+                lang.t("all_regions").to_owned()
+            } else {
+                region.region.clone()
+            }
+        };
+        let rows: Vec<(String, f64, &str, String)> = measured
             .iter()
             .map(|region| {
                 let window = &region.current;
                 let colour = match window.level {
                     "significant" => "#c0392b",
                     "moderate" => "#e0a100",
-                    "stable" => "#3a7d44",
-                    _ => "#888888",
+                    _ => "#3a7d44",
                 };
-                let label = if region.region == ALL_REGIONS { "*".to_owned() } else { region.region.clone() };
                 (
-                    label,
+                    label(region),
                     window.max_psi,
                     colour,
                     format!("{:.3} ({}, n={})", window.max_psi, window.level, window.contacts),
                 )
             })
             .collect();
-        body.push_str(&bars("drift-chart", &rows, 0.5));
+        if !rows.is_empty() {
+            body.push_str(&bars("drift-chart", &rows, 0.5));
+        }
+        if !thin.is_empty() {
+            let names: Vec<String> =
+                thin.iter().map(|region| format!("{} (n={})", label(region), region.current.contacts)).collect();
+            let _ = write!(
+                body,
+                "<p class=\"thin\" id=\"drift-not-enough\">{} {}: {}</p>",
+                lang.t("not_enough_data"),
+                crate::modelops::drift::MIN_CONTACTS,
+                escape(&names.join(", "))
+            );
+        }
     } else {
         let _ = write!(body, "<p>{}</p>", lang.t("no_reference"));
     }

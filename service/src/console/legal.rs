@@ -14,7 +14,8 @@ use super::i18n::{local_time, Lang};
 use super::session::Session;
 use super::{escape, lang, layout, Console, Shared};
 use crate::auth::Role;
-use crate::cases::{CaseError, CaseFilter, CaseState, CaseSummary, Decision};
+use crate::cases::audit::AuditEntry;
+use crate::cases::{CaseError, CaseEvidence, CaseFilter, CaseState, CaseSummary, Decision};
 use crate::store::HistoryStore;
 
 const STATES: [CaseState; 5] =
@@ -84,9 +85,25 @@ pub(super) async fn queue<S: HistoryStore>(
         Ok(page) => page,
         Err(error) => return case_error(lang, &session, error),
     };
+    let inbox = if state.is_none() && rung.is_none() && region.is_none() && filter.after.is_none() {
+        let proposed = CaseFilter {
+            states: vec![CaseState::Proposed],
+            page_size: 500,
+            oldest_first: true,
+            ..CaseFilter::default()
+        };
+        match console.app.escalator.list(&proposed).await {
+            Ok((cases, _)) => inbox(lang, &cases, crate::cases::system_clock()()),
+            Err(error) => return case_error(lang, &session, error),
+        }
+    } else {
+        String::new()
+    };
     let state_names: Vec<&str> = STATES.iter().map(|state| state.as_str()).collect();
     let rung_keys: Vec<&str> = Rung::ALL.iter().map(|rung| rung.key()).collect();
-    let mut body = format!(
+    let mut body = inbox;
+    let _ = write!(
+        body,
         "<h1>{queue}</h1><form method=\"get\" action=\"/legal\" class=\"filters\">\
          <label>{state_label} {states}</label><label>{rung_label} {rungs}</label>\
          <label>{region_label} <input name=\"region\" id=\"queue-region\" value=\"{region}\"></label>\
@@ -131,6 +148,69 @@ pub(super) async fn queue<S: HistoryStore>(
     Html(layout(lang, lang.t("queue"), Some(&session), &body)).into_response()
 }
 
+/// How long something has waited, in the largest whole unit (minutes, hours, days).
+fn waited(lang: Lang, since_ms: i64, now_ms: i64) -> String {
+    let minutes = (now_ms - since_ms).max(0) / 60_000;
+    match minutes {
+        0..=59 => format!("{minutes} {}", lang.t("minutes")),
+        60..=2879 => format!("{} {}", minutes / 60, lang.t("hours")),
+        _ => format!("{} {}", minutes / 1440, lang.t("days")),
+    }
+}
+
+/// The reviewer's inbox: cases awaiting a decision, grouped by caller, the caller who has waited longest first,
+/// each case with how long it has waited.
+fn inbox(lang: Lang, proposed: &[CaseSummary], now_ms: i64) -> String {
+    let mut html = format!("<h1>{}</h1>", lang.t("inbox"));
+    if proposed.is_empty() {
+        let _ = write!(html, "<p id=\"inbox-empty\">{}</p>", lang.t("inbox_empty"));
+        return html;
+    }
+    // `proposed` is oldest first, so callers come in the order their oldest case arrived.
+    let mut callers: Vec<(&str, Vec<&CaseSummary>)> = Vec::new();
+    for case in proposed {
+        match callers.iter_mut().find(|(caller, _)| *caller == case.caller_ref) {
+            Some((_, cases)) => cases.push(case),
+            None => callers.push((&case.caller_ref, vec![case])),
+        }
+    }
+    let _ = write!(
+        html,
+        "<table class=\"queue\" id=\"inbox\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+        lang.t("caller"),
+        lang.t("case"),
+        lang.t("rung"),
+        lang.t("region"),
+        lang.t("waiting"),
+    );
+    for (caller, cases) in callers {
+        for (index, case) in cases.iter().enumerate() {
+            let caller_cell = if index == 0 {
+                format!(
+                    "<td rowspan=\"{}\" class=\"caller-ref\" title=\"{}\">{}…</td>",
+                    cases.len(),
+                    escape(caller),
+                    escape(&caller[..caller.len().min(12)])
+                )
+            } else {
+                String::new()
+            };
+            let _ = write!(
+                html,
+                "<tr class=\"inbox-row\">{caller_cell}<td><a href=\"/legal/cases/{id}\">{id}</a></td><td>{rung}</td>\
+                 <td>{region}</td><td title=\"{created}\">{waited}</td></tr>",
+                id = escape(&case.case_id),
+                rung = case.rung.key(),
+                region = escape(&case.region),
+                created = local_time(case.created_ms, &case.region),
+                waited = waited(lang, case.created_ms, now_ms),
+            );
+        }
+    }
+    html.push_str("</tbody></table>");
+    html
+}
+
 fn summary_rows(lang: Lang, case: &CaseSummary) -> String {
     let mut rows = String::new();
     let mut row = |label: &str, value: String| {
@@ -154,6 +234,28 @@ fn summary_rows(lang: Lang, case: &CaseSummary) -> String {
             ),
         );
     }
+    if let (Some(by), Some(at)) = (&case.claimed_by, case.claimed_ms) {
+        row(
+            lang.t("claimed_by"),
+            format!("<span id=\"case-claim\">{} — {}</span>", escape(by), local_time(at, &case.region)),
+        );
+    }
+    match (case.delivered_ms, case.delivery_channel) {
+        (Some(at), channel) => row(
+            lang.t("delivery"),
+            format!(
+                "<span id=\"case-delivery\">{} — {} — {} — {}</span>",
+                channel.map_or("—", |channel| super::dispatch::channel_name(lang, channel)),
+                local_time(at, &case.region),
+                escape(case.actioned_by.as_deref().unwrap_or("")),
+                escape(case.action_note.as_deref().unwrap_or(""))
+            ),
+        ),
+        (None, _) if case.state == CaseState::Approved => {
+            row(lang.t("delivery"), format!("<span id=\"case-delivery\">{}</span>", lang.t("not_delivered")))
+        }
+        _ => {}
+    }
     if let (Some(by), Some(at)) = (&case.reverted_by, case.reverted_ms) {
         row(
             lang.t("revert"),
@@ -168,41 +270,72 @@ fn summary_rows(lang: Lang, case: &CaseSummary) -> String {
     rows
 }
 
-async fn render_case<S: HistoryStore>(
+/// The evidence of a case for this session's reviewer: the read is audited the first time in the session, and
+/// not again at every later page view (the audit log says who read which case, not how often they reloaded it).
+async fn read_once<S: HistoryStore>(
     console: &Console<S>,
-    lang: Lang,
     session: &Session,
     case_id: &str,
-    notice: Option<(bool, String)>,
-) -> Response {
-    let evidence = match console.app.escalator.get(case_id, &session.principal).await {
-        Ok(evidence) => evidence,
-        Err(error) => return case_error(lang, session, error),
-    };
-    let audit = match console.app.escalator.store().audit_of(case_id).await {
-        Ok(audit) => audit,
-        Err(error) => return case_error(lang, session, error),
-    };
-    let case = &evidence.summary;
-    let mut body = format!("<h1>{} {}</h1>", lang.t("case"), escape(&case.case_id));
-    if let Some((ok, message)) = &notice {
-        let class = if *ok { "notice" } else { "error" };
-        let title = if *ok { "" } else { lang.t("conflict") };
-        let _ = write!(body, "<p class=\"{class}\" id=\"notice\"><strong>{title}</strong> {}</p>", escape(message));
+) -> Result<CaseEvidence, CaseError> {
+    let sessions = &console.sessions;
+    if sessions.has_read(&session.id, case_id) {
+        return console.app.escalator.read(case_id, &session.principal, None).await;
+    }
+    let evidence = console.app.escalator.read(case_id, &session.principal, Some("case evidence read")).await?;
+    sessions.mark_read(&session.id, case_id);
+    Ok(evidence)
+}
+
+/// The caller's other cases: what the rule depends on (the previous rung, when and how it was delivered).
+fn other_cases(lang: Lang, case: &CaseSummary, all: &[CaseSummary], links: bool) -> String {
+    let others: Vec<&CaseSummary> = all.iter().filter(|other| other.case_id != case.case_id).collect();
+    let mut html = format!("<h2>{}</h2>", lang.t("other_cases"));
+    if others.is_empty() {
+        let _ = write!(html, "<p id=\"other-cases\">{}</p>", lang.t("no_other_cases"));
+        return html;
     }
     let _ = write!(
-        body,
-        "<table class=\"facts\"><tr><th>{}</th><td id=\"caller-number\">{}</td></tr>{}</table>",
-        lang.t("caller_number"),
-        escape(&evidence.caller_number),
-        summary_rows(lang, case)
+        html,
+        "<table class=\"queue\" id=\"other-cases\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
+         </tr></thead><tbody>",
+        lang.t("case"),
+        lang.t("rung"),
+        lang.t("state"),
+        lang.t("created"),
+        lang.t("delivery"),
     );
-    let _ = write!(
-        body,
-        "<h2>{}</h2><table class=\"timeline\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
-         <th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
+    for other in others {
+        let id = escape(&other.case_id);
+        let label = if links { format!("<a href=\"/legal/cases/{id}\">{id}</a>") } else { id };
+        let delivery = match other.delivered_ms {
+            Some(at) => format!(
+                "{} — {} — {}",
+                local_time(at, &other.region),
+                other.delivery_channel.map_or("—", |channel| super::dispatch::channel_name(lang, channel)),
+                escape(other.action_note.as_deref().unwrap_or(""))
+            ),
+            None => "—".to_owned(),
+        };
+        let _ = write!(
+            html,
+            "<tr class=\"other-case\"><td>{label}</td><td>{rung}</td><td><span class=\"state state-{state}\">{state}</span></td>\
+             <td>{created}</td><td>{delivery}</td></tr>",
+            rung = other.rung.key(),
+            state = other.state.as_str(),
+            created = local_time(other.created_ms, &other.region),
+        );
+    }
+    html.push_str("</tbody></table>");
+    html
+}
+
+fn timeline_table(lang: Lang, evidence: &CaseEvidence) -> String {
+    let mut body = format!(
+        "<h2>{}</h2><table class=\"timeline\" id=\"timeline\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
+         <th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
         lang.t("timeline"),
         lang.t("time"),
+        lang.t("contact_id"),
         lang.t("channel"),
         lang.t("region"),
         lang.t("disposition"),
@@ -222,10 +355,11 @@ async fn render_case<S: HistoryStore>(
         });
         let _ = write!(
             body,
-            "<tr class=\"{counted}\"><td>{time}</td><td>{channel}</td><td>{region}</td><td>{disposition}</td>\
-             <td>{operator}</td><td>{likelihood}</td><td>{answered}</td><td>{talk:.0}</td><td>{counts}</td></tr>",
+            "<tr class=\"{counted}\"><td>{time}</td><td class=\"contact-id\">{contact}</td><td>{channel}</td><td>{region}</td>\
+             <td>{disposition}</td><td>{operator}</td><td>{likelihood}</td><td>{answered}</td><td>{talk:.0}</td><td>{counts}</td></tr>",
             counted = if entry.counted { "counted" } else { "" },
             time = local_time(entry.at_ms, &entry.region),
+            contact = escape(&entry.contact_id),
             channel = entry.channel.as_str(),
             region = escape(&entry.region),
             disposition = entry.disposition.as_str(),
@@ -236,6 +370,78 @@ async fn render_case<S: HistoryStore>(
         );
     }
     body.push_str("</tbody></table>");
+    body
+}
+
+fn audit_table(lang: Lang, case: &CaseSummary, audit: &[AuditEntry]) -> String {
+    let mut body = format!(
+        "<h2>{}</h2><table class=\"audit\" id=\"audit\"><thead><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
+         <th>{}</th></tr></thead><tbody>",
+        lang.t("audit"),
+        lang.t("time"),
+        lang.t("actor"),
+        lang.t("action"),
+        lang.t("state"),
+        lang.t("why"),
+    );
+    for entry in audit {
+        let _ = write!(
+            body,
+            "<tr class=\"audit-{action}\"><td>{seq}</td><td>{time}</td><td>{actor} ({role})</td><td>{action}</td><td>{state}</td><td>{reason}</td></tr>",
+            seq = entry.seq,
+            time = local_time(entry.at_ms, &case.region),
+            actor = escape(&entry.actor),
+            role = escape(&entry.role),
+            action = escape(&entry.action),
+            state = escape(entry.state.as_deref().unwrap_or("")),
+            reason = escape(&entry.reason),
+        );
+    }
+    body.push_str("</tbody></table>");
+    body
+}
+
+async fn render_case<S: HistoryStore>(
+    console: &Console<S>,
+    lang: Lang,
+    session: &Session,
+    case_id: &str,
+    notice: Option<(bool, String)>,
+) -> Response {
+    let evidence = match read_once(console, session, case_id).await {
+        Ok(evidence) => evidence,
+        Err(error) => return case_error(lang, session, error),
+    };
+    let escalator = &console.app.escalator;
+    let (audit, all) = match tokio::try_join!(
+        escalator.store().audit_of(case_id),
+        escalator.cases_of_caller(&evidence.summary.caller_ref)
+    ) {
+        Ok(both) => both,
+        Err(error) => return case_error(lang, session, error),
+    };
+    let case = &evidence.summary;
+    let mut body = format!(
+        "<h1>{} {}</h1><p><a href=\"/legal/cases/{id}/file\" id=\"case-file\">{}</a></p>",
+        lang.t("case"),
+        escape(&case.case_id),
+        lang.t("case_file_link"),
+        id = escape(&case.case_id),
+    );
+    if let Some((ok, message)) = &notice {
+        let class = if *ok { "notice" } else { "error" };
+        let title = if *ok { "" } else { lang.t("conflict") };
+        let _ = write!(body, "<p class=\"{class}\" id=\"notice\"><strong>{title}</strong> {}</p>", escape(message));
+    }
+    let _ = write!(
+        body,
+        "<table class=\"facts\"><tr><th>{}</th><td id=\"caller-number\">{}</td></tr>{}</table>",
+        lang.t("caller_number"),
+        escape(&evidence.caller_number),
+        summary_rows(lang, case)
+    );
+    body.push_str(&other_cases(lang, case, &all, true));
+    body.push_str(&timeline_table(lang, &evidence));
     let form = |action: &str, buttons: &str| {
         format!(
             "<form method=\"post\" action=\"/legal/cases/{id}/{action}\" class=\"decision\">\
@@ -261,36 +467,66 @@ async fn render_case<S: HistoryStore>(
             .push_str(&form("revert", &format!("<button type=\"submit\" id=\"revert\">{}</button>", lang.t("revert")))),
         CaseState::Rejected | CaseState::Reverted => {}
     }
-    let _ = write!(
-        body,
-        "<h2>{}</h2><table class=\"audit\" id=\"audit\"><thead><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
-         <th>{}</th></tr></thead><tbody>",
-        lang.t("audit"),
-        lang.t("time"),
-        lang.t("actor"),
-        lang.t("action"),
-        lang.t("state"),
-        lang.t("why"),
-    );
-    for entry in &audit {
-        let _ = write!(
-            body,
-            "<tr class=\"audit-{action}\"><td>{seq}</td><td>{time}</td><td>{actor} ({role})</td><td>{action}</td><td>{state}</td><td>{reason}</td></tr>",
-            seq = entry.seq,
-            time = local_time(entry.at_ms, &case.region),
-            actor = escape(&entry.actor),
-            role = escape(&entry.role),
-            action = escape(&entry.action),
-            state = escape(entry.state.as_deref().unwrap_or("")),
-            reason = escape(&entry.reason),
-        );
-    }
-    body.push_str("</tbody></table>");
+    body.push_str(&audit_table(lang, case, &audit));
     let status = match notice {
         Some((false, _)) => StatusCode::CONFLICT,
         _ => StatusCode::OK,
     };
     (status, Html(layout(lang, lang.t("case"), Some(session), &body))).into_response()
+}
+
+/// The case file for a referral: everything on the case page and the caller's other cases, on one printable page.
+/// An export leaves the system, so every one is audited.
+pub(super) async fn case_file<S: HistoryStore>(
+    State(console): Shared<S>,
+    headers: HeaderMap,
+    Path(case_id): Path<String>,
+) -> Response {
+    let session = match console.session(&headers, &[Role::Legal]) {
+        Ok(session) => session,
+        Err(denied) => return denied.into_response(),
+    };
+    let lang = lang(&headers);
+    let escalator = &console.app.escalator;
+    let evidence = match escalator.read(&case_id, &session.principal, Some("case file exported")).await {
+        Ok(evidence) => evidence,
+        Err(error) => return case_error(lang, &session, error),
+    };
+    console.sessions.mark_read(&session.id, &case_id);
+    let (audit, all) = match tokio::try_join!(
+        escalator.store().audit_of(&case_id),
+        escalator.cases_of_caller(&evidence.summary.caller_ref)
+    ) {
+        Ok(both) => both,
+        Err(error) => return case_error(lang, &session, error),
+    };
+    let case = &evidence.summary;
+    let now = crate::cases::system_clock()();
+    let mut body = format!(
+        "<article class=\"case-file\" id=\"case-file-page\"><h1>{title} {id}</h1>\
+         <p class=\"meta\">{exported} {who} — {when}</p>\
+         <p class=\"no-print\"><button type=\"button\" id=\"print\">{print}</button> \
+         <a href=\"/legal/cases/{id}\">{back}</a></p>",
+        title = lang.t("case_file"),
+        id = escape(&case.case_id),
+        exported = lang.t("exported_by"),
+        who = escape(&session.principal.name),
+        when = local_time(now, &case.region),
+        print = lang.t("print"),
+        back = lang.t("back_to_case"),
+    );
+    let _ = write!(
+        body,
+        "<table class=\"facts\"><tr><th>{}</th><td id=\"caller-number\">{}</td></tr>{}</table>",
+        lang.t("caller_number"),
+        escape(&evidence.caller_number),
+        summary_rows(lang, case)
+    );
+    body.push_str(&other_cases(lang, case, &all, false));
+    body.push_str(&timeline_table(lang, &evidence));
+    body.push_str(&audit_table(lang, case, &audit));
+    body.push_str("</article>");
+    Html(layout(lang, lang.t("case_file"), Some(&session), &body)).into_response()
 }
 
 #[derive(Deserialize)]

@@ -7,6 +7,7 @@
 //! load nothing from elsewhere: a strict Content-Security-Policy (`default-src 'self'`) backs that up.
 
 mod dashboard;
+mod dispatch;
 pub mod i18n;
 mod legal;
 mod operator;
@@ -66,8 +67,8 @@ impl Default for AdminOptions {
     }
 }
 
-/// The roles with console pages; the others (routing, dispatch) work through the gRPC API only.
-const CONSOLE_ROLES: [Role; 3] = [Role::Operator, Role::Legal, Role::Admin];
+/// The roles with console pages; routing works through the gRPC API only.
+const CONSOLE_ROLES: [Role; 4] = [Role::Operator, Role::Legal, Role::Dispatch, Role::Admin];
 
 type Shared<S> = State<Arc<Console<S>>>;
 
@@ -102,8 +103,13 @@ fn pages<S: HistoryStore + 'static>() -> Router<Arc<Console<S>>> {
         .route("/operator/contacts/{contact_id}/outcome", post(operator::outcome::<S>))
         .route("/legal", get(legal::queue::<S>))
         .route("/legal/cases/{case_id}", get(legal::case_page::<S>))
+        .route("/legal/cases/{case_id}/file", get(legal::case_file::<S>))
         .route("/legal/cases/{case_id}/decide", post(legal::decide::<S>))
         .route("/legal/cases/{case_id}/revert", post(legal::revert::<S>))
+        .route("/dispatch", get(dispatch::list::<S>))
+        .route("/dispatch/cases/{case_id}/claim", post(dispatch::claim::<S>))
+        .route("/dispatch/cases/{case_id}/deliver", post(dispatch::deliver::<S>))
+        .route("/dispatch/cases/{case_id}/release", post(dispatch::release::<S>))
         .route("/dashboard", get(dashboard::page::<S>))
 }
 
@@ -285,6 +291,9 @@ fn layout(lang: Lang, title: &str, session: Option<&Session>, body: &str) -> Str
         if role == Role::Legal {
             let _ = write!(nav, "<a href=\"/legal\">{}</a>", lang.t("legal_view"));
         }
+        if role == Role::Dispatch {
+            let _ = write!(nav, "<a href=\"/dispatch\">{}</a>", lang.t("dispatch_view"));
+        }
         let _ = write!(
             nav,
             "<a href=\"/dashboard\">{}</a><span class=\"who\">{} ({})</span>\
@@ -316,6 +325,7 @@ async fn home<S: HistoryStore>(State(console): Shared<S>, headers: HeaderMap) ->
         Ok(session) => Redirect::to(match session.principal.role {
             Role::Operator => "/operator",
             Role::Legal => "/legal",
+            Role::Dispatch => "/dispatch",
             _ => "/dashboard",
         })
         .into_response(),

@@ -2,7 +2,7 @@
 //! HttpOnly, SameSite=Strict cookie. Each session has its own CSRF token, which every form and every script
 //! request must echo. Sessions live in memory (a restart signs everyone out) and expire after a fixed time.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -25,6 +25,8 @@ pub struct Session {
     pub principal: Principal,
     /// The CSRF token forms and scripts must send back.
     pub csrf: String,
+    /// The session's id (its cookie value).
+    pub id: String,
     expires: Instant,
 }
 
@@ -32,6 +34,9 @@ pub struct Session {
 #[derive(Debug, Default)]
 pub struct Sessions {
     by_id: Mutex<HashMap<String, Session>>,
+    /// The cases whose evidence each session has read (and the audit log recorded): a reviewer's evidence read is
+    /// audited once per case per session, not at every page view.
+    reads: Mutex<HashMap<String, HashSet<String>>>,
 }
 
 /// 32 random bytes as hex.
@@ -45,12 +50,24 @@ impl Sessions {
     /// Starts a session for `principal`; returns its id.
     pub fn start(&self, principal: Principal) -> String {
         let id = random_token();
-        let session = Session { principal, csrf: random_token(), expires: Instant::now() + SESSION_LIFETIME };
+        let session =
+            Session { principal, csrf: random_token(), id: id.clone(), expires: Instant::now() + SESSION_LIFETIME };
         let mut sessions = self.by_id.lock();
         let now = Instant::now();
         sessions.retain(|_, session| session.expires > now);
+        self.reads.lock().retain(|id, _| sessions.contains_key(id));
         sessions.insert(id.clone(), session);
         id
+    }
+
+    /// Whether the session `id` has read `case_id`'s evidence already (its read is in the audit log).
+    pub fn has_read(&self, id: &str, case_id: &str) -> bool {
+        self.reads.lock().get(id).is_some_and(|cases| cases.contains(case_id))
+    }
+
+    /// Records that the session `id` read `case_id`'s evidence and the read was audited.
+    pub fn mark_read(&self, id: &str, case_id: &str) {
+        self.reads.lock().entry(id.to_owned()).or_default().insert(case_id.to_owned());
     }
 
     /// The live session with this id.
@@ -62,6 +79,7 @@ impl Sessions {
     /// Ends a session.
     pub fn end(&self, id: &str) {
         self.by_id.lock().remove(id);
+        self.reads.lock().remove(id);
     }
 }
 

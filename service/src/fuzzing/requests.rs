@@ -97,12 +97,14 @@ pub fn check_request(input: &[u8]) -> Verdict {
         }),
         RequestKind::RecordAction => {
             decoded(body, |request: proto::RecordActionRequest| match validate::record_action(&request, NOW_MS) {
-                Ok((change, delivered_ms)) => {
+                Ok((change, delivery)) => {
                     check_case_change(&change, &request.case_id, request.version, false);
+                    let delivered_ms = delivery.at_ms;
                     assert!((EARLIEST_MS..=NOW_MS + MAX_CLOCK_SKEW_MS).contains(&delivered_ms), "{delivered_ms}");
+                    assert_eq!(validate::delivery_channel(request.channel), Some(delivery.channel));
                     Verdict::Accepted
                 }
-                Err(error) => check_rejection(error, &["case_id", "version", "note", "delivered_at"]),
+                Err(error) => check_rejection(error, &["case_id", "version", "note", "delivered_at", "channel"]),
             })
         }
         RequestKind::Revert => decoded(body, |request: proto::RevertRequest| match validate::revert(&request) {

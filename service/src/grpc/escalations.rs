@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::{now_ms, timestamp, validate};
 use crate::app::App;
 use crate::auth::Role;
-use crate::cases::{CaseEvent, CaseEvidence, CaseState, CaseSummary};
+use crate::cases::{CaseEvent, CaseEvidence, CaseState, CaseSummary, DeliveryChannel};
 use crate::proto;
 use crate::store::HistoryStore;
 
@@ -38,6 +38,17 @@ pub fn rung(rung: Rung) -> proto::Rung {
         Rung::VirtualPoliceMessage => proto::Rung::VirtualPoliceMessage,
         Rung::LegalReferral => proto::Rung::LegalReferral,
         Rung::WelfareReferral => proto::Rung::WelfareReferral,
+    }
+}
+
+/// The proto delivery channel.
+pub fn delivery_channel(channel: DeliveryChannel) -> proto::DeliveryChannel {
+    match channel {
+        DeliveryChannel::Sms => proto::DeliveryChannel::Sms,
+        DeliveryChannel::WhatsApp => proto::DeliveryChannel::Whatsapp,
+        DeliveryChannel::Call => proto::DeliveryChannel::Call,
+        DeliveryChannel::InPerson => proto::DeliveryChannel::InPerson,
+        DeliveryChannel::Filed => proto::DeliveryChannel::Filed,
     }
 }
 
@@ -73,6 +84,9 @@ pub fn case_summary(case: CaseSummary) -> proto::CaseSummary {
         actioned_by: case.actioned_by.unwrap_or_default(),
         delivered_at: case.delivered_ms.map(timestamp),
         action_note: case.action_note.unwrap_or_default(),
+        claimed_by: case.claimed_by.unwrap_or_default(),
+        claimed_at: case.claimed_ms.map(timestamp),
+        delivery_channel: case.delivery_channel.map_or(proto::DeliveryChannel::Unspecified, delivery_channel) as i32,
         reverted_by: case.reverted_by.unwrap_or_default(),
         reverted_at: case.reverted_ms.map(timestamp),
         revert_reason: case.revert_reason.unwrap_or_default(),
@@ -155,16 +169,59 @@ impl<S: HistoryStore> proto::escalations_server::Escalations for EscalationsServ
         Ok(Response::new(case_summary(summary)))
     }
 
+    async fn list_deliveries(
+        &self,
+        request: Request<proto::ListDeliveriesRequest>,
+    ) -> Result<Response<proto::ListCasesReply>, Status> {
+        self.app.auth.authorize(&request, &[Role::Dispatch])?;
+        let filter = validate::list_deliveries(request.get_ref())?;
+        let (cases, next) = self.app.escalator.list(&filter).await.map_err(crate::error::Error::from)?;
+        Ok(Response::new(proto::ListCasesReply {
+            cases: cases.into_iter().map(case_summary).collect(),
+            next_page_token: next.map(|(created, case_id)| validate::page_token(created, &case_id)).unwrap_or_default(),
+        }))
+    }
+
+    async fn claim(&self, request: Request<proto::ClaimRequest>) -> Result<Response<proto::ClaimedCase>, Status> {
+        let dispatcher = self.app.auth.authorize(&request, &[Role::Dispatch])?;
+        let change = validate::claim(request.get_ref())?;
+        let claimed = self
+            .app
+            .escalator
+            .claim(&change.case_id, change.version, &dispatcher)
+            .await
+            .map_err(crate::error::Error::from)?;
+        Ok(Response::new(proto::ClaimedCase {
+            summary: Some(case_summary(claimed.summary)),
+            caller_number: claimed.caller_number,
+        }))
+    }
+
+    async fn release_claim(
+        &self,
+        request: Request<proto::ReleaseClaimRequest>,
+    ) -> Result<Response<proto::CaseSummary>, Status> {
+        let dispatcher = self.app.auth.authorize(&request, &[Role::Dispatch])?;
+        let change = validate::release_claim(request.get_ref())?;
+        let summary = self
+            .app
+            .escalator
+            .release_claim(&change.case_id, change.version, &change.reason, &dispatcher)
+            .await
+            .map_err(crate::error::Error::from)?;
+        Ok(Response::new(case_summary(summary)))
+    }
+
     async fn record_action(
         &self,
         request: Request<proto::RecordActionRequest>,
     ) -> Result<Response<proto::CaseSummary>, Status> {
         let dispatcher = self.app.auth.authorize(&request, &[Role::Dispatch])?;
-        let (change, delivered_ms) = validate::record_action(request.get_ref(), now_ms())?;
+        let (change, delivery) = validate::record_action(request.get_ref(), now_ms())?;
         let summary = self
             .app
             .escalator
-            .record_action(&change.case_id, change.version, delivered_ms, &change.reason, &dispatcher)
+            .record_action(&change.case_id, change.version, delivery, &change.reason, &dispatcher)
             .await
             .map_err(crate::error::Error::from)?;
         Ok(Response::new(case_summary(summary)))

@@ -10,7 +10,7 @@ use crate::proto;
 use crate::screening::{Contact, Location, OutcomeReport};
 
 /// Contacts may not claim to arrive later than this after the server's clock.
-pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+pub use crate::cases::MAX_CLOCK_SKEW_MS;
 /// Contacts may not claim to arrive before 2000-01-01T00:00:00Z.
 pub const EARLIEST_MS: i64 = 946_684_800_000;
 pub use crate::outcomes::MAX_DURATION_S;
@@ -291,10 +291,56 @@ fn timestamp_ms(checker: &mut Checker, field: &str, timestamp: &prost_types::Tim
     Some(ms)
 }
 
+/// The core's delivery channel for a proto one; `None` for UNSPECIFIED and unknown values.
+pub fn delivery_channel(channel: i32) -> Option<crate::cases::DeliveryChannel> {
+    use crate::cases::DeliveryChannel;
+    match proto::DeliveryChannel::try_from(channel) {
+        Ok(proto::DeliveryChannel::Sms) => Some(DeliveryChannel::Sms),
+        Ok(proto::DeliveryChannel::Whatsapp) => Some(DeliveryChannel::WhatsApp),
+        Ok(proto::DeliveryChannel::Call) => Some(DeliveryChannel::Call),
+        Ok(proto::DeliveryChannel::InPerson) => Some(DeliveryChannel::InPerson),
+        Ok(proto::DeliveryChannel::Filed) => Some(DeliveryChannel::Filed),
+        _ => None,
+    }
+}
+
+/// Validates a Claim request.
+pub fn claim(request: &proto::ClaimRequest) -> Result<CaseChange> {
+    let mut checker = Checker::new("");
+    let change = check_case_change(&mut checker, &request.case_id, request.version, ("reason", "", false));
+    done(checker, change)
+}
+
+/// Validates a ReleaseClaim request.
+pub fn release_claim(request: &proto::ReleaseClaimRequest) -> Result<CaseChange> {
+    let mut checker = Checker::new("");
+    let change = check_case_change(&mut checker, &request.case_id, request.version, ("reason", &request.reason, true));
+    done(checker, change)
+}
+
+/// Validates a ListDeliveries request into a filter: approved cases, oldest first.
+pub fn list_deliveries(request: &proto::ListDeliveriesRequest) -> Result<crate::cases::CaseFilter> {
+    list(&proto::ListCasesRequest {
+        states: vec![proto::CaseState::Approved as i32],
+        region: request.region.clone(),
+        page_size: request.page_size,
+        page_token: request.page_token.clone(),
+        oldest_first: true,
+        ..Default::default()
+    })
+}
+
 /// Validates a RecordAction request; `delivered_at` defaults to `now_ms` and may not be in the future.
-pub fn record_action(request: &proto::RecordActionRequest, now_ms: i64) -> Result<(CaseChange, i64)> {
+pub fn record_action(
+    request: &proto::RecordActionRequest,
+    now_ms: i64,
+) -> Result<(CaseChange, crate::cases::Delivery)> {
     let mut checker = Checker::new("");
     let change = check_case_change(&mut checker, &request.case_id, request.version, ("note", &request.note, false));
+    let channel = delivery_channel(request.channel);
+    if channel.is_none() {
+        checker.fail("channel", "required: DELIVERY_CHANNEL_SMS, _WHATSAPP, _CALL, _IN_PERSON or _FILED");
+    }
     let delivered_ms = match &request.delivered_at {
         None => Some(now_ms),
         Some(timestamp) => timestamp_ms(&mut checker, "delivered_at", timestamp).filter(|ms| {
@@ -305,9 +351,9 @@ pub fn record_action(request: &proto::RecordActionRequest, now_ms: i64) -> Resul
             !future
         }),
     };
-    match delivered_ms {
-        Some(ms) => done(checker, (change, ms)),
-        None => Err(Error::InvalidArgument(checker.violations)),
+    match (delivered_ms, channel) {
+        (Some(at_ms), Some(channel)) => done(checker, (change, crate::cases::Delivery { at_ms, channel })),
+        _ => Err(Error::InvalidArgument(checker.violations)),
     }
 }
 
@@ -323,8 +369,11 @@ pub fn list(request: &proto::ListCasesRequest) -> Result<crate::cases::CaseFilte
     use crate::cases::{CaseFilter, CaseState};
     use saring_models::ladder::Rung;
     let mut checker = Checker::new("");
-    let mut filter =
-        CaseFilter { page_size: if request.page_size == 0 { 50 } else { request.page_size }, ..Default::default() };
+    let mut filter = CaseFilter {
+        page_size: if request.page_size == 0 { 50 } else { request.page_size },
+        oldest_first: request.oldest_first,
+        ..Default::default()
+    };
     if request.page_size > 500 {
         checker.fail("page_size", "at most 500");
     }

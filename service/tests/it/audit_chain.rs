@@ -468,12 +468,15 @@ async fn a_chain_written_before_keying_verifies_and_is_keyed_from_then_on() {
     // The new version serves it: the chain is keyed, and dispatch delivers the old case.
     let saring = deployment.serve();
     let mut dispatch = escalations(&connect(saring.url()).await, Bearer::of(Role::Dispatch));
+    let claimed =
+        dispatch.claim(proto::ClaimRequest { case_id: "case-legacy".into(), version: 2 }).await.unwrap().into_inner();
     let delivered = dispatch
         .record_action(proto::RecordActionRequest {
             case_id: "case-legacy".into(),
-            version: 2,
+            version: claimed.summary.unwrap().version,
             delivered_at: None,
             note: "warning delivered".into(),
+            channel: proto::DeliveryChannel::Sms as i32,
         })
         .await
         .unwrap()
@@ -484,10 +487,13 @@ async fn a_chain_written_before_keying_verifies_and_is_keyed_from_then_on() {
 
     let all = entries(&deployment.database_url).await;
     let actions: Vec<(i64, &str)> = all.iter().map(|entry| (entry.scheme, entry.action.as_str())).collect();
-    assert_eq!(actions, [(1, "proposed"), (1, "approved"), (2, "audit_keyed"), (2, "audit_baseline"), (2, "actioned")]);
+    assert_eq!(
+        actions,
+        [(1, "proposed"), (1, "approved"), (2, "audit_keyed"), (2, "audit_baseline"), (2, "claimed"), (2, "actioned")]
+    );
     let (intact, report) = deployment.verify(&[]).await;
-    assert!(intact && report.contains("5 entries (keyed from entry 3, unkeyed before)"), "{report}");
-    assert!(report.contains("records entry 5") && report.contains("1 cases compared"), "{report}");
+    assert!(intact && report.contains("6 entries (keyed from entry 3, unkeyed before)"), "{report}");
+    assert!(report.contains("records entry 6") && report.contains("1 cases compared"), "{report}");
 
     // An old entry rewritten, the old links recomputed: the first keyed entry's MAC covers the last old link.
     let copy = deployment.copy("chain-legacy-forged").await;

@@ -343,8 +343,8 @@ fn sign_in_is_for_console_roles_from_the_consoles_own_origin_with_a_host_only_se
     let console = saring.console_url();
     let public = "https://console.polda.example";
     let form = |role: Role| format!("token={}", crate::common::token(role));
-    // Routing and dispatch work through the gRPC API: no session that would only meet 403s.
-    for role in [Role::Routing, Role::Dispatch] {
+    // Routing works through the gRPC API: no session that would only meet 403s.
+    for role in [Role::Routing] {
         let refused = http_post_form(&console, "/login", public, &form(role));
         assert!(refused.starts_with("HTTP/1.1 403"), "{role}: {refused}");
         assert!(!refused.to_ascii_lowercase().contains("set-cookie"), "{refused}");
@@ -365,4 +365,170 @@ fn sign_in_is_for_console_roles_from_the_consoles_own_origin_with_a_host_only_se
         "{cookie}"
     );
     assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"), "{cookie}");
+}
+
+impl Browser {
+    async fn sign_out(&self) {
+        self.client.find(Locator::Id("sign-out")).await.unwrap().click().await.unwrap();
+        self.wait_for("#token").await;
+    }
+
+    /// The operator records `disposition` for a contact in the live feed.
+    async fn record(&self, contact_id: &str, disposition: &str) {
+        let row = self.wait_for(&format!("#feed tr[data-contact-id='{contact_id}']")).await;
+        row.click().await.unwrap();
+        self.wait_for(&format!("#history[data-contact-id='{contact_id}']")).await;
+        let option = format!("#disposition option[value='{disposition}']");
+        self.client.find(Locator::Css(&option)).await.unwrap().click().await.unwrap();
+        self.client.find(Locator::Id("record")).await.unwrap().click().await.unwrap();
+        self.wait_for(&format!("#record-result.ok[data-contact-id='{contact_id}']")).await;
+    }
+
+    /// Dispatch claims `case_id` from the deliveries list, reads the number, and records the delivery.
+    async fn claim_and_deliver(&self, console: &str, case_id: &str, channel: &str, note: &str) -> String {
+        self.client.goto(&format!("{console}/dispatch")).await.unwrap();
+        let claim = self.wait_for(&format!("tr.delivery-row[data-case='{case_id}'] .claim-button")).await;
+        claim.click().await.unwrap();
+        let number = self.wait_for("#claimed-number").await.text().await.unwrap();
+        let option = format!("#delivery-channel option[value='{channel}']");
+        self.client.find(Locator::Css(&option)).await.unwrap().click().await.unwrap();
+        self.client.find(Locator::Id("delivery-note")).await.unwrap().send_keys(note).await.unwrap();
+        self.client.find(Locator::Id("deliver")).await.unwrap().click().await.unwrap();
+        self.wait_for("#notice.notice").await;
+        number
+    }
+}
+
+/// The whole ladder carried out in the consoles, in Indonesian by default: the routing engine scores, the
+/// operator labels two pranks (a warning, approved automatically by policy), dispatch claims it (the number shown
+/// once) and delivers it by WhatsApp, the operator labels one more prank (a virtual-police message), a reviewer
+/// finds it in the inbox with the previous delivery on the page and approves it, dispatch delivers it by SMS, and
+/// the reviewer sees the delivery on the case and exports the case file. Then the dispatch view in English.
+#[tokio::test]
+async fn the_ladder_is_carried_out_end_to_end_in_the_consoles() {
+    let saring = SaringProcess::spawn(&[], &[]);
+    let console = saring.console_url();
+    let channel = connect(saring.url()).await;
+    let mut routing = screening(&channel, Bearer::of(Role::Routing));
+    let mut legal_grpc = escalations(&channel, Bearer::of(Role::Legal));
+    let number = "081234567050";
+    let browser = Browser::start().await;
+
+    // The operator labels two pranks from one number: a warning, approved by policy.
+    browser.sign_in(&console, Role::Operator).await;
+    browser.wait_for("#feed[data-connected='1']").await;
+    let heading = browser.client.find(Locator::Css("h1")).await.unwrap().text().await.unwrap();
+    assert_eq!(heading, "Kontak masuk", "Indonesian by default");
+    for contact_id in ["ladder-1", "ladder-2"] {
+        routing.score_contact(sample_contact(contact_id, Some(number))).await.unwrap();
+        browser.record(contact_id, "prank").await;
+    }
+    let approved = legal_grpc
+        .list(proto::ListCasesRequest { states: vec![proto::CaseState::Approved as i32], ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner()
+        .cases;
+    assert_eq!(approved.len(), 1);
+    let warning = &approved[0];
+    assert!(warning.automatic && warning.rung == proto::Rung::Warning as i32);
+    browser.sign_out().await;
+
+    // Dispatch claims the warning (the only place it learns the number) and delivers it by WhatsApp.
+    browser.sign_in(&console, Role::Dispatch).await;
+    browser.wait_for("#deliveries").await;
+    let heading = browser.client.find(Locator::Css("h1")).await.unwrap().text().await.unwrap();
+    assert_eq!(heading, "Kasus disetujui menunggu pengiriman");
+    let listed = browser.wait_for("#deliveries").await.text().await.unwrap();
+    assert!(!listed.contains("567050"), "no number before the claim: {listed}");
+    let shown = browser.claim_and_deliver(&console, &warning.case_id, "whatsapp", "WA ref teguran-1").await;
+    assert_eq!(shown, "+6281234567050");
+    let notice = browser.wait_for("#notice").await.text().await.unwrap();
+    assert_eq!(notice, "Pengiriman tercatat.");
+    browser.wait_for("#no-deliveries").await;
+    browser.screenshot("console-dispatch.png").await;
+    browser.assert_no_external_requests().await;
+    browser.sign_out().await;
+
+    // One more prank after the delivered warning: a virtual-police message, for a reviewer.
+    browser.sign_in(&console, Role::Operator).await;
+    browser.wait_for("#feed[data-connected='1']").await;
+    // Received after the delivery (sample contacts are dated a minute ago).
+    let after_delivery = proto::ContactRequest {
+        received_at: Some(crate::common::timestamp(time::OffsetDateTime::now_utc())),
+        ..sample_contact("ladder-3", Some(number))
+    };
+    routing.score_contact(after_delivery).await.unwrap();
+    browser.record("ladder-3", "prank").await;
+    browser.sign_out().await;
+
+    // The reviewer's inbox holds it; the case page shows the warning's delivery and the contact ids.
+    browser.sign_in(&console, Role::Legal).await;
+    let inbox = browser.wait_for("#inbox").await;
+    let link = inbox.find(Locator::Css("a")).await.unwrap();
+    let case_path = link.attr("href").await.unwrap().unwrap();
+    link.click().await.unwrap();
+    let other = browser.wait_for("#other-cases").await.text().await.unwrap();
+    assert!(
+        other.contains(&warning.case_id) && other.contains("WhatsApp") && other.contains("WA ref teguran-1"),
+        "{other}"
+    );
+    let timeline = browser.wait_for("#timeline").await.text().await.unwrap();
+    assert!(["ladder-1", "ladder-2", "ladder-3"].iter().all(|id| timeline.contains(id)), "{timeline}");
+    browser
+        .client
+        .find(Locator::Id("decide-reason"))
+        .await
+        .unwrap()
+        .send_keys("iseng lagi setelah teguran")
+        .await
+        .unwrap();
+    browser.client.find(Locator::Id("approve")).await.unwrap().click().await.unwrap();
+    browser.wait_for("#notice.notice").await;
+    let delivery = browser.wait_for("#case-delivery").await.text().await.unwrap();
+    assert_eq!(delivery, "belum dikirim");
+    browser.sign_out().await;
+
+    // Dispatch delivers the message by SMS.
+    browser.sign_in(&console, Role::Dispatch).await;
+    let message_id = case_path.trim_start_matches("/legal/cases/").to_owned();
+    browser.claim_and_deliver(&console, &message_id, "sms", "SMS Polisi Virtual ref 77").await;
+    browser.sign_out().await;
+
+    // The reviewer sees the delivery on the case; the case file for a referral holds it all, and prints.
+    browser.sign_in(&console, Role::Legal).await;
+    browser.wait_for("#inbox-empty").await;
+    browser.client.goto(&format!("{console}{case_path}")).await.unwrap();
+    let delivery = browser.wait_for("#case-delivery").await.text().await.unwrap();
+    assert!(delivery.contains("SMS") && delivery.contains("SMS Polisi Virtual ref 77"), "{delivery}");
+    let claim = browser.wait_for("#case-claim").await.text().await.unwrap();
+    assert!(claim.contains("test-dispatch"), "{claim}");
+    let audit = browser.wait_for("#audit").await.text().await.unwrap();
+    assert!(audit.contains("claimed") && audit.contains("actioned"), "{audit}");
+    // Evidence reads are audited once per reviewer, case and session: the first session's page views (open,
+    // approve, the page after it) are one entry, this session's view another.
+    browser.client.refresh().await.unwrap();
+    browser.wait_for("#audit").await;
+    let reads = browser.client.find_all(Locator::Css("#audit tr.audit-evidence_read")).await.unwrap();
+    assert_eq!(reads.len(), 2);
+    browser.client.find(Locator::Id("case-file")).await.unwrap().click().await.unwrap();
+    browser.wait_for("#case-file-page").await;
+    assert_eq!(browser.wait_for("#caller-number").await.text().await.unwrap(), "+6281234567050");
+    browser.wait_for("#print").await;
+    browser.screenshot("console-case-file.png").await;
+    browser.assert_no_external_requests().await;
+    browser.sign_out().await;
+
+    // English on request.
+    browser.sign_in(&console, Role::Dispatch).await;
+    browser.client.goto(&format!("{console}/lang/en?back=/dispatch")).await.unwrap();
+    browser.wait_for("#no-deliveries").await;
+    let heading = browser.client.find(Locator::Css("h1")).await.unwrap().text().await.unwrap();
+    assert_eq!(heading, "Approved cases awaiting delivery");
+
+    browser.close().await;
+    drop((routing, legal_grpc, channel));
+    let (clean, log) = tokio::task::spawn_blocking(move || saring.terminate()).await.unwrap();
+    assert!(clean);
+    assert!(!log.iter().any(|line| line.contains("567050")), "no number in the log");
 }

@@ -126,16 +126,7 @@ async fn a_full_disk_never_loses_an_acknowledged_write() {
             .into_inner()
             .open_case
             .expect("two pranks propose a warning");
-        dispatch
-            .record_action(proto::RecordActionRequest {
-                case_id: warning.case_id.clone(),
-                version: warning.version,
-                delivered_at: None,
-                note: "delivered".into(),
-            })
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        crate::ladder::deliver(&mut dispatch, &warning).await;
         let message = routing
             .record_outcome(prank_at(&format!("setup-{caller}-3"), &number, OffsetDateTime::now_utc()))
             .await

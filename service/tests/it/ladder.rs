@@ -122,15 +122,35 @@ pub(crate) async fn decide(
         .map(tonic::Response::into_inner)
 }
 
-/// Dispatch reports the case delivered now (a delivery cannot precede its approval); contacts received from the
-/// moment it returns are after the delivery.
+/// Dispatch claims the case (the answer reveals the number) and returns the claimed case and the number.
+pub(crate) async fn claim(dispatch: &mut Escalations, case: &proto::CaseSummary) -> (proto::CaseSummary, String) {
+    let claimed = dispatch
+        .claim(proto::ClaimRequest { case_id: case.case_id.clone(), version: case.version })
+        .await
+        .unwrap()
+        .into_inner();
+    (claimed.summary.unwrap(), claimed.caller_number)
+}
+
+/// The channel a test delivers a rung through.
+pub(crate) fn channel_for(case: &proto::CaseSummary) -> proto::DeliveryChannel {
+    match rung_of(case) {
+        proto::Rung::LegalReferral | proto::Rung::WelfareReferral => proto::DeliveryChannel::Filed,
+        _ => proto::DeliveryChannel::Whatsapp,
+    }
+}
+
+/// Dispatch claims the case and reports it delivered now (a delivery cannot precede its approval); contacts
+/// received from the moment it returns are after the delivery.
 pub(crate) async fn deliver(dispatch: &mut Escalations, case: &proto::CaseSummary) -> proto::CaseSummary {
+    let (case, _) = claim(dispatch, case).await;
     let delivered = dispatch
         .record_action(proto::RecordActionRequest {
             case_id: case.case_id.clone(),
             version: case.version,
             delivered_at: Some(timestamp(OffsetDateTime::now_utc())),
             note: format!("delivered {}", case.case_id),
+            channel: channel_for(&case) as i32,
         })
         .await
         .unwrap()
@@ -291,9 +311,9 @@ async fn walks_the_whole_ladder(database_url: &str) {
     harness.server.stop().await.unwrap();
     let (intact, report) = audit_verify(database_url).await;
     assert!(intact, "{report}");
-    // proposed+approved (warning), actioned; proposed, evidence_added, evidence_read, approved, actioned;
-    // proposed, approved, actioned.
-    assert!(report.contains("11 entries"), "{report}");
+    // proposed+approved (warning), claimed, actioned; proposed, evidence_added, evidence_read, approved, claimed,
+    // actioned; proposed, approved, claimed, actioned.
+    assert!(report.contains("14 entries"), "{report}");
 }
 on_both_databases!(walks_the_whole_ladder);
 
@@ -560,9 +580,9 @@ async fn restarts_lose_nothing(database_url: &str) {
 
     let (intact, report) = audit_verify_with(database_url, &["--anchor-path", anchor_path]).await;
     assert!(intact, "{report}");
-    // warning proposed, approved, actioned; message proposed, approved, evidence read, actioned; every one
-    // anchored, through two kills.
-    assert!(report.contains("7 entries") && report.contains("records entry 7"), "{report}");
+    // warning proposed, approved, claimed, actioned; message proposed, approved, evidence read, claimed, actioned;
+    // every one anchored, through two kills.
+    assert!(report.contains("9 entries") && report.contains("records entry 9"), "{report}");
 }
 on_both_databases!(restarts_lose_nothing);
 
@@ -588,6 +608,7 @@ async fn a_delivery_before_its_approval_is_refused(database_url: &str) {
     assert_eq!(state_of(&warning), proto::CaseState::Approved);
     let approved_at = warning.decided_at.unwrap();
 
+    let (warning, _) = claim(&mut dispatch, &warning).await;
     let year_2000 = OffsetDateTime::from_unix_timestamp(946_684_800).unwrap();
     let a_second_before = prost_types::Timestamp { seconds: approved_at.seconds - 1, nanos: approved_at.nanos };
     for delivered_at in [timestamp(year_2000), a_second_before] {
@@ -597,6 +618,7 @@ async fn a_delivery_before_its_approval_is_refused(database_url: &str) {
                 version: warning.version,
                 delivered_at: Some(delivered_at),
                 note: "delivered".into(),
+                channel: proto::DeliveryChannel::Sms as i32,
             })
             .await
             .unwrap_err();

@@ -6,6 +6,7 @@ mod capture;
 mod common;
 mod console;
 mod degraded;
+mod delivery;
 mod doors;
 mod fuzz_corpus;
 mod integrity;

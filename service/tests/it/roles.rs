@@ -10,7 +10,7 @@ use tonic::Code;
 use crate::common::{escalations, models, screening, start, Bearer};
 
 /// The RPCs that touch callers or cases.
-const CALLER_RPCS: [&str; 10] = [
+const CALLER_RPCS: [&str; 13] = [
     "ScoreContact",
     "RecordOutcome",
     "GetCaller",
@@ -18,6 +18,9 @@ const CALLER_RPCS: [&str; 10] = [
     "List",
     "Get",
     "Decide",
+    "ListDeliveries",
+    "Claim",
+    "ReleaseClaim",
     "RecordAction",
     "Revert",
     "Watch",
@@ -36,7 +39,7 @@ fn allowed(rpc: &str) -> &'static [Role] {
         "GetModelStatus" | "GetDrift" => &[Role::Operator, Role::Admin],
         "ReloadModel" | "PromoteChallenger" | "RollbackChampion" => &[Role::Admin],
         "List" | "Get" | "Decide" | "Revert" => &[Role::Legal],
-        "RecordAction" => &[Role::Dispatch],
+        "ListDeliveries" | "Claim" | "ReleaseClaim" | "RecordAction" => &[Role::Dispatch],
         "Watch" => &[Role::Dispatch, Role::Legal],
         _ => unreachable!(),
     }
@@ -60,6 +63,9 @@ async fn call(channel: &tonic::transport::Channel, bearer: Bearer, rpc: &str) ->
         "List" => escalations.list(proto::ListCasesRequest::default()).await.err(),
         "Get" => escalations.get(proto::GetCaseRequest::default()).await.err(),
         "Decide" => escalations.decide(proto::DecideRequest::default()).await.err(),
+        "ListDeliveries" => escalations.list_deliveries(proto::ListDeliveriesRequest::default()).await.err(),
+        "Claim" => escalations.claim(proto::ClaimRequest::default()).await.err(),
+        "ReleaseClaim" => escalations.release_claim(proto::ReleaseClaimRequest::default()).await.err(),
         "RecordAction" => escalations.record_action(proto::RecordActionRequest::default()).await.err(),
         "Revert" => escalations.revert(proto::RevertRequest::default()).await.err(),
         "Watch" => escalations.watch(proto::WatchCasesRequest::default()).await.err(),
@@ -147,5 +153,89 @@ fn development_mode_keeps_its_tokens_out_of_the_log_and_does_not_run_open() {
     let roles: Vec<&str> = tokens.iter().map(|(role, _)| role.as_str()).collect();
     assert_eq!(roles, ["routing", "operator", "legal", "dispatch", "admin"]);
     assert!(scratch.join("saring-data/cases.db").exists(), "the embedded case database lives under the data directory");
+    std::fs::remove_dir_all(&scratch).ok();
+}
+
+/// `--dev-tokens-file`: development tokens generated at the first start are kept (mode 0600) and the same ones
+/// work after a restart; none reaches the log.
+#[tokio::test]
+async fn pinned_development_tokens_survive_a_restart() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let scratch = std::env::temp_dir().join(crate::common::process::unique_prefix("devpin").replace(':', "-"));
+    std::fs::create_dir_all(&scratch).unwrap();
+    let file = scratch.join("dev-tokens");
+    let run = |tokens_file: &std::path::Path| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_saring"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--console-listen", "127.0.0.1:0", "--log-format", "json"])
+            .arg("--dev-tokens-file")
+            .arg(tokens_file)
+            .current_dir(&scratch)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The log is read to its end on a thread of its own: a closed pipe would fail the server's log writes.
+        let (lines, received) = std::sync::mpsc::channel();
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = lines.send(line);
+            }
+        });
+        let mut log = Vec::new();
+        let mut address = None;
+        while let Ok(line) = received.recv_timeout(std::time::Duration::from_secs(30)) {
+            if let Ok(entry) = serde_json::from_str::<serde_json::Value>(&line) {
+                if let Some(local) = entry["fields"]["local_addr"].as_str() {
+                    address = Some(local.to_owned());
+                }
+            }
+            let serving = line.contains("saring is serving");
+            log.push(line);
+            if serving {
+                break;
+            }
+        }
+        (child, address.expect("saring logs its address"), log)
+    };
+    let (mut first, _, log) = run(&file);
+    first.kill().ok();
+    first.wait().ok();
+    assert!(log.iter().all(|line| !line.contains("saring-dev-")), "a token reached the log: {log:?}");
+    assert!(log.iter().any(|line| line.contains("generated and kept")), "{log:?}");
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    let kept = std::fs::read_to_string(&file).unwrap();
+    let operator =
+        kept.lines().find_map(|line| line.strip_prefix("operator ")).expect("an operator token in the file").to_owned();
+
+    let (mut second, address, log) = run(&file);
+    assert!(log.iter().any(|line| line.contains("tokens kept in the file")), "{log:?}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), kept, "the file is read, not rewritten");
+    let channel = crate::common::connect(format!("http://{address}")).await;
+    let card = models(&channel, Bearer::raw(&operator)).get_model_card(proto::ModelCardRequest::default()).await;
+    assert!(card.is_ok(), "the kept operator token works after the restart: {card:?}");
+    let stranger = models(&channel, Bearer::raw("saring-dev-operator-0000"))
+        .get_model_card(proto::ModelCardRequest::default())
+        .await;
+    assert_eq!(stranger.unwrap_err().code(), Code::Unauthenticated);
+    second.kill().ok();
+    second.wait().ok();
+
+    // A file that is not a token list is refused with the key named, exit 73.
+    let broken = scratch.join("broken-tokens");
+    std::fs::write(&broken, "operator short\n").unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_saring"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--dev-tokens-file"])
+        .arg(&broken)
+        .current_dir(&scratch)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(73));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("auth.development_tokens_file") && stderr.contains("line 1"), "{stderr}");
     std::fs::remove_dir_all(&scratch).ok();
 }

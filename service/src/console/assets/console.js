@@ -2,6 +2,12 @@
 // the caller-history pane and the disposition form. No external resources; served from /static.
 "use strict";
 
+// The case file's print button (no inline handlers: the page's CSP allows scripts from /static only).
+(function () {
+  const print = document.getElementById("print");
+  if (print) print.addEventListener("click", function () { window.print(); });
+})();
+
 (function () {
   const MAX_ROWS = 200;
   const feed = document.getElementById("feed");

@@ -30,11 +30,19 @@ pub fn token(role: Role) -> String {
     format!("test-token-of-{}", role.as_str())
 }
 
-/// Token entries for every role (`name` = `test-<role>`).
+/// A second dispatcher's token (`test-dispatch-2`), for tests of claims between two people of one role.
+pub const SECOND_DISPATCH_TOKEN: &str = "test-token-of-dispatch-2";
+
+/// Token entries for every role (`name` = `test-<role>`), and a second dispatcher's.
 pub fn token_entries() -> Vec<TokenEntry> {
     Role::ALL
         .into_iter()
         .map(|role| TokenEntry { name: format!("test-{}", role.as_str()), role, sha256: token_digest(&token(role)) })
+        .chain([TokenEntry {
+            name: "test-dispatch-2".into(),
+            role: Role::Dispatch,
+            sha256: token_digest(SECOND_DISPATCH_TOKEN),
+        }])
         .collect()
 }
 
