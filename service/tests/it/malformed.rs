@@ -67,7 +67,11 @@ const RPCS: [Rpc; 6] = [
     Rpc {
         path: "/saring.v1.Escalations/RecordAction",
         role: Role::Dispatch,
-        valid: || proto::RecordActionRequest { case_id: "x".into(), version: 1, ..Default::default() }.encode_to_vec(),
+        valid: || {
+            let channel = proto::DeliveryChannel::Sms as i32;
+            proto::RecordActionRequest { case_id: "x".into(), version: 1, channel, ..Default::default() }
+                .encode_to_vec()
+        },
         string_field: 1,
     },
 ];
