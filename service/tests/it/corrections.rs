@@ -54,8 +54,12 @@ fn hours_ago(hours: f64) -> OffsetDateTime {
 }
 
 fn contact(contact_id: &str, number: Option<&str>, device: &str, hours: f64) -> proto::ContactRequest {
+    contact_at(contact_id, number, device, hours_ago(hours))
+}
+
+fn contact_at(contact_id: &str, number: Option<&str>, device: &str, at: OffsetDateTime) -> proto::ContactRequest {
     proto::ContactRequest {
-        received_at: Some(timestamp(hours_ago(hours))),
+        received_at: Some(timestamp(at)),
         device_id: Some(device.into()),
         ..sample_contact(contact_id, number)
     }
@@ -124,11 +128,13 @@ async fn history_is_corrected_exactly<S: HistoryStore>(store: S, name: &str) {
     ];
     let mut contacts = std::collections::HashMap::new();
     for (suffix, hours, for_wrong, for_right) in plan {
-        let wrong_contact = contact(&format!("w-{suffix}"), Some(wrong), "dev-wrong", hours);
+        // Both callers' contacts arrive at exactly the same times.
+        let at = hours_ago(hours);
+        let wrong_contact = contact_at(&format!("w-{suffix}"), Some(wrong), "dev-wrong", at);
         contacts.insert(wrong_contact.contact_id.clone(), wrong_contact.clone());
         record(&mut routing, wrong_contact, for_wrong).await;
         let ack =
-            record(&mut routing, contact(&format!("r-{suffix}"), Some(right), "dev-right", hours), for_right).await;
+            record(&mut routing, contact_at(&format!("r-{suffix}"), Some(right), "dev-right", at), for_right).await;
         if suffix == "b" {
             assert_eq!(ack.ladder_change, proto::LadderChange::Proposed as i32, "two pranks propose a warning");
         }

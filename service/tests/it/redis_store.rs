@@ -140,13 +140,14 @@ proptest! {
             }
             let memory = memory.as_mut().unwrap();
             for (pick, to) in &corrections {
-                let (contact_id, at_ms, from) = held[pick.index(held.len())].clone();
+                let picked = pick.index(held.len());
+                let (contact_id, at_ms, from) = held[picked].clone();
                 // `from` is what saring's case database says; the marker knows it too.
                 let change = DispositionChange { contact_fingerprint: contact_fingerprint(&contact_id), at_ms, from, to: *to };
                 let corrected = store.correct(&contact_id, Some(&caller), None, &change).await.unwrap();
                 prop_assert_eq!(corrected, if from == *to { Corrected::Unchanged } else { Corrected::Applied });
                 memory.correct(at_ms, from, *to);
-                held[pick.index(held.len())].2 = *to;
+                held[picked].2 = *to;
             }
             assert_same(&store.load(Some(&caller), None).await.unwrap().caller.unwrap(), memory);
             // A contact no history holds is not corrected.
