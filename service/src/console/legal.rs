@@ -375,13 +375,14 @@ fn timeline_table(lang: Lang, evidence: &CaseEvidence) -> String {
         let _ = write!(
             body,
             "<tr class=\"{counted}\"><td>{time}</td><td class=\"contact-id\">{contact}</td><td>{channel}</td><td>{region}</td>\
-             <td>{disposition}</td><td>{operator}</td><td>{likelihood}</td><td>{answered}</td><td>{talk:.0}</td><td>{counts}</td></tr>",
+             <td>{disposition}{corrections}</td><td>{operator}</td><td>{likelihood}</td><td>{answered}</td><td>{talk:.0}</td><td>{counts}</td></tr>",
             counted = if entry.counted { "counted" } else { "" },
             time = local_time(entry.at_ms, &entry.region),
             contact = escape(&entry.contact_id),
             channel = entry.channel.as_str(),
             region = escape(&entry.region),
-            disposition = format!("{}{}", entry.disposition.as_str(), corrections(lang, entry)),
+            disposition = entry.disposition.as_str(),
+            corrections = corrections(lang, entry),
             operator = escape(entry.operator_id.as_deref().unwrap_or("—")),
             answered = if entry.answered { lang.t("yes") } else { lang.t("no") },
             talk = entry.talk_s,

@@ -305,7 +305,7 @@ async fn the_ladder_follows_a_correction(database_url: &str) {
 
     // An approved case is not changed by a correction of its evidence; it shows it, for the legal team.
     let flagged = routing.correct_outcome(embedded("l-1", Silent, "it was a silent call")).await.unwrap().into_inner();
-    assert_eq!(flagged.flagged_case_ids, [approved.case_id.clone()]);
+    assert_eq!(flagged.flagged_case_ids, std::slice::from_ref(&approved.case_id));
     let open = flagged.open_case.unwrap();
     assert_eq!((open.state, open.incidents), (proto::CaseState::Approved as i32, 2));
     assert!(open.version > approved.version, "the case's evidence changed: decisions must read it again");
