@@ -368,7 +368,9 @@ async fn an_operator_corrects_a_disposition_from_the_console() {
     browser.sign_in(&console, Role::Operator).await;
     browser.wait_for("#feed[data-connected='1']").await;
 
-    // The routing engine scored the contact and reported it SILENT.
+    // An earlier prank from the number, then the routing engine scored the contact and reported it SILENT.
+    let earlier = contact("console-correct-0", Some("081234567090"), "dev-console", 1.0);
+    record(&mut routing, earlier, proto::Disposition::Prank).await;
     routing.score_contact(sample_contact("console-correct-1", Some("081234567090"))).await.unwrap();
     let silent = proto::Outcome {
         disposition: proto::Disposition::Silent as i32,
@@ -419,13 +421,21 @@ async fn an_operator_corrects_a_disposition_from_the_console() {
         .await
         .unwrap()
         .into_inner();
-    assert!(profile.dispositions_month["prank"] > 0.99, "{:?}", profile.dispositions_month);
+    assert!(profile.dispositions_month["prank"] > 1.99, "{:?}", profile.dispositions_month);
     assert!(
         profile.dispositions_month.get("silent").copied().unwrap_or(0.0) < 1e-9,
         "{:?}",
         profile.dispositions_month
     );
-    assert_eq!(profile.history.unwrap().total_contacts, 1);
+    assert_eq!(profile.history.unwrap().total_contacts, 2);
+
+    // The second prank proposed a warning; the legal team's case page shows the correction on the timeline.
+    let case = profile.open_case.expect("the corrected contact proposed a warning");
+    browser.sign_in(&console, Role::Legal).await;
+    browser.client.goto(&format!("{console}/legal/cases/{}", case.case_id)).await.unwrap();
+    let shown = browser.wait_for(".timeline .correction").await.text().await.unwrap();
+    assert!(shown.contains("Dikoreksi: silent → prank") && shown.contains("penelepon tertawa"), "{shown}");
+    browser.screenshot("console-case-correction.png").await;
 
     browser.close().await;
     drop((routing, channel));
