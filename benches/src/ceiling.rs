@@ -93,6 +93,17 @@ impl Screening for CeilingService {
         Ok(Response::new(self.ack.clone()))
     }
 
+    async fn correct_outcome(
+        &self,
+        request: Request<proto::OutcomeCorrection>,
+    ) -> Result<Response<proto::CorrectionAck>, Status> {
+        Ok(Response::new(proto::CorrectionAck {
+            contact_id: request.into_inner().contact_id,
+            unchanged: true,
+            ..proto::CorrectionAck::default()
+        }))
+    }
+
     async fn get_caller(
         &self,
         _request: Request<proto::CallerQuery>,

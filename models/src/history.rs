@@ -170,6 +170,27 @@ impl CallerHistory {
         true
     }
 
+    /// Corrects the disposition of one contact already applied, which arrived at `at_ms`: its decayed weight as
+    /// of the stored state is taken from `from`'s counters and added to `to`'s, so the history equals one that
+    /// recorded `to` in the first place, whatever came before or after (decay is linear: an event's share of a
+    /// counter is its own decayed weight). Nothing else changes — the contact is still counted once. A counter
+    /// that would fall below zero can only be rounding dust (the contact's weight is part of it) and is clamped
+    /// to 0. The store must know the contact was applied with `from` (its per-contact marker): correcting a
+    /// contact this history never counted would subtract what is not there.
+    pub fn correct(&mut self, at_ms: i64, from: Disposition, to: Disposition) {
+        if from == to {
+            return;
+        }
+        let elapsed_ms = self.as_of_ms - at_ms;
+        let (from, to) = (Counter::Disposition(from).index(), Counter::Disposition(to).index());
+        for (half_life_index, half_life_s) in HALF_LIVES_S.iter().enumerate() {
+            let weight = decay_factor(elapsed_ms, *half_life_s);
+            let removed = self.counters[from][half_life_index] - weight;
+            self.counters[from][half_life_index] = if removed < 0.0 { 0.0 } else { removed };
+            self.counters[to][half_life_index] += weight;
+        }
+    }
+
     /// Moves the stored counters forward to `at_ms` (no-op for an earlier time).
     pub fn decay_to(&mut self, at_ms: i64) {
         if at_ms <= self.as_of_ms {

@@ -38,6 +38,23 @@ pub struct Settings {
     pub limits: crate::server::limits::LimitsSettings,
     /// Capture of pseudonymised training records.
     pub capture: crate::capture::CaptureSettings,
+    /// Recorded outcomes and their corrections.
+    pub outcomes: OutcomesSettings,
+}
+
+/// `[outcomes]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutcomesSettings {
+    /// Hours after a contact arrived during which its disposition may be corrected (CorrectOutcome, the operator
+    /// console). At most `history.marker_window_h`: a correction relies on the history's per-contact marker.
+    pub correction_window_hours: u64,
+}
+
+impl Default for OutcomesSettings {
+    fn default() -> Self {
+        OutcomesSettings { correction_window_hours: 24 }
+    }
 }
 
 /// `[metrics]`
@@ -445,6 +462,14 @@ impl Settings {
                 self.history.redis_wait_timeout_ms, self.history.write_budget_ms
             ));
         }
+        let window = self.outcomes.correction_window_hours;
+        if window == 0 || window > self.history.marker_window_h {
+            return fail(format!(
+                "outcomes.correction_window_hours: {window} must be between 1 and history.marker_window_h ({}): a \
+                 correction needs the history's per-contact marker",
+                self.history.marker_window_h
+            ));
+        }
         if self.history.budget_ms == 0 || self.history.budget_ms > 10_000 {
             return fail(format!("history.budget_ms: {} must be between 1 and 10000", self.history.budget_ms));
         }
@@ -675,6 +700,20 @@ mod tests {
     fn the_reference_file_documents_the_defaults() {
         let reference = load_toml(include_str!("../../config/reference.toml")).unwrap();
         assert_eq!(reference, Settings::default());
+    }
+
+    #[test]
+    fn the_correction_window_is_checked_against_the_marker_window() {
+        assert_eq!(load_toml("").unwrap().outcomes.correction_window_hours, 24);
+        assert_eq!(
+            load_toml("[outcomes]\ncorrection_window_hours = 72\n").unwrap().outcomes.correction_window_hours,
+            72
+        );
+        for refused in ["[outcomes]\ncorrection_window_hours = 0\n", "[outcomes]\ncorrection_window_hours = 169\n"] {
+            let error = load_toml(refused).unwrap_err().to_string();
+            assert!(error.contains("outcomes.correction_window_hours"), "{error}");
+        }
+        load_toml("[history]\nmarker_window_h = 400\n[outcomes]\ncorrection_window_hours = 400\n").unwrap();
     }
 
     #[test]

@@ -57,6 +57,13 @@ pub enum Error {
     /// The contact's outcome was recorded before with other content; the first one stands, nothing was applied.
     #[error("{0}")]
     AlreadyExists(String),
+    /// No outcome is recorded for the contact a correction names.
+    #[error("{0}")]
+    ContactNotFound(String),
+    /// A correction the rules do not allow now (outside the correction window, or of an outcome saring keeps no
+    /// durable record of); nothing changed.
+    #[error("correction refused: {0}")]
+    CorrectionRefused(String),
 }
 
 impl From<crate::cases::CaseError> for Error {
@@ -71,6 +78,7 @@ impl From<crate::cases::CaseError> for Error {
                 Error::InvalidArgument(vec![Violation::new(field, description)])
             }
             CaseError::Exists(message) => Error::AlreadyExists(message),
+            unknown @ CaseError::UnknownContact(_) => Error::ContactNotFound(unknown.to_string()),
             CaseError::Database(error) => {
                 tracing::warn!(%error, "case database error");
                 Error::CasesUnavailable(error.to_string())
@@ -126,6 +134,8 @@ impl From<Error> for Status {
             }
             Error::ModelChangeRefused(_) => Status::failed_precondition(message),
             Error::AlreadyExists(_) => Status::already_exists(message),
+            Error::ContactNotFound(_) => Status::not_found(message),
+            Error::CorrectionRefused(_) => Status::failed_precondition(message),
             // Store errors are logged where they happen; clients get what they need to act, not the driver's text.
             Error::StoreUnavailable(detail) => {
                 tracing::warn!(%detail, "history store unavailable");

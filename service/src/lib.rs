@@ -12,6 +12,7 @@ pub mod capture;
 pub mod cases;
 pub mod config;
 pub mod console;
+pub mod corrections;
 pub mod error;
 pub mod failed_auth;
 #[doc(hidden)]

@@ -413,6 +413,11 @@ impl<S: HistoryStore> Screener<S> {
         &self.store
     }
 
+    /// The keyed hashes of a contact's number and device (the keys of its histories).
+    pub fn history_keys(&self, contact: &Contact) -> (Option<HistoryKey>, Option<HistoryKey>) {
+        self.keys(contact)
+    }
+
     fn keys(&self, contact: &Contact) -> (Option<HistoryKey>, Option<HistoryKey>) {
         (
             contact.caller.as_deref().map(|number| self.hasher.number(number)),

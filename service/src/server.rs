@@ -237,7 +237,8 @@ pub async fn open_escalator(settings: &Settings) -> Result<Escalator, StartError
     }
     Ok(Escalator::new(store, policy)
         .with_claim_minutes(settings.cases.claim_minutes)
-        .with_sandbox(settings.cases.sandbox))
+        .with_sandbox(settings.cases.sandbox)
+        .with_correction_window(Duration::from_secs(settings.outcomes.correction_window_hours * 3600)))
 }
 
 /// The configured tokens, client identities and throttling of failed authentications; with no tokens configured,

@@ -108,6 +108,83 @@ proptest! {
     }
 }
 
+proptest! {
+    #[test]
+    fn a_correction_equals_recording_the_new_disposition_first(
+        mut others in proptest::collection::vec(event_strategy(), 0..30),
+        corrected in event_strategy(),
+        to in disposition_strategy(),
+        seed in any::<u64>(),
+        position in any::<proptest::sample::Index>(),
+        corrected_after in any::<proptest::sample::Index>(),
+    ) {
+        // The corrected contact lands anywhere among the others, in a seed-shuffled order; the correction comes at
+        // any point after it (more contacts may arrive between the outcome and its correction).
+        let mut state = seed | 1;
+        for index in (1..others.len()).rev() {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+            others.swap(index, (state % (index as u64 + 1)) as usize);
+        }
+        let at = position.index(others.len() + 1);
+        let mut recorded = others.clone();
+        recorded.insert(at, corrected);
+        let correct_before = at + 1 + corrected_after.index(recorded.len() - at);
+
+        let mut history = CallerHistory::from_event(&recorded[0]);
+        for (index, event) in recorded.iter().enumerate().skip(1) {
+            if index == correct_before {
+                history.correct(corrected.at_ms, corrected.disposition, to);
+            }
+            history.apply(event);
+        }
+        if correct_before == recorded.len() {
+            history.correct(corrected.at_ms, corrected.disposition, to);
+        }
+
+        let mut right_first = recorded.clone();
+        right_first[at] = HistoryEvent { disposition: to, ..corrected };
+        let expected = replay(&right_first).unwrap();
+        assert_close(&history, &expected, history.as_of_ms.max(expected.as_of_ms));
+        for half_life_index in 0..HALF_LIFE_COUNT {
+            for counter_index in 0..COUNTER_COUNT {
+                prop_assert!(history.counters[counter_index][half_life_index] >= 0.0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_correction_back_restores_the_history(events in proptest::collection::vec(event_strategy(), 1..30), pick in any::<proptest::sample::Index>(), to in disposition_strategy()) {
+        let original = replay(&events).unwrap();
+        let event = events[pick.index(events.len())];
+        let mut history = original.clone();
+        history.correct(event.at_ms, event.disposition, to);
+        history.correct(event.at_ms, to, event.disposition);
+        assert_close(&history, &original, original.as_of_ms);
+    }
+}
+
+#[test]
+fn a_correction_of_the_only_contact_leaves_no_negative_dust() {
+    let event = HistoryEvent {
+        contact_fingerprint: contact_fingerprint("c-1"),
+        at_ms: START_MS,
+        answered: false,
+        talk_s: 0.0,
+        night: false,
+        disposition: Disposition::Silent,
+    };
+    let mut history = CallerHistory::from_event(&event);
+    history.decay_to(START_MS + 3 * 86_400_000 + 17);
+    history.correct(START_MS, Disposition::Silent, Disposition::Prank);
+    for half_life_index in 0..HALF_LIFE_COUNT {
+        assert_eq!(history.counters[Counter::Disposition(Disposition::Silent).index()][half_life_index], 0.0);
+        let contacts = history.counters[Counter::Contacts.index()][half_life_index];
+        let prank = history.counters[Counter::Disposition(Disposition::Prank).index()][half_life_index];
+        assert!((contacts - prank).abs() <= 1e-15, "{contacts} vs {prank}");
+    }
+    assert_eq!(history.total_contacts, 1);
+}
+
 #[test]
 fn a_counter_halves_after_one_half_life() {
     let event = HistoryEvent {

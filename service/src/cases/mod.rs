@@ -229,6 +229,43 @@ pub struct TimelineEntry {
     pub talk_s: f64,
     /// Whether it counts towards this case.
     pub counted: bool,
+    /// Corrections of its disposition, oldest first (`disposition` is the one in force).
+    pub corrections: Vec<DispositionCorrection>,
+}
+
+/// One correction of a recorded contact's disposition: was `from`, now `to`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DispositionCorrection {
+    /// The disposition before.
+    pub from: Disposition,
+    /// The disposition after.
+    pub to: Disposition,
+    /// Who corrected it (the token holder, or the operator the routing engine named).
+    pub by: String,
+    /// When, Unix ms.
+    pub at_ms: i64,
+    /// Why.
+    pub reason: String,
+}
+
+/// What a correction of a disposition did to the caller's ladder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CorrectionOutcome {
+    /// The disposition recorded before the correction.
+    pub previous: Disposition,
+    /// The contact held the new disposition already (a repeated correction): nothing changed.
+    pub unchanged: bool,
+    /// The open case the contact no longer counts towards: it was removed from the case's evidence.
+    pub evidence_removed: Option<String>,
+    /// A proposed case withdrawn (rejected by saring) because the correction removed its grounds.
+    pub withdrawn: Option<CaseSummary>,
+    /// Cases the contact grounds that were left in their state (approved, actioned or closed); their timeline
+    /// shows the correction, for the legal team to judge (and revert if need be).
+    pub flagged: Vec<String>,
+    /// What the new disposition did, evaluated like a new outcome.
+    pub change: LadderChange,
+    /// The caller's open case after the correction.
+    pub case: Option<CaseSummary>,
 }
 
 /// A case with its evidence: for the legal team only.
@@ -372,6 +409,9 @@ pub enum CaseError {
     /// The contact's outcome was recorded before with other content; the first one stands, nothing was applied.
     #[error("{0}")]
     Exists(String),
+    /// No outcome is recorded for this contact id (a correction needs one).
+    #[error("no outcome is recorded for contact {0}")]
+    UnknownContact(String),
     /// The database holds something saring did not write.
     #[error("case database holds an unknown {what}: {value:?}")]
     Corrupt {
@@ -393,6 +433,8 @@ pub struct RecordedOutcome {
     pub answered: bool,
     /// Seconds of talk.
     pub talk_s: f64,
+    /// When the contact arrived, Unix ms.
+    pub at_ms: i64,
 }
 
 /// The longest reason or note a case change may carry, in characters.
@@ -519,7 +561,12 @@ pub struct Escalator {
     clock: Clock,
     claim_ms: i64,
     sandbox: bool,
+    correction_window_ms: i64,
 }
+
+/// How long after a contact arrived its disposition may be corrected, unless configured
+/// (`outcomes.correction_window_hours`).
+pub const DEFAULT_CORRECTION_WINDOW_MS: i64 = 24 * 3_600_000;
 
 impl Escalator {
     /// The ladder `policy` over `store`.
@@ -538,6 +585,7 @@ impl Escalator {
             clock,
             claim_ms: (DEFAULT_CLAIM_MINUTES * 60_000) as i64,
             sandbox: false,
+            correction_window_ms: DEFAULT_CORRECTION_WINDOW_MS,
         }
     }
 
@@ -551,6 +599,22 @@ impl Escalator {
     pub fn with_claim_minutes(mut self, minutes: u64) -> Self {
         self.claim_ms = i64::try_from(minutes.saturating_mul(60_000)).unwrap_or(i64::MAX);
         self
+    }
+
+    /// Allows corrections of a disposition until `window` after the contact arrived.
+    pub fn with_correction_window(mut self, window: std::time::Duration) -> Self {
+        self.correction_window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        self
+    }
+
+    /// How long after a contact arrived its disposition may be corrected, in ms.
+    pub fn correction_window_ms(&self) -> i64 {
+        self.correction_window_ms
+    }
+
+    /// The escalator's clock, Unix ms.
+    pub fn now_ms(&self) -> i64 {
+        (self.clock)()
     }
 
     /// The policy.
@@ -739,6 +803,27 @@ impl Escalator {
         Ok(summary)
     }
 
+    /// Corrects the disposition of a recorded contact to `record.disposition` (`record` is the contact as it should
+    /// have been recorded), in one transaction with its audit entries: the contact's row, the correction's own row,
+    /// the cases it grounds (a proposed case it no longer counts towards loses it, and is withdrawn when its rule
+    /// no longer holds; other cases are left as they are and show the correction), then the new disposition
+    /// evaluated like a new outcome. A repeat changes nothing.
+    pub async fn correct(
+        &self,
+        record: &ContactRecord,
+        reason: &str,
+        actor: &Principal,
+    ) -> Result<CorrectionOutcome, CaseError> {
+        let (outcome, seq) = self.store.correct(&self.policy, record, reason, actor, (self.clock)()).await?;
+        self.changed(seq);
+        Ok(outcome)
+    }
+
+    /// The outcome recorded for `contact_id`, if any.
+    pub async fn recorded_outcome(&self, contact_id: &str) -> Result<Option<RecordedOutcome>, CaseError> {
+        self.store.recorded_outcome(contact_id).await
+    }
+
     /// Case changes after audit entry `after_seq`, oldest first, at most `limit`.
     pub async fn events_after(&self, after_seq: i64, limit: u32) -> Result<Vec<CaseEvent>, CaseError> {
         self.store.events_after(after_seq, limit).await
@@ -777,8 +862,13 @@ mod tests {
 
     #[test]
     fn a_repeat_is_a_duplicate_only_when_it_says_the_same() {
-        let stored =
-            RecordedOutcome { caller_ref: "a".into(), disposition: Disposition::Prank, answered: true, talk_s: 4.0 };
+        let stored = RecordedOutcome {
+            caller_ref: "a".into(),
+            disposition: Disposition::Prank,
+            answered: true,
+            talk_s: 4.0,
+            at_ms: 1_700_000_000_000,
+        };
         assert!(check_repeat(&stored, &record("a", Disposition::Prank, true, 4.0)).is_ok());
         match check_repeat(&stored, &record("b", Disposition::Prank, true, 4.0)) {
             Err(CaseError::Invalid { field: "contact_id", .. }) => {}

@@ -19,8 +19,8 @@ use super::chain::{AuditLink, AuditOptions, AuditSetup};
 use super::digest::case_digest;
 use super::{
     check_channel, check_claimant, check_delivery, check_repeat, CaseError, CaseEvent, CaseEvidence, CaseFilter,
-    CaseState, CaseSummary, ClaimedCase, ContactRecord, Delivery, DeliveryChannel, LadderChange, LadderOutcome,
-    RecordedOutcome, TimelineEntry,
+    CaseState, CaseSummary, ClaimedCase, ContactRecord, CorrectionOutcome, Delivery, DeliveryChannel,
+    DispositionCorrection, LadderChange, LadderOutcome, RecordedOutcome, TimelineEntry,
 };
 use crate::auth::Principal;
 
@@ -334,96 +334,240 @@ impl CaseStore {
             ));
         }
 
-        let now = record.at_ms;
-        let (ids, incidents) = incidents(&mut tx, &record.caller_ref, now - policy.lookback_ms()).await?;
-        let delivered = delivered(&mut tx, &record.caller_ref).await?;
-        let Some(proposal) = policy.evaluate(&incidents, delivered, now) else {
-            tx.commit().await?;
-            return Ok((LadderOutcome { duplicate: false, change: LadderChange::None, case: None }, None));
+        let (change, case, link) = propose(&mut tx, key, policy, record, record.at_ms, clock_ms).await?;
+        tx.commit().await?;
+        if let Some(case) = case.as_ref().filter(|_| change == LadderChange::Proposed) {
+            tracing::info!(case_id = %case.case_id, rung = case.rung.key(), state = case.state.as_str(), region = %case.region, "case proposed");
+        }
+        Ok((LadderOutcome { duplicate: false, change, case }, link))
+    }
+
+    pub(super) async fn correct(
+        &self,
+        policy: &LadderPolicy,
+        record: &ContactRecord,
+        reason: &str,
+        actor: &Principal,
+        clock_ms: i64,
+    ) -> Result<(CorrectionOutcome, Option<i64>), CaseError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut connection = self.pool()?.acquire().await?;
+            let result =
+                Self::correct_in(&mut connection, &self.audit.key, policy, record, reason, actor, clock_ms).await;
+            settle(connection, &result);
+            match result {
+                // A proposal raced another replica's: run again and find the winner's case.
+                Err(CaseError::Database(sqlx::Error::Database(error)))
+                    if attempt < 3 && error.kind() == sqlx::error::ErrorKind::UniqueViolation =>
+                {
+                    continue
+                }
+                result => {
+                    let (outcome, link) = result?;
+                    let seq = match link {
+                        Some(link) => Some(self.anchored(link).await),
+                        None => None,
+                    };
+                    return Ok((outcome, seq));
+                }
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn correct_in(
+        connection: &mut AnyConnection,
+        key: &AuditKey,
+        policy: &LadderPolicy,
+        record: &ContactRecord,
+        reason: &str,
+        actor: &Principal,
+        clock_ms: i64,
+    ) -> Result<(CorrectionOutcome, Option<AuditLink>), CaseError> {
+        let mut tx = connection.begin().await?;
+        let stored = recorded_outcome(&mut tx, &record.contact_id)
+            .await?
+            .ok_or_else(|| CaseError::UnknownContact(record.contact_id.clone()))?;
+        if stored.caller_ref != record.caller_ref {
+            return Err(CaseError::Invalid {
+                field: "contact_id",
+                description: format!("{} was recorded for another caller", record.contact_id),
+            });
+        }
+        let (previous, to) = (stored.disposition, record.disposition);
+        let mut outcome = CorrectionOutcome {
+            previous,
+            unchanged: previous == to,
+            evidence_removed: None,
+            withdrawn: None,
+            flagged: Vec::new(),
+            change: LadderChange::None,
+            case: None,
         };
-        let surge_callers: i64 = sqlx::query(
-            "SELECT COUNT(DISTINCT caller_key) FROM contacts WHERE region = $1 AND at_ms > $2 AND at_ms <= $3 \
-             AND disposition IN ('silent', 'accidental')",
-        )
-        .bind(&record.region)
-        .bind(now - policy.surge_window_ms())
-        .bind(now)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get(0)?;
-        if policy.is_surge(u32::try_from(surge_callers).unwrap_or(u32::MAX)) {
+        if outcome.unchanged {
+            outcome.case = open_case(&mut tx, &record.caller_ref).await?;
             tx.commit().await?;
-            tracing::info!(region = %record.region, surge_callers, rung = proposal.rung.key(), "a rung was due during a surge; no case proposed");
-            return Ok((LadderOutcome { duplicate: false, change: LadderChange::SurgeSuppressed, case: None }, None));
+            return Ok((outcome, None));
         }
 
-        let case_id = new_case_id();
-        let created = clock_ms;
-        let first_incident = proposal.incidents.iter().map(|incident| incident.at_ms).min().unwrap_or(now);
-        let timeline_from = first_incident.min(now - policy.window_ms(proposal.rung));
-        sqlx::query(
-            "INSERT INTO cases (case_id, caller_key, caller_number, rung, state, version, region, approval, rule, \
-             policy_version, model_version, timeline_from_ms, created_ms, updated_ms) \
-             VALUES ($1, $2, $3, $4, 'proposed', 1, $5, $6, $7, $8, $9, $10, $11, $11)",
-        )
-        .bind(&case_id)
-        .bind(&record.caller_ref)
-        .bind(&record.caller_number)
-        .bind(proposal.rung.key())
-        .bind(&record.region)
-        .bind(proposal.approval.as_str())
-        .bind(&proposal.rule)
-        .bind(&policy.version)
-        .bind(&record.model_version)
-        .bind(timeline_from)
-        .bind(created)
-        .execute(&mut *tx)
-        .await?;
-        for incident in &proposal.incidents {
-            sqlx::query("INSERT INTO case_incidents (case_id, contact_id) VALUES ($1, $2)")
-                .bind(&case_id)
-                .bind(&ids[incident.id])
-                .execute(&mut *tx)
-                .await?;
+        // Every case the contact grounds records the change (its digest covers the contact's row), so each must
+        // still match its last audited state before anything is written on top of it.
+        let grounded = sqlx::query(&format!(
+            "SELECT {CASE_COLUMNS} FROM cases WHERE case_id IN \
+             (SELECT case_id FROM case_incidents WHERE contact_id = $1) ORDER BY created_ms, case_id"
+        ))
+        .bind(&record.contact_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(summary)
+        .collect::<Result<Vec<_>, _>>()?;
+        for case in &grounded {
+            check_audited(&mut tx, &case.case_id).await?;
         }
-        let mut link = append_audit(
-            &mut tx,
-            key,
-            SYSTEM_ACTOR,
-            SYSTEM_ROLE,
-            "proposed",
-            Some(&case_id),
-            Some(CaseState::Proposed),
-            &proposal.rule,
-        )
-        .await?;
-        if proposal.approval == Approval::Automatic {
-            sqlx::query(
-                "UPDATE cases SET state = 'approved', version = 2, decided_by = 'policy', decided_ms = $2, \
-                 decision_reason = $3 WHERE case_id = $1",
-            )
-            .bind(&case_id)
-            .bind(created)
-            .bind(format!("approved automatically by policy {}", policy.version))
+        let now = now_ms();
+        sqlx::query("UPDATE contacts SET disposition = $2 WHERE contact_id = $1")
+            .bind(&record.contact_id)
+            .bind(to.as_str())
             .execute(&mut *tx)
             .await?;
-            let reason = format!("approved automatically by policy {}", policy.version);
-            link = append_audit(
-                &mut tx,
-                key,
-                SYSTEM_ACTOR,
-                SYSTEM_ROLE,
-                "approved",
-                Some(&case_id),
-                Some(CaseState::Approved),
-                &reason,
-            )
-            .await?;
+        sqlx::query(
+            "INSERT INTO contact_corrections (correction_id, contact_id, corrected_ms, from_disposition, \
+             to_disposition, corrected_by, role, reason) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(new_case_id().replacen("case-", "correction-", 1))
+        .bind(&record.contact_id)
+        .bind(clock_ms)
+        .bind(previous.as_str())
+        .bind(to.as_str())
+        .bind(&actor.name)
+        .bind(actor.role.as_str())
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?;
+        let audit_reason = format!(
+            "contact {}: disposition corrected from {} to {} by {}; reason: {reason}",
+            record.contact_id,
+            previous.as_str(),
+            to.as_str(),
+            actor.name
+        );
+        let mut link = None;
+        if grounded.is_empty() {
+            link = Some(
+                append_audit(&mut tx, key, &actor.name, actor.role.as_str(), "corrected", None, None, &audit_reason)
+                    .await?,
+            );
         }
-        let case = load_case(&mut tx, &case_id).await?;
+        for case in &grounded {
+            let counts = policy.rule(case.rung).counts.contains(&to);
+            if case.state != CaseState::Proposed || counts {
+                link = Some(
+                    bump_by(&mut tx, key, case, (actor.name.as_str(), actor.role.as_str()), "corrected", &audit_reason)
+                        .await?,
+                );
+                if case.state != CaseState::Proposed {
+                    outcome.flagged.push(case.case_id.clone());
+                }
+                continue;
+            }
+            // A proposed case the contact no longer counts towards loses it; when its rule no longer holds, it is
+            // withdrawn, and its other incidents are released (not spent) to count again.
+            sqlx::query("DELETE FROM case_incidents WHERE case_id = $1 AND contact_id = $2")
+                .bind(&case.case_id)
+                .bind(&record.contact_id)
+                .execute(&mut *tx)
+                .await?;
+            outcome.evidence_removed = Some(case.case_id.clone());
+            link = Some(
+                bump_by(&mut tx, key, case, (actor.name.as_str(), actor.role.as_str()), "corrected", &audit_reason)
+                    .await?,
+            );
+            let remaining: i64 = sqlx::query("SELECT COUNT(*) FROM case_incidents WHERE case_id = $1")
+                .bind(&case.case_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+            let threshold = policy.rule(case.rung).threshold;
+            if remaining >= i64::from(threshold) {
+                continue;
+            }
+            let withdrawal = format!(
+                "withdrawn: the correction of contact {} from {} to {} removed its grounds ({remaining} of {threshold} \
+                 counted incidents remain; they count again towards a later proposal)",
+                record.contact_id,
+                previous.as_str(),
+                to.as_str()
+            );
+            sqlx::query("DELETE FROM case_incidents WHERE case_id = $1").bind(&case.case_id).execute(&mut *tx).await?;
+            sqlx::query(
+                "UPDATE cases SET state = 'rejected', version = version + 1, updated_ms = $2, decided_by = $3, \
+                 decided_ms = $2, decision_reason = $4 WHERE case_id = $1",
+            )
+            .bind(&case.case_id)
+            .bind(now)
+            .bind(SYSTEM_ACTOR)
+            .bind(&withdrawal)
+            .execute(&mut *tx)
+            .await?;
+            link = Some(
+                append_audit(
+                    &mut tx,
+                    key,
+                    SYSTEM_ACTOR,
+                    SYSTEM_ROLE,
+                    "rejected",
+                    Some(&case.case_id),
+                    Some(CaseState::Rejected),
+                    &withdrawal,
+                )
+                .await?,
+            );
+            outcome.withdrawn = Some(load_case(&mut tx, &case.case_id).await?);
+            tracing::info!(case_id = %case.case_id, contact_id = %record.contact_id, "a correction withdrew a proposed case");
+        }
+
+        // The new disposition, evaluated like a new outcome: evidence for the open case, or a proposal.
+        match open_case(&mut tx, &record.caller_ref).await? {
+            Some(case) => {
+                // A contact that grounds a case already (this one, or a closed one: spent) is not added again.
+                let grounds: i64 = sqlx::query("SELECT COUNT(*) FROM case_incidents WHERE contact_id = $1")
+                    .bind(&record.contact_id)
+                    .fetch_one(&mut *tx)
+                    .await?
+                    .try_get(0)?;
+                if grounds == 0 && policy.rule(case.rung).counts.contains(&to) {
+                    check_audited(&mut tx, &case.case_id).await?;
+                    sqlx::query("INSERT INTO case_incidents (case_id, contact_id) VALUES ($1, $2)")
+                        .bind(&case.case_id)
+                        .bind(&record.contact_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    let reason = format!(
+                        "{} contact {} added as evidence (corrected from {})",
+                        to.as_str(),
+                        record.contact_id,
+                        previous.as_str()
+                    );
+                    link = Some(bump(&mut tx, key, &case, "evidence_added", &reason).await?);
+                    outcome.change = LadderChange::EvidenceAdded;
+                    outcome.case = Some(load_case(&mut tx, &case.case_id).await?);
+                } else {
+                    outcome.case = Some(load_case(&mut tx, &case.case_id).await?);
+                }
+            }
+            None => {
+                let (change, case, proposed) = propose(&mut tx, key, policy, record, clock_ms, clock_ms).await?;
+                outcome.change = change;
+                outcome.case = case;
+                link = proposed.or(link);
+            }
+        }
         tx.commit().await?;
-        tracing::info!(case_id = %case.case_id, rung = case.rung.key(), state = case.state.as_str(), region = %case.region, "case proposed");
-        Ok((LadderOutcome { duplicate: false, change: LadderChange::Proposed, case: Some(case) }, Some(link)))
+        tracing::info!(contact_id = %record.contact_id, from = previous.as_str(), to = to.as_str(), actor = %actor.name, change = ?outcome.change, "disposition corrected");
+        Ok((outcome, link))
     }
 
     pub(super) async fn list(
@@ -555,6 +699,31 @@ impl CaseStore {
         .bind(timeline_from)
         .fetch_all(&mut *tx)
         .await?;
+        let mut corrections: std::collections::HashMap<String, Vec<DispositionCorrection>> =
+            std::collections::HashMap::new();
+        for row in sqlx::query(
+            "SELECT cc.contact_id, cc.corrected_ms, cc.from_disposition, cc.to_disposition, cc.corrected_by, \
+             cc.reason FROM contact_corrections cc JOIN contacts co ON co.contact_id = cc.contact_id \
+             WHERE co.caller_key = $1 AND co.at_ms >= $2 ORDER BY cc.corrected_ms, cc.correction_id",
+        )
+        .bind(&summary.caller_ref)
+        .bind(timeline_from)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        {
+            let disposition = |column: &str| -> Result<Disposition, CaseError> {
+                let name: String = row.try_get(column)?;
+                Disposition::from_name(&name).ok_or(CaseError::Corrupt { what: "disposition", value: name })
+            };
+            corrections.entry(row.try_get("contact_id")?).or_default().push(DispositionCorrection {
+                from: disposition("from_disposition")?,
+                to: disposition("to_disposition")?,
+                by: row.try_get("corrected_by")?,
+                at_ms: row.try_get("corrected_ms")?,
+                reason: row.try_get("reason")?,
+            });
+        }
         let mut timeline = Vec::with_capacity(rows.len());
         for row in &rows {
             let contact_id: String = row.try_get("contact_id")?;
@@ -562,7 +731,6 @@ impl CaseStore {
             let disposition: String = row.try_get("disposition")?;
             timeline.push(TimelineEntry {
                 counted: counted.contains(&contact_id),
-                contact_id,
                 at_ms: row.try_get("at_ms")?,
                 channel: Channel::from_name(&channel).ok_or(CaseError::Corrupt { what: "channel", value: channel })?,
                 region: row.try_get("region")?,
@@ -573,6 +741,8 @@ impl CaseStore {
                 model_version: row.try_get("model_version")?,
                 answered: row.try_get::<i64, _>("answered")? != 0,
                 talk_s: row.try_get("talk_s")?,
+                corrections: corrections.remove(&contact_id).unwrap_or_default(),
+                contact_id,
             });
         }
         let link = match audit {
@@ -1084,10 +1254,11 @@ async fn recorded_outcome(
     tx: &mut Transaction<'_, Any>,
     contact_id: &str,
 ) -> Result<Option<RecordedOutcome>, CaseError> {
-    let row = sqlx::query("SELECT caller_key, disposition, answered, talk_s FROM contacts WHERE contact_id = $1")
-        .bind(contact_id)
-        .fetch_optional(&mut **tx)
-        .await?;
+    let row =
+        sqlx::query("SELECT caller_key, disposition, answered, talk_s, at_ms FROM contacts WHERE contact_id = $1")
+            .bind(contact_id)
+            .fetch_optional(&mut **tx)
+            .await?;
     let Some(row) = row else { return Ok(None) };
     let disposition: String = row.try_get("disposition")?;
     Ok(Some(RecordedOutcome {
@@ -1096,6 +1267,7 @@ async fn recorded_outcome(
             .ok_or(CaseError::Corrupt { what: "disposition", value: disposition })?,
         answered: row.try_get::<i64, _>("answered")? != 0,
         talk_s: row.try_get("talk_s")?,
+        at_ms: row.try_get("at_ms")?,
     }))
 }
 
@@ -1107,6 +1279,103 @@ async fn open_case(tx: &mut Transaction<'_, Any>, caller_ref: &str) -> Result<Op
     .fetch_optional(&mut **tx)
     .await?;
     row.as_ref().map(summary).transpose()
+}
+
+/// Evaluates the ladder policy for `record`'s caller at `now` (no open case): proposes a case when a rung is due
+/// and no surge suppresses it, approving an automatic warning at once. Does not commit.
+async fn propose(
+    tx: &mut Transaction<'_, Any>,
+    key: &AuditKey,
+    policy: &LadderPolicy,
+    record: &ContactRecord,
+    now: i64,
+    clock_ms: i64,
+) -> Result<(LadderChange, Option<CaseSummary>, Option<AuditLink>), CaseError> {
+    let (ids, incidents) = incidents(tx, &record.caller_ref, now - policy.lookback_ms()).await?;
+    let delivered = delivered(tx, &record.caller_ref).await?;
+    let Some(proposal) = policy.evaluate(&incidents, delivered, now) else {
+        return Ok((LadderChange::None, None, None));
+    };
+    let surge_callers: i64 = sqlx::query(
+        "SELECT COUNT(DISTINCT caller_key) FROM contacts WHERE region = $1 AND at_ms > $2 AND at_ms <= $3 \
+         AND disposition IN ('silent', 'accidental')",
+    )
+    .bind(&record.region)
+    .bind(now - policy.surge_window_ms())
+    .bind(now)
+    .fetch_one(&mut **tx)
+    .await?
+    .try_get(0)?;
+    if policy.is_surge(u32::try_from(surge_callers).unwrap_or(u32::MAX)) {
+        tracing::info!(region = %record.region, surge_callers, rung = proposal.rung.key(), "a rung was due during a surge; no case proposed");
+        return Ok((LadderChange::SurgeSuppressed, None, None));
+    }
+
+    let case_id = new_case_id();
+    let created = clock_ms;
+    let first_incident = proposal.incidents.iter().map(|incident| incident.at_ms).min().unwrap_or(now);
+    let timeline_from = first_incident.min(now - policy.window_ms(proposal.rung));
+    sqlx::query(
+        "INSERT INTO cases (case_id, caller_key, caller_number, rung, state, version, region, approval, rule, \
+         policy_version, model_version, timeline_from_ms, created_ms, updated_ms) \
+         VALUES ($1, $2, $3, $4, 'proposed', 1, $5, $6, $7, $8, $9, $10, $11, $11)",
+    )
+    .bind(&case_id)
+    .bind(&record.caller_ref)
+    .bind(&record.caller_number)
+    .bind(proposal.rung.key())
+    .bind(&record.region)
+    .bind(proposal.approval.as_str())
+    .bind(&proposal.rule)
+    .bind(&policy.version)
+    .bind(&record.model_version)
+    .bind(timeline_from)
+    .bind(created)
+    .execute(&mut **tx)
+    .await?;
+    for incident in &proposal.incidents {
+        sqlx::query("INSERT INTO case_incidents (case_id, contact_id) VALUES ($1, $2)")
+            .bind(&case_id)
+            .bind(&ids[incident.id])
+            .execute(&mut **tx)
+            .await?;
+    }
+    let mut link = append_audit(
+        tx,
+        key,
+        SYSTEM_ACTOR,
+        SYSTEM_ROLE,
+        "proposed",
+        Some(&case_id),
+        Some(CaseState::Proposed),
+        &proposal.rule,
+    )
+    .await?;
+    if proposal.approval == Approval::Automatic {
+        sqlx::query(
+            "UPDATE cases SET state = 'approved', version = 2, decided_by = 'policy', decided_ms = $2, \
+             decision_reason = $3 WHERE case_id = $1",
+        )
+        .bind(&case_id)
+        .bind(created)
+        .bind(format!("approved automatically by policy {}", policy.version))
+        .execute(&mut **tx)
+        .await?;
+        let reason = format!("approved automatically by policy {}", policy.version);
+        link = append_audit(
+            tx,
+            key,
+            SYSTEM_ACTOR,
+            SYSTEM_ROLE,
+            "approved",
+            Some(&case_id),
+            Some(CaseState::Approved),
+            &reason,
+        )
+        .await?;
+    }
+    let case = load_case(tx, &case_id).await?;
+    Ok((LadderChange::Proposed, Some(case), Some(link)))
 }
 
 /// The caller's contacts since `from_ms` as ladder incidents (with their contact ids by incident id); contacts
@@ -1203,12 +1472,25 @@ async fn bump(
     action: &str,
     reason: &str,
 ) -> Result<AuditLink, CaseError> {
+    bump_by(tx, key, case, (SYSTEM_ACTOR, SYSTEM_ROLE), action, reason).await
+}
+
+/// Records a change to a case's rows by `(actor, role)` (its version moves on, its state stays) with its audit
+/// entry.
+async fn bump_by(
+    tx: &mut Transaction<'_, Any>,
+    key: &AuditKey,
+    case: &CaseSummary,
+    (actor, role): (&str, &str),
+    action: &str,
+    reason: &str,
+) -> Result<AuditLink, CaseError> {
     sqlx::query("UPDATE cases SET version = version + 1, updated_ms = $2 WHERE case_id = $1")
         .bind(&case.case_id)
         .bind(now_ms())
         .execute(&mut **tx)
         .await?;
-    append_audit(tx, key, SYSTEM_ACTOR, SYSTEM_ROLE, action, Some(&case.case_id), Some(case.state), reason).await
+    append_audit(tx, key, actor, role, action, Some(&case.case_id), Some(case.state), reason).await
 }
 
 /// Appends one keyed entry to the chain. Taking the head row first serialises appenders (a row lock in

@@ -39,6 +39,25 @@ fn select(name: &str, id: &str, all: &str, options: &[&str], chosen: Option<&str
     html
 }
 
+/// A timeline entry's corrections, for its disposition cell: was, now, who, when, why.
+fn corrections(lang: Lang, entry: &crate::cases::TimelineEntry) -> String {
+    entry
+        .corrections
+        .iter()
+        .map(|correction| {
+            format!(
+                "<div class=\"correction\">{}: {} → {} ({}, {}): {}</div>",
+                lang.t("corrected"),
+                correction.from.as_str(),
+                correction.to.as_str(),
+                escape(&correction.by),
+                local_time(correction.at_ms, &entry.region),
+                escape(&correction.reason)
+            )
+        })
+        .collect()
+}
+
 fn error_page(lang: Lang, session: &Session, status: StatusCode, message: &str) -> Response {
     let body = format!("<p class=\"error\">{}</p>", escape(message));
     (status, Html(layout(lang, lang.t("legal_view"), Some(session), &body))).into_response()
@@ -356,13 +375,14 @@ fn timeline_table(lang: Lang, evidence: &CaseEvidence) -> String {
         let _ = write!(
             body,
             "<tr class=\"{counted}\"><td>{time}</td><td class=\"contact-id\">{contact}</td><td>{channel}</td><td>{region}</td>\
-             <td>{disposition}</td><td>{operator}</td><td>{likelihood}</td><td>{answered}</td><td>{talk:.0}</td><td>{counts}</td></tr>",
+             <td>{disposition}{corrections}</td><td>{operator}</td><td>{likelihood}</td><td>{answered}</td><td>{talk:.0}</td><td>{counts}</td></tr>",
             counted = if entry.counted { "counted" } else { "" },
             time = local_time(entry.at_ms, &entry.region),
             contact = escape(&entry.contact_id),
             channel = entry.channel.as_str(),
             region = escape(&entry.region),
             disposition = entry.disposition.as_str(),
+            corrections = corrections(lang, entry),
             operator = escape(entry.operator_id.as_deref().unwrap_or("—")),
             answered = if entry.answered { lang.t("yes") } else { lang.t("no") },
             talk = entry.talk_s,

@@ -6,6 +6,7 @@
 //! carries the session's CSRF token and, when the browser sends one, an Origin matching the console's host. Pages
 //! load nothing from elsewhere: a strict Content-Security-Policy (`default-src 'self'`) backs that up.
 
+mod correction;
 mod dashboard;
 mod dispatch;
 pub mod i18n;
@@ -101,6 +102,7 @@ fn pages<S: HistoryStore + 'static>() -> Router<Arc<Console<S>>> {
         .route("/operator/feed", get(operator::feed::<S>))
         .route("/operator/contacts/{contact_id}", get(operator::contact::<S>))
         .route("/operator/contacts/{contact_id}/outcome", post(operator::outcome::<S>))
+        .route("/operator/contacts/{contact_id}/correction", post(correction::correct::<S>))
         .route("/legal", get(legal::queue::<S>))
         .route("/legal/cases/{case_id}", get(legal::case_page::<S>))
         .route("/legal/cases/{case_id}/file", get(legal::case_file::<S>))

@@ -68,6 +68,9 @@ pub(super) async fn page<S: HistoryStore>(
          <label><input type=\"checkbox\" id=\"answered\" name=\"answered\" checked> {answered}</label>\
          <label>{talk} <input type=\"number\" id=\"talk-s\" name=\"talk_s\" min=\"0\" max=\"86400\" value=\"0\"></label>\
          <button type=\"submit\" id=\"record\">{record}</button><p id=\"record-result\" data-ok=\"{recorded}\"></p>\
+         <div id=\"correction\" class=\"hidden\"><label>{correction_reason} <textarea id=\"correction-reason\" \
+         name=\"reason\" maxlength=\"2000\" rows=\"2\"></textarea></label>\
+         <button type=\"button\" id=\"correct\">{correct}</button><p id=\"correction-result\"></p></div>\
          </form></aside></div>",
         live = lang.t("live_feed"),
         region_label = lang.t("region_filter"),
@@ -86,6 +89,8 @@ pub(super) async fn page<S: HistoryStore>(
         talk = lang.t("talk_s"),
         record = lang.t("record"),
         recorded = lang.t("recorded"),
+        correction_reason = lang.t("correction_reason"),
+        correct = lang.t("correct"),
     );
     Html(layout(lang, lang.t("operator_view"), Some(&session), &body)).into_response()
 }
@@ -314,6 +319,13 @@ pub(super) async fn outcome<S: HistoryStore>(
             .into_response()
         }
         Err(Error::InvalidArgument(violations)) => outcome_refused(lang, &violations),
+        // Recorded with another disposition: offer the correction instead of refusing.
+        Err(error @ Error::AlreadyExists(_)) => {
+            match super::correction::offer(&console, lang, &contact_id, disposition).await {
+                Some(offer) => offer,
+                None => error_response(error),
+            }
+        }
         Err(error) => error_response(error),
     }
 }

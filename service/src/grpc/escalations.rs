@@ -112,6 +112,17 @@ fn case(evidence: CaseEvidence) -> proto::Case {
                 answered: entry.answered,
                 talk_s: entry.talk_s,
                 counted: entry.counted,
+                corrections: entry
+                    .corrections
+                    .into_iter()
+                    .map(|correction| proto::DispositionCorrection {
+                        from_disposition: correction.from.as_str().to_owned(),
+                        to_disposition: correction.to.as_str().to_owned(),
+                        corrected_by: correction.by,
+                        corrected_at: Some(timestamp(correction.at_ms)),
+                        reason: correction.reason,
+                    })
+                    .collect(),
             })
             .collect(),
     }

@@ -72,6 +72,29 @@ fn score_reply(contact_id: String, assessment: Assessment) -> proto::ScoreReply 
     }
 }
 
+fn ladder_change(change: LadderChange) -> proto::LadderChange {
+    match change {
+        LadderChange::None => proto::LadderChange::None,
+        LadderChange::Proposed => proto::LadderChange::Proposed,
+        LadderChange::EvidenceAdded => proto::LadderChange::EvidenceAdded,
+        LadderChange::SurgeSuppressed => proto::LadderChange::SurgeSuppressed,
+    }
+}
+
+fn disposition(disposition: saring_models::Disposition) -> proto::Disposition {
+    use saring_models::Disposition as Core;
+    match disposition {
+        Core::GenuineEmergency => proto::Disposition::GenuineEmergency,
+        Core::NonEmergency => proto::Disposition::NonEmergency,
+        Core::Prank => proto::Disposition::Prank,
+        Core::Silent => proto::Disposition::Silent,
+        Core::Abusive => proto::Disposition::Abusive,
+        Core::Accidental => proto::Disposition::Accidental,
+        Core::Test => proto::Disposition::Test,
+        Core::Unknown => proto::Disposition::Unknown,
+    }
+}
+
 /// The stream of a WatchScores call.
 pub struct ScoreEvents(mpsc::Receiver<Result<proto::ScoreEvent, Status>>);
 
@@ -164,13 +187,32 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
         Ok(Response::new(proto::OutcomeAck {
             contact_id,
             duplicate,
-            ladder_change: match change {
-                LadderChange::None => proto::LadderChange::None,
-                LadderChange::Proposed => proto::LadderChange::Proposed,
-                LadderChange::EvidenceAdded => proto::LadderChange::EvidenceAdded,
-                LadderChange::SurgeSuppressed => proto::LadderChange::SurgeSuppressed,
-            } as i32,
+            ladder_change: ladder_change(change) as i32,
             open_case: open_case.map(case_summary),
+        }))
+    }
+
+    async fn correct_outcome(
+        &self,
+        request: Request<proto::OutcomeCorrection>,
+    ) -> Result<Response<proto::CorrectionAck>, Status> {
+        let corrector = self.app.auth.authorize(&request, &[Role::Routing, Role::Operator])?;
+        let report = validate::correction(request.get_ref(), now_ms())?;
+        let contact_id = report.contact_id.clone();
+        let result = self.app.correct_outcome_by(&corrector, report).await?;
+        let summary = crate::corrections::describe(&result);
+        let ladder = result.ladder;
+        Ok(Response::new(proto::CorrectionAck {
+            contact_id,
+            unchanged: result.unchanged,
+            previous_disposition: disposition(result.previous) as i32,
+            disposition: disposition(result.disposition) as i32,
+            ladder_change: ladder_change(ladder.change) as i32,
+            open_case: ladder.case.map(case_summary),
+            evidence_removed_case_id: ladder.evidence_removed.unwrap_or_default(),
+            withdrawn_case: ladder.withdrawn.map(case_summary),
+            flagged_case_ids: ladder.flagged,
+            summary,
         }))
     }
 

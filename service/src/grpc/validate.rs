@@ -5,6 +5,7 @@ use saring_models::phone::normalise_indonesian_number;
 use saring_models::region::{is_valid_region_code, province, utc_offset_seconds};
 use saring_models::{Channel, Disposition};
 
+use crate::corrections::CorrectionReport;
 use crate::error::{Error, Result, Violation};
 use crate::proto;
 use crate::screening::{Contact, Location, OutcomeReport};
@@ -209,6 +210,39 @@ pub fn outcome(request: &proto::Outcome, now_ms: i64) -> Result<OutcomeReport> {
         operator_id: request.operator_id.clone(),
     };
     let mut violations = report.violations();
+    violations.append(&mut checker.violations);
+    if violations.is_empty() {
+        Ok(report)
+    } else {
+        Err(Error::InvalidArgument(violations))
+    }
+}
+
+/// Translates an OutcomeCorrection into the core's report: what does not translate (an embedded contact, the
+/// disposition) is refused here, every field named at once; the core applies the correction's own rules.
+pub fn correction(request: &proto::OutcomeCorrection, now_ms: i64) -> Result<CorrectionReport> {
+    let mut checker = Checker::new("");
+    let mut contact = None;
+    if let Some(embedded) = &request.contact {
+        let mut inner = Checker::new("contact.");
+        contact = check_contact(&mut inner, embedded, now_ms);
+        checker.violations.append(&mut inner.violations);
+        if contact.is_none() && embedded.contact_id != request.contact_id {
+            checker.fail("contact.contact_id", "must equal the correction's contact_id");
+        }
+    }
+    let disposition = disposition(request.disposition);
+    if disposition.is_none() {
+        checker.fail("disposition", format!("{} is not a disposition", request.disposition));
+    }
+    let report = CorrectionReport {
+        contact_id: request.contact_id.clone(),
+        contact,
+        disposition: disposition.unwrap_or(Disposition::Unknown),
+        reason: request.reason.clone(),
+        operator_id: request.operator_id.clone(),
+    };
+    let (mut violations, _) = report.violations();
     violations.append(&mut checker.violations);
     if violations.is_empty() {
         Ok(report)

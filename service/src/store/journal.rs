@@ -17,10 +17,10 @@ use std::time::Duration;
 use saring_models::{Disposition, HistoryEvent};
 use serde::{Deserialize, Serialize};
 
-use super::{Histories, HistoryStore, JournalStats, Recorded, StoreError};
+use super::{Corrected, DispositionChange, Histories, HistoryStore, JournalStats, Recorded, StoreError};
 use crate::privacy::HistoryKey;
 
-/// One journaled outcome: keyed hashes only, never a raw number or device id.
+/// One journaled outcome, or correction of one: keyed hashes only, never a raw number or device id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Entry {
     contact_id: String,
@@ -32,6 +32,10 @@ struct Entry {
     talk_s: f64,
     night: bool,
     disposition: Disposition,
+    /// Set on a correction: the disposition recorded before, corrected to `disposition` (the other fields of the
+    /// contact are not used). Absent in entries written before corrections existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    corrected_from: Option<Disposition>,
 }
 
 impl Entry {
@@ -46,6 +50,52 @@ impl Entry {
             talk_s: event.talk_s,
             night: event.night,
             disposition: event.disposition,
+            corrected_from: None,
+        }
+    }
+
+    fn correction(
+        contact_id: &str,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+        change: &DispositionChange,
+    ) -> Self {
+        Entry {
+            contact_id: contact_id.to_owned(),
+            caller: caller.map(HistoryKey::to_hex),
+            device: device.map(HistoryKey::to_hex),
+            contact_fingerprint: change.contact_fingerprint,
+            at_ms: change.at_ms,
+            answered: false,
+            talk_s: 0.0,
+            night: false,
+            disposition: change.to,
+            corrected_from: Some(change.from),
+        }
+    }
+
+    /// Replays this entry into `store`.
+    async fn replay_into<S: HistoryStore>(
+        &self,
+        store: &S,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+    ) -> Result<(), StoreError> {
+        match self.corrected_from {
+            None => store.record(&self.contact_id, caller, device, &self.event()).await.map(drop),
+            Some(from) => {
+                let change = DispositionChange {
+                    contact_fingerprint: self.contact_fingerprint,
+                    at_ms: self.at_ms,
+                    from,
+                    to: self.disposition,
+                };
+                let corrected = store.correct(&self.contact_id, caller, device, &change).await?;
+                if corrected == Corrected::NotHeld {
+                    tracing::warn!(contact_id = %self.contact_id, "journal: a correction found no history holding its contact; dropped");
+                }
+                Ok(())
+            }
         }
     }
 
@@ -166,8 +216,7 @@ impl<S: HistoryStore> JournaledStore<S> {
         for entry in &entries {
             let caller = parse_key(&entry.caller)?;
             let device = parse_key(&entry.device)?;
-            let event = entry.event();
-            let attempt = self.inner.record(&entry.contact_id, caller.as_ref(), device.as_ref(), &event);
+            let attempt = entry.replay_into(&self.inner, caller.as_ref(), device.as_ref());
             match tokio::time::timeout(self.write_budget * 4, attempt).await {
                 Ok(Ok(_)) => {
                     replayed += 1;
@@ -283,6 +332,37 @@ impl<S: HistoryStore> HistoryStore for JournaledStore<S> {
         Ok(Recorded::Applied)
     }
 
+    async fn correct(
+        &self,
+        contact_id: &str,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+        change: &DispositionChange,
+    ) -> Result<Corrected, StoreError> {
+        // As an outcome: straight to the store while it answers, else journaled. A correction is journaled also
+        // when the store does not hold the contact yet while the journal holds entries: its outcome may be one of
+        // them, and the journal replays in order, the outcome first.
+        if self.depth() == 0 || self.answering.load(Ordering::Acquire) {
+            match tokio::time::timeout(self.write_budget, self.inner.correct(contact_id, caller, device, change)).await
+            {
+                Ok(Ok(Corrected::NotHeld)) if self.depth() > 0 => {
+                    self.answering.store(true, Ordering::Release);
+                    self.append(&Entry::correction(contact_id, caller, device, change)).await?;
+                    return Ok(Corrected::Applied);
+                }
+                Ok(Ok(corrected)) => {
+                    self.answering.store(true, Ordering::Release);
+                    return Ok(corrected);
+                }
+                Ok(Err(error)) => tracing::warn!(%error, "history store refused a correction; journaling it"),
+                Err(_) => tracing::warn!("history store did not take a correction in time; journaling it"),
+            }
+            self.answering.store(false, Ordering::Release);
+        }
+        self.append(&Entry::correction(contact_id, caller, device, change)).await?;
+        Ok(Corrected::Applied)
+    }
+
     fn journal(&self) -> Option<JournalStats> {
         Some(JournalStats { depth: self.depth(), appended: self.appended.load(Ordering::Relaxed) })
     }
@@ -330,6 +410,19 @@ mod tests {
                 self.gate.acquire().await.expect("the gate stays open").forget();
             }
             self.inner.record(contact_id, caller, device, event).await
+        }
+
+        async fn correct(
+            &self,
+            contact_id: &str,
+            caller: Option<&HistoryKey>,
+            device: Option<&HistoryKey>,
+            change: &DispositionChange,
+        ) -> Result<Corrected, StoreError> {
+            if self.down.load(Ordering::SeqCst) {
+                return Err(StoreError("connection refused".into()));
+            }
+            self.inner.correct(contact_id, caller, device, change).await
         }
     }
 
@@ -393,6 +486,69 @@ mod tests {
         assert_eq!(journal.depth(), 0);
         let history = journal.inner().inner.load(Some(&caller), None).await.unwrap().caller.unwrap();
         assert_eq!(history.total_contacts, 3, "every acknowledged outcome counted once");
+        let _ = std::fs::remove_dir_all(&directory);
+    }
+
+    #[tokio::test]
+    async fn a_correction_accepted_during_an_outage_is_replayed_after_its_outcome() {
+        let directory = std::env::temp_dir().join(format!("saring-journal-correction-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&directory);
+        let gated = Gated {
+            inner: MemoryStore::new(Duration::from_secs(3600)),
+            down: AtomicBool::new(true),
+            held: "none",
+            gate: Semaphore::new(0),
+        };
+        let journal = JournaledStore::open(gated, &directory.join("j"), Duration::from_millis(50)).unwrap();
+        let hasher = KeyHasher::new(b"journal-test-secret");
+        let (caller, device) = (hasher.number("+6281234567001"), hasher.device("handset-1"));
+        let at_ms = 1_790_000_000_000;
+        let silent = HistoryEvent { disposition: Disposition::Silent, ..event("corrected-1", at_ms) };
+        journal.record("corrected-1", Some(&caller), Some(&device), &silent).await.unwrap();
+        journal.record("other-1", Some(&caller), Some(&device), &event("other-1", at_ms + 5_000)).await.unwrap();
+        let change = DispositionChange {
+            contact_fingerprint: silent.contact_fingerprint,
+            at_ms,
+            from: Disposition::Silent,
+            to: Disposition::Prank,
+        };
+        assert_eq!(
+            journal.correct("corrected-1", Some(&caller), Some(&device), &change).await.unwrap(),
+            Corrected::Applied
+        );
+        assert_eq!(journal.depth(), 3, "the outcomes and the correction wait in the journal");
+
+        // After a restart (the file is read again) and with the store back, the replay applies them in order.
+        drop(journal);
+        let gated = Gated {
+            inner: MemoryStore::new(Duration::from_secs(3600)),
+            down: AtomicBool::new(false),
+            held: "none",
+            gate: Semaphore::new(0),
+        };
+        let journal = JournaledStore::open(gated, &directory.join("j"), Duration::from_millis(50)).unwrap();
+        assert_eq!(journal.replay().await.unwrap(), 3);
+        let corrected = journal.inner().inner.load(Some(&caller), Some(&device)).await.unwrap();
+
+        let expected_store = MemoryStore::new(Duration::from_secs(3600));
+        let prank = HistoryEvent { disposition: Disposition::Prank, ..silent };
+        expected_store.record("corrected-1", Some(&caller), Some(&device), &prank).await.unwrap();
+        expected_store.record("other-1", Some(&caller), Some(&device), &event("other-1", at_ms + 5_000)).await.unwrap();
+        let expected = expected_store.load(Some(&caller), Some(&device)).await.unwrap();
+        for (corrected, expected) in [(&corrected.caller, &expected.caller), (&corrected.device, &expected.device)] {
+            let (corrected, expected) = (corrected.as_ref().unwrap(), expected.as_ref().unwrap());
+            for (row, expected_row) in corrected.counters.iter().zip(&expected.counters) {
+                for (value, expected_value) in row.iter().zip(expected_row) {
+                    assert!((value - expected_value).abs() <= 1e-12, "{value} vs {expected_value}");
+                }
+            }
+            assert_eq!(corrected.total_contacts, 2);
+        }
+        // The same correction again changes nothing.
+        assert_eq!(
+            journal.correct("corrected-1", Some(&caller), Some(&device), &change).await.unwrap(),
+            Corrected::Unchanged
+        );
         let _ = std::fs::remove_dir_all(&directory);
     }
 }

@@ -4,9 +4,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use saring_models::{CallerHistory, HistoryEvent};
+use saring_models::{CallerHistory, Disposition, HistoryEvent};
 
-use super::{Histories, HistoryStore, Recorded, StoreError};
+use super::{Corrected, DispositionChange, Histories, HistoryStore, Recorded, StoreError};
 use crate::privacy::HistoryKey;
 
 const SHARDS: usize = 32;
@@ -18,26 +18,27 @@ pub struct MemoryStore {
     markers: Mutex<Markers>,
 }
 
-/// Contact ids already recorded, each kept for the marker window so late repeats still count once.
+/// Contact ids already recorded, each with the disposition the histories hold for it, kept for the marker window
+/// so late repeats still count once and a correction knows what to move.
 #[derive(Debug)]
 struct Markers {
-    recorded: HashMap<String, Instant>,
+    recorded: HashMap<String, (Instant, Disposition)>,
     window: Duration,
     next_sweep_at: usize,
 }
 
 impl Markers {
     /// Inserts a marker; false when it was already there.
-    fn insert(&mut self, contact_id: &str) -> bool {
+    fn insert(&mut self, contact_id: &str, disposition: Disposition) -> bool {
         if self.recorded.contains_key(contact_id) {
             return false;
         }
         if self.recorded.len() >= self.next_sweep_at {
             let window = self.window;
-            self.recorded.retain(|_, recorded_at| recorded_at.elapsed() < window);
+            self.recorded.retain(|_, (recorded_at, _)| recorded_at.elapsed() < window);
             self.next_sweep_at = (self.recorded.len() * 2).max(1024);
         }
-        self.recorded.insert(contact_id.to_owned(), Instant::now());
+        self.recorded.insert(contact_id.to_owned(), (Instant::now(), disposition));
         true
     }
 }
@@ -58,6 +59,13 @@ impl MemoryStore {
     fn read(&self, key: Option<&HistoryKey>) -> Option<CallerHistory> {
         let key = key?;
         self.shard(key).lock().get(key).cloned()
+    }
+
+    fn correct_history(&self, key: Option<&HistoryKey>, at_ms: i64, from: Disposition, to: Disposition) {
+        let Some(key) = key else { return };
+        if let Some(history) = self.shard(key).lock().get_mut(key) {
+            history.correct(at_ms, from, to);
+        }
     }
 
     fn apply(&self, key: Option<&HistoryKey>, event: &HistoryEvent) {
@@ -86,11 +94,35 @@ impl HistoryStore for MemoryStore {
         device: Option<&HistoryKey>,
         event: &HistoryEvent,
     ) -> Result<Recorded, StoreError> {
-        if !self.markers.lock().insert(contact_id) {
+        // The marker's lock is held while the histories take the contact, so a correction never sees a marker
+        // whose contact is not applied yet.
+        let mut markers = self.markers.lock();
+        if !markers.insert(contact_id, event.disposition) {
             return Ok(Recorded::Duplicate);
         }
         self.apply(caller, event);
         self.apply(device, event);
         Ok(Recorded::Applied)
+    }
+
+    async fn correct(
+        &self,
+        contact_id: &str,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+        change: &DispositionChange,
+    ) -> Result<Corrected, StoreError> {
+        let mut markers = self.markers.lock();
+        let Some((_, held)) = markers.recorded.get_mut(contact_id) else { return Ok(Corrected::NotHeld) };
+        if *held == change.to {
+            return Ok(Corrected::Unchanged);
+        }
+        if caller.is_none() && device.is_none() {
+            return Ok(Corrected::NotHeld);
+        }
+        self.correct_history(caller, change.at_ms, *held, change.to);
+        self.correct_history(device, change.at_ms, *held, change.to);
+        *held = change.to;
+        Ok(Corrected::Applied)
     }
 }

@@ -9,7 +9,7 @@ use std::future::Future;
 
 pub use memory::MemoryStore;
 pub use redis::{RedisSettings, RedisStore};
-use saring_models::{CallerHistory, HistoryEvent};
+use saring_models::{CallerHistory, Disposition, HistoryEvent};
 
 use crate::privacy::HistoryKey;
 
@@ -34,6 +34,43 @@ pub enum Recorded {
     Applied,
     /// This contact id was recorded before; nothing changed.
     Duplicate,
+}
+
+/// A correction of one recorded contact's disposition, as the history stores take it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DispositionChange {
+    /// The contact id's fingerprint ([`saring_models::history::contact_fingerprint`]): the marker's name.
+    pub contact_fingerprint: u64,
+    /// When the contact arrived, Unix ms: its weight in the histories decays from then.
+    pub at_ms: i64,
+    /// The disposition recorded (used only when a marker does not say which it is).
+    pub from: Disposition,
+    /// The disposition it should have been.
+    pub to: Disposition,
+}
+
+/// What correcting a recorded contact's disposition did to its histories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Corrected {
+    /// The contact's weight moved from the old disposition to the new one (in every history that holds the
+    /// contact), or the correction was journaled to be replayed so.
+    Applied,
+    /// The histories hold the new disposition already (a repeated correction): nothing changed.
+    Unchanged,
+    /// No history holds this contact: its marker is gone (older than `history.marker_window_h`) or the contact
+    /// had neither a number nor a device. Nothing changed.
+    NotHeld,
+}
+
+impl Corrected {
+    /// The combined answer of two histories (a number's and a device's).
+    pub fn and(self, other: Corrected) -> Corrected {
+        match (self, other) {
+            (Corrected::Applied, _) | (_, Corrected::Applied) => Corrected::Applied,
+            (Corrected::Unchanged, _) | (_, Corrected::Unchanged) => Corrected::Unchanged,
+            (Corrected::NotHeld, Corrected::NotHeld) => Corrected::NotHeld,
+        }
+    }
 }
 
 /// What a journal in front of a store holds and has held.
@@ -63,6 +100,19 @@ pub trait HistoryStore: Send + Sync + 'static {
         device: Option<&HistoryKey>,
         event: &HistoryEvent,
     ) -> impl Future<Output = Result<Recorded, StoreError>> + Send;
+
+    /// Corrects the disposition of a contact already applied, in the number's and the
+    /// device's histories: exactly once per contact and disposition. Each history's per-contact marker records the
+    /// disposition the history holds, so a repeated correction is [`Corrected::Unchanged`] and the weight taken
+    /// away is always that of the disposition really counted; `from` is used only for a marker written before
+    /// markers held a disposition.
+    fn correct(
+        &self,
+        contact_id: &str,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+        change: &DispositionChange,
+    ) -> impl Future<Output = Result<Corrected, StoreError>> + Send;
 
     /// The journal in front of this store, if there is one (for metrics).
     fn journal(&self) -> Option<JournalStats> {

@@ -5,7 +5,9 @@
 //!   as 40 little-endian doubles (320 bytes): 12 counters × 3 half-lives, as-of, first seen, last seen, total;
 //! - one marker per (history, contact), `{prefix}:v1:n:{<hmac>}:c:<contact fingerprint>`, hash-tagged into the
 //!   history's slot, with a TTL: the script sets it and applies the contact in one atomic step, so a contact
-//!   counts once per history however often it is retried.
+//!   counts once per history however often it is retried. The marker holds the disposition the history counts the
+//!   contact under (`d` and its counter index; `1` in markers written before corrections), so a correction
+//!   (a second script, mirroring `CallerHistory::correct`) moves the contact's weight exactly once.
 //!
 //! A read is one round-trip (GET number, GET device: pipelined on one Redis, concurrent on a Cluster). A write is
 //! one round-trip of two EVALSHA calls (number, device); the script does the decay arithmetic of
@@ -22,11 +24,11 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::{ErrorKind, RedisError, Script, ServerErrorKind, Value};
-use saring_models::history::{COUNTER_COUNT, HALF_LIFE_COUNT, HALF_LIVES_S};
-use saring_models::{CallerHistory, HistoryEvent};
+use saring_models::history::{Counter, COUNTER_COUNT, HALF_LIFE_COUNT, HALF_LIVES_S};
+use saring_models::{CallerHistory, Disposition, HistoryEvent};
 use tokio::sync::OnceCell;
 
-use super::{Histories, HistoryStore, Recorded, StoreError};
+use super::{Corrected, DispositionChange, Histories, HistoryStore, Recorded, StoreError};
 use crate::privacy::HistoryKey;
 
 /// Doubles in one encoded history.
@@ -37,8 +39,9 @@ pub const ENCODED_BYTES: usize = ENCODED_DOUBLES * 8;
 /// The server-side apply: marker check, lazy decay, increments, TTLs. Mirrors `CallerHistory::apply`.
 const APPLY_SCRIPT: &str = r#"
 -- KEYS[1] history, KEYS[2] marker
--- ARGV[1] at_ms, ARGV[2] retention s, ARGV[3] marker ttl s, ARGV[4..6] half-lives s, ARGV[7..] counter indexes
-if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[3]) then return 0 end
+-- ARGV[1] at_ms, ARGV[2] retention s, ARGV[3] marker ttl s, ARGV[4..6] half-lives s, ARGV[7] marker value
+-- ('d' and the disposition's counter index), ARGV[8..] counter indexes
+if not redis.call('SET', KEYS[2], ARGV[7], 'NX', 'EX', ARGV[3]) then return 0 end
 local FMT = '<' .. string.rep('d', 40)
 local at = tonumber(ARGV[1])
 local v
@@ -65,7 +68,7 @@ if v[37] > at then
   local age_s = (v[37] - at) / 1000
   for h = 1, 3 do weights[h] = 2 ^ (-age_s / half_lives[h]) end
 end
-for j = 7, #ARGV do
+for j = 8, #ARGV do
   local c = tonumber(ARGV[j])
   for h = 1, 3 do v[c * 3 + h] = v[c * 3 + h] + weights[h] end
 end
@@ -79,6 +82,45 @@ v[40] = v[40] + 1
 redis.call('SET', KEYS[1], struct.pack(FMT, unpack(v)), 'EX', ARGV[2])
 return 1
 "#;
+
+/// The server-side correction: moves one applied contact's decayed weight from the disposition its marker names to
+/// another, exactly once. Mirrors `CallerHistory::correct` (same weight expression, same clamp of dust at 0).
+/// Returns 0 when the history does not hold the contact (no marker or no history), 1 when it holds the new
+/// disposition already, 2 when it moved.
+const CORRECT_SCRIPT: &str = r#"
+-- KEYS[1] history, KEYS[2] marker
+-- ARGV[1] at_ms, ARGV[2] retention s, ARGV[3..5] half-lives s, ARGV[6] the recorded disposition's counter index
+-- (for a marker that predates corrections and holds '1'), ARGV[7] the new disposition's counter index
+local marker = redis.call('GET', KEYS[2])
+if not marker then return 0 end
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local from = tonumber(ARGV[6])
+if string.sub(marker, 1, 1) == 'd' then from = tonumber(string.sub(marker, 2)) end
+local to = tonumber(ARGV[7])
+if from == to then return 1 end
+local FMT = '<' .. string.rep('d', 40)
+local v = {struct.unpack(FMT, raw)}
+v[41] = nil
+local at = tonumber(ARGV[1])
+local half_lives = {tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])}
+for h = 1, 3 do
+  local weight = 1
+  if v[37] > at then weight = 2 ^ (-((v[37] - at) / 1000) / half_lives[h]) end
+  local removed = v[from * 3 + h] - weight
+  if removed < 0 then removed = 0 end
+  v[from * 3 + h] = removed
+  v[to * 3 + h] = v[to * 3 + h] + weight
+end
+redis.call('SET', KEYS[1], struct.pack(FMT, unpack(v)), 'EX', ARGV[2])
+redis.call('SET', KEYS[2], 'd' .. to, 'KEEPTTL')
+return 2
+"#;
+
+/// The marker value that names the disposition a history holds for a contact.
+fn marker_value(disposition: Disposition) -> String {
+    format!("d{}", Counter::Disposition(disposition).index())
+}
 
 /// Settings of the Redis store.
 #[derive(Debug, Clone)]
@@ -206,6 +248,7 @@ pub struct RedisStore {
     backend: Backend,
     connection: OnceCell<Connection>,
     script: Script,
+    correct_script: Script,
     /// Replicas a write must reach (0: do not wait) and how long to wait for them.
     replica_wait: (u32, Duration),
 }
@@ -236,6 +279,7 @@ impl RedisStore {
             backend,
             connection: OnceCell::new(),
             script: Script::new(APPLY_SCRIPT),
+            correct_script: Script::new(CORRECT_SCRIPT),
             replica_wait: (0, Duration::ZERO),
         })
     }
@@ -271,6 +315,7 @@ impl RedisStore {
                     }
                 };
                 connection.load_script(&self.script).await.map_err(store_error)?;
+                connection.load_script(&self.correct_script).await.map_err(store_error)?;
                 Ok::<_, StoreError>(connection)
             })
             .await?;
@@ -307,10 +352,57 @@ impl RedisStore {
         for half_life in HALF_LIVES_S {
             command.arg(half_life);
         }
+        command.arg(marker_value(event.disposition));
         for counter in event.counters() {
             command.arg(counter.index());
         }
         command
+    }
+}
+
+impl RedisStore {
+    fn correct_command(&self, history_key: &str, change: &DispositionChange) -> redis::Cmd {
+        let mut command = redis::cmd("EVALSHA");
+        command
+            .arg(self.correct_script.get_hash())
+            .arg(2)
+            .arg(history_key)
+            .arg(Self::marker_key(history_key, change.contact_fingerprint))
+            .arg(change.at_ms)
+            .arg(self.settings.retention.as_secs().max(1));
+        for half_life in HALF_LIVES_S {
+            command.arg(half_life);
+        }
+        command.arg(Counter::Disposition(change.from).index()).arg(Counter::Disposition(change.to).index());
+        command
+    }
+
+    /// Runs one write (`commands` builds it again for a retry) in one round-trip, reloading the scripts once after
+    /// NOSCRIPT, then waits for the configured replicas.
+    async fn write(&self, keys: &[String], commands: impl Fn() -> Vec<redis::Cmd>) -> Result<Vec<Value>, StoreError> {
+        let mut connection = self.connect().await?;
+        let written = match connection.run(commands()).await {
+            Ok(written) => written,
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                // Redis restarted or flushed its scripts: load them again and retry once. Markers make the retry
+                // safe for a history the first attempt already updated.
+                connection.load_script(&self.script).await.map_err(store_error)?;
+                connection.load_script(&self.correct_script).await.map_err(store_error)?;
+                connection.run(commands()).await.map_err(store_error)?
+            }
+            Err(error) => return Err(store_error(error)),
+        };
+        let (replicas, timeout) = self.replica_wait;
+        if replicas > 0 {
+            let reached = connection.wait_replicas(keys, replicas, timeout).await.map_err(store_error)?;
+            if reached < i64::from(replicas) {
+                return Err(StoreError(format!(
+                    "redis: the write reached {reached} of {replicas} replicas within {} ms",
+                    timeout.as_millis()
+                )));
+            }
+        }
+        Ok(written)
     }
 }
 
@@ -371,28 +463,29 @@ impl HistoryStore for RedisStore {
             // Withheld number and no device: nothing to remember.
             return Ok(Recorded::Applied);
         }
-        let mut connection = self.connect().await?;
-        let commands = || keys.iter().map(|key| self.apply_command(key, event)).collect();
-        let applied = match connection.run(commands()).await {
-            Ok(applied) => applied,
-            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                // Redis restarted or flushed its scripts: load it again and retry once. Markers make the retry
-                // safe for a history the first attempt already updated.
-                connection.load_script(&self.script).await.map_err(store_error)?;
-                connection.run(commands()).await.map_err(store_error)?
-            }
-            Err(error) => return Err(store_error(error)),
-        };
-        let (replicas, timeout) = self.replica_wait;
-        if replicas > 0 {
-            let reached = connection.wait_replicas(&keys, replicas, timeout).await.map_err(store_error)?;
-            if reached < i64::from(replicas) {
-                return Err(StoreError(format!(
-                    "redis: the write reached {reached} of {replicas} replicas within {} ms",
-                    timeout.as_millis()
-                )));
-            }
-        }
+        let applied = self.write(&keys, || keys.iter().map(|key| self.apply_command(key, event)).collect()).await?;
         Ok(if applied.contains(&Value::Int(1)) { Recorded::Applied } else { Recorded::Duplicate })
+    }
+
+    async fn correct(
+        &self,
+        _contact_id: &str,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+        change: &DispositionChange,
+    ) -> Result<Corrected, StoreError> {
+        let keys = self.history_keys(caller, device);
+        if keys.is_empty() {
+            return Ok(Corrected::NotHeld);
+        }
+        let corrected =
+            self.write(&keys, || keys.iter().map(|key| self.correct_command(key, change)).collect()).await?;
+        Ok(corrected.iter().fold(Corrected::NotHeld, |combined, value| {
+            combined.and(match value {
+                Value::Int(2) => Corrected::Applied,
+                Value::Int(1) => Corrected::Unchanged,
+                _ => Corrected::NotHeld,
+            })
+        }))
     }
 }

@@ -16,13 +16,13 @@ use crate::common::{connect, escalations, sample_contact, screening, token, Bear
 use crate::ladder::{decide, deliver, prank};
 
 /// chromedriver and one headless Chromium session.
-struct Browser {
-    client: Client,
+pub(crate) struct Browser {
+    pub(crate) client: Client,
     driver: Child,
 }
 
 impl Browser {
-    async fn start() -> Browser {
+    pub(crate) async fn start() -> Browser {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -53,14 +53,14 @@ impl Browser {
         Browser { client, driver }
     }
 
-    async fn sign_in(&self, console: &str, role: Role) {
+    pub(crate) async fn sign_in(&self, console: &str, role: Role) {
         self.client.goto(&format!("{console}/login")).await.unwrap();
         self.client.find(Locator::Id("token")).await.unwrap().send_keys(&token(role)).await.unwrap();
         self.client.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
     }
 
     /// Waits (up to a minute; the machine may be busy) for an element.
-    async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
+    pub(crate) async fn wait_for(&self, css: &str) -> fantoccini::elements::Element {
         match self.client.wait().at_most(Duration::from_secs(60)).for_element(Locator::Css(css)).await {
             Ok(element) => element,
             Err(error) => {
@@ -71,7 +71,7 @@ impl Browser {
         }
     }
 
-    async fn script(&self, script: &str) -> serde_json::Value {
+    pub(crate) async fn script(&self, script: &str) -> serde_json::Value {
         self.client.execute(script, Vec::new()).await.unwrap()
     }
 
@@ -86,14 +86,14 @@ impl Browser {
         }
     }
 
-    async fn screenshot(&self, name: &str) {
+    pub(crate) async fn screenshot(&self, name: &str) {
         if let Ok(dir) = std::env::var("SARING_SCREENSHOTS") {
             let png = self.client.screenshot().await.unwrap();
             std::fs::write(std::path::Path::new(&dir).join(name), png).unwrap();
         }
     }
 
-    async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         let _ = self.client.close().await;
         let _ = self.driver.kill();
         let _ = self.driver.wait();

@@ -7,7 +7,7 @@ use saring::privacy::{HistoryKey, KeyHasher};
 use saring::proto;
 use saring::screening::Screener;
 use saring::server::RunningServer;
-use saring::store::{Histories, HistoryStore, Recorded, StoreError};
+use saring::store::{Corrected, DispositionChange, Histories, HistoryStore, Recorded, StoreError};
 use saring_models::{HistoryEvent, Model, ModelArtifact};
 use tonic::Code;
 
@@ -30,6 +30,16 @@ impl HistoryStore for UnreachableStore {
     ) -> Result<Recorded, StoreError> {
         Err(StoreError("connection refused".into()))
     }
+
+    async fn correct(
+        &self,
+        _: &str,
+        _: Option<&HistoryKey>,
+        _: Option<&HistoryKey>,
+        _: &DispositionChange,
+    ) -> Result<Corrected, StoreError> {
+        Err(StoreError("connection refused".into()))
+    }
 }
 
 /// A store that answers reads far later than the budget, as when Redis stalls.
@@ -49,6 +59,16 @@ impl HistoryStore for StalledStore {
         _: &HistoryEvent,
     ) -> Result<Recorded, StoreError> {
         Ok(Recorded::Applied)
+    }
+
+    async fn correct(
+        &self,
+        _: &str,
+        _: Option<&HistoryKey>,
+        _: Option<&HistoryKey>,
+        _: &DispositionChange,
+    ) -> Result<Corrected, StoreError> {
+        Ok(Corrected::Applied)
     }
 }
 

@@ -12,7 +12,7 @@ use saring::proto;
 use saring::screening::Screener;
 use saring::server::limits::{Limits, LimitsSettings, RoleLimits};
 use saring::server::{RunningServer, Transport};
-use saring::store::{Histories, HistoryStore, MemoryStore, Recorded, StoreError};
+use saring::store::{Corrected, DispositionChange, Histories, HistoryStore, MemoryStore, Recorded, StoreError};
 use saring_models::{HistoryEvent, Model, ModelArtifact};
 use tokio::sync::{mpsc, watch};
 use tonic::Code;
@@ -63,6 +63,16 @@ impl HistoryStore for GatedStore {
         event: &HistoryEvent,
     ) -> Result<Recorded, StoreError> {
         self.inner.record(contact_id, caller, device, event).await
+    }
+
+    async fn correct(
+        &self,
+        contact_id: &str,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+        change: &DispositionChange,
+    ) -> Result<Corrected, StoreError> {
+        self.inner.correct(contact_id, caller, device, change).await
     }
 }
 

@@ -5,6 +5,7 @@ mod backtest;
 mod capture;
 mod common;
 mod console;
+mod corrections;
 mod degraded;
 mod delivery;
 mod doors;

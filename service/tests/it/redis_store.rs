@@ -8,7 +8,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use saring::privacy::{HistoryKey, KeyHasher};
 use saring::store::journal::JournaledStore;
-use saring::store::{HistoryStore, Recorded, RedisSettings, RedisStore};
+use saring::store::{Corrected, DispositionChange, HistoryStore, Recorded, RedisSettings, RedisStore};
 use saring_models::history::{contact_fingerprint, Counter, COUNTER_COUNT, HALF_LIFE_COUNT, MONTH};
 use saring_models::{CallerHistory, Disposition, HistoryEvent};
 
@@ -97,6 +97,62 @@ proptest! {
                     other => panic!("caller {caller}: {other:?}"),
                 }
             }
+            Ok(())
+        })?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+
+    /// The correction script's arithmetic equals `CallerHistory::correct` within 1e-12 relative, for random logs
+    /// and random corrections (repeats included: a repeat changes nothing).
+    #[test]
+    fn redis_corrections_match_the_in_memory_aggregate(
+        log in proptest::collection::vec(
+            (0u32..30, 0i64..(45 * 86_400_000), proptest::sample::select(Disposition::ALL.to_vec())),
+            1..40,
+        ),
+        corrections in proptest::collection::vec(
+            (any::<proptest::sample::Index>(), proptest::sample::select(Disposition::ALL.to_vec())),
+            1..20,
+        ),
+    ) {
+        let redis = PrivateRedis::start();
+        let store = store_at(&redis.url(), &unique_prefix("correct-parity"));
+        let start_ms = 1_772_323_200_000;
+        let caller = key(0);
+        runtime().block_on(async {
+            let mut memory: Option<CallerHistory> = None;
+            let mut held: Vec<(String, i64, Disposition)> = Vec::new();
+            for (contact, offset_ms, disposition) in &log {
+                let contact_id = format!("c-{contact}");
+                if held.iter().any(|(id, _, _)| *id == contact_id) {
+                    continue;
+                }
+                let history_event = event(&contact_id, start_ms + offset_ms, *disposition);
+                store.record(&contact_id, Some(&caller), None, &history_event).await.unwrap();
+                match &mut memory {
+                    Some(history) => { history.apply(&history_event); }
+                    None => memory = Some(CallerHistory::from_event(&history_event)),
+                }
+                held.push((contact_id, start_ms + offset_ms, *disposition));
+            }
+            let memory = memory.as_mut().unwrap();
+            for (pick, to) in &corrections {
+                let picked = pick.index(held.len());
+                let (contact_id, at_ms, from) = held[picked].clone();
+                // `from` is what saring's case database says; the marker knows it too.
+                let change = DispositionChange { contact_fingerprint: contact_fingerprint(&contact_id), at_ms, from, to: *to };
+                let corrected = store.correct(&contact_id, Some(&caller), None, &change).await.unwrap();
+                prop_assert_eq!(corrected, if from == *to { Corrected::Unchanged } else { Corrected::Applied });
+                memory.correct(at_ms, from, *to);
+                held[picked].2 = *to;
+            }
+            assert_same(&store.load(Some(&caller), None).await.unwrap().caller.unwrap(), memory);
+            // A contact no history holds is not corrected.
+            let stranger = DispositionChange { contact_fingerprint: contact_fingerprint("never"), at_ms: start_ms, from: Disposition::Silent, to: Disposition::Prank };
+            prop_assert_eq!(store.correct("never", Some(&caller), None, &stranger).await.unwrap(), Corrected::NotHeld);
             Ok(())
         })?;
     }
@@ -359,4 +415,40 @@ async fn with_replica_wait_a_write_counts_only_once_a_replica_has_it() {
     );
     let history = waiting.load(Some(&caller), None).await.unwrap().caller.unwrap();
     assert_eq!(history.total_contacts, 3);
+}
+
+#[tokio::test]
+async fn a_correction_on_a_redis_cluster_moves_the_contact_once_in_both_slots() {
+    let cluster = PrivateRedisCluster::start();
+    let store = store_at(&cluster.url(), &unique_prefix("cluster-correct"));
+    let (caller, device) = (key(7), KeyHasher::new(b"redis-store-test-secret").device("handset-cluster"));
+    let start_ms = 1_772_323_200_000;
+    let mut expected_caller: Option<CallerHistory> = None;
+    for (index, disposition) in
+        [Disposition::Prank, Disposition::Silent, Disposition::NonEmergency].into_iter().enumerate()
+    {
+        let contact_id = format!("cc-{index}");
+        let recorded_as = if index == 1 { Disposition::Prank } else { disposition };
+        let history_event = event(&contact_id, start_ms + index as i64 * 60_000, disposition);
+        store.record(&contact_id, Some(&caller), Some(&device), &history_event).await.unwrap();
+        let right = HistoryEvent { disposition: recorded_as, ..history_event };
+        match &mut expected_caller {
+            Some(history) => {
+                history.apply(&right);
+            }
+            None => expected_caller = Some(CallerHistory::from_event(&right)),
+        }
+    }
+    let change = DispositionChange {
+        contact_fingerprint: contact_fingerprint("cc-1"),
+        at_ms: start_ms + 60_000,
+        from: Disposition::Silent,
+        to: Disposition::Prank,
+    };
+    assert_eq!(store.correct("cc-1", Some(&caller), Some(&device), &change).await.unwrap(), Corrected::Applied);
+    assert_eq!(store.correct("cc-1", Some(&caller), Some(&device), &change).await.unwrap(), Corrected::Unchanged);
+    let histories = store.load(Some(&caller), Some(&device)).await.unwrap();
+    let expected = expected_caller.unwrap();
+    assert_same(histories.caller.as_ref().unwrap(), &expected);
+    assert_same(histories.device.as_ref().unwrap(), &expected);
 }

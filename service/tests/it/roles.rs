@@ -10,9 +10,10 @@ use tonic::Code;
 use crate::common::{escalations, models, screening, start, Bearer};
 
 /// The RPCs that touch callers or cases.
-const CALLER_RPCS: [&str; 13] = [
+const CALLER_RPCS: [&str; 14] = [
     "ScoreContact",
     "RecordOutcome",
+    "CorrectOutcome",
     "GetCaller",
     "WatchScores",
     "List",
@@ -33,7 +34,7 @@ const MODEL_RPCS: [&str; 6] =
 /// Who may call what.
 fn allowed(rpc: &str) -> &'static [Role] {
     match rpc {
-        "ScoreContact" | "RecordOutcome" => &[Role::Routing, Role::Operator],
+        "ScoreContact" | "RecordOutcome" | "CorrectOutcome" => &[Role::Routing, Role::Operator],
         "GetCaller" | "WatchScores" => &[Role::Operator],
         "GetModelCard" => &[Role::Operator, Role::Legal, Role::Admin],
         "GetModelStatus" | "GetDrift" => &[Role::Operator, Role::Admin],
@@ -52,6 +53,7 @@ async fn call(channel: &tonic::transport::Channel, bearer: Bearer, rpc: &str) ->
     let status = match rpc {
         "ScoreContact" => screening.score_contact(proto::ContactRequest::default()).await.err(),
         "RecordOutcome" => screening.record_outcome(proto::Outcome::default()).await.err(),
+        "CorrectOutcome" => screening.correct_outcome(proto::OutcomeCorrection::default()).await.err(),
         "GetCaller" => screening.get_caller(proto::CallerQuery::default()).await.err(),
         "WatchScores" => screening.watch_scores(proto::WatchScoresRequest::default()).await.err(),
         "GetModelCard" => models.get_model_card(proto::ModelCardRequest::default()).await.err(),

@@ -87,6 +87,7 @@
     tr.classList.add("selected");
     document.getElementById("contact-id").value = contactId;
     result.textContent = "";
+    document.getElementById("correction").classList.add("hidden");
     history.textContent = "…";
     const response = await fetch("/operator/contacts/" + encodeURIComponent(contactId), { credentials: "same-origin" });
     const data = await response.json();
@@ -128,5 +129,28 @@
     result.className = response.ok ? "ok" : "error";
     result.textContent = response.ok ? result.dataset.ok + (data.duplicate ? " (duplicate)" : "") : data.error;
     result.dataset.contactId = contactId;
+    // Recorded with another disposition: the answer offers a correction with a reason.
+    correction.classList.toggle("hidden", !(response.status === 409 && data.correctable));
+    correctionResult.textContent = "";
+  });
+
+  const correction = document.getElementById("correction");
+  const correctionResult = document.getElementById("correction-result");
+  document.getElementById("correct").addEventListener("click", async () => {
+    const contactId = document.getElementById("contact-id").value;
+    const body = {
+      disposition: document.getElementById("disposition").value,
+      reason: document.getElementById("correction-reason").value,
+    };
+    const response = await fetch("/operator/contacts/" + encodeURIComponent(contactId) + "/correction", {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "content-type": "application/json", "x-csrf-token": csrf },
+      body: JSON.stringify(body),
+    });
+    const data = await response.json().catch(() => ({ error: response.statusText }));
+    correctionResult.className = response.ok ? "ok" : "error";
+    correctionResult.textContent = response.ok ? data.message : data.error;
+    correctionResult.dataset.contactId = contactId;
   });
 })();
