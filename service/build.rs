@@ -6,7 +6,9 @@ use std::{env, fs, path::PathBuf};
 use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../proto");
+    // The manifest directory of this build, read at run time: a build-script binary compiled for another checkout
+    // of the workspace (a shared target directory) must not read that checkout's files.
+    let proto_root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../proto");
     let mut protos = Vec::new();
     // The directory too, so a new .proto file is picked up.
     println!("cargo:rerun-if-changed={}", proto_root.join("saring/v1").display());
@@ -34,7 +36,7 @@ fn git_commit() {
         println!("cargo:rustc-env=SARING_GIT_COMMIT={commit}");
         return;
     }
-    let repository = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repository = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap_or_default()).join("..");
     let git = |args: &[&str]| {
         std::process::Command::new("git")
             .args(args)
