@@ -100,6 +100,55 @@ impl Browser {
     }
 }
 
+/// A band's word on the badge, in the console's language `lang` ("id" or "en").
+fn band_word(band: proto::Band, lang: &str) -> &'static str {
+    match (band, lang) {
+        (proto::Band::Low, "id") => "RENDAH",
+        (proto::Band::Elevated, "id") => "WASPADA",
+        (proto::Band::High, "id") => "TINGGI",
+        (proto::Band::Unspecified, "id") => "TANPA SKOR",
+        (proto::Band::Low, _) => "LOW",
+        (proto::Band::Elevated, _) => "ELEVATED",
+        (proto::Band::High, _) => "HIGH",
+        (proto::Band::Unspecified, _) => "NO SCORE",
+    }
+}
+
+/// The row's badge reads the band's word and the likelihood of `reply`, and has the band's colour.
+async fn assert_row_shows(row: &fantoccini::elements::Element, reply: &proto::ScoreReply, lang: &str) {
+    let band = proto::Band::try_from(reply.band).unwrap();
+    let badge = row.find(Locator::Css(".badge")).await.unwrap();
+    let percent = (reply.prank_likelihood * 100.0).round();
+    assert_eq!(badge.text().await.unwrap(), format!("{} {percent}%", band_word(band, lang)));
+    let class = match band {
+        proto::Band::Low => "band-low",
+        proto::Band::Elevated => "band-elevated",
+        proto::Band::High => "band-high",
+        proto::Band::Unspecified => "band-none",
+    };
+    assert!(badge.attr("class").await.unwrap().unwrap().contains(class));
+}
+
+/// The row shows the reasons of `reply` (scored in the page's language) an operator should read: at most three,
+/// strongest first, only material and not routine ones, each marked by the direction it moved the score.
+async fn assert_reasons_shown(row: &fantoccini::elements::Element, reply: &proto::ScoreReply) {
+    let mut expected: Vec<(String, bool)> = Vec::new();
+    for reason in reply.reasons.iter().filter(|reason| reason.material && !reason.routine) {
+        if expected.len() < 3 && !expected.iter().any(|(text, _)| *text == reason.sentence) {
+            expected.push((reason.sentence.clone(), reason.contribution > 0.0));
+        }
+    }
+    assert!(!expected.is_empty(), "the contact has something worth saying: {:?}", reply.reasons);
+    let mut shown = Vec::new();
+    for item in row.find_all(Locator::Css(".reasons li")).await.unwrap() {
+        let text = item.text().await.unwrap();
+        let up = item.attr("class").await.unwrap().unwrap_or_default() == "up";
+        let marker = if up { "▲ " } else { "▼ " };
+        shown.push((text.strip_prefix(marker).unwrap_or_else(|| panic!("{text:?} has no {marker:?}")).to_owned(), up));
+    }
+    assert_eq!(shown, expected);
+}
+
 /// One raw HTTP/1.1 GET: the response head and body as text.
 fn http_get(console: &str, path: &str) -> String {
     let address = console.trim_start_matches("http://");
@@ -122,23 +171,24 @@ async fn an_operator_sees_badges_live_records_a_disposition_and_is_refused_the_l
     browser.wait_for("#feed[data-connected='1']").await;
     assert!(browser.client.current_url().await.unwrap().path().ends_with("/operator"));
 
-    // A contact scored over gRPC appears in the feed with its badge.
-    let reply =
-        routing.score_contact(sample_contact("console-contact-1", Some("081234567001"))).await.unwrap().into_inner();
+    // A contact scored over gRPC appears in the feed with its badge: the band's word, in Indonesian by default, and
+    // the likelihood; the time with its zone; at most three reasons, the material and not routine ones, in Indonesian.
+    let contact = sample_contact("console-contact-1", Some("081234567001"));
+    let reply = routing.score_contact(contact.clone()).await.unwrap().into_inner();
     let row = browser.wait_for("#feed tr[data-contact-id='console-contact-1']").await;
-    let badge = row.find(Locator::Css(".badge")).await.unwrap();
-    assert_eq!(badge.text().await.unwrap(), format!("{}%", (reply.prank_likelihood * 100.0).round()));
-    let band = match proto::Band::try_from(reply.band).unwrap() {
-        proto::Band::Low => "band-low",
-        proto::Band::Elevated => "band-elevated",
-        proto::Band::High => "band-high",
-        proto::Band::Unspecified => "band-none",
-    };
-    assert!(badge.attr("class").await.unwrap().unwrap().contains(band));
+    assert_row_shows(&row, &reply, "id").await;
+    assert_eq!(row.find(Locator::Css(".zone")).await.unwrap().text().await.unwrap(), "WITA");
+    let indonesian = proto::ContactRequest { language: proto::Language::Indonesian as i32, ..contact.clone() };
+    let reply_id = routing.score_contact(indonesian).await.unwrap().into_inner();
+    assert_reasons_shown(&row, &reply_id).await;
+    let option = browser.client.find(Locator::Css("#disposition option[value='prank']")).await.unwrap();
+    assert_eq!(option.html(true).await.unwrap(), "iseng", "dispositions are in Indonesian");
 
     // Clicking it shows the caller's history; the disposition form records the outcome the RecordOutcome way.
     row.click().await.unwrap();
-    browser.wait_for("#history[data-contact-id='console-contact-1']").await;
+    let history = browser.wait_for("#history[data-contact-id='console-contact-1']").await;
+    let history = history.text().await.unwrap();
+    assert!(history.contains("total kontak") && history.contains("iseng/kasar 30 hari"), "{history}");
     browser.client.find(Locator::Css("#disposition option[value='prank']")).await.unwrap().click().await.unwrap();
     browser.client.find(Locator::Id("record")).await.unwrap().click().await.unwrap();
     browser.wait_for("#record-result.ok[data-contact-id='console-contact-1']").await;
@@ -186,6 +236,32 @@ async fn an_operator_sees_badges_live_records_a_disposition_and_is_refused_the_l
     browser.screenshot("console-operator.png").await;
     browser.assert_no_external_requests().await;
 
+    // The band filter hides the LOW rows (the burst's withheld contacts are LOW) and shows them again.
+    let low = browser.wait_for("#feed tr.row-band-low:not(.row-degraded)").await;
+    browser.client.find(Locator::Css("#band-filter option[value='high']")).await.unwrap().click().await.unwrap();
+    assert!(!low.is_displayed().await.unwrap(), "LOW rows are hidden under HIGH only");
+    browser.client.find(Locator::Css("#band-filter option[value='']")).await.unwrap().click().await.unwrap();
+    assert!(low.is_displayed().await.unwrap());
+
+    // Pause: the list stands still, new contacts wait and are counted; resume shows them.
+    let pause = browser.wait_for("#pause").await;
+    assert_eq!(pause.text().await.unwrap(), "Jeda");
+    pause.click().await.unwrap();
+    assert_eq!(pause.text().await.unwrap(), "Lanjutkan");
+    routing.score_contact(sample_contact("while-paused", None)).await.unwrap();
+    let queued = browser.wait_for("#queued[data-count='1']").await;
+    assert!(queued.text().await.unwrap().starts_with("1 baru menunggu"), "{}", queued.text().await.unwrap());
+    assert!(browser.client.find(Locator::Css("#feed tr[data-contact-id='while-paused']")).await.is_err());
+    pause.click().await.unwrap();
+    browser.wait_for("#feed tr[data-contact-id='while-paused']").await;
+
+    // The sound for HIGH contacts is the operator's choice, off until ticked, and kept across page loads.
+    let sound = browser.wait_for("#high-sound").await;
+    assert!(!sound.is_selected().await.unwrap());
+    sound.click().await.unwrap();
+    browser.client.refresh().await.unwrap();
+    assert!(browser.wait_for("#high-sound").await.is_selected().await.unwrap(), "the choice is kept");
+
     // The dashboard draws its charts itself (SVG): nothing from elsewhere.
     browser.client.goto(&format!("{console}/dashboard")).await.unwrap();
     browser.wait_for("#hourly-chart rect").await;
@@ -194,7 +270,7 @@ async fn an_operator_sees_badges_live_records_a_disposition_and_is_refused_the_l
     browser.wait_for("#drift-chart").await;
     // Live quality: one labelled contact is far too few to measure, and the chart says so rather than draw a bar.
     let quality = browser.wait_for("#quality-chart").await.text().await.unwrap();
-    assert!(quality.contains("week · champion") && quality.contains("week · naive"), "{quality}");
+    assert!(quality.contains("minggu · juara") && quality.contains("minggu · aturan naif"), "{quality}");
     assert!(quality.contains("(n="), "{quality}");
     browser.screenshot("console-dashboard.png").await;
     browser.assert_no_external_requests().await;
@@ -205,6 +281,18 @@ async fn an_operator_sees_badges_live_records_a_disposition_and_is_refused_the_l
     assert!(browser.client.find(Locator::Css("table.queue")).await.is_err());
     browser.client.goto(&format!("{console}/legal/cases/anything")).await.unwrap();
     browser.wait_for("#forbidden").await;
+
+    // In English on request: the badge's word, the reasons, the dispositions, the controls.
+    browser.client.goto(&format!("{console}/lang/en?back=/operator")).await.unwrap();
+    browser.wait_for("#feed[data-connected='1']").await;
+    let contact = sample_contact("console-contact-en", Some("081234567001"));
+    let reply = routing.score_contact(contact.clone()).await.unwrap().into_inner();
+    let row = browser.wait_for("#feed tr[data-contact-id='console-contact-en']").await;
+    assert_row_shows(&row, &reply, "en").await;
+    assert_reasons_shown(&row, &reply).await;
+    let option = browser.client.find(Locator::Css("#disposition option[value='prank']")).await.unwrap();
+    assert_eq!(option.html(true).await.unwrap(), "prank");
+    assert_eq!(browser.wait_for("#pause").await.text().await.unwrap(), "Pause");
 
     // Every page is served with a policy that forbids loading anything from elsewhere.
     let head = http_get(&console, "/login");
@@ -257,7 +345,11 @@ async fn a_legal_reviewer_approves_a_case_the_audit_shows_it_and_a_lost_race_sho
         .unwrap();
     browser.client.find(Locator::Id("approve")).await.unwrap().click().await.unwrap();
     browser.wait_for("#notice.notice").await;
-    assert_eq!(browser.wait_for("#case-state").await.text().await.unwrap(), "approved");
+    assert_eq!(browser.wait_for("#case-state").await.text().await.unwrap(), "disetujui");
+    let facts = browser.wait_for("table.facts").await.text().await.unwrap();
+    assert!(facts.contains("pesan Polisi Virtual: 1 dari [iseng, kasar]"), "the rule in Indonesian: {facts}");
+    let timeline = browser.wait_for("table.timeline").await.text().await.unwrap();
+    assert!(timeline.contains("iseng") && timeline.contains("telepon"), "{timeline}");
     let approved = browser.wait_for("#audit tr.audit-approved").await.text().await.unwrap();
     assert!(approved.contains("test-legal") && approved.contains("confirmed on the recordings"), "{approved}");
     assert!(browser.client.find(Locator::Css("#audit tr.audit-evidence_read")).await.is_ok(), "reads are audited");
@@ -281,8 +373,8 @@ async fn a_legal_reviewer_approves_a_case_the_audit_shows_it_and_a_lost_race_sho
     browser.client.find(Locator::Id("decide-reason")).await.unwrap().send_keys("referral is warranted").await.unwrap();
     browser.client.find(Locator::Id("approve")).await.unwrap().click().await.unwrap();
     let notice = browser.wait_for("#notice.error").await.text().await.unwrap();
-    assert!(notice.contains("rejected") && notice.contains("test-legal"), "{notice}");
-    assert_eq!(browser.wait_for("#case-state").await.text().await.unwrap(), "rejected");
+    assert!(notice.contains("ditolak") && notice.contains("test-legal"), "{notice}");
+    assert_eq!(browser.wait_for("#case-state").await.text().await.unwrap(), "ditolak");
 
     // In English on request; the queue filters by state.
     browser.client.goto(&format!("{console}/lang/en?back=/legal%3Fstate%3Drejected")).await.unwrap();
@@ -291,6 +383,8 @@ async fn a_legal_reviewer_approves_a_case_the_audit_shows_it_and_a_lost_race_sho
     assert_eq!(heading, "Escalation queue");
     let rows = browser.client.find_all(Locator::Css("tr.case-row")).await.unwrap();
     assert_eq!(rows.len(), 1);
+    let row = rows[0].text().await.unwrap();
+    assert!(row.contains("rejected") && row.contains("legal referral"), "{row}");
 
     browser.close().await;
     drop((routing, dispatch, legal_grpc, channel));
@@ -302,20 +396,41 @@ async fn a_legal_reviewer_approves_a_case_the_audit_shows_it_and_a_lost_race_sho
 async fn watch_scores_streams_each_scored_contact_of_the_wanted_region_without_the_number() {
     let harness = crate::common::start().await;
     let mut operator = harness.screening(Role::Operator);
-    let mut stream =
-        operator.watch_scores(proto::WatchScoresRequest { region: Some("ntt.".into()) }).await.unwrap().into_inner();
+    let mut stream = operator
+        .watch_scores(proto::WatchScoresRequest {
+            region: Some("ntt.".into()),
+            language: proto::Language::Indonesian as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let mut routing = harness.screening(Role::Routing);
     let elsewhere = proto::ContactRequest { region: "dki.jakarta".into(), ..sample_contact("w-jakarta", None) };
     routing.score_contact(elsewhere).await.unwrap();
-    let reply = routing.score_contact(sample_contact("w-kupang", Some("081234567009"))).await.unwrap().into_inner();
+    // Both ask for Indonesian: the watcher reads the same reply, its sentences included.
+    let kupang = proto::ContactRequest {
+        language: proto::Language::Indonesian as i32,
+        ..sample_contact("w-kupang", Some("081234567009"))
+    };
+    let reply = routing.score_contact(kupang).await.unwrap().into_inner();
+    assert!(
+        reply.reasons.iter().any(|reason| reason.sentence == "kontak pertama dari nomor ini"),
+        "{:?}",
+        reply.reasons
+    );
     let event = tokio::time::timeout(Duration::from_secs(30), stream.message()).await.unwrap().unwrap().unwrap();
     assert_eq!(event.contact_id, "w-kupang", "the Jakarta contact is filtered out");
     assert_eq!(event.region, "ntt.kupang");
     assert!(!event.withheld);
     assert_eq!(event.skipped, 0);
     assert_eq!(event.score.unwrap(), reply);
-    let bad = operator.watch_scores(proto::WatchScoresRequest { region: Some("NTT!".into()) }).await.unwrap_err();
+    let bad = operator
+        .watch_scores(proto::WatchScoresRequest { region: Some("NTT!".into()), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    let bad = operator.watch_scores(proto::WatchScoresRequest { region: None, language: 7 }).await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "a language that is not one");
     drop(stream);
     harness.server.stop().await.unwrap();
 }
