@@ -1,7 +1,7 @@
 //! What a reason says, as data and as words: the [`Fact`] a reason states about a contact (a form and a number),
 //! its sentence in Bahasa Indonesia or English, and the two rules an operator's screen applies — whether the reason
-//! moved the score materially ([`is_material`]) and whether it is routine, telling the operator nothing the row
-//! does not already show ([`is_routine`]).
+//! moved the score materially ([`is_material`]) and whether it is routine, saying only that something unusual did
+//! not happen ([`is_routine`]).
 //!
 //! A client that wants its own wording reads the reason's code with its [`Form`] and value (gRPC carries both)
 //! and never parses a sentence. Allocation: [`fact`] allocates nothing; only [`sentence_in`] builds a `String`.
@@ -141,15 +141,12 @@ pub fn fact(reason_index: usize, features: &FeatureVector) -> Fact {
     }
 }
 
-/// Whether a reason is routine for an operator: it repeats what the row already shows (the channel, the time of
-/// day) or says only that something unusual did not happen ("the number is shown", "arrived on a weekday", "no
-/// device id", "the device is identified"). An operator's screen leaves these out; the gRPC reply keeps them.
+/// Whether a reason is routine for an operator: it says only that something unusual did not happen — "the
+/// number is shown", "arrived on a weekday", "no device id", "no location was sent", "not an app report" (every
+/// NO form) — or that the device is identified. An operator's screen leaves these out; the gRPC reply keeps them.
+/// The hour and the channel are not routine: the row shows them, but not that they moved the score.
 pub fn is_routine(reason_index: usize, fact: Fact) -> bool {
-    let code = REASONS[reason_index].code;
-    code.starts_with("channel_")
-        || code == "time_of_day"
-        || (code == "has_device" && fact.form != Form::First)
-        || (fact.form == Form::No && !code.starts_with("caller_") && !code.starts_with("device_"))
+    fact.form == Form::No || (REASONS[reason_index].code == "has_device" && fact.form == Form::Yes)
 }
 
 /// "no contacts", "1 contact", "about 7 contacts" (Indonesian nouns take no plural).
@@ -371,14 +368,14 @@ mod tests {
     }
 
     #[test]
-    fn routine_reasons_are_what_the_row_shows_or_an_absence() {
+    fn routine_reasons_say_that_something_unusual_did_not_happen() {
         let mut features = [0.0; FEATURES.len()];
         features[feature_index("channel_voice").unwrap()] = 1.0;
-        for code in ["channel_voice", "time_of_day", "withheld", "weekend", "night", "sim_less", "has_device"] {
+        for code in ["channel_sms", "withheld", "weekend", "night", "sim_less", "has_device", "has_location"] {
             let index = reason_of(code);
             assert!(is_routine(index, fact(index, &features)), "{code}");
         }
-        for code in ["caller_known", "caller_contacts_1h", "caller_misuse_30d"] {
+        for code in ["channel_voice", "time_of_day", "caller_known", "caller_contacts_1h", "caller_misuse_30d"] {
             let index = reason_of(code);
             assert!(!is_routine(index, fact(index, &features)), "{code}");
         }
