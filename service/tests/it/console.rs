@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use saring::auth::Role;
 use saring::proto;
 
-use crate::common::process::{unique_prefix, SaringProcess};
+use crate::common::process::{free_port, unique_prefix, SaringProcess};
 use crate::common::{connect, escalations, sample_contact, screening, token, Bearer};
 use crate::ladder::{decide, deliver, prank};
 
@@ -402,6 +402,39 @@ async fn a_legal_reviewer_approves_a_case_the_audit_shows_it_and_a_lost_race_sho
 
     browser.close().await;
     drop((routing, dispatch, legal_grpc, channel));
+    let (clean, _) = tokio::task::spawn_blocking(move || saring.terminate()).await.unwrap();
+    assert!(clean);
+}
+
+/// During a history outage a contact is answered from its own features: the operator's row says so — hatched,
+/// with why, in the page's language — instead of looking like an ordinary score.
+#[tokio::test]
+async fn a_degraded_answer_is_shown_as_degraded_on_the_operators_row() {
+    let journal = std::env::temp_dir().join(format!("saring-console-journal-{}", free_port())).join("outcomes.journal");
+    let store = format!("redis://127.0.0.1:{}/0", free_port());
+    let saring = SaringProcess::spawn(
+        &["--history", &store],
+        &[
+            ("SARING__PRIVACY__HASH_SECRET", "console-degraded-secret-0123456789"),
+            ("SARING__HISTORY__JOURNAL_PATH", journal.to_str().unwrap()),
+        ],
+    );
+    let console = saring.console_url();
+    let channel = connect(saring.url()).await;
+    let mut routing = screening(&channel, Bearer::of(Role::Routing));
+    let browser = Browser::start().await;
+    browser.sign_in(&console, Role::Operator).await;
+    browser.wait_for("#feed[data-connected='1']").await;
+    let reply = routing.score_contact(sample_contact("outage-row", Some("081234567044"))).await.unwrap().into_inner();
+    assert!(reply.degraded, "{reply:?}");
+    let row = browser.wait_for("#feed tr.row-degraded[data-contact-id='outage-row']").await;
+    let badge = row.find(Locator::Css(".badge")).await.unwrap();
+    assert!(badge.attr("class").await.unwrap().unwrap().contains("degraded"));
+    let note = row.find(Locator::Css(".degraded-note")).await.unwrap().text().await.unwrap();
+    assert!(note.starts_with("⚠ riwayat tidak"), "{note}");
+    assert!(!row.attr("class").await.unwrap().unwrap().contains("alert"), "a degraded answer does not alarm");
+    browser.close().await;
+    drop((routing, channel));
     let (clean, _) = tokio::task::spawn_blocking(move || saring.terminate()).await.unwrap();
     assert!(clean);
 }
