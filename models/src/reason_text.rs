@@ -293,7 +293,6 @@ pub fn sentence_in(language: Language, reason_index: usize, fact: Fact) -> Strin
 mod tests {
     use super::*;
     use crate::features::{feature_index, FEATURES};
-    use crate::reasons::REASON_COUNT;
 
     fn reason_of(code: &str) -> usize {
         REASONS.iter().position(|reason| reason.code == code).unwrap()
@@ -317,12 +316,12 @@ mod tests {
         }
         let mut forms_seen = std::collections::HashSet::new();
         for features in &contexts {
-            for index in 0..REASON_COUNT {
+            for (index, reason) in REASONS.iter().enumerate() {
                 let fact = fact(index, features);
                 forms_seen.insert(fact.form);
                 let english = sentence_in(Language::English, index, fact);
                 let indonesian = sentence_in(Language::Indonesian, index, fact);
-                let code = REASONS[index].code;
+                let code = reason.code;
                 assert_ne!(english, code.replace('_', " "), "{code}: no English sentence for {fact:?}");
                 assert_ne!(indonesian, code.replace('_', " "), "{code}: no Indonesian sentence for {fact:?}");
                 assert_ne!(english, indonesian, "{code}: the same words in both languages for {fact:?}");

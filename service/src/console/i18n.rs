@@ -251,7 +251,7 @@ pub fn state(lang: Lang, state: CaseState) -> &'static str {
 }
 
 /// A stored case state's words (the name itself if it is not a state).
-pub fn state_name<'a>(lang: Lang, name: &'a str) -> &'a str {
+pub fn state_name(lang: Lang, name: &str) -> &str {
     CaseState::from_name(name).map_or(name, |known| state(lang, known))
 }
 
@@ -280,7 +280,7 @@ pub fn degraded(lang: Lang, code: &str) -> &str {
 pub const DEGRADED_CODES: [&str; 4] = ["history_timeout", "history_unavailable", "model_failure", "overload"];
 
 /// An audit action's words (the action itself if unknown).
-pub fn action<'a>(lang: Lang, action: &'a str) -> &'a str {
+pub fn action(lang: Lang, action: &str) -> &str {
     match action {
         "evidence_read" => lang.pick(("bukti dibaca", "evidence read")),
         "evidence_added" => lang.pick(("bukti ditambahkan", "evidence added")),
