@@ -43,7 +43,7 @@ struct Case {
     device: Option<CallerHistory>,
 }
 
-/// What the service keeps of a reason (`ReasonOut`): code, sentence, contribution.
+/// What a ScoreContact reply carries of a reason: code, sentence (worded in the gRPC layer), contribution.
 type Reason = (&'static str, String, f64);
 
 /// A deterministic generator (SplitMix64), enough to draw a sample.

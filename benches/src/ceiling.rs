@@ -22,6 +22,10 @@ impl Default for CeilingService {
             code: code.to_owned(),
             sentence: sentence.to_owned(),
             contribution,
+            form: proto::ReasonForm::Count as i32,
+            value: 3.0,
+            material: true,
+            routine: false,
         };
         let summary = proto::HistorySummary {
             contacts_day: 1.5,

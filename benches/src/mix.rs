@@ -110,6 +110,7 @@ fn contact_request(contact: &ContactEvent, shift: time::Duration) -> proto::Cont
         sim_present: contact.sim_present,
         device_id: contact.device_id.clone(),
         location,
+        language: proto::Language::Unspecified as i32,
     }
 }
 

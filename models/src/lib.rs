@@ -15,6 +15,7 @@ pub mod ladder;
 pub mod metrics;
 pub mod naive;
 pub mod phone;
+pub mod reason_text;
 pub mod reasons;
 pub mod region;
 

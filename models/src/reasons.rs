@@ -4,6 +4,7 @@
 //! whose contribution is their sum, so reason contributions still add up to the raw score minus the bias.
 
 use crate::features::{FeatureVector, FEATURES};
+use crate::reason_text::{fact, sentence_in, Language};
 
 /// A reason code and the features it sums.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,7 +119,6 @@ pub fn operator_reasons(feature_contributions: &FeatureVector, features: &Featur
 const HAS_DEVICE: usize = 10;
 const WITHHELD: usize = 8;
 const CALLER_KNOWN: usize = 13;
-const CALLER_CONTACTS_30D: usize = 16;
 const CALLER_LAST: usize = 26;
 const DEVICE_FIRST: usize = 27;
 const DEVICE_CONTACTS_30D: usize = 28;
@@ -144,102 +144,11 @@ pub fn strongest<const N: usize>(sums: &[f64]) -> [Option<usize>; N] {
     chosen
 }
 
-/// "no contacts", "1 contact", "about 7 contacts" for a decayed count.
-fn counted(count: f64, singular: &str, plural: &str) -> String {
-    if count < 0.5 {
-        format!("no {plural}")
-    } else if count < 1.5 {
-        format!("1 {singular}")
-    } else {
-        format!("about {count:.0} {plural}")
-    }
-}
-
-/// The share a smoothed feature `amount / (contacts + 1)` stands for: `amount / contacts`, as a percentage.
-fn percent_of(smoothed_share: f64, contacts: f64) -> String {
-    let share = if contacts > 0.0 { smoothed_share * (contacts + 1.0) / contacts } else { 0.0 };
-    format!("{:.0}%", (share * 100.0).clamp(0.0, 100.0))
-}
-
-fn duration_words(seconds: f64) -> String {
-    match seconds {
-        s if s < 120.0 => format!("{s:.0} seconds"),
-        s if s < 7_200.0 => format!("{:.0} minutes", s / 60.0),
-        s if s < 172_800.0 => format!("{:.0} hours", s / 3_600.0),
-        s => format!("{:.0} days", s / 86_400.0),
-    }
-}
-
-/// The plain sentence for a reason, from the feature values of the contact. Reasons folded by
-/// [`operator_reasons`] read as the absence of history.
+/// The plain English sentence for a reason, from the feature values of the contact. Reasons folded by
+/// [`operator_reasons`] read as the absence of history. Both languages, and the fact as data:
+/// [`crate::reason_text`].
 pub fn sentence(reason_index: usize, features: &FeatureVector) -> String {
-    let reason = &REASONS[reason_index];
-    let value = features[reason.features[0]];
-    let flag = value >= 0.5;
-    let count = value.exp_m1();
-    let caller_contacts = features[CALLER_CONTACTS_30D].exp_m1();
-    let device_contacts = features[DEVICE_CONTACTS_30D].exp_m1();
-    let caller_known = features[CALLER_KNOWN] >= 0.5;
-    let contacts = |singular: &str, plural: &str, whose: &str, when: &str| {
-        format!("{} from this {whose} in the last {when}", counted(count, singular, plural))
-    };
-    match reason.code {
-        "channel_voice" => if flag { "a voice call" } else { "not a voice call" }.to_owned(),
-        "channel_whatsapp" => if flag { "a WhatsApp contact" } else { "not a WhatsApp contact" }.to_owned(),
-        "channel_sms" => if flag { "an SMS" } else { "not an SMS" }.to_owned(),
-        "channel_app" => if flag { "a report from the police app" } else { "not an app report" }.to_owned(),
-        "time_of_day" => {
-            let angle = features[4].atan2(features[5]).rem_euclid(std::f64::consts::TAU);
-            let hour = (angle / std::f64::consts::TAU * 24.0).floor() as u32 % 24;
-            format!("arrived at {hour:02}:00-{hour:02}:59 local time")
-        }
-        "night" => if flag { "arrived at night (22:00-06:00 local time)" } else { "arrived in the daytime" }.to_owned(),
-        "weekend" => if flag { "arrived on a weekend" } else { "arrived on a weekday" }.to_owned(),
-        "withheld" if flag => "the number is withheld, so there is no caller history".to_owned(),
-        "withheld" => "the number is shown".to_owned(),
-        "sim_less" => if flag { "no SIM card in the handset" } else { "the handset has a SIM card" }.to_owned(),
-        "has_device" if !flag => "no device id, so there is no device history".to_owned(),
-        "has_device" if device_contacts < 0.5 => "first contact from this device".to_owned(),
-        "has_device" => "the device is identified".to_owned(),
-        "has_location" => if flag { "a location was sent" } else { "no location was sent" }.to_owned(),
-        "location_accuracy_log" if features[11] < 0.5 => "no location was sent".to_owned(),
-        "location_accuracy_log" => format!("location accurate to {count:.0} m"),
-        "caller_known" if caller_known => "this number has contacted 110 before".to_owned(),
-        "caller_known" => "first contact from this number".to_owned(),
-        "caller_contacts_1h" => contacts("contact", "contacts", "number", "hour"),
-        "caller_contacts_1d" => contacts("contact", "contacts", "number", "day"),
-        "caller_contacts_30d" => contacts("contact", "contacts", "number", "month"),
-        "caller_misuse_1d" => contacts("prank or abusive contact", "prank or abusive contacts", "number", "day"),
-        "caller_misuse_30d" => contacts("prank or abusive contact", "prank or abusive contacts", "number", "month"),
-        "caller_misuse_share_30d" => {
-            format!("{} of this number's recent contacts were pranks or abuse", percent_of(value, caller_contacts))
-        }
-        "caller_genuine_30d" => contacts("genuine contact", "genuine contacts", "number", "month"),
-        "caller_silent_accidental_30d" => {
-            contacts("silent or accidental contact", "silent or accidental contacts", "number", "month")
-        }
-        "caller_short_share_30d" => {
-            format!("{} of this number's recent contacts lasted under 10 seconds", percent_of(value, caller_contacts))
-        }
-        "caller_unanswered_share_30d" => {
-            format!("{} of this number's recent contacts were not answered", percent_of(value, caller_contacts))
-        }
-        "caller_night_share_30d" => {
-            format!("{} of this number's recent contacts came at night", percent_of(value, caller_contacts))
-        }
-        "caller_log_seconds_since_last" if !caller_known => "no earlier contact from this number".to_owned(),
-        "caller_log_seconds_since_last" => format!("last contact from this number {} ago", duration_words(count)),
-        "caller_log_age_days" => format!("this number was first seen {} ago", duration_words(count * 86_400.0)),
-        "device_contacts_1h" => contacts("contact", "contacts", "device", "hour"),
-        "device_contacts_30d" => contacts("contact", "contacts", "device", "month"),
-        "device_misuse_30d" => contacts("prank or abusive contact", "prank or abusive contacts", "device", "month"),
-        "device_misuse_share_30d" => {
-            format!("{} of this device's recent contacts were pranks or abuse", percent_of(value, device_contacts))
-        }
-        "device_log_seconds_since_last" if device_contacts < 0.5 => "no earlier contact from this device".to_owned(),
-        "device_log_seconds_since_last" => format!("last contact from this device {} ago", duration_words(count)),
-        other => other.replace('_', " "),
-    }
+    sentence_in(Language::English, reason_index, fact(reason_index, features))
 }
 
 #[cfg(test)]

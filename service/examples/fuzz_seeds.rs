@@ -28,6 +28,7 @@ fn contact(contact_id: &str, caller: Option<&str>, channel: proto::Channel, regi
         sim_present: true,
         device_id: None,
         location: None,
+        language: proto::Language::Unspecified as i32,
     }
 }
 

@@ -135,6 +135,7 @@ async fn run<S: HistoryStore>(
                     sim_present: true,
                     device_id: None,
                     location: None,
+                    language: proto::Language::Unspecified as i32,
                 };
                 let sent = Instant::now();
                 let reply = client.score_contact(contact.clone()).await.expect("ScoreContact answers").into_inner();

@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use saring_models::features::{extract, ContactContext};
 use saring_models::history::{contact_fingerprint, Counter, DAY, MONTH};
 use saring_models::naive::recent_misuse_share;
-use saring_models::reasons::{operator_reasons, sentence, strongest, REASONS};
+use saring_models::reason_text::{fact, is_material, is_routine, sentence_in, Fact, Language};
+use saring_models::reasons::{operator_reasons, strongest, REASONS};
 use saring_models::{Band, CallerHistory, Channel, Disposition, FeatureVector, Model, Score};
 
 use crate::capture::Capture;
@@ -101,15 +102,34 @@ pub struct OutcomeReport {
     pub operator_id: Option<String>,
 }
 
-/// One reason in an assessment.
-#[derive(Debug, Clone, PartialEq)]
+/// One reason in an assessment: its code and what it states as data. Its words are made where they are read
+/// (`ReasonOut::sentence`, in the reader's language), so scoring allocates no sentence.
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ReasonOut {
+    /// Index into `saring_models::reasons::REASONS`.
+    pub reason: usize,
     /// Reason code.
     pub code: &'static str,
-    /// Plain sentence.
-    pub sentence: String,
+    /// What the reason states (form and number).
+    pub fact: Fact,
     /// Contribution to the raw score.
     pub contribution: f64,
+    /// Whether it moved the score materially (`saring_models::reason_text::is_material`).
+    pub material: bool,
+    /// Whether it is routine for an operator (`saring_models::reason_text::is_routine`).
+    pub routine: bool,
+}
+
+impl ReasonOut {
+    /// The reason's sentence in `language`.
+    pub fn sentence(&self, language: Language) -> String {
+        sentence_in(language, self.reason, self.fact)
+    }
+
+    /// Whether an operator's screen shows it: material and not routine.
+    pub fn worth_showing(&self) -> bool {
+        self.material && !self.routine
+    }
 }
 
 /// A history summary (decayed counts).
@@ -174,13 +194,20 @@ pub struct Assessment {
 fn score_with_reasons(model: &Model, features: &FeatureVector) -> (Score, Vec<ReasonOut>) {
     let score = model.score(features);
     let sums = operator_reasons(&score.contributions, features);
+    let total_abs: f64 = sums.iter().map(|sum| sum.abs()).sum();
     let reasons = strongest::<REASONS_PER_SCORE>(&sums)
         .into_iter()
         .flatten()
-        .map(|index| ReasonOut {
-            code: REASONS[index].code,
-            sentence: sentence(index, features),
-            contribution: sums[index],
+        .map(|index| {
+            let fact = fact(index, features);
+            ReasonOut {
+                reason: index,
+                code: REASONS[index].code,
+                fact,
+                contribution: sums[index],
+                material: is_material(sums[index], total_abs),
+                routine: is_routine(index, fact),
+            }
         })
         .collect();
     (score, reasons)
@@ -236,7 +263,7 @@ pub async fn follow_scores(
     mut scores: broadcast::Receiver<Arc<ScoredContact>>,
     wanted: Option<&str>,
     gone: impl std::future::Future<Output = ()>,
-    mut deliver: impl FnMut(&ScoredContact, u64) -> Delivery,
+    mut deliver: impl FnMut(&Arc<ScoredContact>, u64) -> Delivery,
 ) {
     let mut skipped = 0;
     tokio::pin!(gone);

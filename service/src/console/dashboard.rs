@@ -8,7 +8,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 
-use super::i18n::local_time_at;
+use saring_models::Band;
+
+use super::i18n::{self, local_time_at};
 use super::{escape, lang, layout, Shared};
 use crate::auth::Role;
 use crate::modelops::drift::ALL_REGIONS;
@@ -115,13 +117,18 @@ fn quality_section(lang: super::i18n::Lang, report: &QualityReport) -> String {
     let mut rows: Vec<(String, f64, &str, String)> = Vec::new();
     for window in national {
         let subjects = [
-            ("champion", Some(&window.champion), "#2c5d8f"),
-            ("challenger", window.challenger.as_ref(), "#8e44ad"),
-            ("naive", Some(&window.naive), "#888888"),
+            (lang.t("champion"), Some(&window.champion), "#2c5d8f"),
+            (lang.t("challenger"), window.challenger.as_ref(), "#8e44ad"),
+            (lang.t("naive"), Some(&window.naive), "#888888"),
         ];
         for (subject, figures, colour) in subjects {
             let Some(figures) = figures else { continue };
-            let label = format!("{} · {subject}", window.window);
+            let period = match window.window {
+                "day" => lang.t("window_day"),
+                "week" => lang.t("window_week"),
+                other => other,
+            };
+            let label = format!("{period} · {subject}");
             let text = match figures.state {
                 QualityState::Measured => format!(
                     "{:.3} (n={}, {} · {})",
@@ -172,12 +179,15 @@ pub(super) async fn page<S: HistoryStore>(State(console): Shared<S>, headers: He
     let _ = write!(
         body,
         "<h2>{}</h2><p class=\"period\">{} {period}. {}</p><table class=\"regions\" id=\"regions\"><thead><tr><th>{}</th>\
-         <th>{}</th><th>low</th><th>elevated</th><th>high</th><th>{}</th></tr></thead><tbody>",
+         <th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
         lang.t("by_region"),
         lang.t("period"),
         lang.t("answered_denominator"),
         lang.t("region"),
         lang.t("contacts"),
+        i18n::band(lang, Some(Band::Low)),
+        i18n::band(lang, Some(Band::Elevated)),
+        i18n::band(lang, Some(Band::High)),
         lang.t("share_answered"),
     );
     for (region, counts) in &regions {
@@ -209,7 +219,9 @@ pub(super) async fn page<S: HistoryStore>(State(console): Shared<S>, headers: He
             let max = states.iter().map(|(_, count)| *count).max().unwrap_or(0) as f64;
             let rows: Vec<(String, f64, &str, String)> = states
                 .iter()
-                .map(|(state, count)| (state.as_str().to_owned(), *count as f64, "#2c5d8f", count.to_string()))
+                .map(|(state, count)| {
+                    (i18n::state(lang, *state).to_owned(), *count as f64, "#2c5d8f", count.to_string())
+                })
                 .collect();
             body.push_str(&bars("cases-chart", &rows, max));
         }
@@ -254,7 +266,7 @@ pub(super) async fn page<S: HistoryStore>(State(console): Shared<S>, headers: He
                     label(region),
                     window.max_psi,
                     colour,
-                    format!("{:.3} ({}, n={})", window.max_psi, window.level, window.contacts),
+                    format!("{:.3} ({}, n={})", window.max_psi, i18n::drift_level(lang, window.level), window.contacts),
                 )
             })
             .collect();

@@ -1,7 +1,14 @@
-//! The console's two languages: Bahasa Indonesia (the default, the operators' language) and English; and local
-//! times in the region's zone (WIB, WITA, WIT).
+//! The console's two languages: Bahasa Indonesia (the default, the operators' language) and English; the words
+//! for the domain's values (bands, dispositions, channels, case states, rungs, degraded answers, audit actions,
+//! the ladder's rule texts); and local times in the region's zone (WIB, WITA, WIT). Reasons' sentences come from
+//! `saring_models::reason_text` in either language ([`Lang::language`]).
 
+use saring_models::ladder::Rung;
+use saring_models::reason_text::Language;
 use saring_models::region::utc_offset_seconds;
+use saring_models::{Band, Channel, Disposition};
+
+use crate::cases::CaseState;
 
 /// A console language.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +34,22 @@ impl Lang {
         match self {
             Lang::Id => "id",
             Lang::En => "en",
+        }
+    }
+
+    /// The language of `saring_models`' sentences.
+    pub fn language(self) -> Language {
+        match self {
+            Lang::Id => Language::Indonesian,
+            Lang::En => Language::English,
+        }
+    }
+
+    /// The Indonesian or the English of a pair.
+    fn pick(self, (id, en): (&'static str, &'static str)) -> &'static str {
+        match self {
+            Lang::Id => id,
+            Lang::En => en,
         }
     }
 
@@ -222,7 +245,208 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("hours", "jam", "hours"),
     ("days", "hari", "days"),
     ("unavailable", "Basis data kasus tidak tersedia; coba lagi.", "The case database is unavailable; try again."),
+    ("band_filter", "Pita risiko", "Risk band"),
+    ("band_all", "semua", "all"),
+    ("band_elevated_up", "WASPADA dan TINGGI", "ELEVATED and HIGH"),
+    ("band_high_only", "hanya TINGGI", "HIGH only"),
+    ("pause", "Jeda", "Pause"),
+    ("resume", "Lanjutkan", "Resume"),
+    ("queued", "baru menunggu", "new waiting"),
+    ("queued_high", "TINGGI", "HIGH"),
+    ("high_sound", "Bunyi untuk kontak TINGGI", "Sound for HIGH contacts"),
+    ("standing", "Tingkat / kasus", "Rung / case"),
+    ("raises", "menaikkan skor", "raises the score"),
+    ("lowers", "menurunkan skor", "lowers the score"),
+    ("degraded", "terbatas", "degraded"),
+    ("likelihood", "kemungkinan iseng", "prank likelihood"),
+    ("total_contacts", "total kontak", "total contacts"),
+    ("contacts_24h", "kontak 24 jam", "contacts 24h"),
+    ("misuse_30d", "iseng/kasar 30 hari", "misuse 30d"),
+    ("first_seen", "pertama", "first"),
+    ("last_seen", "terakhir", "last"),
+    ("open_case", "kasus terbuka", "open case"),
+    ("not_scored_here", "Kontak ini tidak dinilai di sini baru-baru ini.", "This contact was not scored here recently."),
+    ("duplicate", "sudah tercatat sebelumnya", "already recorded"),
+    ("withheld_history", "nomor disembunyikan: tidak ada riwayat", "number withheld: no history"),
+    ("rule_after", "setelah {after} disampaikan", "after {after} was delivered"),
+    ("rule_body", "{threshold} dari [{counts}] dalam {days} hari", "{threshold} of [{counts}] within {days} days"),
+    ("auto_approved", "disetujui otomatis oleh kebijakan", "approved automatically by policy"),
+    (
+        "conflict_state",
+        "Kasus {case} tidak dapat diubah: sudah {state} oleh {who} ({why}).",
+        "Case {case} cannot change: it was {state} by {who} ({why}).",
+    ),
+    (
+        "conflict_stale",
+        "Kasus {case} telah berubah: sudah {state} oleh {who} ({why}). Baca lagi sebelum memutuskan.",
+        "Case {case} changed: it was {state} by {who} ({why}). Read it again before deciding.",
+    ),
+    ("conflict_waiting", "Kasus {case} telah berubah dan menunggu keputusan. Baca lagi.", "Case {case} changed and awaits a decision. Read it again."),
+    ("no_reason", "tanpa alasan", "no reason given"),
+    ("champion", "juara", "champion"),
+    ("challenger", "penantang", "challenger"),
+    ("naive", "aturan naif", "naive"),
+    ("window_day", "hari", "day"),
+    ("window_week", "minggu", "week"),
 ];
+
+/// The band's word, capitalised as the badge shows it; `None` (the model failed) has its own.
+pub fn band(lang: Lang, band: Option<Band>) -> &'static str {
+    lang.pick(match band {
+        Some(Band::Low) => ("RENDAH", "LOW"),
+        Some(Band::Elevated) => ("WASPADA", "ELEVATED"),
+        Some(Band::High) => ("TINGGI", "HIGH"),
+        None => ("TANPA SKOR", "NO SCORE"),
+    })
+}
+
+/// A disposition's words.
+pub fn disposition(lang: Lang, disposition: Disposition) -> &'static str {
+    lang.pick(match disposition {
+        Disposition::GenuineEmergency => ("darurat sungguhan", "genuine emergency"),
+        Disposition::NonEmergency => ("bukan darurat", "not an emergency"),
+        Disposition::Prank => ("iseng", "prank"),
+        Disposition::Silent => ("diam (tanpa suara)", "silent"),
+        Disposition::Abusive => ("kasar", "abusive"),
+        Disposition::Accidental => ("tidak sengaja", "accidental"),
+        Disposition::Test => ("uji coba", "test"),
+        Disposition::Unknown => ("tidak diketahui", "unknown"),
+    })
+}
+
+/// A channel's words.
+pub fn channel(lang: Lang, channel: Channel) -> &'static str {
+    lang.pick(match channel {
+        Channel::Voice => ("telepon", "voice call"),
+        Channel::Whatsapp => ("WhatsApp", "WhatsApp"),
+        Channel::Sms => ("SMS", "SMS"),
+        Channel::App => ("aplikasi polisi", "police app"),
+    })
+}
+
+/// A case state's words.
+pub fn state(lang: Lang, state: CaseState) -> &'static str {
+    lang.pick(match state {
+        CaseState::Proposed => ("diusulkan", "proposed"),
+        CaseState::Approved => ("disetujui", "approved"),
+        CaseState::Rejected => ("ditolak", "rejected"),
+        CaseState::Actioned => ("dilaksanakan", "actioned"),
+        CaseState::Reverted => ("dibatalkan", "reverted"),
+    })
+}
+
+/// A stored case state's words (the name itself if it is not a state).
+pub fn state_name(lang: Lang, name: &str) -> &str {
+    CaseState::from_name(name).map_or(name, |known| state(lang, known))
+}
+
+/// A rung's words.
+pub fn rung(lang: Lang, rung: Rung) -> &'static str {
+    lang.pick(match rung {
+        Rung::Warning => ("teguran", "warning"),
+        Rung::VirtualPoliceMessage => ("pesan Polisi Virtual", "virtual-police message"),
+        Rung::LegalReferral => ("rujukan pidana", "legal referral"),
+        Rung::WelfareReferral => ("rujukan layanan sosial", "welfare referral"),
+    })
+}
+
+/// Why an answer is degraded, in words (the code itself if unknown).
+pub fn degraded(lang: Lang, code: &str) -> &str {
+    match code {
+        "history_timeout" => lang.pick(("riwayat tidak terbaca tepat waktu", "history not read in time")),
+        "history_unavailable" => lang.pick(("riwayat tidak tersedia", "history unavailable")),
+        "model_failure" => lang.pick(("model gagal: tanpa skor", "model failure: no score")),
+        "overload" => lang.pick(("beban penuh: tanpa riwayat", "overloaded: scored without history")),
+        other => other,
+    }
+}
+
+/// The codes [`degraded`] words.
+pub const DEGRADED_CODES: [&str; 4] = ["history_timeout", "history_unavailable", "model_failure", "overload"];
+
+/// An audit action's words (the action itself if unknown).
+pub fn action(lang: Lang, action: &str) -> &str {
+    match action {
+        "evidence_read" => lang.pick(("bukti dibaca", "evidence read")),
+        "evidence_added" => lang.pick(("bukti ditambahkan", "evidence added")),
+        "claimed" => lang.pick(("diklaim untuk pengiriman", "claimed for delivery")),
+        "claim_released" => lang.pick(("klaim dikembalikan", "claim given back")),
+        "corrected" => lang.pick(("disposisi dikoreksi", "disposition corrected")),
+        other => state_name(lang, other),
+    }
+}
+
+/// A drift level's words (the level itself if unknown).
+pub fn drift_level(lang: Lang, level: &str) -> &str {
+    match level {
+        "stable" => lang.pick(("stabil", "stable")),
+        "moderate" => lang.pick(("sedang", "moderate")),
+        "significant" => lang.pick(("signifikan", "significant")),
+        "too_few_contacts" => lang.pick(("terlalu sedikit kontak", "too few contacts")),
+        other => other,
+    }
+}
+
+/// A rule the ladder stored with a case (`"v1 rungs.warning: 2 of [prank, abusive] within 30 days after warning
+/// was delivered"`, see `saring_models::ladder`), in words; the stored text itself if it does not parse (a rule
+/// written by another version). An automatic approval's audit reason reads too.
+pub fn rule_text(lang: Lang, rule: &str) -> String {
+    if let Some(version) = rule.strip_prefix("approved automatically by policy ") {
+        return format!("{} {version}", lang.t("auto_approved"));
+    }
+    parse_rule(lang, rule).unwrap_or_else(|| rule.to_owned())
+}
+
+fn parse_rule(lang: Lang, rule: &str) -> Option<String> {
+    let (version, rest) = rule.split_once(" rungs.")?;
+    let (key, rest) = rest.split_once(": ")?;
+    let (threshold, rest) = rest.split_once(" of [")?;
+    let (counts, rest) = rest.split_once("] within ")?;
+    let (days, after) = rest.split_once(" days")?;
+    let threshold: u32 = threshold.parse().ok()?;
+    let days: u32 = days.parse().ok()?;
+    let rung_words = rung(lang, Rung::from_key(key)?);
+    let counts: Option<Vec<&str>> =
+        counts.split(", ").map(|name| Disposition::from_name(name).map(|known| disposition(lang, known))).collect();
+    let body = lang
+        .t("rule_body")
+        .replace("{threshold}", &threshold.to_string())
+        .replace("{counts}", &counts?.join(", "))
+        .replace("{days}", &days.to_string());
+    let after = match after.strip_prefix(" after ").and_then(|rest| rest.strip_suffix(" was delivered")) {
+        Some(previous) => {
+            format!(" {}", lang.t("rule_after").replace("{after}", rung(lang, Rung::from_key(previous)?)))
+        }
+        None if after.is_empty() => String::new(),
+        None => return None,
+    };
+    Some(format!("{rung_words}: {body}{after} ({version})"))
+}
+
+/// A decision that lost to another's, in words: who did what to the case, and why.
+pub fn conflict(lang: Lang, current: &crate::cases::CaseSummary, stale: bool) -> String {
+    let (who, why) = match current.state {
+        CaseState::Proposed => return lang.t("conflict_waiting").replace("{case}", &current.case_id),
+        CaseState::Approved | CaseState::Rejected => (&current.decided_by, &current.decision_reason),
+        CaseState::Actioned => (&current.actioned_by, &current.action_note),
+        CaseState::Reverted => (&current.reverted_by, &current.revert_reason),
+    };
+    let template = if stale { lang.t("conflict_stale") } else { lang.t("conflict_state") };
+    template
+        .replace("{case}", &current.case_id)
+        .replace("{state}", state(lang, current.state))
+        .replace("{who}", who.as_deref().unwrap_or("?"))
+        .replace("{why}", &rule_text(lang, why.as_deref().unwrap_or(lang.t("no_reason"))))
+}
+
+/// A local time's parts: `(date, clock, zone)`, e.g. `("2026-03-01", "08:00:00", "WITA")`.
+pub fn local_parts(at_ms: i64, utc_offset_s: i64) -> (String, String, &'static str) {
+    let text = local_time_at(at_ms, utc_offset_s);
+    let mut parts = text.splitn(3, ' ');
+    let date = parts.next().unwrap_or_default().to_owned();
+    let clock = parts.next().unwrap_or_default().to_owned();
+    (date, clock, zone_name(utc_offset_s))
+}
 
 /// The zone name of a UTC offset used in Indonesia.
 pub fn zone_name(utc_offset_s: i64) -> &'static str {
@@ -272,5 +496,65 @@ mod tests {
         assert_eq!(local_time(at, "dki.jakarta"), "2026-03-01 07:00:00 WIB");
         assert_eq!(local_time(at, "ntt.kupang"), "2026-03-01 08:00:00 WITA");
         assert_eq!(local_time(at, "papua.jayapura"), "2026-03-01 09:00:00 WIT");
+        assert_eq!(local_parts(at, 28_800), ("2026-03-01".to_owned(), "08:00:00".to_owned(), "WITA"));
+    }
+
+    /// Every value an operator or reviewer reads has words in both languages, and the Indonesian differs from the
+    /// English wherever the two languages do not share the word (WhatsApp, SMS).
+    #[test]
+    fn every_domain_value_has_both_languages() {
+        let both = |what: String, id: &str, en: &str, shared: bool| {
+            assert!(!id.is_empty() && !en.is_empty(), "{what}");
+            assert!(shared || id != en, "{what}: {id:?} is not Indonesian");
+        };
+        for value in [None, Some(Band::Low), Some(Band::Elevated), Some(Band::High)] {
+            both(format!("{value:?}"), band(Lang::Id, value), band(Lang::En, value), false);
+        }
+        for value in Disposition::ALL {
+            both(format!("{value:?}"), disposition(Lang::Id, value), disposition(Lang::En, value), false);
+        }
+        for value in Channel::ALL {
+            let shared = matches!(value, Channel::Whatsapp | Channel::Sms);
+            both(format!("{value:?}"), channel(Lang::Id, value), channel(Lang::En, value), shared);
+        }
+        for value in CaseState::ALL {
+            both(format!("{value:?}"), state(Lang::Id, value), state(Lang::En, value), false);
+        }
+        for value in Rung::ALL {
+            both(format!("{value:?}"), rung(Lang::Id, value), rung(Lang::En, value), false);
+        }
+        for code in DEGRADED_CODES {
+            both(code.to_owned(), degraded(Lang::Id, code), degraded(Lang::En, code), false);
+        }
+        for level in ["stable", "moderate", "significant", "too_few_contacts"] {
+            both(level.to_owned(), drift_level(Lang::Id, level), drift_level(Lang::En, level), false);
+        }
+        let mut keys = std::collections::HashSet::new();
+        for (key, _, _) in TEXTS {
+            assert!(keys.insert(key), "{key} twice");
+        }
+    }
+
+    #[test]
+    fn rule_texts_read_in_both_languages_and_unknown_ones_stay_as_stored() {
+        let rule = "v1 rungs.virtual_police_message: 1 of [prank, abusive] within 60 days after warning was delivered";
+        assert_eq!(
+            rule_text(Lang::Id, rule),
+            "pesan Polisi Virtual: 1 dari [iseng, kasar] dalam 60 hari setelah teguran disampaikan (v1)"
+        );
+        assert_eq!(
+            rule_text(Lang::En, rule),
+            "virtual-police message: 1 of [prank, abusive] within 60 days after warning was delivered (v1)"
+        );
+        assert_eq!(
+            rule_text(Lang::Id, "v2 rungs.warning: 2 of [prank] within 30 days"),
+            "teguran: 2 dari [iseng] dalam 30 hari (v2)"
+        );
+        assert_eq!(rule_text(Lang::Id, "something else"), "something else");
+        assert_eq!(
+            rule_text(Lang::Id, "v1 rungs.nonsense: 2 of [prank] within 30 days"),
+            "v1 rungs.nonsense: 2 of [prank] within 30 days"
+        );
+        assert_eq!(rule_text(Lang::Id, "approved automatically by policy v1"), "disetujui otomatis oleh kebijakan v1");
     }
 }

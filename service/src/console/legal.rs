@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use saring_models::ladder::Rung;
 use serde::Deserialize;
 
-use super::i18n::{local_time, Lang};
+use super::i18n::{self, local_time, Lang};
 use super::session::Session;
 use super::{escape, lang, layout, Console, Shared};
 use crate::auth::Role;
@@ -29,11 +29,11 @@ pub(super) struct QueueQuery {
     before: Option<String>,
 }
 
-fn select(name: &str, id: &str, all: &str, options: &[&str], chosen: Option<&str>) -> String {
+fn select(name: &str, id: &str, all: &str, options: &[(&str, &str)], chosen: Option<&str>) -> String {
     let mut html = format!("<select name=\"{name}\" id=\"{id}\"><option value=\"\">{all}</option>");
-    for option in options {
+    for (option, label) in options {
         let selected = if chosen == Some(option) { " selected" } else { "" };
-        let _ = write!(html, "<option value=\"{option}\"{selected}>{option}</option>");
+        let _ = write!(html, "<option value=\"{option}\"{selected}>{label}</option>");
     }
     html.push_str("</select>");
     html
@@ -118,8 +118,9 @@ pub(super) async fn queue<S: HistoryStore>(
     } else {
         String::new()
     };
-    let state_names: Vec<&str> = STATES.iter().map(|state| state.as_str()).collect();
-    let rung_keys: Vec<&str> = Rung::ALL.iter().map(|rung| rung.key()).collect();
+    let state_names: Vec<(&str, &str)> =
+        STATES.iter().map(|state| (state.as_str(), i18n::state(lang, *state))).collect();
+    let rung_keys: Vec<(&str, &str)> = Rung::ALL.iter().map(|rung| (rung.key(), i18n::rung(lang, *rung))).collect();
     let mut body = inbox;
     let _ = write!(
         body,
@@ -144,11 +145,12 @@ pub(super) async fn queue<S: HistoryStore>(
     for case in &cases {
         let _ = write!(
             body,
-            "<tr class=\"case-row\"><td><a href=\"/legal/cases/{id}\">{id}</a></td><td><span class=\"state state-{state}\">{state}</span></td>\
+            "<tr class=\"case-row\"><td><a href=\"/legal/cases/{id}\">{id}</a></td><td><span class=\"state state-{state}\">{state_words}</span></td>\
              <td>{rung}</td><td>{region}</td><td>{incidents}</td><td>{created}</td></tr>",
             id = escape(&case.case_id),
             state = case.state.as_str(),
-            rung = case.rung.key(),
+            state_words = i18n::state(lang, case.state),
+            rung = i18n::rung(lang, case.rung),
             region = escape(&case.region),
             incidents = case.incidents,
             created = local_time(case.created_ms, &case.region),
@@ -219,7 +221,7 @@ fn inbox(lang: Lang, proposed: &[CaseSummary], now_ms: i64) -> String {
                 "<tr class=\"inbox-row\">{caller_cell}<td><a href=\"/legal/cases/{id}\">{id}</a></td><td>{rung}</td>\
                  <td>{region}</td><td title=\"{created}\">{waited}</td></tr>",
                 id = escape(&case.case_id),
-                rung = case.rung.key(),
+                rung = i18n::rung(lang, case.rung),
                 region = escape(&case.region),
                 created = local_time(case.created_ms, &case.region),
                 waited = waited(lang, case.created_ms, now_ms),
@@ -235,10 +237,17 @@ fn summary_rows(lang: Lang, case: &CaseSummary) -> String {
     let mut row = |label: &str, value: String| {
         let _ = write!(rows, "<tr><th>{label}</th><td>{value}</td></tr>");
     };
-    row(lang.t("state"), format!("<span class=\"state state-{0}\" id=\"case-state\">{0}</span>", case.state.as_str()));
-    row(lang.t("rung"), case.rung.key().to_owned());
+    row(
+        lang.t("state"),
+        format!(
+            "<span class=\"state state-{}\" id=\"case-state\">{}</span>",
+            case.state.as_str(),
+            i18n::state(lang, case.state)
+        ),
+    );
+    row(lang.t("rung"), i18n::rung(lang, case.rung).to_owned());
     row(lang.t("region"), escape(&case.region));
-    row(lang.t("rule"), escape(&case.rule));
+    row(lang.t("rule"), escape(&i18n::rule_text(lang, &case.rule)));
     row(lang.t("policy_version"), escape(&case.policy_version));
     row(lang.t("model_version"), escape(&case.model_version));
     row(lang.t("created"), local_time(case.created_ms, &case.region));
@@ -249,7 +258,7 @@ fn summary_rows(lang: Lang, case: &CaseSummary) -> String {
                 "{} — {} — {}",
                 escape(by),
                 local_time(at, &case.region),
-                escape(case.decision_reason.as_deref().unwrap_or(""))
+                escape(&i18n::rule_text(lang, case.decision_reason.as_deref().unwrap_or("")))
             ),
         );
     }
@@ -337,10 +346,11 @@ fn other_cases(lang: Lang, case: &CaseSummary, all: &[CaseSummary], links: bool)
         };
         let _ = write!(
             html,
-            "<tr class=\"other-case\"><td>{label}</td><td>{rung}</td><td><span class=\"state state-{state}\">{state}</span></td>\
+            "<tr class=\"other-case\"><td>{label}</td><td>{rung}</td><td><span class=\"state state-{state}\">{state_words}</span></td>\
              <td>{created}</td><td>{delivery}</td></tr>",
-            rung = other.rung.key(),
+            rung = i18n::rung(lang, other.rung),
             state = other.state.as_str(),
+            state_words = i18n::state(lang, other.state),
             created = local_time(other.created_ms, &other.region),
         );
     }
@@ -379,9 +389,9 @@ fn timeline_table(lang: Lang, evidence: &CaseEvidence) -> String {
             counted = if entry.counted { "counted" } else { "" },
             time = local_time(entry.at_ms, &entry.region),
             contact = escape(&entry.contact_id),
-            channel = entry.channel.as_str(),
+            channel = i18n::channel(lang, entry.channel),
             region = escape(&entry.region),
-            disposition = entry.disposition.as_str(),
+            disposition = i18n::disposition(lang, entry.disposition),
             corrections = corrections(lang, entry),
             operator = escape(entry.operator_id.as_deref().unwrap_or("—")),
             answered = if entry.answered { lang.t("yes") } else { lang.t("no") },
@@ -407,14 +417,15 @@ fn audit_table(lang: Lang, case: &CaseSummary, audit: &[AuditEntry]) -> String {
     for entry in audit {
         let _ = write!(
             body,
-            "<tr class=\"audit-{action}\"><td>{seq}</td><td>{time}</td><td>{actor} ({role})</td><td>{action}</td><td>{state}</td><td>{reason}</td></tr>",
+            "<tr class=\"audit-{action}\"><td>{seq}</td><td>{time}</td><td>{actor} ({role})</td><td>{action_words}</td><td>{state}</td><td>{reason}</td></tr>",
             seq = entry.seq,
             time = local_time(entry.at_ms, &case.region),
             actor = escape(&entry.actor),
             role = escape(&entry.role),
             action = escape(&entry.action),
-            state = escape(entry.state.as_deref().unwrap_or("")),
-            reason = escape(&entry.reason),
+            action_words = escape(i18n::action(lang, &entry.action)),
+            state = escape(i18n::state_name(lang, entry.state.as_deref().unwrap_or(""))),
+            reason = escape(&i18n::rule_text(lang, &entry.reason)),
         );
     }
     body.push_str("</tbody></table>");
@@ -611,8 +622,8 @@ async fn change<S: HistoryStore>(
     };
     match result {
         Ok(_) => Redirect::to(&format!("/legal/cases/{case_id}?done=1")).into_response(),
-        Err(CaseError::Conflict { message, .. }) => {
-            render_case(console, lang, &session, case_id, Some((false, message))).await
+        Err(CaseError::Conflict { current, stale, .. }) => {
+            render_case(console, lang, &session, case_id, Some((false, i18n::conflict(lang, &current, stale)))).await
         }
         Err(error) => case_error(lang, &session, error),
     }

@@ -4,11 +4,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use saring_models::reason_text::{Form, Language};
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status};
 
 use super::escalations::{case_summary, rung};
 use super::{now_ms, timestamp, validate};
+
 use crate::app::App;
 use crate::auth::Role;
 use crate::cases::LadderChange;
@@ -50,18 +52,35 @@ pub(super) fn band(band: Option<saring_models::Band>) -> proto::Band {
     }
 }
 
-fn score_reply(contact_id: String, assessment: Assessment) -> proto::ScoreReply {
+fn reason_form(form: Form) -> proto::ReasonForm {
+    match form {
+        Form::Yes => proto::ReasonForm::Yes,
+        Form::No => proto::ReasonForm::No,
+        Form::First => proto::ReasonForm::First,
+        Form::Hour => proto::ReasonForm::Hour,
+        Form::Count => proto::ReasonForm::Count,
+        Form::Percent => proto::ReasonForm::Percent,
+        Form::Seconds => proto::ReasonForm::Seconds,
+        Form::Metres => proto::ReasonForm::Metres,
+    }
+}
+
+fn score_reply(contact_id: String, assessment: &Assessment, language: Language) -> proto::ScoreReply {
     proto::ScoreReply {
         contact_id,
         prank_likelihood: assessment.likelihood,
         band: band(assessment.band) as i32,
         reasons: assessment
             .reasons
-            .into_iter()
+            .iter()
             .map(|reason| proto::Reason {
                 code: reason.code.to_owned(),
-                sentence: reason.sentence,
+                sentence: reason.sentence(language),
                 contribution: reason.contribution,
+                form: reason_form(reason.fact.form) as i32,
+                value: reason.fact.value,
+                material: reason.material,
+                routine: reason.routine,
             })
             .collect(),
         model_version: assessment.model_version.to_string(),
@@ -115,14 +134,14 @@ fn channel(channel: saring_models::Channel) -> proto::Channel {
     }
 }
 
-fn score_event(scored: &ScoredContact, skipped: u64) -> proto::ScoreEvent {
+fn score_event(scored: &ScoredContact, skipped: u64, language: Language) -> proto::ScoreEvent {
     proto::ScoreEvent {
         contact_id: scored.contact_id.clone(),
         received_at: Some(timestamp(scored.received_at_ms)),
         region: scored.region.clone(),
         channel: channel(scored.channel) as i32,
         withheld: scored.withheld,
-        score: Some(score_reply(scored.contact_id.clone(), scored.assessment.clone())),
+        score: Some(score_reply(scored.contact_id.clone(), &scored.assessment, language)),
         skipped,
     }
 }
@@ -133,7 +152,15 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
 
     async fn watch_scores(&self, request: Request<proto::WatchScoresRequest>) -> Result<Response<ScoreEvents>, Status> {
         self.app.auth.authorize(&request, &[Role::Operator])?;
-        let wanted = request.into_inner().region;
+        let request = request.into_inner();
+        let Some(language) = validate::language(request.language) else {
+            return Err(crate::error::Error::InvalidArgument(vec![crate::error::Violation::new(
+                "language",
+                format!("{} is not one of UNSPECIFIED, ENGLISH, INDONESIAN", request.language),
+            )])
+            .into());
+        };
+        let wanted = request.region;
         if let Some(region) = &wanted {
             let code = region.strip_suffix('.').unwrap_or(region);
             if !saring_models::region::is_valid_region_code(code) {
@@ -148,7 +175,7 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
         let (sender, receiver) = mpsc::channel(256);
         tokio::spawn(async move {
             follow_scores(scores, wanted.as_deref(), sender.closed(), |scored, skipped| {
-                match sender.try_send(Ok(score_event(scored, skipped))) {
+                match sender.try_send(Ok(score_event(scored, skipped, language))) {
                     Ok(()) => Delivery::Taken,
                     Err(mpsc::error::TrySendError::Full(_)) => Delivery::Full,
                     Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Gone,
@@ -165,13 +192,14 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
     ) -> Result<Response<proto::ScoreReply>, Status> {
         self.app.auth.authorize(&request, &[Role::Routing, Role::Operator])?;
         let contact = validate::contact(request.get_ref(), now_ms())?;
+        let language = validate::language(request.get_ref().language).unwrap_or(Language::English);
         let contact_id = contact.contact_id.clone();
         let assessment = if request.extensions().get::<Overloaded>().is_some() {
             self.app.screener.score_overloaded(contact)
         } else {
             self.app.screener.score(contact).await
         };
-        Ok(Response::new(score_reply(contact_id, assessment)))
+        Ok(Response::new(score_reply(contact_id, &assessment, language)))
     }
 
     async fn record_outcome(&self, request: Request<proto::Outcome>) -> Result<Response<proto::OutcomeAck>, Status> {

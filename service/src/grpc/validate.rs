@@ -2,6 +2,7 @@
 //! so one rejection tells the routing engine everything that is wrong.
 
 use saring_models::phone::normalise_indonesian_number;
+use saring_models::reason_text::Language;
 use saring_models::region::{is_valid_region_code, province, utc_offset_seconds};
 use saring_models::{Channel, Disposition};
 
@@ -66,6 +67,15 @@ fn channel(value: i32) -> Option<Channel> {
     }
 }
 
+/// The language a request asks for: English when unspecified (as before the field existed); `None` for a value
+/// that is not a `Language`.
+pub fn language(value: i32) -> Option<Language> {
+    match proto::Language::try_from(value).ok()? {
+        proto::Language::Unspecified | proto::Language::English => Some(Language::English),
+        proto::Language::Indonesian => Some(Language::Indonesian),
+    }
+}
+
 fn disposition(value: i32) -> Option<Disposition> {
     match proto::Disposition::try_from(value).ok()? {
         proto::Disposition::Unspecified => None,
@@ -101,6 +111,9 @@ fn check_contact(checker: &mut Checker, request: &proto::ContactRequest, now_ms:
     let channel = channel(request.channel);
     if channel.is_none() {
         checker.fail("channel", format!("{} is not one of VOICE, WHATSAPP, SMS, APP", request.channel));
+    }
+    if language(request.language).is_none() {
+        checker.fail("language", format!("{} is not one of UNSPECIFIED, ENGLISH, INDONESIAN", request.language));
     }
     let received_at_ms = match &request.received_at {
         None => {

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use saring::auth::Role;
 use saring::proto;
 
-use crate::common::process::{unique_prefix, SaringProcess};
+use crate::common::process::{free_port, unique_prefix, SaringProcess};
 use crate::common::{connect, escalations, sample_contact, screening, token, Bearer};
 use crate::ladder::{decide, deliver, prank};
 
@@ -100,6 +100,55 @@ impl Browser {
     }
 }
 
+/// A band's word on the badge, in the console's language `lang` ("id" or "en").
+fn band_word(band: proto::Band, lang: &str) -> &'static str {
+    match (band, lang) {
+        (proto::Band::Low, "id") => "RENDAH",
+        (proto::Band::Elevated, "id") => "WASPADA",
+        (proto::Band::High, "id") => "TINGGI",
+        (proto::Band::Unspecified, "id") => "TANPA SKOR",
+        (proto::Band::Low, _) => "LOW",
+        (proto::Band::Elevated, _) => "ELEVATED",
+        (proto::Band::High, _) => "HIGH",
+        (proto::Band::Unspecified, _) => "NO SCORE",
+    }
+}
+
+/// The row's badge reads the band's word and the likelihood of `reply`, and has the band's colour.
+async fn assert_row_shows(row: &fantoccini::elements::Element, reply: &proto::ScoreReply, lang: &str) {
+    let band = proto::Band::try_from(reply.band).unwrap();
+    let badge = row.find(Locator::Css(".badge")).await.unwrap();
+    let percent = (reply.prank_likelihood * 100.0).round();
+    assert_eq!(badge.text().await.unwrap(), format!("{} {percent}%", band_word(band, lang)));
+    let class = match band {
+        proto::Band::Low => "band-low",
+        proto::Band::Elevated => "band-elevated",
+        proto::Band::High => "band-high",
+        proto::Band::Unspecified => "band-none",
+    };
+    assert!(badge.attr("class").await.unwrap().unwrap().contains(class));
+}
+
+/// The row shows the reasons of `reply` (scored in the page's language) an operator should read: at most three,
+/// strongest first, only material and not routine ones, each marked by the direction it moved the score.
+async fn assert_reasons_shown(row: &fantoccini::elements::Element, reply: &proto::ScoreReply) {
+    let mut expected: Vec<(String, bool)> = Vec::new();
+    for reason in reply.reasons.iter().filter(|reason| reason.material && !reason.routine) {
+        if expected.len() < 3 && !expected.iter().any(|(text, _)| *text == reason.sentence) {
+            expected.push((reason.sentence.clone(), reason.contribution > 0.0));
+        }
+    }
+    assert!(!expected.is_empty(), "the contact has something worth saying: {:?}", reply.reasons);
+    let mut shown = Vec::new();
+    for item in row.find_all(Locator::Css(".reasons li")).await.unwrap() {
+        let text = item.text().await.unwrap();
+        let up = item.attr("class").await.unwrap().unwrap_or_default() == "up";
+        let marker = if up { "▲ " } else { "▼ " };
+        shown.push((text.strip_prefix(marker).unwrap_or_else(|| panic!("{text:?} has no {marker:?}")).to_owned(), up));
+    }
+    assert_eq!(shown, expected);
+}
+
 /// One raw HTTP/1.1 GET: the response head and body as text.
 fn http_get(console: &str, path: &str) -> String {
     let address = console.trim_start_matches("http://");
@@ -122,23 +171,24 @@ async fn an_operator_sees_badges_live_records_a_disposition_and_is_refused_the_l
     browser.wait_for("#feed[data-connected='1']").await;
     assert!(browser.client.current_url().await.unwrap().path().ends_with("/operator"));
 
-    // A contact scored over gRPC appears in the feed with its badge.
-    let reply =
-        routing.score_contact(sample_contact("console-contact-1", Some("081234567001"))).await.unwrap().into_inner();
+    // A contact scored over gRPC appears in the feed with its badge: the band's word, in Indonesian by default, and
+    // the likelihood; the time with its zone; at most three reasons, the material and not routine ones, in Indonesian.
+    let contact = sample_contact("console-contact-1", Some("081234567001"));
+    let reply = routing.score_contact(contact.clone()).await.unwrap().into_inner();
     let row = browser.wait_for("#feed tr[data-contact-id='console-contact-1']").await;
-    let badge = row.find(Locator::Css(".badge")).await.unwrap();
-    assert_eq!(badge.text().await.unwrap(), format!("{}%", (reply.prank_likelihood * 100.0).round()));
-    let band = match proto::Band::try_from(reply.band).unwrap() {
-        proto::Band::Low => "band-low",
-        proto::Band::Elevated => "band-elevated",
-        proto::Band::High => "band-high",
-        proto::Band::Unspecified => "band-none",
-    };
-    assert!(badge.attr("class").await.unwrap().unwrap().contains(band));
+    assert_row_shows(&row, &reply, "id").await;
+    assert_eq!(row.find(Locator::Css(".zone")).await.unwrap().text().await.unwrap(), "WITA");
+    let indonesian = proto::ContactRequest { language: proto::Language::Indonesian as i32, ..contact.clone() };
+    let reply_id = routing.score_contact(indonesian).await.unwrap().into_inner();
+    assert_reasons_shown(&row, &reply_id).await;
+    let option = browser.client.find(Locator::Css("#disposition option[value='prank']")).await.unwrap();
+    assert_eq!(option.html(true).await.unwrap(), "iseng", "dispositions are in Indonesian");
 
     // Clicking it shows the caller's history; the disposition form records the outcome the RecordOutcome way.
     row.click().await.unwrap();
-    browser.wait_for("#history[data-contact-id='console-contact-1']").await;
+    let history = browser.wait_for("#history[data-contact-id='console-contact-1']").await;
+    let history = history.text().await.unwrap();
+    assert!(history.contains("total kontak") && history.contains("iseng/kasar 30 hari"), "{history}");
     browser.client.find(Locator::Css("#disposition option[value='prank']")).await.unwrap().click().await.unwrap();
     browser.client.find(Locator::Id("record")).await.unwrap().click().await.unwrap();
     browser.wait_for("#record-result.ok[data-contact-id='console-contact-1']").await;
@@ -186,6 +236,46 @@ async fn an_operator_sees_badges_live_records_a_disposition_and_is_refused_the_l
     browser.screenshot("console-operator.png").await;
     browser.assert_no_external_requests().await;
 
+    // The band filter hides the rows below the band chosen and shows them again. (The burst's band depends on the
+    // hour the test runs: the filter chosen is the one above it.)
+    let burst = browser.wait_for("#feed tr[data-contact-id='burst-0-74']").await;
+    let band = burst.attr("data-band").await.unwrap().unwrap();
+    let (above, hidden) = match band.as_str() {
+        "low" => ("elevated", true),
+        "elevated" => ("high", true),
+        _ => ("high", false),
+    };
+    let choose = |value: &'static str| {
+        let client = browser.client.clone();
+        async move {
+            let option = format!("#band-filter option[value='{value}']");
+            client.find(Locator::Css(&option)).await.unwrap().click().await.unwrap();
+        }
+    };
+    choose(above).await;
+    assert_eq!(burst.is_displayed().await.unwrap(), !hidden, "a {band} row under the filter {above}");
+    choose("").await;
+    assert!(burst.is_displayed().await.unwrap());
+
+    // Pause: the list stands still, new contacts wait and are counted; resume shows them.
+    let pause = browser.wait_for("#pause").await;
+    assert_eq!(pause.text().await.unwrap(), "Jeda");
+    pause.click().await.unwrap();
+    assert_eq!(pause.text().await.unwrap(), "Lanjutkan");
+    routing.score_contact(sample_contact("while-paused", None)).await.unwrap();
+    let queued = browser.wait_for("#queued[data-count='1']").await;
+    assert!(queued.text().await.unwrap().starts_with("1 baru menunggu"), "{}", queued.text().await.unwrap());
+    assert!(browser.client.find(Locator::Css("#feed tr[data-contact-id='while-paused']")).await.is_err());
+    pause.click().await.unwrap();
+    browser.wait_for("#feed tr[data-contact-id='while-paused']").await;
+
+    // The sound for HIGH contacts is the operator's choice, off until ticked, and kept across page loads.
+    let sound = browser.wait_for("#high-sound").await;
+    assert!(!sound.is_selected().await.unwrap());
+    sound.click().await.unwrap();
+    browser.client.refresh().await.unwrap();
+    assert!(browser.wait_for("#high-sound").await.is_selected().await.unwrap(), "the choice is kept");
+
     // The dashboard draws its charts itself (SVG): nothing from elsewhere.
     browser.client.goto(&format!("{console}/dashboard")).await.unwrap();
     browser.wait_for("#hourly-chart rect").await;
@@ -194,7 +284,7 @@ async fn an_operator_sees_badges_live_records_a_disposition_and_is_refused_the_l
     browser.wait_for("#drift-chart").await;
     // Live quality: one labelled contact is far too few to measure, and the chart says so rather than draw a bar.
     let quality = browser.wait_for("#quality-chart").await.text().await.unwrap();
-    assert!(quality.contains("week · champion") && quality.contains("week · naive"), "{quality}");
+    assert!(quality.contains("minggu · juara") && quality.contains("minggu · aturan naif"), "{quality}");
     assert!(quality.contains("(n="), "{quality}");
     browser.screenshot("console-dashboard.png").await;
     browser.assert_no_external_requests().await;
@@ -205,6 +295,18 @@ async fn an_operator_sees_badges_live_records_a_disposition_and_is_refused_the_l
     assert!(browser.client.find(Locator::Css("table.queue")).await.is_err());
     browser.client.goto(&format!("{console}/legal/cases/anything")).await.unwrap();
     browser.wait_for("#forbidden").await;
+
+    // In English on request: the badge's word, the reasons, the dispositions, the controls.
+    browser.client.goto(&format!("{console}/lang/en?back=/operator")).await.unwrap();
+    browser.wait_for("#feed[data-connected='1']").await;
+    let contact = sample_contact("console-contact-en", Some("081234567001"));
+    let reply = routing.score_contact(contact.clone()).await.unwrap().into_inner();
+    let row = browser.wait_for("#feed tr[data-contact-id='console-contact-en']").await;
+    assert_row_shows(&row, &reply, "en").await;
+    assert_reasons_shown(&row, &reply).await;
+    let option = browser.client.find(Locator::Css("#disposition option[value='prank']")).await.unwrap();
+    assert_eq!(option.html(true).await.unwrap(), "prank");
+    assert_eq!(browser.wait_for("#pause").await.text().await.unwrap(), "Pause");
 
     // Every page is served with a policy that forbids loading anything from elsewhere.
     let head = http_get(&console, "/login");
@@ -257,7 +359,11 @@ async fn a_legal_reviewer_approves_a_case_the_audit_shows_it_and_a_lost_race_sho
         .unwrap();
     browser.client.find(Locator::Id("approve")).await.unwrap().click().await.unwrap();
     browser.wait_for("#notice.notice").await;
-    assert_eq!(browser.wait_for("#case-state").await.text().await.unwrap(), "approved");
+    assert_eq!(browser.wait_for("#case-state").await.text().await.unwrap(), "disetujui");
+    let facts = browser.wait_for("table.facts").await.text().await.unwrap();
+    assert!(facts.contains("pesan Polisi Virtual: 1 dari [iseng, kasar]"), "the rule in Indonesian: {facts}");
+    let timeline = browser.wait_for("table.timeline").await.text().await.unwrap();
+    assert!(timeline.contains("iseng") && timeline.contains("telepon"), "{timeline}");
     let approved = browser.wait_for("#audit tr.audit-approved").await.text().await.unwrap();
     assert!(approved.contains("test-legal") && approved.contains("confirmed on the recordings"), "{approved}");
     assert!(browser.client.find(Locator::Css("#audit tr.audit-evidence_read")).await.is_ok(), "reads are audited");
@@ -281,8 +387,8 @@ async fn a_legal_reviewer_approves_a_case_the_audit_shows_it_and_a_lost_race_sho
     browser.client.find(Locator::Id("decide-reason")).await.unwrap().send_keys("referral is warranted").await.unwrap();
     browser.client.find(Locator::Id("approve")).await.unwrap().click().await.unwrap();
     let notice = browser.wait_for("#notice.error").await.text().await.unwrap();
-    assert!(notice.contains("rejected") && notice.contains("test-legal"), "{notice}");
-    assert_eq!(browser.wait_for("#case-state").await.text().await.unwrap(), "rejected");
+    assert!(notice.contains("ditolak") && notice.contains("test-legal"), "{notice}");
+    assert_eq!(browser.wait_for("#case-state").await.text().await.unwrap(), "ditolak");
 
     // In English on request; the queue filters by state.
     browser.client.goto(&format!("{console}/lang/en?back=/legal%3Fstate%3Drejected")).await.unwrap();
@@ -291,9 +397,44 @@ async fn a_legal_reviewer_approves_a_case_the_audit_shows_it_and_a_lost_race_sho
     assert_eq!(heading, "Escalation queue");
     let rows = browser.client.find_all(Locator::Css("tr.case-row")).await.unwrap();
     assert_eq!(rows.len(), 1);
+    let row = rows[0].text().await.unwrap();
+    assert!(row.contains("rejected") && row.contains("legal referral"), "{row}");
 
     browser.close().await;
     drop((routing, dispatch, legal_grpc, channel));
+    let (clean, _) = tokio::task::spawn_blocking(move || saring.terminate()).await.unwrap();
+    assert!(clean);
+}
+
+/// During a history outage a contact is answered from its own features: the operator's row says so — hatched,
+/// with why, in the page's language — instead of looking like an ordinary score.
+#[tokio::test]
+async fn a_degraded_answer_is_shown_as_degraded_on_the_operators_row() {
+    let journal = std::env::temp_dir().join(format!("saring-console-journal-{}", free_port())).join("outcomes.journal");
+    let store = format!("redis://127.0.0.1:{}/0", free_port());
+    let saring = SaringProcess::spawn(
+        &["--history", &store],
+        &[
+            ("SARING__PRIVACY__HASH_SECRET", "console-degraded-secret-0123456789"),
+            ("SARING__HISTORY__JOURNAL_PATH", journal.to_str().unwrap()),
+        ],
+    );
+    let console = saring.console_url();
+    let channel = connect(saring.url()).await;
+    let mut routing = screening(&channel, Bearer::of(Role::Routing));
+    let browser = Browser::start().await;
+    browser.sign_in(&console, Role::Operator).await;
+    browser.wait_for("#feed[data-connected='1']").await;
+    let reply = routing.score_contact(sample_contact("outage-row", Some("081234567044"))).await.unwrap().into_inner();
+    assert!(reply.degraded, "{reply:?}");
+    let row = browser.wait_for("#feed tr.row-degraded[data-contact-id='outage-row']").await;
+    let badge = row.find(Locator::Css(".badge")).await.unwrap();
+    assert!(badge.attr("class").await.unwrap().unwrap().contains("degraded"));
+    let note = row.find(Locator::Css(".degraded-note")).await.unwrap().text().await.unwrap();
+    assert!(note.starts_with("⚠ riwayat tidak"), "{note}");
+    assert!(!row.attr("class").await.unwrap().unwrap().contains("alert"), "a degraded answer does not alarm");
+    browser.close().await;
+    drop((routing, channel));
     let (clean, _) = tokio::task::spawn_blocking(move || saring.terminate()).await.unwrap();
     assert!(clean);
 }
@@ -302,20 +443,41 @@ async fn a_legal_reviewer_approves_a_case_the_audit_shows_it_and_a_lost_race_sho
 async fn watch_scores_streams_each_scored_contact_of_the_wanted_region_without_the_number() {
     let harness = crate::common::start().await;
     let mut operator = harness.screening(Role::Operator);
-    let mut stream =
-        operator.watch_scores(proto::WatchScoresRequest { region: Some("ntt.".into()) }).await.unwrap().into_inner();
+    let mut stream = operator
+        .watch_scores(proto::WatchScoresRequest {
+            region: Some("ntt.".into()),
+            language: proto::Language::Indonesian as i32,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let mut routing = harness.screening(Role::Routing);
     let elsewhere = proto::ContactRequest { region: "dki.jakarta".into(), ..sample_contact("w-jakarta", None) };
     routing.score_contact(elsewhere).await.unwrap();
-    let reply = routing.score_contact(sample_contact("w-kupang", Some("081234567009"))).await.unwrap().into_inner();
+    // Both ask for Indonesian: the watcher reads the same reply, its sentences included.
+    let kupang = proto::ContactRequest {
+        language: proto::Language::Indonesian as i32,
+        ..sample_contact("w-kupang", Some("081234567009"))
+    };
+    let reply = routing.score_contact(kupang).await.unwrap().into_inner();
+    assert!(
+        reply.reasons.iter().any(|reason| reason.sentence == "kontak pertama dari nomor ini"),
+        "{:?}",
+        reply.reasons
+    );
     let event = tokio::time::timeout(Duration::from_secs(30), stream.message()).await.unwrap().unwrap().unwrap();
     assert_eq!(event.contact_id, "w-kupang", "the Jakarta contact is filtered out");
     assert_eq!(event.region, "ntt.kupang");
     assert!(!event.withheld);
     assert_eq!(event.skipped, 0);
     assert_eq!(event.score.unwrap(), reply);
-    let bad = operator.watch_scores(proto::WatchScoresRequest { region: Some("NTT!".into()) }).await.unwrap_err();
+    let bad = operator
+        .watch_scores(proto::WatchScoresRequest { region: Some("NTT!".into()), ..Default::default() })
+        .await
+        .unwrap_err();
     assert_eq!(bad.code(), tonic::Code::InvalidArgument);
+    let bad = operator.watch_scores(proto::WatchScoresRequest { region: None, language: 7 }).await.unwrap_err();
+    assert_eq!(bad.code(), tonic::Code::InvalidArgument, "a language that is not one");
     drop(stream);
     harness.server.stop().await.unwrap();
 }
@@ -399,7 +561,8 @@ impl Browser {
 
 /// The whole ladder carried out in the consoles, in Indonesian by default: the routing engine scores, the
 /// operator labels two pranks (a warning, approved automatically by policy), dispatch claims it (the number shown
-/// once) and delivers it by WhatsApp, the operator labels one more prank (a virtual-police message), a reviewer
+/// once) and delivers it by WhatsApp, the operator labels one more contact silent and corrects it to prank (a
+/// virtual-police message, the correction shown on the case's timeline), a reviewer
 /// finds it in the inbox with the previous delivery on the page and approves it, dispatch delivers it by SMS, and
 /// the reviewer sees the delivery on the case and exports the case file. Then the dispatch view in English.
 #[tokio::test]
@@ -457,7 +620,16 @@ async fn the_ladder_is_carried_out_end_to_end_in_the_consoles() {
         ..sample_contact("ladder-3", Some(number))
     };
     routing.score_contact(after_delivery).await.unwrap();
-    browser.record("ladder-3", "prank").await;
+    // First labelled SILENT by mistake, then corrected to PRANK with a reason: the correction proposes the message.
+    browser.record("ladder-3", "silent").await;
+    browser.client.find(Locator::Css("#disposition option[value='prank']")).await.unwrap().click().await.unwrap();
+    browser.client.find(Locator::Id("record")).await.unwrap().click().await.unwrap();
+    browser.wait_for("#record-result.error[data-contact-id='ladder-3']").await;
+    browser.wait_for("#correction:not(.hidden)").await;
+    let reason = "penelepon tertawa lalu menutup telepon";
+    browser.client.find(Locator::Id("correction-reason")).await.unwrap().send_keys(reason).await.unwrap();
+    browser.client.find(Locator::Id("correct")).await.unwrap().click().await.unwrap();
+    browser.wait_for("#correction-result.ok[data-contact-id='ladder-3']").await;
     browser.sign_out().await;
 
     // The reviewer's inbox holds it; the case page shows the warning's delivery and the contact ids.
@@ -473,6 +645,8 @@ async fn the_ladder_is_carried_out_end_to_end_in_the_consoles() {
     );
     let timeline = browser.wait_for("#timeline").await.text().await.unwrap();
     assert!(["ladder-1", "ladder-2", "ladder-3"].iter().all(|id| timeline.contains(id)), "{timeline}");
+    let correction = browser.wait_for("#timeline .correction").await.text().await.unwrap();
+    assert!(correction.contains("penelepon tertawa") && correction.contains("test-operator"), "{correction}");
     browser
         .client
         .find(Locator::Id("decide-reason"))
@@ -501,8 +675,10 @@ async fn the_ladder_is_carried_out_end_to_end_in_the_consoles() {
     assert!(delivery.contains("SMS") && delivery.contains("SMS Polisi Virtual ref 77"), "{delivery}");
     let claim = browser.wait_for("#case-claim").await.text().await.unwrap();
     assert!(claim.contains("test-dispatch"), "{claim}");
+    browser.wait_for("#audit tr.audit-claimed").await;
     let audit = browser.wait_for("#audit").await.text().await.unwrap();
-    assert!(audit.contains("claimed") && audit.contains("actioned"), "{audit}");
+    assert!(audit.contains("diklaim untuk pengiriman") && audit.contains("test-dispatch"), "{audit}");
+    browser.wait_for("#audit tr.audit-actioned").await;
     // Evidence reads are audited once per reviewer, case and session: the first session's page views (open,
     // approve, the page after it) are one entry, this session's view another.
     browser.client.refresh().await.unwrap();

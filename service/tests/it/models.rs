@@ -303,6 +303,7 @@ fn varied_contact(prefix: &str, index: usize) -> proto::ContactRequest {
         sim_present: !index.is_multiple_of(5),
         device_id: index.is_multiple_of(2).then(|| format!("device-{prefix}-{index}")),
         location: (index % 3 == 1).then_some(proto::Location { lat: -10.17, lon: 123.6, accuracy_m: 50.0 }),
+        language: proto::Language::Unspecified as i32,
     }
 }
 

@@ -115,6 +115,62 @@ async fn a_withheld_number_is_valid_and_scored() {
     harness.server.stop().await.unwrap();
 }
 
+/// Reasons come back with their code, form and value (so a client can word them itself), in English unless the
+/// request asks for Indonesian; the language changes the words only, and a language that is not one is refused.
+#[tokio::test]
+async fn reasons_carry_codes_forms_and_values_in_the_language_asked_for() {
+    let mut harness = start().await;
+    let contact = proto::ContactRequest {
+        received_at: Some(prost_types::Timestamp { seconds: 1_779_544_800, nanos: 0 }),
+        ..sample_contact("lang-1", None)
+    };
+    let english = harness.client.score_contact(contact.clone()).await.unwrap().into_inner();
+    let indonesian = harness
+        .client
+        .score_contact(proto::ContactRequest { language: proto::Language::Indonesian as i32, ..contact.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let asked_english = harness
+        .client
+        .score_contact(proto::ContactRequest { language: proto::Language::English as i32, ..contact.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(asked_english, english, "English is the default");
+    assert_eq!(english.reasons.len(), indonesian.reasons.len());
+    let withheld = english.reasons.iter().find(|reason| reason.code == "withheld").expect("a withheld reason");
+    assert_eq!(withheld.form, proto::ReasonForm::Yes as i32);
+    assert_eq!(withheld.sentence, "the number is withheld, so there is no caller history");
+    assert!(!withheld.routine, "a withheld number is news to an operator");
+    let total: f64 = english.reasons.iter().map(|reason| reason.contribution.abs()).sum();
+    for (en, id) in english.reasons.iter().zip(&indonesian.reasons) {
+        assert_eq!((&en.code, en.form, en.value, en.contribution), (&id.code, id.form, id.value, id.contribution));
+        assert_eq!((en.material, en.routine), (id.material, id.routine));
+        assert_ne!(en.form, proto::ReasonForm::Unspecified as i32, "{en:?}");
+        assert_ne!(en.sentence, id.sentence, "{} reads the same in both languages", en.code);
+        // These five are a part of all the contact's reasons: a material one is at least 10% of their movement too.
+        if en.material {
+            assert!(en.contribution.abs() >= 0.1 * total, "{en:?} is not 10% of {total}");
+        }
+        if en.code == "time_of_day" {
+            // 22:00 WITA in Kupang.
+            assert_eq!((en.form, en.value), (proto::ReasonForm::Hour as i32, 22.0));
+            assert!(!en.routine, "the hour is news when it moved the score");
+            assert_eq!(id.sentence, "masuk pukul 22.00-22.59 waktu setempat");
+        }
+    }
+    let withheld_id = indonesian.reasons.iter().find(|reason| reason.code == "withheld").unwrap();
+    assert_eq!(withheld_id.sentence, "nomor disembunyikan, jadi tidak ada riwayat penelepon");
+    let status = harness
+        .client
+        .score_contact(proto::ContactRequest { language: 9, ..contact })
+        .await
+        .expect_err("an unknown language");
+    assert_eq!(violated_fields(&status), vec!["language".to_owned()]);
+    harness.server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_repeated_outcome_changes_nothing() {
     let mut harness = start().await;

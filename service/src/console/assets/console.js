@@ -1,5 +1,7 @@
 // saring console: the operator's live feed (server-sent events, batched into one DOM update per frame, capped),
-// the caller-history pane and the disposition form. No external resources; served from /static.
+// the caller-history pane and the disposition form; a band filter, a pause that queues new contacts, a flash (and
+// an optional sound) for HIGH contacts. Every word comes from the page or the server in the page's language. No
+// external resources; served from /static.
 "use strict";
 
 // The case file's print button (no inline handlers: the page's CSP allows scripts from /static only).
@@ -17,6 +19,18 @@
   const pending = [];
   let scheduled = false;
   let skipped = 0;
+  // Pause: new contacts wait here (the newest MAX_ROWS of them; `queuedCount` counts them all) until resumed.
+  let paused = false;
+  let queued = [];
+  let queuedCount = 0;
+  let queuedHigh = 0;
+  const pauseButton = document.getElementById("pause");
+  const queuedNote = document.getElementById("queued");
+  const bandFilter = document.getElementById("band-filter");
+  const sound = document.getElementById("high-sound");
+  // The HIGH-contact sound is the operator's choice, kept in this browser (localStorage), off until switched on.
+  const SOUND_KEY = "saring.highSound";
+  let audio = null;
 
   function cell(text, className) {
     const td = document.createElement("td");
@@ -25,23 +39,65 @@
     return td;
   }
 
+  function span(text, className) {
+    const element = document.createElement("span");
+    element.textContent = text;
+    element.className = className;
+    return element;
+  }
+
   function row(entry) {
     const tr = document.createElement("tr");
-    tr.className = "contact";
+    tr.className = "contact row-band-" + entry.band + (entry.degraded ? " row-degraded" : "") + (entry.band === "high" && !entry.degraded ? " alert" : "");
     tr.dataset.contactId = entry.contact_id;
-    tr.appendChild(cell(entry.time));
+    tr.dataset.band = entry.band;
+    const time = cell("");
+    time.title = entry.date;
+    time.appendChild(document.createTextNode(entry.clock + " "));
+    time.appendChild(span(entry.zone, "zone"));
+    tr.appendChild(time);
     const badge = document.createElement("td");
-    const span = document.createElement("span");
-    span.className = "badge band-" + entry.band + (entry.degraded ? " degraded" : "");
-    span.textContent = entry.band === "none" ? "—" : Math.round(entry.likelihood * 100) + "%";
-    badge.appendChild(span);
+    const mark = span(entry.band === "none" ? entry.band_word : entry.band_word + " " + entry.percent,
+      "badge band-" + entry.band + (entry.degraded ? " degraded" : ""));
+    badge.appendChild(mark);
+    if (entry.degraded) badge.appendChild(span("⚠ " + entry.degraded_text, "degraded-note"));
     tr.appendChild(badge);
     tr.appendChild(cell(entry.channel));
     tr.appendChild(cell(entry.region));
-    tr.appendChild(cell(entry.reasons.join(" · "), "reasons"));
-    tr.appendChild(cell(entry.withheld ? "(" + entry.contact_id + ")" : entry.contact_id, "contact-id"));
+    const reasons = document.createElement("td");
+    reasons.className = "reasons";
+    const list = document.createElement("ul");
+    for (const reason of entry.reasons) {
+      const li = document.createElement("li");
+      li.className = reason.up ? "up" : "down";
+      li.title = reason.up ? feed.dataset.raises : feed.dataset.lowers;
+      li.appendChild(span(reason.up ? "▲ " : "▼ ", "direction"));
+      li.appendChild(document.createTextNode(reason.text));
+      list.appendChild(li);
+    }
+    reasons.appendChild(list);
+    tr.appendChild(reasons);
+    const standing = [entry.rung, entry.open_case].filter((part) => part).join(" · ");
+    tr.appendChild(cell(standing, "standing"));
+    tr.appendChild(cell(entry.withheld ? "(" + entry.contact_id + ", " + feed.dataset.withheld + ")" : entry.contact_id, "contact-id"));
     tr.addEventListener("click", () => select(entry.contact_id, tr));
     return tr;
+  }
+
+  function beep() {
+    if (!sound || !sound.checked) return;
+    try {
+      audio = audio || new AudioContext();
+      const oscillator = audio.createOscillator();
+      const gain = audio.createGain();
+      oscillator.frequency.value = 880;
+      gain.gain.value = 0.15;
+      oscillator.connect(gain).connect(audio.destination);
+      oscillator.start();
+      oscillator.stop(audio.currentTime + 0.25);
+    } catch (error) {
+      // No audio device: the flash still draws attention.
+    }
   }
 
   function flush() {
@@ -56,16 +112,59 @@
     feed.dataset.skipped = String(skipped);
   }
 
-  const source = new EventSource("/operator/feed" + (region ? "?region=" + encodeURIComponent(region) : ""));
-  source.addEventListener("contact", (event) => {
-    const entry = JSON.parse(event.data);
-    skipped += entry.skipped;
-    pending.push(entry);
-    if (pending.length > MAX_ROWS) pending.splice(0, pending.length - MAX_ROWS);
+  function schedule() {
     if (!scheduled) {
       scheduled = true;
       requestAnimationFrame(flush);
     }
+  }
+
+  function showQueued() {
+    queuedNote.dataset.count = String(queuedCount);
+    queuedNote.textContent = queuedCount + " " + queuedNote.dataset.label + (queuedHigh > 0 ? " (" + queuedHigh + " " + queuedNote.dataset.high + ")" : "");
+    queuedNote.classList.toggle("hidden", !paused);
+    queuedNote.classList.toggle("has-high", queuedHigh > 0);
+  }
+
+  function setPaused(value) {
+    paused = value;
+    pauseButton.textContent = paused ? pauseButton.dataset.resume : pauseButton.dataset.pause;
+    pauseButton.classList.toggle("paused", paused);
+    feed.dataset.paused = paused ? "1" : "0";
+    if (!paused) {
+      pending.push(...queued);
+      if (pending.length > MAX_ROWS) pending.splice(0, pending.length - MAX_ROWS);
+      queued = [];
+      queuedCount = 0;
+      queuedHigh = 0;
+      schedule();
+    }
+    showQueued();
+  }
+
+  pauseButton.addEventListener("click", () => setPaused(!paused));
+  bandFilter.addEventListener("change", () => { feed.dataset.minBand = bandFilter.value; });
+  if (sound) {
+    sound.checked = localStorage.getItem(SOUND_KEY) === "on";
+    sound.addEventListener("change", () => localStorage.setItem(SOUND_KEY, sound.checked ? "on" : "off"));
+  }
+
+  const source = new EventSource("/operator/feed" + (region ? "?region=" + encodeURIComponent(region) : ""));
+  source.addEventListener("contact", (event) => {
+    const entry = JSON.parse(event.data);
+    skipped += entry.skipped;
+    if (entry.band === "high" && !entry.degraded) beep();
+    if (paused) {
+      queued.push(entry);
+      if (queued.length > MAX_ROWS) queued.splice(0, queued.length - MAX_ROWS);
+      queuedCount += 1;
+      if (entry.band === "high") queuedHigh += 1;
+      showQueued();
+      return;
+    }
+    pending.push(entry);
+    if (pending.length > MAX_ROWS) pending.splice(0, pending.length - MAX_ROWS);
+    schedule();
   });
   source.addEventListener("open", () => { feed.dataset.connected = "1"; });
 
@@ -95,18 +194,16 @@
     history.dataset.contactId = contactId;
     if (!response.ok) {
       history.appendChild(line("!", data.error));
-    } else if (data.withheld) {
-      history.appendChild(line(contactId, "withheld"));
     } else {
-      history.appendChild(line("contact", contactId));
-      history.appendChild(line("total", String(data.total_contacts)));
-      history.appendChild(line("24h", data.contacts_day.toFixed(1)));
-      history.appendChild(line("misuse 30d", data.misuse_month.toFixed(1)));
-      if (data.first_seen) history.appendChild(line("first", data.first_seen));
-      if (data.last_seen) history.appendChild(line("last", data.last_seen));
-      for (const [name, count] of data.dispositions_month) history.appendChild(line(name, count.toFixed(1)));
-      if (data.rung) history.appendChild(line("rung", data.rung));
-      if (data.open_case) history.appendChild(line("case", data.open_case));
+      for (const [label, value] of data.lines) {
+        if (label) {
+          history.appendChild(line(label, value));
+        } else {
+          const p = document.createElement("p");
+          p.textContent = value;
+          history.appendChild(p);
+        }
+      }
     }
     form.classList.remove("hidden");
   }
@@ -127,7 +224,7 @@
     });
     const data = await response.json().catch(() => ({ error: response.statusText }));
     result.className = response.ok ? "ok" : "error";
-    result.textContent = response.ok ? result.dataset.ok + (data.duplicate ? " (duplicate)" : "") : data.error;
+    result.textContent = response.ok ? result.dataset.ok + (data.duplicate ? " (" + result.dataset.duplicate + ")" : "") : data.error;
     result.dataset.contactId = contactId;
     // Recorded with another disposition: the answer offers a correction with a reason.
     correction.classList.toggle("hidden", !(response.status === 409 && data.correctable));

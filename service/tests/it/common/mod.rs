@@ -201,6 +201,7 @@ pub fn contact_request(contact: &ContactEvent) -> proto::ContactRequest {
             (Some(lat), Some(lon)) => Some(proto::Location { lat, lon, accuracy_m: contact.accuracy_m.unwrap_or(0.0) }),
             _ => None,
         },
+        language: proto::Language::Unspecified as i32,
     }
 }
 
@@ -243,6 +244,7 @@ pub fn sample_contact(contact_id: &str, caller: Option<&str>) -> proto::ContactR
         sim_present: true,
         device_id: None,
         location: None,
+        language: proto::Language::Unspecified as i32,
     }
 }
 
