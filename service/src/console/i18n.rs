@@ -158,6 +158,7 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("actor", "Pelaku", "Actor"),
     ("action", "Tindakan", "Action"),
     ("decided", "Keputusan tercatat.", "Decision recorded."),
+    ("decision", "Keputusan", "Decision"),
     ("conflict", "Keputusan tidak diterapkan", "Decision not applied"),
     ("reason_required", "Alasan wajib diisi dengan benar.", "A valid reason is required."),
     ("contacts_per_hour", "Kontak per jam menurut pita risiko", "Contacts per hour by risk band"),

@@ -253,7 +253,7 @@ fn summary_rows(lang: Lang, case: &CaseSummary) -> String {
     row(lang.t("created"), local_time(case.created_ms, &case.region));
     if let (Some(by), Some(at)) = (&case.decided_by, case.decided_ms) {
         row(
-            lang.t("decided"),
+            lang.t("decision"),
             format!(
                 "{} — {} — {}",
                 escape(by),
