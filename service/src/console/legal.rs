@@ -443,11 +443,7 @@ async fn render_case<S: HistoryStore>(
         Ok(evidence) => evidence,
         Err(error) => return case_error(lang, session, error),
     };
-    let escalator = &console.app.escalator;
-    let (audit, all) = match tokio::try_join!(
-        escalator.store().audit_of(case_id),
-        escalator.cases_of_caller(&evidence.summary.caller_ref)
-    ) {
+    let (audit, all) = match around(console, &evidence).await {
         Ok(both) => both,
         Err(error) => return case_error(lang, session, error),
     };
@@ -506,6 +502,18 @@ async fn render_case<S: HistoryStore>(
     (status, Html(layout(lang, lang.t("case"), Some(session), &body))).into_response()
 }
 
+/// What a case page shows around the evidence: the case's audit trail and every case of its caller.
+async fn around<S: HistoryStore>(
+    console: &Console<S>,
+    evidence: &CaseEvidence,
+) -> Result<(Vec<AuditEntry>, Vec<CaseSummary>), CaseError> {
+    let escalator = &console.app.escalator;
+    tokio::try_join!(
+        escalator.store().audit_of(&evidence.summary.case_id),
+        escalator.cases_of_caller(&evidence.summary.caller_ref)
+    )
+}
+
 /// The case file for a referral: everything on the case page and the caller's other cases, on one printable page.
 /// An export leaves the system, so every one is audited.
 pub(super) async fn case_file<S: HistoryStore>(
@@ -524,10 +532,7 @@ pub(super) async fn case_file<S: HistoryStore>(
         Err(error) => return case_error(lang, &session, error),
     };
     console.sessions.mark_read(&session.id, &case_id);
-    let (audit, all) = match tokio::try_join!(
-        escalator.store().audit_of(&case_id),
-        escalator.cases_of_caller(&evidence.summary.caller_ref)
-    ) {
+    let (audit, all) = match around(&console, &evidence).await {
         Ok(both) => both,
         Err(error) => return case_error(lang, &session, error),
     };
