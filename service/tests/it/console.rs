@@ -564,9 +564,20 @@ impl Browser {
 /// once) and delivers it by WhatsApp, the operator labels one more contact silent and corrects it to prank (a
 /// virtual-police message, the correction shown on the case's timeline), a reviewer
 /// finds it in the inbox with the previous delivery on the page and approves it, dispatch delivers it by SMS, and
-/// the reviewer sees the delivery on the case and exports the case file. Then the dispatch view in English.
+/// the reviewer sees the delivery on the case and exports the case file. Walked once in each language.
 #[tokio::test]
 async fn the_ladder_is_carried_out_end_to_end_in_the_consoles() {
+    walk_the_ladder(false).await;
+}
+
+#[tokio::test]
+async fn the_ladder_is_carried_out_end_to_end_in_the_consoles_in_english() {
+    walk_the_ladder(true).await;
+}
+
+async fn walk_the_ladder(english: bool) {
+    // The words a person reads, in the walk's language.
+    let t = |indonesian: &'static str, in_english: &'static str| if english { in_english } else { indonesian };
     let saring = SaringProcess::spawn(&[], &[]);
     let console = saring.console_url();
     let channel = connect(saring.url()).await;
@@ -574,12 +585,17 @@ async fn the_ladder_is_carried_out_end_to_end_in_the_consoles() {
     let mut legal_grpc = escalations(&channel, Bearer::of(Role::Legal));
     let number = "081234567050";
     let browser = Browser::start().await;
+    if english {
+        // The language is the browser's choice (a cookie), kept across sign-ins.
+        browser.client.goto(&format!("{console}/lang/en?back=/login")).await.unwrap();
+        browser.wait_for("#token").await;
+    }
 
     // The operator labels two pranks from one number: a warning, approved by policy.
     browser.sign_in(&console, Role::Operator).await;
     browser.wait_for("#feed[data-connected='1']").await;
     let heading = browser.client.find(Locator::Css("h1")).await.unwrap().text().await.unwrap();
-    assert_eq!(heading, "Kontak masuk", "Indonesian by default");
+    assert_eq!(heading, t("Kontak masuk", "Incoming contacts"), "Indonesian by default, English on request");
     for contact_id in ["ladder-1", "ladder-2"] {
         routing.score_contact(sample_contact(contact_id, Some(number))).await.unwrap();
         browser.record(contact_id, "prank").await;
@@ -599,15 +615,17 @@ async fn the_ladder_is_carried_out_end_to_end_in_the_consoles() {
     browser.sign_in(&console, Role::Dispatch).await;
     browser.wait_for("#deliveries").await;
     let heading = browser.client.find(Locator::Css("h1")).await.unwrap().text().await.unwrap();
-    assert_eq!(heading, "Kasus disetujui menunggu pengiriman");
+    assert_eq!(heading, t("Kasus disetujui menunggu pengiriman", "Approved cases awaiting delivery"));
     let listed = browser.wait_for("#deliveries").await.text().await.unwrap();
     assert!(!listed.contains("567050"), "no number before the claim: {listed}");
     let shown = browser.claim_and_deliver(&console, &warning.case_id, "whatsapp", "WA ref teguran-1").await;
     assert_eq!(shown, "+6281234567050");
     let notice = browser.wait_for("#notice").await.text().await.unwrap();
-    assert_eq!(notice, "Pengiriman tercatat.");
+    assert_eq!(notice, t("Pengiriman tercatat.", "Delivery recorded."));
     browser.wait_for("#no-deliveries").await;
-    browser.screenshot("console-dispatch.png").await;
+    if !english {
+        browser.screenshot("console-dispatch.png").await;
+    }
     browser.assert_no_external_requests().await;
     browser.sign_out().await;
 
@@ -658,7 +676,7 @@ async fn the_ladder_is_carried_out_end_to_end_in_the_consoles() {
     browser.client.find(Locator::Id("approve")).await.unwrap().click().await.unwrap();
     browser.wait_for("#notice.notice").await;
     let delivery = browser.wait_for("#case-delivery").await.text().await.unwrap();
-    assert_eq!(delivery, "belum dikirim");
+    assert_eq!(delivery, t("belum dikirim", "not delivered yet"));
     browser.sign_out().await;
 
     // Dispatch delivers the message by SMS.
@@ -677,7 +695,8 @@ async fn the_ladder_is_carried_out_end_to_end_in_the_consoles() {
     assert!(claim.contains("test-dispatch"), "{claim}");
     browser.wait_for("#audit tr.audit-claimed").await;
     let audit = browser.wait_for("#audit").await.text().await.unwrap();
-    assert!(audit.contains("diklaim untuk pengiriman") && audit.contains("test-dispatch"), "{audit}");
+    let claimed = t("diklaim untuk pengiriman", "claimed for delivery");
+    assert!(audit.contains(claimed) && audit.contains("test-dispatch"), "{audit}");
     browser.wait_for("#audit tr.audit-actioned").await;
     // Evidence reads are audited once per reviewer, case and session: the first session's page views (open,
     // approve, the page after it) are one entry, this session's view another.
@@ -689,16 +708,11 @@ async fn the_ladder_is_carried_out_end_to_end_in_the_consoles() {
     browser.wait_for("#case-file-page").await;
     assert_eq!(browser.wait_for("#caller-number").await.text().await.unwrap(), "+6281234567050");
     browser.wait_for("#print").await;
-    browser.screenshot("console-case-file.png").await;
+    if !english {
+        browser.screenshot("console-case-file.png").await;
+    }
     browser.assert_no_external_requests().await;
     browser.sign_out().await;
-
-    // English on request.
-    browser.sign_in(&console, Role::Dispatch).await;
-    browser.client.goto(&format!("{console}/lang/en?back=/dispatch")).await.unwrap();
-    browser.wait_for("#no-deliveries").await;
-    let heading = browser.client.find(Locator::Css("h1")).await.unwrap().text().await.unwrap();
-    assert_eq!(heading, "Approved cases awaiting delivery");
 
     browser.close().await;
     drop((routing, legal_grpc, channel));
