@@ -488,6 +488,14 @@ pub fn check_repeat(stored: &RecordedOutcome, record: &ContactRecord) -> Result<
     Ok(())
 }
 
+/// A Unix-ms time as RFC 3339 (UTC), for messages.
+pub(crate) fn rfc3339(at_ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
+        .ok()
+        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| format!("{at_ms} ms"))
+}
+
 /// How far ahead of the server's clock a reported time may be (clock skew between a client and saring).
 pub const MAX_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 
@@ -504,10 +512,7 @@ pub fn check_delivery(case: &CaseSummary, delivered_ms: i64, now_ms: i64) -> Res
             description: format!(
                 "before the case was approved ({}); a warning or message is delivered, or a referral filed, after \
                  its approval",
-                time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(approved_ms) * 1_000_000)
-                    .ok()
-                    .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
-                    .unwrap_or_else(|| format!("{approved_ms} ms")),
+                rfc3339(approved_ms),
             ),
         }),
         _ => Ok(()),

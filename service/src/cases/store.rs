@@ -18,8 +18,8 @@ use super::audit::{self, AuditEntry, AuditKey};
 use super::chain::{AuditLink, AuditOptions, AuditSetup};
 use super::digest::case_digest;
 use super::{
-    check_channel, check_claimant, check_delivery, check_repeat, CaseError, CaseEvent, CaseEvidence, CaseFilter,
-    CaseState, CaseSummary, ClaimedCase, ContactRecord, CorrectionOutcome, Delivery, DeliveryChannel,
+    check_channel, check_claimant, check_delivery, check_repeat, rfc3339, CaseError, CaseEvent, CaseEvidence,
+    CaseFilter, CaseState, CaseSummary, ClaimedCase, ContactRecord, CorrectionOutcome, Delivery, DeliveryChannel,
     DispositionCorrection, LadderChange, LadderOutcome, RecordedOutcome, TimelineEntry,
 };
 use crate::auth::Principal;
@@ -1190,14 +1190,6 @@ fn not_claimable(current: CaseSummary, version: i64) -> CaseError {
         current.state.as_str()
     );
     CaseError::Conflict { message, current: Box::new(current), stale: false }
-}
-
-/// A Unix-ms time as RFC 3339 (UTC), for messages.
-fn rfc3339(at_ms: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(at_ms) * 1_000_000)
-        .ok()
-        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| format!("{at_ms} ms"))
 }
 
 fn summary(row: &AnyRow) -> Result<CaseSummary, CaseError> {
