@@ -4,6 +4,7 @@
 //! omission): a worker that takes a request whose time has passed — every worker was busy — measures from that
 //! time; a worker that had to wait for its request's time measures from when it woke.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -105,6 +106,10 @@ pub struct LoadResult {
     pub outcome: Option<RpcStats>,
     /// ScoreContact answers marked degraded.
     pub degraded: u64,
+    /// Degraded answers by reason (an answer may give several).
+    pub degraded_reasons: BTreeMap<String, u64>,
+    /// ScoreContact answers, the warm-up's included (what the server's CPU time over the run is divided by).
+    pub answered: u64,
     /// From the end of the warm-up to the last answer.
     pub measured: Duration,
     /// Up to five error messages, for the report.
@@ -187,6 +192,8 @@ struct WorkerResult {
     score: RpcStats,
     outcome: RpcStats,
     degraded: u64,
+    degraded_reasons: BTreeMap<String, u64>,
+    answered: u64,
     last_answer: Instant,
     max_wake_lag: Duration,
 }
@@ -216,11 +223,16 @@ pub async fn run(addr: &str, token: &str, mix: Arc<Mix>, spec: LoadSpec, nonce: 
     let mut score = RpcStats::new();
     let mut outcome = RpcStats::new();
     let (mut degraded, mut last_answer, mut max_wake_lag) = (0, shared.start, Duration::ZERO);
+    let (mut degraded_reasons, mut answered) = (BTreeMap::new(), 0);
     for worker in workers {
         let result = worker.await?;
         score.merge(&result.score);
         outcome.merge(&result.outcome);
         degraded += result.degraded;
+        answered += result.answered;
+        for (reason, count) in result.degraded_reasons {
+            *degraded_reasons.entry(reason).or_default() += count;
+        }
         last_answer = last_answer.max(result.last_answer);
         max_wake_lag = max_wake_lag.max(result.max_wake_lag);
     }
@@ -249,6 +261,8 @@ pub async fn run(addr: &str, token: &str, mix: Arc<Mix>, spec: LoadSpec, nonce: 
         outcome: (shared.spec.workload == Workload::ScoreOutcome).then_some(outcome),
         score,
         degraded,
+        degraded_reasons,
+        answered,
         measured: last_answer.saturating_duration_since(measure_start),
         error_samples,
         timeline,
@@ -288,6 +302,8 @@ async fn drive(mut client: ScreeningClient<Channel>, shared: Arc<Shared>) -> Wor
         score: RpcStats::new(),
         outcome: RpcStats::new(),
         degraded: 0,
+        degraded_reasons: BTreeMap::new(),
+        answered: 0,
         last_answer: shared.start,
         max_wake_lag: Duration::ZERO,
     };
@@ -309,9 +325,18 @@ async fn drive(mut client: ScreeningClient<Channel>, shared: Arc<Shared>) -> Wor
         let latency_us = (answered - measure_from).as_micros() as u64;
         match answer {
             Ok(reply) => {
+                result.answered += 1;
                 if recorded {
                     result.score.histogram.saturating_record(latency_us);
                     result.degraded += u64::from(reply.get_ref().degraded);
+                    for reason in &reply.get_ref().degraded_reasons {
+                        match result.degraded_reasons.get_mut(reason) {
+                            Some(count) => *count += 1,
+                            None => {
+                                result.degraded_reasons.insert(reason.clone(), 1);
+                            }
+                        }
+                    }
                     shared.record_window(offset, Some(latency_us));
                 }
             }

@@ -480,12 +480,13 @@ async fn measure(
         warmup,
         window,
     };
-    let mut targets: Vec<(&str, &str)> = Vec::new();
+    // Each target with its process, when known, for its CPU time per call.
+    let mut targets: Vec<(&str, &str, Option<u32>)> = Vec::new();
     if let Some(addr) = target {
-        targets.push(("saring", addr));
+        targets.push(("saring", addr, rss_pid));
     }
     if let Some(server) = ceiling {
-        targets.push(("ceiling", server.addr.as_str()));
+        targets.push(("ceiling", server.addr.as_str(), Some(server.pid)));
     }
     let mut runs: Vec<RunSummary> = Vec::new();
     let mut comparisons = Vec::new();
@@ -495,7 +496,7 @@ async fn measure(
     for repeat in 0..args.repeat.max(1) {
         let rate = match (args.rate, args.rate_of_capacity, targets.first()) {
             (Some(rate), _, _) => Some(rate),
-            (None, Some(share), Some((name, addr))) => {
+            (None, Some(share), Some((name, addr, _))) => {
                 let probe = LoadSpec {
                     stop: Stop::After(Duration::from_secs_f64(args.probe_duration)),
                     warmup: Duration::from_secs(2),
@@ -526,9 +527,14 @@ async fn measure(
             }
         };
         let mut pair = Vec::new();
-        for (name, addr) in &targets {
+        for (name, addr, pid) in &targets {
+            let cpu_before = pid.and_then(machine::cpu_seconds);
             let result = load::run(addr, token, Arc::clone(mix), spec.clone(), &nonce()).await?;
-            let summary = RunSummary::of(name, rate, &result);
+            let cpu_after = pid.and_then(machine::cpu_seconds);
+            let mut summary = RunSummary::of(name, rate, &result);
+            if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
+                summary = summary.with_server_cpu(after - before, result.answered);
+            }
             say(format!("[{}/{}] {}", repeat + 1, args.repeat.max(1), summary.text().trim_end()));
             if let (Some(window), Some(at)) = (window, args.burst_at) {
                 let burst = BurstSummary::of(

@@ -76,6 +76,12 @@ pub struct RunSummary {
     pub outcome: Option<RpcSummary>,
     /// Degraded ScoreContact answers.
     pub degraded: u64,
+    /// Degraded answers by reason (`history_timeout`, `history_stale`, …).
+    pub degraded_reasons: std::collections::BTreeMap<String, u64>,
+    /// The server's CPU time (user + system, /proc/PID/stat) over the whole run, warm-up included, divided by the
+    /// ScoreContact answers of the whole run, in µs: what the server itself spends per call (per contact with
+    /// `--with-outcome`: its RecordOutcome included). Absent when the server's process is not known.
+    pub server_cpu_us_per_call: Option<f64>,
     /// Up to five error messages.
     pub error_samples: Vec<String>,
     /// The client's worst timer lag in open loop, ms.
@@ -94,9 +100,17 @@ impl RunSummary {
             score: RpcSummary::of(&result.score),
             outcome: result.outcome.as_ref().map(RpcSummary::of),
             degraded: result.degraded,
+            degraded_reasons: result.degraded_reasons.clone(),
+            server_cpu_us_per_call: None,
             error_samples: result.error_samples.clone(),
             max_wake_lag_ms: result.max_wake_lag.as_secs_f64() * 1000.0,
         }
+    }
+
+    /// With the server's CPU time over the run (`cpu_s` seconds for `answered` answers).
+    pub fn with_server_cpu(mut self, cpu_s: f64, answered: u64) -> Self {
+        self.server_cpu_us_per_call = (answered > 0).then(|| cpu_s * 1e6 / answered as f64);
+        self
     }
 
     /// Two lines of text.
@@ -104,9 +118,18 @@ impl RunSummary {
         let rate =
             self.offered_rate.map_or_else(|| "closed loop".to_owned(), |rate| format!("open loop at {rate:.0}/s"));
         let mut text = format!(
-            "{:<8} {rate}: {:.0} contacts/s over {:.1} s, {} degraded\n",
+            "{:<8} {rate}: {:.0} contacts/s over {:.1} s, {} degraded",
             self.server, self.throughput, self.measured_s, self.degraded
         );
+        if !self.degraded_reasons.is_empty() {
+            let reasons: Vec<String> =
+                self.degraded_reasons.iter().map(|(reason, count)| format!("{reason} {count}")).collect();
+            text.push_str(&format!(" ({})", reasons.join(", ")));
+        }
+        if let Some(cpu) = self.server_cpu_us_per_call {
+            text.push_str(&format!("; server CPU {cpu:.1} µs/call"));
+        }
+        text.push('\n');
         text.push_str(&rpc_line("ScoreContact", &self.score));
         if let Some(outcome) = &self.outcome {
             text.push_str(&rpc_line("RecordOutcome", outcome));

@@ -294,7 +294,15 @@ pub struct HistorySettings {
     pub redis_wait_replicas: u32,
     /// Milliseconds a write waits for those replicas; less than `write_budget_ms`.
     pub redis_wait_timeout_ms: u64,
+    /// Histories a Redis store keeps in this process (the last read or written), so a read that misses
+    /// `budget_ms` answers from the last known history (`history_stale`) instead of none. 0: off.
+    pub near_cache_entries: usize,
 }
+
+/// The smallest near-cache (`history.near_cache_entries`) other than 0: two generations in each of its 64 shards.
+const MIN_NEAR_CACHE_ENTRIES: usize = 128;
+/// The largest near-cache: about 7 GB of histories.
+const MAX_NEAR_CACHE_ENTRIES: usize = 16_777_216;
 
 impl Default for HistorySettings {
     fn default() -> Self {
@@ -309,6 +317,7 @@ impl Default for HistorySettings {
             marker_window_h: 7 * 24,
             redis_wait_replicas: 0,
             redis_wait_timeout_ms: 20,
+            near_cache_entries: crate::store::redis::DEFAULT_NEAR_CACHE_ENTRIES,
         }
     }
 }
@@ -468,6 +477,13 @@ impl Settings {
                 "outcomes.correction_window_hours: {window} must be between 1 and history.marker_window_h ({}): a \
                  correction needs the history's per-contact marker",
                 self.history.marker_window_h
+            ));
+        }
+        let near = self.history.near_cache_entries;
+        if near != 0 && !(MIN_NEAR_CACHE_ENTRIES..=MAX_NEAR_CACHE_ENTRIES).contains(&near) {
+            return fail(format!(
+                "history.near_cache_entries: {near} must be 0 (off) or between {MIN_NEAR_CACHE_ENTRIES} and \
+                 {MAX_NEAR_CACHE_ENTRIES}"
             ));
         }
         if self.history.budget_ms == 0 || self.history.budget_ms > 10_000 {
@@ -753,6 +769,16 @@ mod tests {
         assert!(error.contains("server.max_message_bytes"), "{error}");
         let error = load_toml("[server]\nmax_deadline_ms = 0\n").unwrap_err().to_string();
         assert!(error.contains("server.max_deadline_ms"), "{error}");
+    }
+
+    #[test]
+    fn the_near_cache_is_off_or_a_bounded_size() {
+        assert_eq!(load_toml("").unwrap().history.near_cache_entries, 65_536);
+        assert_eq!(load_toml("[history]\nnear_cache_entries = 0\n").unwrap().history.near_cache_entries, 0);
+        for bad in ["1", "127", "16777217"] {
+            let error = load_toml(&format!("[history]\nnear_cache_entries = {bad}\n")).unwrap_err().to_string();
+            assert!(error.contains("history.near_cache_entries"), "{error}");
+        }
     }
 
     #[test]

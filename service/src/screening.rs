@@ -325,6 +325,9 @@ pub struct DegradedCounts {
     pub history_unavailable: AtomicU64,
     /// History not read within the budget.
     pub history_timeout: AtomicU64,
+    /// History not read within the budget (or the store failed): answered from the history this replica last read
+    /// or wrote.
+    pub history_stale: AtomicU64,
     /// The model failed.
     pub model_failure: AtomicU64,
     /// The routing role was over its limits: answered without reading history.
@@ -336,6 +339,7 @@ impl DegradedCounts {
         let counter = match reason {
             "history_unavailable" => &self.history_unavailable,
             "history_timeout" => &self.history_timeout,
+            "history_stale" => &self.history_stale,
             "overload" => &self.overload,
             _ => &self.model_failure,
         };
@@ -466,14 +470,21 @@ impl<S: HistoryStore> Screener<S> {
             Err(_) => "timeout",
         };
         self.metrics.observe_store("load", outcome, started.elapsed());
-        let histories = match loaded {
-            Ok(Ok(histories)) => histories,
-            Ok(Err(error)) => {
+        // A read that missed its budget or failed answers from the history last seen here, if any (stale).
+        let stale = if outcome == "ok" { None } else { self.store.cached(caller_key.as_ref(), device_key.as_ref()) };
+        let histories = match (loaded, stale) {
+            (Ok(Ok(histories)), _) => histories,
+            (_, Some(histories)) => {
+                self.degraded.warn("history_stale", &"history not read within the budget, or the store failed: answered from the near-cache");
+                degraded_reasons.push(self.degraded.count("history_stale"));
+                histories
+            }
+            (Ok(Err(error)), None) => {
                 self.degraded.warn("history_unavailable", &error);
                 degraded_reasons.push(self.degraded.count("history_unavailable"));
                 Histories::default()
             }
-            Err(_) => {
+            (Err(_), None) => {
                 let budget = format!("no history within {} ms", self.history_budget.as_millis());
                 self.degraded.warn("history_timeout", &budget);
                 degraded_reasons.push(self.degraded.count("history_timeout"));
@@ -532,8 +543,9 @@ impl<S: HistoryStore> Screener<S> {
             }
         };
         let now_ms = contact.received_at_ms;
-        let history_known =
-            !degraded_reasons.iter().any(|reason| reason.starts_with("history") || *reason == "overload");
+        let history_known = !degraded_reasons
+            .iter()
+            .any(|reason| (reason.starts_with("history") && *reason != "history_stale") || *reason == "overload");
         let assessment = Assessment {
             likelihood,
             band,

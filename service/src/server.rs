@@ -189,7 +189,8 @@ pub fn redis_store(settings: &Settings) -> Result<JournaledStore<RedisStore>, St
         connect_timeout: Duration::from_millis(500),
     })
     .map_err(|source| StartError::Store(source.to_string()))?
-    .with_replica_wait(history.redis_wait_replicas, Duration::from_millis(history.redis_wait_timeout_ms));
+    .with_replica_wait(history.redis_wait_replicas, Duration::from_millis(history.redis_wait_timeout_ms))
+    .with_near_cache(history.near_cache_entries);
     JournaledStore::open(redis, &history.journal_path, Duration::from_millis(history.write_budget_ms))
         .map_err(|source| StartError::Store(source.to_string()))
 }

@@ -356,6 +356,7 @@ pub fn degraded(lang: Lang, code: &str) -> &str {
     match code {
         "history_timeout" => lang.pick(("riwayat tidak terbaca tepat waktu", "history not read in time")),
         "history_unavailable" => lang.pick(("riwayat tidak tersedia", "history unavailable")),
+        "history_stale" => lang.pick(("riwayat terakhir yang diketahui (mungkin usang)", "last known history (may be stale)")),
         "model_failure" => lang.pick(("model gagal: tanpa skor", "model failure: no score")),
         "overload" => lang.pick(("beban penuh: tanpa riwayat", "overloaded: scored without history")),
         other => other,
@@ -363,7 +364,8 @@ pub fn degraded(lang: Lang, code: &str) -> &str {
 }
 
 /// The codes [`degraded`] words.
-pub const DEGRADED_CODES: [&str; 4] = ["history_timeout", "history_unavailable", "model_failure", "overload"];
+pub const DEGRADED_CODES: [&str; 5] =
+    ["history_timeout", "history_stale", "history_unavailable", "model_failure", "overload"];
 
 /// An audit action's words (the action itself if unknown).
 pub fn action(lang: Lang, action: &str) -> &str {

@@ -363,6 +363,10 @@ impl<S: HistoryStore> HistoryStore for JournaledStore<S> {
         Ok(Corrected::Applied)
     }
 
+    fn cached(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Option<Histories> {
+        self.inner.cached(caller, device)
+    }
+
     fn journal(&self) -> Option<JournalStats> {
         Some(JournalStats { depth: self.depth(), appended: self.appended.load(Ordering::Relaxed) })
     }

@@ -3,6 +3,7 @@
 
 pub mod journal;
 mod memory;
+pub mod near_cache;
 pub mod redis;
 
 use std::future::Future;
@@ -113,6 +114,14 @@ pub trait HistoryStore: Send + Sync + 'static {
         device: Option<&HistoryKey>,
         change: &DispositionChange,
     ) -> impl Future<Output = Result<Corrected, StoreError>> + Send;
+
+    /// The histories of a number and a device as this replica last read or wrote them, for a read that missed its
+    /// budget or failed (answered flagged `history_stale`). `None` when neither is known here — always, for a
+    /// store that keeps no near-cache (the in-memory store never misses).
+    fn cached(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Option<Histories> {
+        let _ = (caller, device);
+        None
+    }
 
     /// The journal in front of this store, if there is one (for metrics).
     fn journal(&self) -> Option<JournalStats> {

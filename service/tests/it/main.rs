@@ -25,5 +25,6 @@ mod redis_service;
 mod redis_store;
 mod roles;
 mod simulated_day;
+mod stale_history;
 mod tls;
 mod validation;

@@ -154,9 +154,28 @@ impl PrivateRedis {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// Stops the server's process (SIGSTOP) without closing its sockets: a Redis that stalls. Commands sent now
+    /// are answered after [`PrivateRedis::resume`].
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Continues a paused server (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the server is running");
+        let status = Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap();
+        assert!(status.success(), "kill {signal} failed");
+    }
+
     /// Kills the server (its data is gone: no persistence, like a Redis crash without AOF).
     pub fn stop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            // A paused server is continued first, so it dies at once either way.
+            Command::new("kill").args(["-CONT", &child.id().to_string()]).status().ok();
             child.kill().ok();
             child.wait().ok();
         }
