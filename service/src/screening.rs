@@ -475,7 +475,7 @@ impl<S: HistoryStore> Screener<S> {
         let histories = match (loaded, stale) {
             (Ok(Ok(histories)), _) => histories,
             (_, Some(histories)) => {
-                self.degraded.warn("history_stale", &"history not read within the budget, or the store failed: answered from the near-cache");
+                self.degraded.warn("history_stale", &"history late or failed: answered from the near-cache");
                 degraded_reasons.push(self.degraded.count("history_stale"));
                 histories
             }

@@ -356,7 +356,9 @@ pub fn degraded(lang: Lang, code: &str) -> &str {
     match code {
         "history_timeout" => lang.pick(("riwayat tidak terbaca tepat waktu", "history not read in time")),
         "history_unavailable" => lang.pick(("riwayat tidak tersedia", "history unavailable")),
-        "history_stale" => lang.pick(("riwayat terakhir yang diketahui (mungkin usang)", "last known history (may be stale)")),
+        "history_stale" => {
+            lang.pick(("riwayat terakhir yang diketahui (mungkin usang)", "last known history (may be stale)"))
+        }
         "model_failure" => lang.pick(("model gagal: tanpa skor", "model failure: no score")),
         "overload" => lang.pick(("beban penuh: tanpa riwayat", "overloaded: scored without history")),
         other => other,

@@ -85,7 +85,12 @@ async fn a_stalled_redis_answers_from_the_last_known_history_and_an_unseen_calle
     assert_eq!(stale_history.total_contacts, 4);
     assert!(stale_history.misuse_day > 3.0, "{}", stale_history.misuse_day);
     assert_eq!(stale.band, fresh.band, "the known prankster is not scored as a stranger");
-    assert!(stale.prank_likelihood > unseen.prank_likelihood, "{} vs {}", stale.prank_likelihood, unseen.prank_likelihood);
+    assert!(
+        stale.prank_likelihood > unseen.prank_likelihood,
+        "{} vs {}",
+        stale.prank_likelihood,
+        unseen.prank_likelihood
+    );
     assert_eq!(unseen.degraded_reasons, vec!["history_timeout"], "a caller never read here has no stale history");
     assert!(unseen.caller_history.is_none(), "no history summary is invented");
 
