@@ -122,7 +122,8 @@ struct RunArgs {
     /// Seconds per timeline window (latency by intended send time).
     #[arg(long)]
     window: Option<f64>,
-    /// Write the timeline of the last saring run here (CSV).
+    /// Write the timeline of the last saring run here (CSV), with the server's CPU time and run-queue wait per
+    /// window; the ceiling's last run goes beside it, `.ceiling` before the extension.
     #[arg(long)]
     timeline_csv: Option<PathBuf>,
     /// Sample the server's VmRSS every this many seconds.
@@ -256,6 +257,45 @@ fn nonce() -> String {
 }
 
 /// Samples a process's VmRSS every `every` until dropped.
+/// One window of the server's scheduler figures: its own CPU ms, its run-queue wait ms (runnable while another
+/// task had the CPU), its major page faults, and how busy its CPUs were in all (any task, kernel included) and how
+/// much the hypervisor stole from them, ms.
+type SchedulerWindow = (f64, f64, u64, f64, f64);
+
+/// Samples the server's scheduler figures every `every` from now on, one [`SchedulerWindow`] per window.
+fn sample_scheduler(
+    pid: u32,
+    cpus: Vec<usize>,
+    every: Duration,
+) -> (Arc<Mutex<Vec<SchedulerWindow>>>, tokio::task::JoinHandle<()>) {
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let writer = Arc::clone(&samples);
+    let task = tokio::spawn(async move {
+        let read = || Some((machine::scheduler_ns(pid)?, machine::cpu_busy_ms(&cpus)?));
+        let mut ticker = tokio::time::interval(every);
+        let mut last = read();
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let now = read();
+            if let (Some(((cpu, wait, faults), (busy, steal))), Some(((cpu0, wait0, faults0), (busy0, steal0)))) =
+                (now, last)
+            {
+                let ms = |ns: u64| ns as f64 / 1e6;
+                writer.lock().push((
+                    ms(cpu.saturating_sub(cpu0)),
+                    ms(wait.saturating_sub(wait0)),
+                    faults.saturating_sub(faults0),
+                    busy - busy0,
+                    steal - steal0,
+                ));
+            }
+            last = now;
+        }
+    });
+    (samples, task)
+}
+
 fn sample_rss(pid: u32, every: Duration, started: Instant) -> (Arc<Mutex<MemoryCurve>>, tokio::task::JoinHandle<()>) {
     let curve = Arc::new(Mutex::new(MemoryCurve { samples: Vec::new() }));
     let writer = Arc::clone(&curve);
@@ -480,22 +520,23 @@ async fn measure(
         warmup,
         window,
     };
-    let mut targets: Vec<(&str, &str)> = Vec::new();
+    let mut targets: Vec<(&str, &str, Option<u32>)> = Vec::new();
     if let Some(addr) = target {
-        targets.push(("saring", addr));
+        targets.push(("saring", addr, rss_pid));
     }
     if let Some(server) = ceiling {
-        targets.push(("ceiling", server.addr.as_str()));
+        targets.push(("ceiling", server.addr.as_str(), Some(server.pid)));
     }
     let mut runs: Vec<RunSummary> = Vec::new();
     let mut comparisons = Vec::new();
     let mut capacities = Vec::new();
     let mut bursts = Vec::new();
     let mut last_target_result = None;
+    let mut last_ceiling_result = None;
     for repeat in 0..args.repeat.max(1) {
         let rate = match (args.rate, args.rate_of_capacity, targets.first()) {
             (Some(rate), _, _) => Some(rate),
-            (None, Some(share), Some((name, addr))) => {
+            (None, Some(share), Some((name, addr, _))) => {
                 let probe = LoadSpec {
                     stop: Stop::After(Duration::from_secs_f64(args.probe_duration)),
                     warmup: Duration::from_secs(2),
@@ -526,8 +567,14 @@ async fn measure(
             }
         };
         let mut pair = Vec::new();
-        for (name, addr) in &targets {
-            let result = load::run(addr, token, Arc::clone(mix), spec.clone(), &nonce()).await?;
+        for (name, addr, pid) in &targets {
+            let cpus = args.server_cpus.as_deref().and_then(machine::cpu_list).unwrap_or_else(|| vec![0, 1]);
+            let scheduler = window.zip(*pid).map(|(window, pid)| sample_scheduler(pid, cpus, window));
+            let mut result = load::run(addr, token, Arc::clone(mix), spec.clone(), &nonce()).await?;
+            if let Some((samples, task)) = scheduler {
+                task.abort();
+                result.scheduler = samples.lock().clone();
+            }
             let summary = RunSummary::of(name, rate, &result);
             say(format!("[{}/{}] {}", repeat + 1, args.repeat.max(1), summary.text().trim_end()));
             if let (Some(window), Some(at)) = (window, args.burst_at) {
@@ -549,7 +596,9 @@ async fn measure(
                 ));
                 bursts.push(serde_json::json!({ "server": name, "burst": burst }));
             }
-            if *name == "saring" || targets.len() == 1 {
+            if *name == "ceiling" && targets.len() > 1 {
+                last_ceiling_result = Some(result);
+            } else {
                 last_target_result = Some(result);
             }
             pair.push(summary);
@@ -570,6 +619,9 @@ async fn measure(
     let memory = sampler.map(|(curve, _)| curve.lock().clone());
     if let (Some(path), Some(result)) = (&args.timeline_csv, &last_target_result) {
         std::fs::write(path, saring_bench::report::timeline_csv(result))?;
+    }
+    if let (Some(path), Some(result)) = (&args.timeline_csv, &last_ceiling_result) {
+        std::fs::write(saring_bench::report::beside(path, "ceiling"), saring_bench::report::timeline_csv(result))?;
     }
     if let (Some(path), Some(curve)) = (&args.rss_csv, &memory) {
         std::fs::write(path, curve.csv())?;
