@@ -121,6 +121,9 @@ pub struct LoadResult {
     /// Open loop: the latest a worker woke after a request's intended time while it was idle (the client's own
     /// timer lag; large values mean the client, not the server, was the limit).
     pub max_wake_lag: Duration,
+    /// The server's (CPU ms, run-queue wait ms, major faults, its CPUs' busy ms, their stolen ms) per timeline
+    /// window, when its process was sampled.
+    pub scheduler: Vec<(f64, f64, u64, f64, f64)>,
 }
 
 impl LoadResult {
@@ -268,6 +271,7 @@ pub async fn run(addr: &str, token: &str, mix: Arc<Mix>, spec: LoadSpec, nonce: 
         timeline,
         timeline_histograms,
         max_wake_lag,
+        scheduler: Vec::new(),
     })
 }
 

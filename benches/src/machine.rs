@@ -105,20 +105,81 @@ pub fn resident_kib(pid: u32) -> Option<u64> {
     status.lines().find(|line| line.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// A process's scheduler totals over all its threads (Linux): nanoseconds on a CPU and nanoseconds runnable but
+/// waiting for one (another thread or process had its CPU), from `/proc/PID/task/*/schedstat`; and its major page
+/// faults (a page that had to be read back, e.g. code the kernel paged out), from `/proc/PID/stat`.
+pub fn scheduler_ns(pid: u32) -> Option<(u64, u64, u64)> {
+    let mut totals = (0u64, 0u64, 0u64);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let Ok(line) = std::fs::read_to_string(task.path().join("schedstat")) else { continue };
+        let mut fields = line.split_whitespace().map(|field| field.parse::<u64>().unwrap_or(0));
+        totals.0 += fields.next().unwrap_or(0);
+        totals.1 += fields.next().unwrap_or(0);
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command's closing parenthesis: state is field 3, majflt field 12.
+    let after = stat.rsplit_once(')')?.1;
+    totals.2 = after.split_whitespace().nth(9).and_then(|field| field.parse().ok()).unwrap_or(0);
+    Some(totals)
+}
+
+/// The CPUs of a `taskset -c` list ("0", "0-1", "0,2"); `None` for an unparsable list.
+pub fn cpu_list(list: &str) -> Option<Vec<usize>> {
+    let mut cpus = Vec::new();
+    for part in list.split(',') {
+        match part.split_once('-') {
+            Some((first, last)) => cpus.extend(first.trim().parse::<usize>().ok()?..=last.trim().parse().ok()?),
+            None => cpus.push(part.trim().parse().ok()?),
+        }
+    }
+    Some(cpus)
+}
+
+/// Milliseconds the listed CPUs were busy (any task, kernel included) and stolen by the hypervisor since boot, from
+/// `/proc/stat` (USER_HZ ticks, so 10 ms resolution).
+pub fn cpu_busy_ms(cpus: &[usize]) -> Option<(f64, f64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let (mut busy, mut steal) = (0u64, 0u64);
+    for line in stat.lines() {
+        let mut fields = line.split_whitespace();
+        let Some(cpu) = fields.next().and_then(|name| name.strip_prefix("cpu")).and_then(|n| n.parse().ok()) else {
+            continue;
+        };
+        if !cpus.contains(&cpu) {
+            continue;
+        }
+        let ticks: Vec<u64> = fields.map(|field| field.parse().unwrap_or(0)).collect();
+        // user nice system idle iowait irq softirq steal …
+        busy += [0, 1, 2, 5, 6].iter().filter_map(|index| ticks.get(*index)).sum::<u64>();
+        steal += ticks.get(7).copied().unwrap_or(0);
+    }
+    let ms_per_tick = 1000.0 / 100.0;
+    Some((busy as f64 * ms_per_tick, steal as f64 * ms_per_tick))
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_parse_as_taskset_writes_them() {
+        assert_eq!(cpu_list("0"), Some(vec![0]));
+        assert_eq!(cpu_list("0-2,5"), Some(vec![0, 1, 2, 5]));
+        assert_eq!(cpu_list("x"), None);
+    }
+
     #[test]
     fn a_process_cpu_time_is_read_and_grows_with_work() {
-        let before = super::cpu_seconds(std::process::id()).expect("this process's /proc stat");
+        let before = cpu_seconds(std::process::id()).expect("this process's /proc stat");
         let mut sum = 0u64;
         let started = std::time::Instant::now();
-        while super::cpu_seconds(std::process::id()).unwrap() < before + 0.05 {
+        while cpu_seconds(std::process::id()).unwrap() < before + 0.05 {
             for index in 0..100_000u64 {
                 sum = sum.wrapping_add(index * index);
             }
             assert!(started.elapsed() < std::time::Duration::from_secs(60), "no CPU time was counted");
         }
         assert!(sum > 0);
-        assert!(super::cpu_seconds(u32::MAX).is_none());
+        assert!(cpu_seconds(u32::MAX).is_none());
     }
 }

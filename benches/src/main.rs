@@ -122,7 +122,8 @@ struct RunArgs {
     /// Seconds per timeline window (latency by intended send time).
     #[arg(long)]
     window: Option<f64>,
-    /// Write the timeline of the last saring run here (CSV).
+    /// Write the timeline of the last saring run here (CSV), with the server's CPU time and run-queue wait per
+    /// window; the ceiling's last run goes beside it, `.ceiling` before the extension.
     #[arg(long)]
     timeline_csv: Option<PathBuf>,
     /// Sample the server's VmRSS every this many seconds.
@@ -256,6 +257,45 @@ fn nonce() -> String {
 }
 
 /// Samples a process's VmRSS every `every` until dropped.
+/// One window of the server's scheduler figures: its own CPU ms, its run-queue wait ms (runnable while another
+/// task had the CPU), its major page faults, and how busy its CPUs were in all (any task, kernel included) and how
+/// much the hypervisor stole from them, ms.
+type SchedulerWindow = (f64, f64, u64, f64, f64);
+
+/// Samples the server's scheduler figures every `every` from now on, one [`SchedulerWindow`] per window.
+fn sample_scheduler(
+    pid: u32,
+    cpus: Vec<usize>,
+    every: Duration,
+) -> (Arc<Mutex<Vec<SchedulerWindow>>>, tokio::task::JoinHandle<()>) {
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let writer = Arc::clone(&samples);
+    let task = tokio::spawn(async move {
+        let read = || Some((machine::scheduler_ns(pid)?, machine::cpu_busy_ms(&cpus)?));
+        let mut ticker = tokio::time::interval(every);
+        let mut last = read();
+        ticker.tick().await;
+        loop {
+            ticker.tick().await;
+            let now = read();
+            if let (Some(((cpu, wait, faults), (busy, steal))), Some(((cpu0, wait0, faults0), (busy0, steal0)))) =
+                (now, last)
+            {
+                let ms = |ns: u64| ns as f64 / 1e6;
+                writer.lock().push((
+                    ms(cpu.saturating_sub(cpu0)),
+                    ms(wait.saturating_sub(wait0)),
+                    faults.saturating_sub(faults0),
+                    busy - busy0,
+                    steal - steal0,
+                ));
+            }
+            last = now;
+        }
+    });
+    (samples, task)
+}
+
 fn sample_rss(pid: u32, every: Duration, started: Instant) -> (Arc<Mutex<MemoryCurve>>, tokio::task::JoinHandle<()>) {
     let curve = Arc::new(Mutex::new(MemoryCurve { samples: Vec::new() }));
     let writer = Arc::clone(&curve);
@@ -480,7 +520,7 @@ async fn measure(
         warmup,
         window,
     };
-    // Each target with its process, when known, for its CPU time per call.
+    // Each target with its process, when known: its scheduler timeline and its CPU time per call.
     let mut targets: Vec<(&str, &str, Option<u32>)> = Vec::new();
     if let Some(addr) = target {
         targets.push(("saring", addr, rss_pid));
@@ -493,6 +533,7 @@ async fn measure(
     let mut capacities = Vec::new();
     let mut bursts = Vec::new();
     let mut last_target_result = None;
+    let mut last_ceiling_result = None;
     for repeat in 0..args.repeat.max(1) {
         let rate = match (args.rate, args.rate_of_capacity, targets.first()) {
             (Some(rate), _, _) => Some(rate),
@@ -528,9 +569,15 @@ async fn measure(
         };
         let mut pair = Vec::new();
         for (name, addr, pid) in &targets {
+            let cpus = args.server_cpus.as_deref().and_then(machine::cpu_list).unwrap_or_else(|| vec![0, 1]);
+            let scheduler = window.zip(*pid).map(|(window, pid)| sample_scheduler(pid, cpus, window));
             let cpu_before = pid.and_then(machine::cpu_seconds);
-            let result = load::run(addr, token, Arc::clone(mix), spec.clone(), &nonce()).await?;
+            let mut result = load::run(addr, token, Arc::clone(mix), spec.clone(), &nonce()).await?;
             let cpu_after = pid.and_then(machine::cpu_seconds);
+            if let Some((samples, task)) = scheduler {
+                task.abort();
+                result.scheduler = samples.lock().clone();
+            }
             let mut summary = RunSummary::of(name, rate, &result);
             if let (Some(before), Some(after)) = (cpu_before, cpu_after) {
                 summary = summary.with_server_cpu(after - before, result.answered);
@@ -555,7 +602,9 @@ async fn measure(
                 ));
                 bursts.push(serde_json::json!({ "server": name, "burst": burst }));
             }
-            if *name == "saring" || targets.len() == 1 {
+            if *name == "ceiling" && targets.len() > 1 {
+                last_ceiling_result = Some(result);
+            } else {
                 last_target_result = Some(result);
             }
             pair.push(summary);
@@ -576,6 +625,9 @@ async fn measure(
     let memory = sampler.map(|(curve, _)| curve.lock().clone());
     if let (Some(path), Some(result)) = (&args.timeline_csv, &last_target_result) {
         std::fs::write(path, saring_bench::report::timeline_csv(result))?;
+    }
+    if let (Some(path), Some(result)) = (&args.timeline_csv, &last_ceiling_result) {
+        std::fs::write(saring_bench::report::beside(path, "ceiling"), saring_bench::report::timeline_csv(result))?;
     }
     if let (Some(path), Some(curve)) = (&args.rss_csv, &memory) {
         std::fs::write(path, curve.csv())?;

@@ -223,14 +223,34 @@ impl BurstSummary {
 
 /// The timeline of a run as CSV (one row per window).
 pub fn timeline_csv(result: &LoadResult) -> String {
-    let mut csv = String::from("start_s,completed,errors,p50_ms,p99_ms,max_ms\n");
-    for window in &result.timeline {
+    let mut csv = String::from(
+        "start_s,completed,errors,p50_ms,p99_ms,max_ms,server_cpu_ms,server_wait_ms,server_major_faults,\
+         cpus_busy_ms,cpus_stolen_ms\n",
+    );
+    for (index, window) in result.timeline.iter().enumerate() {
+        // The server's scheduler figures of the same window (wall-clock windows from the run's start; empty when
+        // not sampled): CPU time of all its threads, time they were runnable but another task had the CPU, pages
+        // it had to read back; how busy its CPUs were with anything, and what the hypervisor stole from them.
+        let sched = result.scheduler.get(index).map_or_else(
+            || ",,,,".to_owned(),
+            |(cpu, wait, faults, busy, steal)| format!("{cpu:.1},{wait:.1},{faults},{busy:.0},{steal:.0}"),
+        );
         csv.push_str(&format!(
-            "{:.1},{},{},{:.3},{:.3},{:.3}\n",
+            "{:.1},{},{},{:.3},{:.3},{:.3},{sched}\n",
             window.start_s, window.completed, window.errors, window.p50_ms, window.p99_ms, window.max_ms
         ));
     }
     csv
+}
+
+/// `path` with `tag` before its extension: `run.csv` → `run.ceiling.csv`.
+pub fn beside(path: &std::path::Path, tag: &str) -> std::path::PathBuf {
+    match (path.file_stem(), path.extension()) {
+        (Some(stem), Some(extension)) => {
+            path.with_file_name(format!("{}.{tag}.{}", stem.to_string_lossy(), extension.to_string_lossy()))
+        }
+        _ => path.with_file_name(format!("{}.{tag}", path.file_name().unwrap_or_default().to_string_lossy())),
+    }
 }
 
 /// Resident memory samples of the server.

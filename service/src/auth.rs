@@ -101,8 +101,8 @@ pub fn token_digest(token: &str) -> String {
 /// gRPC handlers, the limits layer and the console see the same peers).
 #[derive(Debug, Clone, Default)]
 pub struct Authenticator {
-    by_digest: HashMap<[u8; 32], Principal>,
-    by_certificate_name: HashMap<String, Principal>,
+    by_digest: HashMap<[u8; 32], Arc<Principal>>,
+    by_certificate_name: HashMap<String, Arc<Principal>>,
     failed: Arc<FailedAuth>,
 }
 
@@ -137,7 +137,7 @@ impl Authenticator {
             let mut digest = [0u8; 32];
             hex::decode_to_slice(&entry.sha256, &mut digest)
                 .map_err(|_| fail("sha256 must be 64 hex digits: the SHA-256 of the token"))?;
-            let principal = Principal { name: entry.name.clone(), role: entry.role };
+            let principal = Arc::new(Principal { name: entry.name.clone(), role: entry.role });
             if by_digest.insert(digest, principal).is_some() {
                 return Err(fail("the same token is configured twice"));
             }
@@ -158,7 +158,7 @@ impl Authenticator {
 
     /// Every configured principal (tokens and client certificates; a name may appear more than once).
     pub fn principals(&self) -> impl Iterator<Item = &Principal> {
-        self.by_digest.values().chain(self.by_certificate_name.values())
+        self.by_digest.values().chain(self.by_certificate_name.values()).map(|principal| &**principal)
     }
 
     /// Adds the client certificate identities; refuses empty names and a name configured twice.
@@ -173,7 +173,7 @@ impl Authenticator {
             if entry.name.trim().is_empty() || entry.name.trim() != entry.name {
                 return Err(fail("name must not be empty nor start or end with spaces"));
             }
-            let principal = Principal { name: entry.name.clone(), role: entry.role };
+            let principal = Arc::new(Principal { name: entry.name.clone(), role: entry.role });
             if self.by_certificate_name.insert(entry.name.clone(), principal).is_some() {
                 return Err(fail("the same name is configured twice"));
             }
@@ -213,13 +213,15 @@ impl Authenticator {
     /// Who holds `token`, if anyone (the console's sign-in).
     pub fn principal(&self, token: &str) -> Option<&Principal> {
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.by_digest.get(&digest)
+        self.by_digest.get(&digest).map(|principal| &**principal)
     }
 
     /// Who is calling: the holder of the `authorization: Bearer TOKEN` header when there is one (a wrong token is
     /// never overridden by a certificate), else the configured client whose name the connection's verified
     /// certificate carries. Neither is `UNAUTHENTICATED`.
-    pub fn identify(&self, authorization: Option<&[u8]>, peer: Option<&TlsPeer>) -> Result<Principal, Status> {
+    /// The token is hashed here once per call: the limits layer identifies the caller and leaves the answer in the
+    /// request's extensions ([`Identified`]), where [`Authenticator::authorize`] finds it.
+    pub fn identify(&self, authorization: Option<&[u8]>, peer: Option<&TlsPeer>) -> Result<Arc<Principal>, Status> {
         if let Some(header) = authorization {
             let token = std::str::from_utf8(header)
                 .ok()
@@ -227,7 +229,8 @@ impl Authenticator {
                 .map(str::trim)
                 .filter(|token| !token.is_empty())
                 .ok_or_else(|| Status::unauthenticated("authorization must be \"Bearer TOKEN\""))?;
-            return self.principal(token).cloned().ok_or_else(|| Status::unauthenticated("unknown token"));
+            let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+            return self.by_digest.get(&digest).cloned().ok_or_else(|| Status::unauthenticated("unknown token"));
         }
         let Some(names) = peer.and_then(|peer| peer.certificate_names.as_deref()) else {
             return Err(Status::unauthenticated("missing authorization: Bearer TOKEN (or a client certificate)"));
@@ -255,14 +258,31 @@ impl Authenticator {
     /// a call is `RESOURCE_EXHAUSTED` with a retry hint whatever its token — good, wrong or none, so the answer says
     /// nothing about it and nothing more is recorded — except the callers [`throttle_exempt`] names.
     pub fn authorize<T>(&self, request: &Request<T>, allowed: &[Role]) -> Result<Principal, Status> {
+        self.admit(request, allowed).map(|principal| (*principal).clone())
+    }
+
+    /// [`Authenticator::authorize`] for a handler that needs only the caller's role checked (ScoreContact): the
+    /// same checks, and nothing copied.
+    pub fn check<T>(&self, request: &Request<T>, allowed: &[Role]) -> Result<(), Status> {
+        self.admit(request, allowed).map(drop)
+    }
+
+    fn admit<T>(&self, request: &Request<T>, allowed: &[Role]) -> Result<Arc<Principal>, Status> {
         let authorization = request.metadata().get("authorization").map(|value| value.as_bytes());
         let tls = request.extensions().get::<TlsPeer>();
-        let forwarded = request.metadata().get("x-forwarded-for").and_then(|value| value.to_str().ok());
-        let peer = self.peer(request.extensions(), forwarded);
         let certificate = tls.is_some_and(|tls| tls.certificate_names.is_some());
-        let identified = self.identify(authorization, tls);
+        // The limits layer identified the caller from the same header and connection; only a call it could not
+        // identify (or a server without the layer) is identified here, so a token is hashed once per call.
+        let identified = match request.extensions().get::<Identified>() {
+            Some(Identified(principal)) => Ok(Arc::clone(principal)),
+            None => self.identify(authorization, tls),
+        };
+        let peer = || {
+            let forwarded = request.metadata().get("x-forwarded-for").and_then(|value| value.to_str().ok());
+            self.peer(request.extensions(), forwarded)
+        };
         if !throttle_exempt(authorization, tls, identified.as_ref()) {
-            if let Err(left) = self.failed.check(peer, Door::Grpc) {
+            if let Err(left) = self.failed.check(peer(), Door::Grpc) {
                 return Err(crate::error::pushback(
                     Code::ResourceExhausted,
                     "too many failed authentications from this address; retry later".to_owned(),
@@ -276,7 +296,7 @@ impl Authenticator {
                 None if certificate => ("certificate", None),
                 None => ("none", None),
             };
-            self.failed.record(peer, Door::Grpc, credential, presented, status.message());
+            self.failed.record(peer(), Door::Grpc, credential, presented, status.message());
         })?;
         if !allowed.contains(&principal.role) {
             let allowed: Vec<&str> = allowed.iter().map(|role| role.as_str()).collect();
@@ -290,6 +310,11 @@ impl Authenticator {
     }
 }
 
+/// The caller the limits layer identified, left in the request's extensions for the handler (set only by the
+/// server itself: a client cannot send extensions).
+#[derive(Debug, Clone)]
+pub struct Identified(pub Arc<Principal>);
+
 /// Whom the throttle of an address with too many failed authentications never holds up: a caller authenticated by
 /// its client certificate alone (a certificate cannot be guessed), and the routing engine (a score never waits on a
 /// limit, and its credential is a machine's, never typed by a person). Everyone else at that address is refused,
@@ -297,7 +322,7 @@ impl Authenticator {
 pub fn throttle_exempt(
     authorization: Option<&[u8]>,
     tls: Option<&TlsPeer>,
-    identified: Result<&Principal, &Status>,
+    identified: Result<&Arc<Principal>, &Status>,
 ) -> bool {
     let certificate_alone = authorization.is_none() && tls.is_some_and(|tls| tls.certificate_names.is_some());
     certificate_alone || identified.is_ok_and(|principal| principal.role == Role::Routing)

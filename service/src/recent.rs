@@ -3,6 +3,7 @@
 //! its contact must carry the contact.
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -27,46 +28,78 @@ impl Scored {
     }
 }
 
-/// A bounded, first-in-first-out map from contact id to contact.
+/// A bounded, first-in-first-out map from contact id to contact. Sharded by the id's hash, each shard under its
+/// own short lock, so concurrent scores rarely meet; each shard evicts its own oldest entries (so "oldest first"
+/// holds per shard, and the whole stays within its capacity). Remembering a contact moves it in: no copy of the id.
 #[derive(Debug)]
 pub struct RecentContacts {
-    inner: Mutex<Inner>,
-    capacity: usize,
+    shards: Box<[Mutex<Shard>]>,
+    hasher: RandomState,
+    per_shard: usize,
 }
 
+/// One shard: contacts by their id's hash (the id itself is compared on reading, so two ids with one hash are
+/// never confused: the later simply replaces the earlier), and the hashes in the order they came.
 #[derive(Debug, Default)]
-struct Inner {
-    contacts: HashMap<String, Scored>,
-    order: VecDeque<String>,
+struct Shard {
+    contacts: HashMap<u64, Scored>,
+    order: VecDeque<u64>,
 }
+
+/// Below this capacity the map is one shard (exact first-in-first-out); above it, [`SHARDS`] shards.
+const SHARDED_FROM: usize = 4096;
+const SHARDS: usize = 16;
 
 impl RecentContacts {
     /// Remembers up to `capacity` contacts (0 remembers none).
     pub fn new(capacity: usize) -> Self {
-        RecentContacts { inner: Mutex::new(Inner::default()), capacity }
+        let shards = if capacity >= SHARDED_FROM { SHARDS } else { 1 };
+        RecentContacts {
+            shards: (0..shards).map(|_| Mutex::new(Shard::default())).collect(),
+            hasher: RandomState::new(),
+            per_shard: capacity / shards,
+        }
     }
 
-    /// Remembers a contact, evicting the oldest when full. A contact id seen again keeps its latest contact.
+    fn shard(&self, contact_id: &str) -> (u64, &Mutex<Shard>) {
+        let hash = self.hasher.hash_one(contact_id);
+        (hash, &self.shards[(hash % self.shards.len() as u64) as usize])
+    }
+
+    /// Remembers a contact, evicting the oldest of its shard when full. A contact id seen again keeps its latest
+    /// contact.
     pub fn remember(&self, contact: Contact, memo: Option<ScoreMemo>) {
-        if self.capacity == 0 {
+        if self.per_shard == 0 {
             return;
         }
-        let mut inner = self.inner.lock();
-        let contact_id = contact.contact_id.clone();
-        if inner.contacts.insert(contact_id.clone(), Scored { contact, memo }).is_some() {
+        let (hash, shard) = self.shard(&contact.contact_id);
+        let mut shard = shard.lock();
+        if shard.contacts.insert(hash, Scored { contact, memo }).is_some() {
             return;
         }
-        inner.order.push_back(contact_id);
-        while inner.order.len() > self.capacity {
-            if let Some(oldest) = inner.order.pop_front() {
-                inner.contacts.remove(&oldest);
+        shard.order.push_back(hash);
+        while shard.order.len() > self.per_shard {
+            if let Some(oldest) = shard.order.pop_front() {
+                shard.contacts.remove(&oldest);
             }
         }
     }
 
     /// The contact with this id, if remembered.
     pub fn get(&self, contact_id: &str) -> Option<Scored> {
-        self.inner.lock().contacts.get(contact_id).cloned()
+        let (hash, shard) = self.shard(contact_id);
+        let shard = shard.lock();
+        shard.contacts.get(&hash).filter(|scored| scored.contact.contact_id == contact_id).cloned()
+    }
+
+    /// How many contacts are remembered.
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|shard| shard.lock().contacts.len()).sum()
+    }
+
+    /// Whether none is.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -103,5 +136,20 @@ mod tests {
         assert!(recent.get("a").is_none());
         assert!(recent.get("b").is_some());
         assert!(recent.get("c").is_some());
+    }
+
+    #[test]
+    fn a_sharded_map_stays_within_its_capacity_and_finds_what_it_keeps() {
+        let recent = RecentContacts::new(SHARDED_FROM);
+        for index in 0..3 * SHARDED_FROM {
+            recent.remember(contact(&format!("c-{index}")), None);
+        }
+        assert!(recent.len() <= SHARDED_FROM, "{} kept", recent.len());
+        assert!(recent.len() > SHARDED_FROM / 2, "{} kept", recent.len());
+        // The newest are kept in every shard; the first ones are long evicted.
+        let last = format!("c-{}", 3 * SHARDED_FROM - 1);
+        assert_eq!(recent.get(&last).unwrap().contact.contact_id, last);
+        assert!(recent.get("c-0").is_none());
+        assert!(recent.get("never-scored").is_none());
     }
 }

@@ -23,8 +23,16 @@ pub struct RegionLabels {
 impl RegionLabels {
     /// The label `region` is counted under: itself while the bound allows, else its province.
     pub fn label<'a>(&self, region: &'a str) -> &'a str {
-        if self.known.read().contains(region) {
-            return region;
+        {
+            let known = self.known.read();
+            if known.contains(region) {
+                return region;
+            }
+            // Full: a code past the bound never takes the write lock (a client sending new codes on every call
+            // must not serialise the scoring path).
+            if known.len() >= MAX_TRACKED_REGIONS {
+                return province(region);
+            }
         }
         let mut known = self.known.write();
         if known.contains(region) || known.len() < MAX_TRACKED_REGIONS {

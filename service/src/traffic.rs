@@ -1,7 +1,7 @@
 //! Contacts per hour by region and band, and the share answered: what the console's dashboard draws. Counted on
 //! the scoring and outcome paths under one short lock; the last 48 hours are kept.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use parking_lot::Mutex;
 use saring_models::Band;
@@ -27,10 +27,10 @@ impl HourCounts {
     }
 }
 
-/// Counts by (hour start ms, region).
+/// Counts by hour start (ms), then region. A contact of a region already counted in its hour allocates nothing.
 #[derive(Debug, Default)]
 pub struct TrafficStats {
-    hours: Mutex<BTreeMap<(i64, String), HourCounts>>,
+    hours: Mutex<BTreeMap<i64, HashMap<String, HourCounts>>>,
 }
 
 fn hour_of(at_ms: i64) -> i64 {
@@ -42,21 +42,18 @@ impl TrafficStats {
         let hour = hour_of(at_ms);
         let mut hours = self.hours.lock();
         // Only contacts from the kept period are counted (a late outcome for an old contact is not).
-        let newest = hours.keys().next_back().map_or(hour, |(newest, _)| (*newest).max(hour));
+        let newest = hours.keys().next_back().map_or(hour, |newest| (*newest).max(hour));
         if hour <= newest - KEPT_HOURS * HOUR_MS {
             return;
         }
-        match hours.get_mut(&(hour, region.to_owned())) {
-            Some(counts) => update(counts),
-            None => {
-                let mut counts = HourCounts::default();
-                update(&mut counts);
-                hours.insert((hour, region.to_owned()), counts);
-                let oldest_kept = newest - (KEPT_HOURS - 1) * HOUR_MS;
-                while hours.first_key_value().is_some_and(|((first, _), _)| *first < oldest_kept) {
-                    hours.pop_first();
-                }
-            }
+        if let Some(counts) = hours.get_mut(&hour).and_then(|regions| regions.get_mut(region)) {
+            update(counts);
+            return;
+        }
+        update(hours.entry(hour).or_default().entry(region.to_owned()).or_default());
+        let oldest_kept = newest - (KEPT_HOURS - 1) * HOUR_MS;
+        while hours.first_key_value().is_some_and(|(first, _)| *first < oldest_kept) {
+            hours.pop_first();
         }
     }
 
@@ -81,7 +78,13 @@ impl TrafficStats {
 
     /// Every (hour start ms, region, counts), oldest first.
     pub fn snapshot(&self) -> Vec<(i64, String, HourCounts)> {
-        self.hours.lock().iter().map(|((hour, region), counts)| (*hour, region.clone(), *counts)).collect()
+        let hours = self.hours.lock();
+        let mut snapshot: Vec<(i64, String, HourCounts)> = hours
+            .iter()
+            .flat_map(|(hour, regions)| regions.iter().map(|(region, counts)| (*hour, region.clone(), *counts)))
+            .collect();
+        snapshot.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
+        snapshot
     }
 }
 

@@ -4,8 +4,9 @@
 //! - the reasons an operator reads (`operator_reasons` + `strongest` + five `sentence` strings);
 //! - the transport-free core `Screener::score` with the in-memory store, whole (history read, features, model,
 //!   reasons, drift, recent contacts);
-//! - and, for scale, one gRPC ScoreContact round-trip in process (client and server in one process, so both
-//!   sides' allocations are counted).
+//! - and one gRPC ScoreContact round-trip in process (client and server in one process, so both sides'
+//!   allocations are counted) to the ceiling and to saring's whole server (auth, limits, deadline, metrics layers,
+//!   handler, core): the difference is what saring's request path allocates beyond tonic's.
 //!
 //! `cargo run --release -p saring-bench --bin score-allocs`
 
@@ -173,6 +174,7 @@ fn main() -> anyhow::Result<()> {
     });
     drop(screener);
     grpc_round_trip(&runtime, &mix)?;
+    saring_round_trip(&runtime, &mix, model)?;
     memory_store_bytes(&runtime)?;
     Ok(())
 }
@@ -221,6 +223,72 @@ fn memory_store_bytes(runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         with_history - marker_only
     );
     Ok(())
+}
+
+/// One ScoreContact through saring's whole gRPC server in process (a routing token, the default limits, an
+/// in-memory case database, the in-memory store with the mix's outcomes recorded): client and server allocations
+/// together, comparable with the ceiling's line.
+fn saring_round_trip(runtime: &tokio::runtime::Runtime, mix: &Mix, model: Model) -> anyhow::Result<()> {
+    use saring::auth::{Authenticator, Role};
+    use saring::server::limits::{Limits, LimitsSettings};
+    use saring::server::{RunningServer, Transport};
+    runtime.block_on(async {
+        let token = "score-allocs-routing-token".to_owned();
+        let auth = Authenticator::development_with(&[(Role::Routing, token.clone())])?;
+        let screener = Screener::new(
+            MemoryStore::new(Duration::from_secs(3600)),
+            model,
+            saring::privacy::KeyHasher::new(b"score-allocs-secret-0123456789"),
+            200_000,
+            Duration::from_secs(1),
+        );
+        let store = saring::cases::CaseStore::connect("sqlite::memory:").await?;
+        let escalator = saring::cases::Escalator::new(store, saring_models::ladder::LadderPolicy::default_policy());
+        let app = Arc::new(saring::app::App { screener, escalator, auth: auth.clone() });
+        for (index, entry) in mix.entries.iter().enumerate() {
+            if let Some(contact) = contact_of(&entry.contact) {
+                let report = OutcomeReport {
+                    contact_id: format!("pre-{index}"),
+                    contact: Some(Contact { contact_id: format!("pre-{index}"), ..contact }),
+                    answered: entry.outcome.answered,
+                    ring_s: entry.outcome.ring_s,
+                    talk_s: entry.outcome.talk_s,
+                    disposition: disposition_of(entry.outcome.disposition),
+                    category: None,
+                    operator_id: None,
+                };
+                app.screener.record_outcome(&report).await?;
+            }
+        }
+        let transport =
+            Transport { limits: Arc::new(Limits::new(auth, &LimitsSettings::default())), ..Transport::plaintext() };
+        let server = RunningServer::start_with("127.0.0.1:0".parse()?, app, transport).await?;
+        let mut client =
+            saring::proto::screening_client::ScreeningClient::connect(format!("http://{}", server.local_addr)).await?;
+        let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {token}").parse()?;
+        let requests: Vec<_> = (0..2000).map(|index| mix.entry(index).contact.clone()).collect();
+        let call = |contact: saring::proto::ContactRequest| {
+            let mut request = tonic::Request::new(contact);
+            request.metadata_mut().insert("authorization", bearer.clone());
+            request
+        };
+        for request in requests.iter().take(200) {
+            client.score_contact(call(request.clone())).await?;
+        }
+        let region = Region::new(GLOBAL);
+        for request in &requests {
+            client.score_contact(call(request.clone())).await?;
+        }
+        let stats = region.change();
+        println!(
+            "{:<52} {:>7.2} allocations/call {:>9.1} bytes/call (client + server)",
+            "gRPC round-trip to saring (whole server, memory store)",
+            stats.allocations as f64 / requests.len() as f64,
+            stats.bytes_allocated as f64 / requests.len() as f64
+        );
+        server.stop().await?;
+        anyhow::Ok(())
+    })
 }
 
 /// One ScoreContact through gRPC in process: client and server allocations together.

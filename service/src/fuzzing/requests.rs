@@ -171,12 +171,12 @@ fn check_rejection(error: Error, allowed: &[&str]) -> Verdict {
 const CONTACT_FIELDS: [&str; 7] = ["contact_id", "caller", "channel", "received_at", "region", "device_id", "location"];
 
 fn check_contact(request: proto::ContactRequest) -> Verdict {
-    match validate::contact(&request, NOW_MS) {
+    match validate::contact(request.clone(), NOW_MS) {
         Ok(contact) => {
             check_valid_contact(&request, &contact);
             // Validating the normalised form again gives the same contact: normalisation is idempotent.
             let normalised = proto::ContactRequest { caller: contact.caller.clone(), ..request };
-            assert_eq!(validate::contact(&normalised, NOW_MS).ok(), Some(contact));
+            assert_eq!(validate::contact(normalised, NOW_MS).ok(), Some(contact));
             Verdict::Accepted
         }
         Err(error) => check_rejection(error, &CONTACT_FIELDS),

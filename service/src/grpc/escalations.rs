@@ -152,7 +152,7 @@ impl futures_core::Stream for CaseEvents {
 #[tonic::async_trait]
 impl<S: HistoryStore> proto::escalations_server::Escalations for EscalationsService<S> {
     async fn list(&self, request: Request<proto::ListCasesRequest>) -> Result<Response<proto::ListCasesReply>, Status> {
-        self.app.auth.authorize(&request, &[Role::Legal])?;
+        self.app.auth.check(&request, &[Role::Legal])?;
         let filter = validate::list(request.get_ref())?;
         let (cases, next) = self.app.escalator.list(&filter).await.map_err(crate::error::Error::from)?;
         Ok(Response::new(proto::ListCasesReply {
@@ -184,7 +184,7 @@ impl<S: HistoryStore> proto::escalations_server::Escalations for EscalationsServ
         &self,
         request: Request<proto::ListDeliveriesRequest>,
     ) -> Result<Response<proto::ListCasesReply>, Status> {
-        self.app.auth.authorize(&request, &[Role::Dispatch])?;
+        self.app.auth.check(&request, &[Role::Dispatch])?;
         let filter = validate::list_deliveries(request.get_ref())?;
         let (cases, next) = self.app.escalator.list(&filter).await.map_err(crate::error::Error::from)?;
         Ok(Response::new(proto::ListCasesReply {
@@ -253,7 +253,7 @@ impl<S: HistoryStore> proto::escalations_server::Escalations for EscalationsServ
     type WatchStream = CaseEvents;
 
     async fn watch(&self, request: Request<proto::WatchCasesRequest>) -> Result<Response<CaseEvents>, Status> {
-        self.app.auth.authorize(&request, &[Role::Dispatch, Role::Legal])?;
+        self.app.auth.check(&request, &[Role::Dispatch, Role::Legal])?;
         let mut cursor = i64::try_from(request.get_ref().after_seq).map_err(|_| {
             crate::error::Error::InvalidArgument(vec![crate::error::Violation::new("after_seq", "too large")])
         })?;

@@ -175,7 +175,7 @@ impl<S: HistoryStore> proto::models_server::Models for ModelsService<S> {
         &self,
         request: Request<proto::ModelCardRequest>,
     ) -> Result<Response<proto::ModelCard>, Status> {
-        self.app.auth.authorize(&request, &[Role::Operator, Role::Legal, Role::Admin])?;
+        self.app.auth.check(&request, &[Role::Operator, Role::Legal, Role::Admin])?;
         let models = self.app.screener.models();
         let slot = proto::ModelSlot::try_from(request.get_ref().slot).map_err(|_| {
             Status::from(Error::InvalidArgument(vec![Violation::new("slot", "must be CHAMPION or CHALLENGER")]))
@@ -193,7 +193,7 @@ impl<S: HistoryStore> proto::models_server::Models for ModelsService<S> {
         &self,
         request: Request<proto::ModelStatusRequest>,
     ) -> Result<Response<proto::ModelStatus>, Status> {
-        self.app.auth.authorize(&request, &[Role::Operator, Role::Admin])?;
+        self.app.auth.check(&request, &[Role::Operator, Role::Admin])?;
         Ok(Response::new(status(self.app.screener.models())))
     }
 
@@ -222,7 +222,7 @@ impl<S: HistoryStore> proto::models_server::Models for ModelsService<S> {
     }
 
     async fn get_drift(&self, request: Request<proto::DriftRequest>) -> Result<Response<proto::DriftReport>, Status> {
-        self.app.auth.authorize(&request, &[Role::Operator, Role::Admin])?;
+        self.app.auth.check(&request, &[Role::Operator, Role::Admin])?;
         let wanted = request.get_ref().region.as_deref();
         if let Some(code) = wanted {
             if code != crate::modelops::drift::ALL_REGIONS && !is_valid_region_code(code) {

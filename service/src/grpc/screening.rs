@@ -151,7 +151,7 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
     type WatchScoresStream = ScoreEvents;
 
     async fn watch_scores(&self, request: Request<proto::WatchScoresRequest>) -> Result<Response<ScoreEvents>, Status> {
-        self.app.auth.authorize(&request, &[Role::Operator])?;
+        self.app.auth.check(&request, &[Role::Operator])?;
         let request = request.into_inner();
         let Some(language) = validate::language(request.language) else {
             return Err(crate::error::Error::InvalidArgument(vec![crate::error::Violation::new(
@@ -190,11 +190,13 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
         &self,
         request: Request<proto::ContactRequest>,
     ) -> Result<Response<proto::ScoreReply>, Status> {
-        self.app.auth.authorize(&request, &[Role::Routing, Role::Operator])?;
-        let contact = validate::contact(request.get_ref(), now_ms())?;
-        let language = validate::language(request.get_ref().language).unwrap_or(Language::English);
+        self.app.auth.check(&request, &[Role::Routing, Role::Operator])?;
+        let overloaded = request.extensions().get::<Overloaded>().is_some();
+        let request = request.into_inner();
+        let language = validate::language(request.language).unwrap_or(Language::English);
+        let contact = validate::contact(request, now_ms())?;
         let contact_id = contact.contact_id.clone();
-        let assessment = if request.extensions().get::<Overloaded>().is_some() {
+        let assessment = if overloaded {
             self.app.screener.score_overloaded(contact)
         } else {
             self.app.screener.score(contact).await
@@ -245,7 +247,7 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
     }
 
     async fn get_caller(&self, request: Request<proto::CallerQuery>) -> Result<Response<proto::CallerProfile>, Status> {
-        self.app.auth.authorize(&request, &[Role::Operator])?;
+        self.app.auth.check(&request, &[Role::Operator])?;
         let number = validate::caller_number("caller", &request.get_ref().caller)?;
         let standing = self.app.caller_standing(&number, now_ms()).await?;
         let profile = standing.profile;

@@ -96,7 +96,20 @@ pub fn caller_number(field: &str, raw: &str) -> Result<String> {
         .map_err(|error| Error::InvalidArgument(vec![Violation::new(field, error.to_string())]))
 }
 
+/// Checks a contact and translates it, copying its strings (an outcome's or correction's embedded contact).
 fn check_contact(checker: &mut Checker, request: &proto::ContactRequest, now_ms: i64) -> Option<Contact> {
+    let checked = check_contact_fields(checker, request, now_ms)?;
+    Some(Contact {
+        contact_id: request.contact_id.clone(),
+        region: request.region.clone(),
+        device_id: request.device_id.clone(),
+        ..checked
+    })
+}
+
+/// Checks a contact and translates everything but its id, region and device id (left empty for the caller to
+/// move or copy in).
+fn check_contact_fields(checker: &mut Checker, request: &proto::ContactRequest, now_ms: i64) -> Option<Contact> {
     let id_ok = checker.contact_id("contact_id", &request.contact_id);
     let caller = match request.caller.as_deref() {
         None => Some(None),
@@ -173,22 +186,30 @@ fn check_contact(checker: &mut Checker, request: &proto::ContactRequest, now_ms:
         return None;
     }
     Some(Contact {
-        contact_id: request.contact_id.clone(),
+        contact_id: String::new(),
         caller: caller?,
         channel: channel?,
         received_at_ms: received_at_ms?,
-        region: request.region.clone(),
+        region: String::new(),
         utc_offset_s: utc_offset_s?,
         sim_present: request.sim_present,
-        device_id: request.device_id.clone(),
+        device_id: None,
         location,
     })
 }
 
-/// Validates a ContactRequest; `now_ms` is the server's clock.
-pub fn contact(request: &proto::ContactRequest, now_ms: i64) -> Result<Contact> {
+/// Validates a ContactRequest; `now_ms` is the server's clock. Its strings move into the contact (no copy on the
+/// scoring path).
+pub fn contact(mut request: proto::ContactRequest, now_ms: i64) -> Result<Contact> {
     let mut checker = Checker::new("");
-    check_contact(&mut checker, request, now_ms).ok_or(Error::InvalidArgument(checker.violations))
+    let checked =
+        check_contact_fields(&mut checker, &request, now_ms).ok_or(Error::InvalidArgument(checker.violations))?;
+    Ok(Contact {
+        contact_id: std::mem::take(&mut request.contact_id),
+        region: std::mem::take(&mut request.region),
+        device_id: request.device_id.take(),
+        ..checked
+    })
 }
 
 /// Translates an Outcome into the core's report, refused by the core's rules ([`OutcomeReport::violations`])

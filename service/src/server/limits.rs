@@ -21,7 +21,7 @@ use tonic::body::Body;
 use tonic::Code;
 use tower::{Layer, Service};
 
-use crate::auth::{throttle_exempt, Authenticator, Principal, Role, TlsPeer};
+use crate::auth::{throttle_exempt, Authenticator, Identified, Principal, Role, TlsPeer};
 use crate::config::ConfigError;
 
 /// The path of the one call that degrades instead of being shed.
@@ -307,6 +307,8 @@ where
         let Ok(principal) = identified else {
             return Box::pin(self.inner.call(request));
         };
+        // The handler authorizes with this instead of hashing the token again.
+        request.extensions_mut().insert(Identified(Arc::clone(&principal)));
         let degradable = principal.role == Role::Routing && request.uri().path() == SCORE_CONTACT;
         match self.limits.admit(&principal, degradable) {
             None => Box::pin(self.inner.call(request)),
@@ -363,5 +365,54 @@ mod tests {
         assert!(matches!(limits.admit(&routing, false), Some(Admission::Admitted(_))));
         let operator = Principal { name: "ana".into(), role: Role::Operator };
         assert!(Limits::unlimited().admit(&operator, false).is_none());
+    }
+
+    /// The inner service of the layer in a test: keeps the principal the layer left for the handler.
+    #[derive(Clone, Default)]
+    struct Handler(Arc<parking_lot::Mutex<Vec<Option<Principal>>>>);
+
+    impl Service<http::Request<Body>> for Handler {
+        type Response = http::Response<Body>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+            let identified =
+                request.extensions().get::<Identified>().map(|Identified(principal)| (**principal).clone());
+            self.0.lock().push(identified);
+            std::future::ready(Ok(http::Response::new(Body::empty())))
+        }
+    }
+
+    #[tokio::test]
+    async fn the_layer_hands_the_caller_it_identified_to_the_handler_so_the_token_is_hashed_once() {
+        use crate::auth::{token_digest, TokenEntry};
+        let entries = [TokenEntry { name: "engine".into(), role: Role::Routing, sha256: token_digest("routing") }];
+        let auth = Authenticator::from_entries(&entries).unwrap();
+        let handler = Handler::default();
+        let mut service =
+            LimitsLayer::new(Arc::new(Limits::new(auth.clone(), &LimitsSettings::default()))).layer(handler.clone());
+        let call = |token: &str| {
+            http::Request::builder()
+                .uri(SCORE_CONTACT)
+                .header("authorization", format!("Bearer {token}"))
+                .body(Body::empty())
+                .unwrap()
+        };
+        service.call(call("routing")).await.unwrap();
+        service.call(call("wrong")).await.unwrap();
+        let seen = handler.0.lock().clone();
+        let engine = Principal { name: "engine".into(), role: Role::Routing };
+        assert_eq!(seen, vec![Some(engine.clone()), None], "only an identified caller is handed on");
+        // The handler's check takes the layer's answer: the same principal as hashing the token again.
+        let mut request = tonic::Request::new(());
+        request.metadata_mut().insert("authorization", "Bearer routing".parse().unwrap());
+        request.extensions_mut().insert(Identified(Arc::new(engine.clone())));
+        assert_eq!(auth.authorize(&request, &[Role::Routing]).unwrap(), engine);
+        assert_eq!(auth.authorize(&request, &[Role::Legal]).unwrap_err().code(), Code::PermissionDenied);
     }
 }
