@@ -71,7 +71,7 @@ async fn a_stalled_redis_answers_from_the_last_known_history_and_an_unseen_calle
     pranks(&mut client, "p", prankster, 4).await;
     let fresh = score(&mut client, "fresh", prankster).await;
     assert!(!fresh.degraded, "{:?}", fresh.degraded_reasons);
-    let fresh_history = fresh.caller_history.clone().unwrap();
+    let fresh_history = fresh.caller_history.unwrap();
     assert_eq!(fresh_history.total_contacts, 4);
 
     redis.pause();
@@ -81,7 +81,7 @@ async fn a_stalled_redis_answers_from_the_last_known_history_and_an_unseen_calle
 
     assert!(stale.degraded);
     assert_eq!(stale.degraded_reasons, vec!["history_stale"]);
-    let stale_history = stale.caller_history.clone().expect("the stale answer gives the history it used");
+    let stale_history = stale.caller_history.expect("the stale answer gives the history it used");
     assert_eq!(stale_history.total_contacts, 4);
     assert!(stale_history.misuse_day > 3.0, "{}", stale_history.misuse_day);
     assert_eq!(stale.band, fresh.band, "the known prankster is not scored as a stranger");
