@@ -81,7 +81,7 @@ fn writer_stopped() -> CaseError {
 impl CaseStore {
     /// How many writers a store runs: one for SQLite (one writer at a time anyway), four for a database server
     /// (its pool has eight connections; the others stay for console reads and decisions).
-    fn writer_count(&self) -> usize {
+    pub fn outcome_writers(&self) -> usize {
         if self.sqlite {
             1
         } else {
@@ -91,7 +91,7 @@ impl CaseStore {
 
     fn queues(&self) -> &[mpsc::Sender<Job>] {
         self.writers.queues.get_or_init(|| {
-            (0..self.writer_count())
+            (0..self.outcome_writers())
                 .map(|_| {
                     let (sender, receiver) = mpsc::channel(QUEUE);
                     // The writer's own store does not hold the queue, so the writer ends (after answering
