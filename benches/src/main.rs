@@ -422,7 +422,11 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 args.server_cpus.as_deref(),
                 &token,
             )?;
-            server.wait_ready(&token, &mix, Duration::from_secs(60)).await?;
+            if let Err(error) = server.wait_ready(&token, &mix, Duration::from_secs(60)).await {
+                // Its scratch directory, Redis keys and PostgreSQL schema go too.
+                server.stop().await?;
+                return Err(error);
+            }
             let addr = server.addr.clone();
             saring = Some(server);
             Some(addr)

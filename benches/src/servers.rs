@@ -9,6 +9,9 @@ use saring::proto::screening_client::ScreeningClient;
 
 use crate::mix::Mix;
 
+/// The audit chain's secret of a saring the harness starts (PostgreSQL requires one).
+const BENCH_CHAIN_SECRET: &str = "saring-bench-audit-chain-secret-not-for-production";
+
 /// The secret for history keys of a saring the harness starts (Redis requires one).
 const BENCH_HASH_SECRET: &str = "saring-bench-history-secret-not-for-production";
 
@@ -101,6 +104,8 @@ impl ServerProcess {
             .args(["--listen", &addr, "--history", history, "--database-url"])
             .arg(&database_url)
             .env("SARING__PRIVACY__HASH_SECRET", BENCH_HASH_SECRET)
+            .env("SARING__AUDIT__CHAIN_SECRET", BENCH_CHAIN_SECRET)
+            .env("SARING__AUDIT__ANCHOR_PATH", scratch.join("audit-anchor"))
             .env("SARING__HISTORY__REDIS_PREFIX", &prefix)
             .env("SARING__CONSOLE__ENABLED", "false")
             .env("SARING__HISTORY__JOURNAL_PATH", scratch.join("outcomes.journal"))
