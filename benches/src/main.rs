@@ -59,6 +59,10 @@ struct RunArgs {
     /// afterwards).
     #[arg(long)]
     start: Option<String>,
+    /// The case database of the saring this command starts: `postgres://…` (a scratch schema is made there and
+    /// dropped afterwards) or `sqlite://…` (default: a SQLite file in a scratch directory).
+    #[arg(long, requires = "start")]
+    database_url: Option<String>,
     /// The saring binary to start (default: `saring` beside this binary).
     #[arg(long)]
     saring_bin: Option<PathBuf>,
@@ -451,8 +455,18 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
                 Some(path) => path.clone(),
                 None => sibling_binary("saring")?,
             };
-            let mut server = ServerProcess::saring(&binary, history, args.server_cpus.as_deref(), &token)?;
-            server.wait_ready(&token, &mix, Duration::from_secs(60)).await?;
+            let mut server = ServerProcess::saring(
+                &binary,
+                history,
+                args.database_url.as_deref(),
+                args.server_cpus.as_deref(),
+                &token,
+            )?;
+            if let Err(error) = server.wait_ready(&token, &mix, Duration::from_secs(60)).await {
+                // Its scratch directory, Redis keys and PostgreSQL schema go too.
+                server.stop().await?;
+                return Err(error);
+            }
             let addr = server.addr.clone();
             saring = Some(server);
             Some(addr)

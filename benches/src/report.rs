@@ -74,6 +74,8 @@ pub struct RunSummary {
     pub score: RpcSummary,
     /// RecordOutcome, when sent.
     pub outcome: Option<RpcSummary>,
+    /// RecordOutcome calls answered OK per second (warm-up excluded), when sent.
+    pub outcomes_per_s: Option<f64>,
     /// Degraded ScoreContact answers.
     pub degraded: u64,
     /// Degraded answers by reason (`history_timeout`, `history_stale`, …).
@@ -99,6 +101,10 @@ impl RunSummary {
             measured_s: result.measured.as_secs_f64(),
             score: RpcSummary::of(&result.score),
             outcome: result.outcome.as_ref().map(RpcSummary::of),
+            outcomes_per_s: result
+                .outcome
+                .as_ref()
+                .map(|stats| stats.histogram.len() as f64 / result.measured.as_secs_f64().max(f64::MIN_POSITIVE)),
             degraded: result.degraded,
             degraded_reasons: result.degraded_reasons.clone(),
             server_cpu_us_per_call: None,
@@ -133,6 +139,9 @@ impl RunSummary {
         text.push_str(&rpc_line("ScoreContact", &self.score));
         if let Some(outcome) = &self.outcome {
             text.push_str(&rpc_line("RecordOutcome", outcome));
+            if let Some(rate) = self.outcomes_per_s {
+                text.push_str(&format!("  {:<13} {rate:.0} acknowledged/s\n", "outcomes"));
+            }
         }
         for sample in &self.error_samples {
             text.push_str(&format!("    error: {sample}\n"));

@@ -9,6 +9,9 @@ use saring::proto::screening_client::ScreeningClient;
 
 use crate::mix::Mix;
 
+/// The audit chain's secret of a saring the harness starts (PostgreSQL requires one).
+const BENCH_CHAIN_SECRET: &str = "saring-bench-audit-chain-secret-not-for-production";
+
 /// The secret for history keys of a saring the harness starts (Redis requires one).
 const BENCH_HASH_SECRET: &str = "saring-bench-history-secret-not-for-production";
 
@@ -22,6 +25,8 @@ pub struct ServerProcess {
     pub pid: u32,
     scratch: Option<PathBuf>,
     redis: Option<(String, String)>,
+    /// A PostgreSQL server and the scratch schema made for this run, dropped at stop.
+    postgres: Option<(String, String)>,
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -58,10 +63,30 @@ pub fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
 
 impl ServerProcess {
     /// Starts saring with `history` (memory or a Redis URL; Redis keys get a prefix of their own, deleted at
-    /// stop), one routing token, and a scratch case database.
-    pub fn saring(binary: &Path, history: &str, cpus: Option<&str>, token: &str) -> anyhow::Result<ServerProcess> {
+    /// stop), one routing token, and a scratch case database: a SQLite file in a scratch directory, or with
+    /// `database` a PostgreSQL URL (`postgres://…`, a scratch schema of its own is made there and dropped at stop)
+    /// or a SQLite URL used as it is.
+    pub fn saring(
+        binary: &Path,
+        history: &str,
+        database: Option<&str>,
+        cpus: Option<&str>,
+        token: &str,
+    ) -> anyhow::Result<ServerProcess> {
         let scratch = std::env::temp_dir().join(format!("saring-bench-{}-{}", std::process::id(), free_port()?));
         std::fs::create_dir_all(&scratch)?;
+        let mut postgres = None;
+        let database_url = match database {
+            Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => {
+                let schema = format!("saring_bench_{}_{}", std::process::id(), free_port()?);
+                psql(url, &format!("CREATE SCHEMA {schema}"))?;
+                let separator = if url.contains('?') { '&' } else { '?' };
+                postgres = Some((url.to_owned(), schema.clone()));
+                format!("{url}{separator}options=-c%20search_path%3D{schema}")
+            }
+            Some(url) => url.to_owned(),
+            None => format!("sqlite://{}/cases.db", scratch.display()),
+        };
         let config = scratch.join("saring.toml");
         std::fs::write(
             &config,
@@ -77,8 +102,10 @@ impl ServerProcess {
             .args(["serve", "--config"])
             .arg(&config)
             .args(["--listen", &addr, "--history", history, "--database-url"])
-            .arg(format!("sqlite://{}/cases.db", scratch.display()))
+            .arg(&database_url)
             .env("SARING__PRIVACY__HASH_SECRET", BENCH_HASH_SECRET)
+            .env("SARING__AUDIT__CHAIN_SECRET", BENCH_CHAIN_SECRET)
+            .env("SARING__AUDIT__ANCHOR_PATH", scratch.join("audit-anchor"))
             .env("SARING__HISTORY__REDIS_PREFIX", &prefix)
             .env("SARING__CONSOLE__ENABLED", "false")
             .env("SARING__HISTORY__JOURNAL_PATH", scratch.join("outcomes.journal"))
@@ -87,7 +114,7 @@ impl ServerProcess {
             .stderr(log)
             .spawn()?;
         let redis = history.starts_with("redis://").then(|| (history.to_owned(), prefix));
-        Ok(ServerProcess { pid: child.id(), child, addr, scratch: Some(scratch), redis })
+        Ok(ServerProcess { pid: child.id(), child, addr, scratch: Some(scratch), redis, postgres })
     }
 
     /// Starts this binary's `ceiling-server`.
@@ -98,7 +125,7 @@ impl ServerProcess {
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .spawn()?;
-        Ok(ServerProcess { pid: child.id(), child, addr, scratch: None, redis: None })
+        Ok(ServerProcess { pid: child.id(), child, addr, scratch: None, redis: None, postgres: None })
     }
 
     /// Waits until a ScoreContact is answered OK (at most `timeout`).
@@ -151,8 +178,26 @@ impl ServerProcess {
         if let Some(scratch) = self.scratch.take() {
             std::fs::remove_dir_all(scratch).ok();
         }
+        if let Some((url, schema)) = self.postgres.take() {
+            psql(&url, &format!("DROP SCHEMA {schema} CASCADE"))?;
+        }
         Ok(())
     }
+}
+
+/// Runs one SQL statement with `psql` (the harness has no database driver of its own).
+fn psql(url: &str, statement: &str) -> anyhow::Result<()> {
+    let output = Command::new("psql")
+        .args(["-v", "ON_ERROR_STOP=1", "-q", "-d", url, "-c", statement])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|error| anyhow::anyhow!("running psql for {statement:?}: {error} (is psql installed?)"))?;
+    anyhow::ensure!(
+        output.status.success(),
+        "psql {statement:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    Ok(())
 }
 
 /// Deletes every key under `prefix:` (SCAN + DEL; never FLUSHDB). Returns how many.

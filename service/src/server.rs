@@ -429,6 +429,8 @@ pub async fn serve<S: HistoryStore>(
         health_reporter.set_not_serving::<ModelsServer<ModelsService<S>>>().await;
         let _ = drain_started_tx.send(());
     };
+    // Outcomes still queued for the case database's writers are written after the last call ends.
+    let cases = app.escalator.store().clone();
     let max = transport.max_message_bytes;
     // Outermost first: metrics see every call's final code, including the limits' and deadlines' refusals.
     let router = tonic::transport::Server::builder()
@@ -477,6 +479,7 @@ pub async fn serve<S: HistoryStore>(
     if let Some(watcher) = watcher {
         watcher.abort();
     }
+    cases.drain_outcomes().await;
     result
 }
 

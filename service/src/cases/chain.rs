@@ -110,10 +110,14 @@ impl CaseStore {
                 tracing::error!(%error, "the case database cannot be reached: scoring starts, case operations are refused until it can be");
                 sqlx::any::install_default_drivers();
                 let options = AnyConnectOptions::from_str(url).map_err(CaseError::Database)?;
+                let pool = server_pool_options().connect_lazy_with(options);
                 let store = CaseStore {
-                    pool: server_pool_options().connect_lazy_with(options),
+                    reader: pool.clone(),
+                    pool,
                     audit: Arc::new(AuditSetup::new(audit)),
                     open: Arc::new(AtomicBool::new(false)),
+                    sqlite: false,
+                    writers: Arc::default(),
                 };
                 tokio::spawn(store.clone().open_when_reached(retry));
                 Ok(store)

@@ -9,6 +9,7 @@ mod chain;
 mod digest;
 mod store;
 mod verify;
+mod writer;
 
 use std::sync::Arc;
 

@@ -17,6 +17,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor, Row, Transaction};
 use super::audit::{self, AuditEntry, AuditKey};
 use super::chain::{AuditLink, AuditOptions, AuditSetup};
 use super::digest::case_digest;
+use super::writer::OutcomeWriters;
 use super::{
     check_channel, check_claimant, check_delivery, check_repeat, rfc3339, CaseError, CaseEvent, CaseEvidence,
     CaseFilter, CaseState, CaseSummary, ClaimedCase, ContactRecord, CorrectionOutcome, Delivery, DeliveryChannel,
@@ -35,6 +36,13 @@ const CASE_COLUMNS: &str = "case_id, caller_key, rung, state, version, region, a
      action_note, claimed_by, claimed_ms, delivery_channel, reverted_by, reverted_ms, revert_reason, \
      (SELECT COUNT(*) FROM case_incidents ci WHERE ci.case_id = cases.case_id) AS incidents";
 
+/// [`CASE_COLUMNS`] for [`standing`]: the incidents are counted for an open case only.
+const STANDING_COLUMNS: &str = "case_id, caller_key, rung, state, version, region, approval, rule, policy_version, \
+     model_version, created_ms, updated_ms, decided_by, decided_ms, decision_reason, actioned_by, delivered_ms, \
+     action_note, claimed_by, claimed_ms, delivery_channel, reverted_by, reverted_ms, revert_reason, \
+     CAST(CASE WHEN state IN ('proposed', 'approved') THEN (SELECT COUNT(*) FROM case_incidents ci \
+     WHERE ci.case_id = cases.case_id) ELSE 0 END AS BIGINT) AS incidents";
+
 /// The columns of an audit entry, as [`audit_entry`] reads them.
 pub(super) const AUDIT_COLUMNS: &str =
     "seq, at_ms, actor, role, action, case_id, state, reason, scheme, case_digest, prev_hash, hash";
@@ -47,6 +55,14 @@ pub struct CaseStore {
     /// False while a replica that started with its PostgreSQL unreachable has not yet reached, migrated and checked
     /// it ([`CaseStore::connect_or_wait`]): until then every case operation is refused and scoring goes on.
     pub(super) open: Arc<AtomicBool>,
+    /// Whether the database is SQLite (one writer at a time).
+    pub(super) sqlite: bool,
+    /// The pool the check of a repeated outcome reads from: for a SQLite file its own read-only connections, so
+    /// the check never waits behind a batch's commit (WAL lets readers run beside the writer); the pool itself
+    /// otherwise.
+    pub(super) reader: AnyPool,
+    /// The group-commit writers of outcomes ([`super::writer`]), started on first use.
+    pub(super) writers: Arc<OutcomeWriters>,
 }
 
 /// The error of a case operation on a store that has not reached its database since start-up.
@@ -115,7 +131,7 @@ async fn outside_transaction(connection: &mut AnyConnection, sqlite: bool) -> Re
 
 /// Hands a connection back after a transaction: one whose transaction failed in the database is closed rather
 /// than pooled (its transaction state is not to be trusted), and the pool opens a fresh one.
-fn settle<T>(mut connection: PoolConnection<Any>, result: &Result<T, CaseError>) {
+pub(super) fn settle<T>(mut connection: PoolConnection<Any>, result: &Result<T, CaseError>) {
     if let Err(CaseError::Database(error)) = result {
         tracing::warn!(%error, "closing a case-database connection after a failed transaction");
         connection.close_on_drop();
@@ -191,7 +207,30 @@ impl CaseStore {
             server_pool_options().connect_with(options).await?
         };
         MIGRATOR.run(&pool).await.map_err(|error| CaseError::Database(error.into()))?;
-        Ok(CaseStore { pool, audit: Arc::new(AuditSetup::new(audit)), open: Arc::new(AtomicBool::new(true)) })
+        let reader = match sqlite_path(&url) {
+            Some(_) if sqlite => {
+                let read_only = url.replace("mode=rwc", "mode=ro");
+                AnyPoolOptions::new()
+                    .max_connections(2)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .after_connect(|connection, _| {
+                        Box::pin(async move {
+                            connection.execute("PRAGMA busy_timeout = 5000").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_lazy_with(AnyConnectOptions::from_str(&read_only)?)
+            }
+            _ => pool.clone(),
+        };
+        Ok(CaseStore {
+            pool,
+            audit: Arc::new(AuditSetup::new(audit)),
+            open: Arc::new(AtomicBool::new(true)),
+            sqlite,
+            reader,
+            writers: Arc::default(),
+        })
     }
 
     /// Opens an existing case database to read it (`saring audit verify`, under `audit`): a SQLite file
@@ -227,119 +266,32 @@ impl CaseStore {
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
             .await?;
-        Ok(CaseStore { pool, audit: Arc::new(AuditSetup::new(audit)), open: Arc::new(AtomicBool::new(true)) })
+        Ok(CaseStore {
+            reader: pool.clone(),
+            pool,
+            audit: Arc::new(AuditSetup::new(audit)),
+            open: Arc::new(AtomicBool::new(true)),
+            sqlite: url.starts_with("sqlite:"),
+            writers: Arc::default(),
+        })
     }
 
-    /// Closes the pool.
+    /// Writes every outcome queued so far ([`CaseStore::drain_outcomes`]), then closes the pools.
     pub async fn close(&self) {
+        self.drain_outcomes().await;
+        self.reader.close().await;
         self.pool.close().await;
     }
 
+    /// Keeps an outcome and evaluates the ladder in its caller's writer's next batch ([`super::writer`]); answers
+    /// once that batch has committed, with the sequence number of the outcome's last audit entry.
     pub(super) async fn on_outcome(
         &self,
-        policy: &LadderPolicy,
+        policy: &Arc<LadderPolicy>,
         record: &ContactRecord,
         clock_ms: i64,
     ) -> Result<(LadderOutcome, Option<i64>), CaseError> {
-        // Two replicas may propose for one caller at once: the unique index on open cases lets one win; the other
-        // runs again and finds the winner's case.
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            match self.on_outcome_once(policy, record, clock_ms).await {
-                Err(CaseError::Database(sqlx::Error::Database(error)))
-                    if attempt < 3 && error.kind() == sqlx::error::ErrorKind::UniqueViolation =>
-                {
-                    continue
-                }
-                result => return result,
-            }
-        }
-    }
-
-    async fn on_outcome_once(
-        &self,
-        policy: &LadderPolicy,
-        record: &ContactRecord,
-        clock_ms: i64,
-    ) -> Result<(LadderOutcome, Option<i64>), CaseError> {
-        let mut connection = self.pool()?.acquire().await?;
-        let result = Self::on_outcome_in(&mut connection, &self.audit.key, policy, record, clock_ms).await;
-        settle(connection, &result);
-        let (outcome, link) = result?;
-        let seq = match link {
-            Some(link) => Some(self.anchored(link).await),
-            None => None,
-        };
-        Ok((outcome, seq))
-    }
-
-    async fn on_outcome_in(
-        connection: &mut AnyConnection,
-        key: &AuditKey,
-        policy: &LadderPolicy,
-        record: &ContactRecord,
-        clock_ms: i64,
-    ) -> Result<(LadderOutcome, Option<AuditLink>), CaseError> {
-        let mut tx = connection.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO contacts (contact_id, caller_key, at_ms, channel, region, disposition, operator_id, \
-             likelihood, model_version, answered, talk_s, recorded_ms) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (contact_id) DO NOTHING",
-        )
-        .bind(&record.contact_id)
-        .bind(&record.caller_ref)
-        .bind(record.at_ms)
-        .bind(record.channel.as_str())
-        .bind(&record.region)
-        .bind(record.disposition.as_str())
-        .bind(record.operator_id.as_deref())
-        .bind(NullableDouble(record.likelihood))
-        .bind(record.likelihood.map(|_| record.model_version.as_str()))
-        .bind(i64::from(record.answered))
-        .bind(record.talk_s)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !inserted {
-            if let Some(stored) = recorded_outcome(&mut tx, &record.contact_id).await? {
-                check_repeat(&stored, record)?;
-            }
-        }
-        let open = open_case(&mut tx, &record.caller_ref).await?;
-        if !inserted {
-            tx.commit().await?;
-            return Ok((LadderOutcome { duplicate: true, change: LadderChange::None, case: open }, None));
-        }
-        if let Some(case) = open {
-            if !policy.rule(case.rung).counts.contains(&record.disposition) {
-                tx.commit().await?;
-                return Ok((LadderOutcome { duplicate: false, change: LadderChange::None, case: Some(case) }, None));
-            }
-            check_audited(&mut tx, &case.case_id).await?;
-            sqlx::query("INSERT INTO case_incidents (case_id, contact_id) VALUES ($1, $2)")
-                .bind(&case.case_id)
-                .bind(&record.contact_id)
-                .execute(&mut *tx)
-                .await?;
-            let reason = format!("{} contact {} added as evidence", record.disposition.as_str(), record.contact_id);
-            let link = bump(&mut tx, key, &case, "evidence_added", &reason).await?;
-            let case = load_case(&mut tx, &case.case_id).await?;
-            tx.commit().await?;
-            return Ok((
-                LadderOutcome { duplicate: false, change: LadderChange::EvidenceAdded, case: Some(case) },
-                Some(link),
-            ));
-        }
-
-        let (change, case, link) = propose(&mut tx, key, policy, record, record.at_ms, clock_ms).await?;
-        tx.commit().await?;
-        if let Some(case) = case.as_ref().filter(|_| change == LadderChange::Proposed) {
-            tracing::info!(case_id = %case.case_id, rung = case.rung.key(), state = case.state.as_str(), region = %case.region, "case proposed");
-        }
-        Ok((LadderOutcome { duplicate: false, change, case }, link))
+        self.queue_outcome(policy, record, clock_ms).await
     }
 
     pub(super) async fn correct(
@@ -530,7 +482,8 @@ impl CaseStore {
         }
 
         // The new disposition, evaluated like a new outcome: evidence for the open case, or a proposal.
-        match open_case(&mut tx, &record.caller_ref).await? {
+        let (open, delivered) = standing(&mut tx, &record.caller_ref).await?;
+        match open {
             Some(case) => {
                 // A contact that grounds a case already (this one, or a closed one: spent) is not added again.
                 let grounds: i64 = sqlx::query("SELECT COUNT(*) FROM case_incidents WHERE contact_id = $1")
@@ -559,7 +512,8 @@ impl CaseStore {
                 }
             }
             None => {
-                let (change, case, proposed) = propose(&mut tx, key, policy, record, clock_ms, clock_ms).await?;
+                let (change, case, proposed) =
+                    propose(&mut tx, key, policy, record, delivered, clock_ms, clock_ms).await?;
                 outcome.change = change;
                 outcome.case = case;
                 link = proposed.or(link);
@@ -1068,21 +1022,17 @@ impl CaseStore {
         now_ms: i64,
     ) -> Result<(Option<Delivered>, Option<CaseSummary>), CaseError> {
         let mut tx = connection.begin().await?;
-        let open = open_case(&mut tx, caller_ref).await?;
+        let (open, delivered) = standing(&mut tx, caller_ref).await?;
         let (_, incidents) = incidents(&mut tx, caller_ref, now_ms - policy.lookback_ms()).await?;
-        let delivered = delivered(&mut tx, caller_ref).await?;
         tx.commit().await?;
         Ok((policy.effective_rung(delivered, &incidents, now_ms), open))
     }
 
-    /// The outcome recorded for `contact_id`, if any.
+    /// The outcome recorded for `contact_id`, if any: one read outside any transaction, from the reader pool.
     pub(super) async fn recorded_outcome(&self, contact_id: &str) -> Result<Option<RecordedOutcome>, CaseError> {
-        let mut connection = self.pool()?.acquire().await?;
-        let mut tx = connection.begin().await?;
-        let stored = recorded_outcome(&mut tx, contact_id).await;
-        drop(tx);
-        settle(connection, &stored);
-        stored
+        self.pool()?;
+        let mut connection = self.reader.acquire().await?;
+        recorded_outcome(&mut connection, contact_id).await
     }
 
     /// How many cases are in each state.
@@ -1108,6 +1058,69 @@ impl CaseStore {
             .await?;
         rows.iter().map(audit_entry).collect()
     }
+}
+
+/// Keeps an outcome and evaluates the ladder inside `tx` (a batch's savepoint), without committing: the
+/// contact's row (a repeat of a recorded contact id changes nothing, or is refused by [`check_repeat`]), then
+/// evidence for the caller's open case, or a proposal when a rung is due.
+pub(super) async fn outcome_steps(
+    tx: &mut Transaction<'_, Any>,
+    key: &AuditKey,
+    policy: &LadderPolicy,
+    record: &ContactRecord,
+    clock_ms: i64,
+) -> Result<(LadderOutcome, Option<AuditLink>), CaseError> {
+    let inserted = sqlx::query(
+        "INSERT INTO contacts (contact_id, caller_key, at_ms, channel, region, disposition, operator_id, \
+         likelihood, model_version, answered, talk_s, recorded_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (contact_id) DO NOTHING",
+    )
+    .bind(&record.contact_id)
+    .bind(&record.caller_ref)
+    .bind(record.at_ms)
+    .bind(record.channel.as_str())
+    .bind(&record.region)
+    .bind(record.disposition.as_str())
+    .bind(record.operator_id.as_deref())
+    .bind(NullableDouble(record.likelihood))
+    .bind(record.likelihood.map(|_| record.model_version.as_str()))
+    .bind(i64::from(record.answered))
+    .bind(record.talk_s)
+    .bind(now_ms())
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1;
+    if !inserted {
+        if let Some(stored) = recorded_outcome(tx, &record.contact_id).await? {
+            check_repeat(&stored, record)?;
+        }
+    }
+    let (open, delivered) = standing(tx, &record.caller_ref).await?;
+    if !inserted {
+        return Ok((LadderOutcome { duplicate: true, change: LadderChange::None, case: open }, None));
+    }
+    if let Some(case) = open {
+        if !policy.rule(case.rung).counts.contains(&record.disposition) {
+            return Ok((LadderOutcome { duplicate: false, change: LadderChange::None, case: Some(case) }, None));
+        }
+        check_audited(tx, &case.case_id).await?;
+        sqlx::query("INSERT INTO case_incidents (case_id, contact_id) VALUES ($1, $2)")
+            .bind(&case.case_id)
+            .bind(&record.contact_id)
+            .execute(&mut **tx)
+            .await?;
+        let reason = format!("{} contact {} added as evidence", record.disposition.as_str(), record.contact_id);
+        let link = bump(tx, key, &case, "evidence_added", &reason).await?;
+        let case = load_case(tx, &case.case_id).await?;
+        return Ok((
+            LadderOutcome { duplicate: false, change: LadderChange::EvidenceAdded, case: Some(case) },
+            Some(link),
+        ));
+    }
+
+    let (change, case, link) = propose(tx, key, policy, record, delivered, record.at_ms, clock_ms).await?;
+    Ok((LadderOutcome { duplicate: false, change, case }, link))
 }
 
 /// An optional double for a DOUBLE PRECISION column. sqlx 0.8.6's Any driver sends a NULL `f64` as a NULL
@@ -1243,13 +1256,13 @@ async fn load_case(tx: &mut Transaction<'_, Any>, case_id: &str) -> Result<CaseS
 }
 
 async fn recorded_outcome(
-    tx: &mut Transaction<'_, Any>,
+    connection: &mut AnyConnection,
     contact_id: &str,
 ) -> Result<Option<RecordedOutcome>, CaseError> {
     let row =
         sqlx::query("SELECT caller_key, disposition, answered, talk_s, at_ms FROM contacts WHERE contact_id = $1")
             .bind(contact_id)
-            .fetch_optional(&mut **tx)
+            .fetch_optional(&mut *connection)
             .await?;
     let Some(row) = row else { return Ok(None) };
     let disposition: String = row.try_get("disposition")?;
@@ -1273,18 +1286,19 @@ async fn open_case(tx: &mut Transaction<'_, Any>, caller_ref: &str) -> Result<Op
     row.as_ref().map(summary).transpose()
 }
 
-/// Evaluates the ladder policy for `record`'s caller at `now` (no open case): proposes a case when a rung is due
+/// Evaluates the ladder policy for `record`'s caller at `now` (no open case; `delivered` as [`standing`] read it
+/// in this transaction): proposes a case when a rung is due
 /// and no surge suppresses it, approving an automatic warning at once. Does not commit.
 async fn propose(
     tx: &mut Transaction<'_, Any>,
     key: &AuditKey,
     policy: &LadderPolicy,
     record: &ContactRecord,
+    delivered: Option<Delivered>,
     now: i64,
     clock_ms: i64,
 ) -> Result<(LadderChange, Option<CaseSummary>, Option<AuditLink>), CaseError> {
     let (ids, incidents) = incidents(tx, &record.caller_ref, now - policy.lookback_ms()).await?;
-    let delivered = delivered(tx, &record.caller_ref).await?;
     let Some(proposal) = policy.evaluate(&incidents, delivered, now) else {
         return Ok((LadderChange::None, None, None));
     };
@@ -1377,19 +1391,12 @@ async fn incidents(
     caller_ref: &str,
     from_ms: i64,
 ) -> Result<(Vec<String>, Vec<Incident>), CaseError> {
-    let spent: HashSet<String> = sqlx::query(
-        "SELECT ci.contact_id FROM case_incidents ci JOIN cases c ON c.case_id = ci.case_id \
-         WHERE c.caller_key = $1 AND c.state NOT IN ('proposed', 'approved')",
-    )
-    .bind(caller_ref)
-    .fetch_all(&mut **tx)
-    .await?
-    .iter()
-    .map(|row| row.try_get::<String, _>(0))
-    .collect::<Result<_, _>>()?;
+    // One query: a contact is spent when it grounds one of the caller's closed cases.
     let rows = sqlx::query(
-        "SELECT contact_id, at_ms, disposition FROM contacts WHERE caller_key = $1 AND at_ms > $2 \
-         ORDER BY at_ms, contact_id",
+        "SELECT c.contact_id, c.at_ms, c.disposition, CAST(CASE WHEN EXISTS (SELECT 1 FROM case_incidents ci \
+         JOIN cases k ON k.case_id = ci.case_id WHERE ci.contact_id = c.contact_id AND k.caller_key = $1 \
+         AND k.state NOT IN ('proposed', 'approved')) THEN 1 ELSE 0 END AS BIGINT) AS spent \
+         FROM contacts c WHERE c.caller_key = $1 AND c.at_ms > $2 ORDER BY c.at_ms, c.contact_id",
     )
     .bind(caller_ref)
     .bind(from_ms)
@@ -1405,28 +1412,41 @@ async fn incidents(
             at_ms: row.try_get("at_ms")?,
             disposition: Disposition::from_name(&disposition)
                 .ok_or(CaseError::Corrupt { what: "disposition", value: disposition })?,
-            spent: spent.contains(&contact_id),
+            spent: row.try_get::<i64, _>("spent")? != 0,
         });
         ids.push(contact_id);
     }
     Ok((ids, incidents))
 }
 
-/// The punitive rung most recently delivered to the caller and not reverted.
-async fn delivered(tx: &mut Transaction<'_, Any>, caller_ref: &str) -> Result<Option<Delivered>, CaseError> {
-    let row = sqlx::query(
-        "SELECT rung, delivered_ms FROM cases WHERE caller_key = $1 AND state = 'actioned' \
-         AND rung <> 'welfare_referral' ORDER BY delivered_ms DESC LIMIT 1",
-    )
+/// The caller's open case, and the punitive rung most recently delivered to it and not reverted, in one query.
+async fn standing(
+    tx: &mut Transaction<'_, Any>,
+    caller_ref: &str,
+) -> Result<(Option<CaseSummary>, Option<Delivered>), CaseError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {STANDING_COLUMNS} FROM cases WHERE caller_key = $1 AND (state IN ('proposed', 'approved') \
+         OR (state = 'actioned' AND rung <> 'welfare_referral')) ORDER BY delivered_ms DESC"
+    ))
     .bind(caller_ref)
-    .fetch_optional(&mut **tx)
+    .fetch_all(&mut **tx)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let rung: String = row.try_get("rung")?;
-    Ok(Some(Delivered {
-        rung: Rung::from_key(&rung).ok_or(CaseError::Corrupt { what: "rung", value: rung })?,
-        at_ms: row.try_get("delivered_ms")?,
-    }))
+    let (mut open, mut delivered) = (None, None);
+    for row in &rows {
+        let state: String = row.try_get("state")?;
+        if state == "actioned" {
+            if delivered.is_none() {
+                let rung: String = row.try_get("rung")?;
+                delivered = Some(Delivered {
+                    rung: Rung::from_key(&rung).ok_or(CaseError::Corrupt { what: "rung", value: rung })?,
+                    at_ms: row.try_get("delivered_ms")?,
+                });
+            }
+        } else {
+            open = Some(summary(row)?);
+        }
+    }
+    Ok((open, delivered))
 }
 
 /// Refuses to change a case whose rows differ from its last audited state: the change's entry would record the

@@ -10,6 +10,7 @@ mod degraded;
 mod delivery;
 mod doors;
 mod fuzz_corpus;
+mod group_commit;
 mod integrity;
 mod ladder;
 mod lifecycle;
