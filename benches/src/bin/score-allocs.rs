@@ -67,6 +67,26 @@ fn disposition_of(value: i32) -> Disposition {
     }
 }
 
+/// Records every outcome of the mix once (contact ids suffixed `.pre`), so scoring finds real histories.
+async fn preload(screener: &Screener<MemoryStore>, mix: &Mix) -> anyhow::Result<()> {
+    for entry in &mix.entries {
+        let Some(contact) = contact_of(&entry.contact) else { continue };
+        let contact_id = format!("{}.pre", contact.contact_id);
+        let report = OutcomeReport {
+            contact_id: contact_id.clone(),
+            contact: Some(Contact { contact_id, ..contact }),
+            answered: entry.outcome.answered,
+            ring_s: entry.outcome.ring_s,
+            talk_s: entry.outcome.talk_s,
+            disposition: disposition_of(entry.outcome.disposition),
+            category: None,
+            operator_id: None,
+        };
+        screener.record_outcome(&report).await?;
+    }
+    Ok(())
+}
+
 /// Allocations and bytes per call of `work` over `calls` calls.
 fn per_call(name: &str, calls: usize, work: impl FnOnce()) {
     let region = Region::new(GLOBAL);
@@ -95,22 +115,7 @@ fn main() -> anyhow::Result<()> {
         Duration::from_secs(1),
     );
     let contacts: Vec<Contact> = mix.entries.iter().filter_map(|entry| contact_of(&entry.contact)).collect();
-    runtime.block_on(async {
-        for (entry, contact) in mix.entries.iter().zip(&contacts) {
-            let report = OutcomeReport {
-                contact_id: format!("{}.pre", contact.contact_id),
-                contact: Some(contact.clone()),
-                answered: entry.outcome.answered,
-                ring_s: entry.outcome.ring_s,
-                talk_s: entry.outcome.talk_s,
-                disposition: disposition_of(entry.outcome.disposition),
-                category: None,
-                operator_id: None,
-            };
-            screener.record_outcome(&report).await?;
-        }
-        anyhow::Ok(())
-    })?;
+    runtime.block_on(preload(&screener, &mix))?;
     // The histories each contact reads, loaded once (the store is not under test in the pure parts).
     let loaded: Vec<_> = runtime.block_on(async {
         let mut loaded = Vec::new();
@@ -245,21 +250,7 @@ fn saring_round_trip(runtime: &tokio::runtime::Runtime, mix: &Mix, model: Model)
         let store = saring::cases::CaseStore::connect("sqlite::memory:").await?;
         let escalator = saring::cases::Escalator::new(store, saring_models::ladder::LadderPolicy::default_policy());
         let app = Arc::new(saring::app::App { screener, escalator, auth: auth.clone() });
-        for (index, entry) in mix.entries.iter().enumerate() {
-            if let Some(contact) = contact_of(&entry.contact) {
-                let report = OutcomeReport {
-                    contact_id: format!("pre-{index}"),
-                    contact: Some(Contact { contact_id: format!("pre-{index}"), ..contact }),
-                    answered: entry.outcome.answered,
-                    ring_s: entry.outcome.ring_s,
-                    talk_s: entry.outcome.talk_s,
-                    disposition: disposition_of(entry.outcome.disposition),
-                    category: None,
-                    operator_id: None,
-                };
-                app.screener.record_outcome(&report).await?;
-            }
-        }
+        preload(&app.screener, mix).await?;
         let transport =
             Transport { limits: Arc::new(Limits::new(auth, &LimitsSettings::default())), ..Transport::plaintext() };
         let server = RunningServer::start_with("127.0.0.1:0".parse()?, app, transport).await?;

@@ -14,7 +14,8 @@ use saring_models::{CallerHistory, Disposition, HistoryEvent};
 
 use crate::common::process::{free_port, unique_prefix, PrivateRedis, PrivateRedisCluster};
 
-fn store_at(url: &str, prefix: &str) -> RedisStore {
+/// A store on `url` under `prefix` (1-hour retention and markers, a 300 ms connect timeout).
+pub(crate) fn store_at(url: &str, prefix: &str) -> RedisStore {
     RedisStore::new(RedisSettings {
         url: url.into(),
         prefix: prefix.into(),

@@ -10,7 +10,7 @@ use saring::proto;
 use saring::screening::Screener;
 use saring::server::RunningServer;
 use saring::store::journal::JournaledStore;
-use saring::store::{Corrected, DispositionChange, Histories, HistoryStore, Recorded, RedisSettings, RedisStore};
+use saring::store::{Corrected, DispositionChange, Histories, HistoryStore, Recorded, RedisStore};
 use saring_models::history::{contact_fingerprint, Counter};
 use saring_models::{Disposition, HistoryEvent, Model, ModelArtifact};
 
@@ -20,15 +20,7 @@ use crate::common::{app_with, connect, prank_outcome, sample_contact, screening,
 const SECRET: &[u8] = b"stale-history-test-secret";
 
 fn redis_store(url: &str, prefix: &str, near_cache_entries: usize) -> RedisStore {
-    RedisStore::new(RedisSettings {
-        url: url.into(),
-        prefix: prefix.into(),
-        retention: Duration::from_secs(3600),
-        marker_ttl: Duration::from_secs(3600),
-        connect_timeout: Duration::from_millis(300),
-    })
-    .unwrap()
-    .with_near_cache(near_cache_entries)
+    crate::redis_store::store_at(url, prefix).with_near_cache(near_cache_entries)
 }
 
 /// saring over `redis` behind its journal, as `serve` builds it, answering on a real socket.
