@@ -5,6 +5,7 @@
 
 pub mod anchor;
 pub mod audit;
+mod batch;
 mod chain;
 mod digest;
 mod store;

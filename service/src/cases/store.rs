@@ -37,7 +37,8 @@ const CASE_COLUMNS: &str = "case_id, caller_key, rung, state, version, region, a
      (SELECT COUNT(*) FROM case_incidents ci WHERE ci.case_id = cases.case_id) AS incidents";
 
 /// [`CASE_COLUMNS`] for [`standing`]: the incidents are counted for an open case only.
-const STANDING_COLUMNS: &str = "case_id, caller_key, rung, state, version, region, approval, rule, policy_version, \
+pub(super) const STANDING_COLUMNS: &str =
+    "case_id, caller_key, rung, state, version, region, approval, rule, policy_version, \
      model_version, created_ms, updated_ms, decided_by, decided_ms, decision_reason, actioned_by, delivered_ms, \
      action_note, claimed_by, claimed_ms, delivery_channel, reverted_by, reverted_ms, revert_reason, \
      CAST(CASE WHEN state IN ('proposed', 'approved') THEN (SELECT COUNT(*) FROM case_incidents ci \
@@ -73,7 +74,7 @@ pub(super) fn not_reached() -> CaseError {
     )))
 }
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
@@ -513,7 +514,7 @@ impl CaseStore {
             }
             None => {
                 let (change, case, proposed) =
-                    propose(&mut tx, key, policy, record, delivered, clock_ms, clock_ms).await?;
+                    propose(&mut tx, key, policy, record, delivered, clock_ms, clock_ms, None).await?;
                 outcome.change = change;
                 outcome.case = case;
                 link = proposed.or(link);
@@ -1074,32 +1075,61 @@ pub(super) async fn outcome_steps(
         "INSERT INTO contacts (contact_id, caller_key, at_ms, channel, region, disposition, operator_id, \
          likelihood, model_version, answered, talk_s, recorded_ms) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT (contact_id) DO NOTHING",
-    )
-    .bind(&record.contact_id)
-    .bind(&record.caller_ref)
-    .bind(record.at_ms)
-    .bind(record.channel.as_str())
-    .bind(&record.region)
-    .bind(record.disposition.as_str())
-    .bind(record.operator_id.as_deref())
-    .bind(NullableDouble(record.likelihood))
-    .bind(record.likelihood.map(|_| record.model_version.as_str()))
-    .bind(i64::from(record.answered))
-    .bind(record.talk_s)
-    .bind(now_ms())
-    .execute(&mut **tx)
-    .await?
-    .rows_affected()
-        == 1;
+    );
+    let inserted = bind_contact(inserted, record, now_ms()).execute(&mut **tx).await?.rows_affected() == 1;
     if !inserted {
-        if let Some(stored) = recorded_outcome(tx, &record.contact_id).await? {
-            check_repeat(&stored, record)?;
-        }
+        return repeated_outcome(tx, record).await;
     }
     let (open, delivered) = standing(tx, &record.caller_ref).await?;
-    if !inserted {
-        return Ok((LadderOutcome { duplicate: true, change: LadderChange::None, case: open }, None));
+    ladder_steps(tx, key, policy, record, clock_ms, (open, delivered), None).await
+}
+
+/// Binds a contact's twelve columns, in the order of the contacts table's INSERT.
+pub(super) fn bind_contact<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    record: &'q ContactRecord,
+    recorded_ms: i64,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(&record.contact_id)
+        .bind(&record.caller_ref)
+        .bind(record.at_ms)
+        .bind(record.channel.as_str())
+        .bind(&record.region)
+        .bind(record.disposition.as_str())
+        .bind(record.operator_id.as_deref())
+        .bind(NullableDouble(record.likelihood))
+        .bind(record.likelihood.map(|_| record.model_version.as_str()))
+        .bind(i64::from(record.answered))
+        .bind(record.talk_s)
+        .bind(recorded_ms)
+}
+
+/// An outcome whose contact was recorded already: refused when it says something else ([`check_repeat`]),
+/// otherwise answered as a duplicate with the caller's open case.
+pub(super) async fn repeated_outcome(
+    tx: &mut Transaction<'_, Any>,
+    record: &ContactRecord,
+) -> Result<(LadderOutcome, Option<AuditLink>), CaseError> {
+    if let Some(stored) = recorded_outcome(tx, &record.contact_id).await? {
+        check_repeat(&stored, record)?;
     }
+    let (open, _) = standing(tx, &record.caller_ref).await?;
+    Ok((LadderOutcome { duplicate: true, change: LadderChange::None, case: open }, None))
+}
+
+/// The ladder's steps for a newly kept contact, given its caller's standing as read in this transaction after the
+/// contact was inserted: evidence for the open case when its rung counts the disposition, otherwise the policy's
+/// evaluation (from `incidents` when they were read already, as [`incidents`] reads them).
+pub(super) async fn ladder_steps(
+    tx: &mut Transaction<'_, Any>,
+    key: &AuditKey,
+    policy: &LadderPolicy,
+    record: &ContactRecord,
+    clock_ms: i64,
+    (open, delivered): (Option<CaseSummary>, Option<Delivered>),
+    incidents: Option<(Vec<String>, Vec<Incident>)>,
+) -> Result<(LadderOutcome, Option<AuditLink>), CaseError> {
     if let Some(case) = open {
         if !policy.rule(case.rung).counts.contains(&record.disposition) {
             return Ok((LadderOutcome { duplicate: false, change: LadderChange::None, case: Some(case) }, None));
@@ -1118,8 +1148,7 @@ pub(super) async fn outcome_steps(
             Some(link),
         ));
     }
-
-    let (change, case, link) = propose(tx, key, policy, record, delivered, record.at_ms, clock_ms).await?;
+    let (change, case, link) = propose(tx, key, policy, record, delivered, record.at_ms, clock_ms, incidents).await?;
     Ok((LadderOutcome { duplicate: false, change, case }, link))
 }
 
@@ -1287,8 +1316,9 @@ async fn open_case(tx: &mut Transaction<'_, Any>, caller_ref: &str) -> Result<Op
 }
 
 /// Evaluates the ladder policy for `record`'s caller at `now` (no open case; `delivered` as [`standing`] read it
-/// in this transaction): proposes a case when a rung is due
-/// and no surge suppresses it, approving an automatic warning at once. Does not commit.
+/// in this transaction; `incidents` as [`incidents`] reads them, read here when `None`): proposes a case when a
+/// rung is due and no surge suppresses it, approving an automatic warning at once. Does not commit.
+#[allow(clippy::too_many_arguments)]
 async fn propose(
     tx: &mut Transaction<'_, Any>,
     key: &AuditKey,
@@ -1297,8 +1327,12 @@ async fn propose(
     delivered: Option<Delivered>,
     now: i64,
     clock_ms: i64,
+    incidents: Option<(Vec<String>, Vec<Incident>)>,
 ) -> Result<(LadderChange, Option<CaseSummary>, Option<AuditLink>), CaseError> {
-    let (ids, incidents) = incidents(tx, &record.caller_ref, now - policy.lookback_ms()).await?;
+    let (ids, incidents) = match incidents {
+        Some(read) => read,
+        None => self::incidents(tx, &record.caller_ref, now - policy.lookback_ms()).await?,
+    };
     let Some(proposal) = policy.evaluate(&incidents, delivered, now) else {
         return Ok((LadderChange::None, None, None));
     };
@@ -1392,31 +1426,44 @@ async fn incidents(
     from_ms: i64,
 ) -> Result<(Vec<String>, Vec<Incident>), CaseError> {
     // One query: a contact is spent when it grounds one of the caller's closed cases.
-    let rows = sqlx::query(
-        "SELECT c.contact_id, c.at_ms, c.disposition, CAST(CASE WHEN EXISTS (SELECT 1 FROM case_incidents ci \
-         JOIN cases k ON k.case_id = ci.case_id WHERE ci.contact_id = c.contact_id AND k.caller_key = $1 \
-         AND k.state NOT IN ('proposed', 'approved')) THEN 1 ELSE 0 END AS BIGINT) AS spent \
-         FROM contacts c WHERE c.caller_key = $1 AND c.at_ms > $2 ORDER BY c.at_ms, c.contact_id",
-    )
-    .bind(caller_ref)
-    .bind(from_ms)
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut ids = Vec::with_capacity(rows.len());
-    let mut incidents = Vec::with_capacity(rows.len());
+    let rows = sqlx::query(&format!("{INCIDENT_QUERY} WHERE c.caller_key = $1 AND c.at_ms > $2 {INCIDENT_ORDER}"))
+        .bind(caller_ref)
+        .bind(from_ms)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut read = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
     for row in &rows {
-        let contact_id: String = row.try_get("contact_id")?;
-        let disposition: String = row.try_get("disposition")?;
-        incidents.push(Incident {
-            id: ids.len(),
-            at_ms: row.try_get("at_ms")?,
-            disposition: Disposition::from_name(&disposition)
-                .ok_or(CaseError::Corrupt { what: "disposition", value: disposition })?,
-            spent: row.try_get::<i64, _>("spent")? != 0,
-        });
-        ids.push(contact_id);
+        push_incident(&mut read, row)?;
     }
-    Ok((ids, incidents))
+    Ok(read)
+}
+
+/// The ladder's incidents of callers' contacts, with `WHERE` and [`INCIDENT_ORDER`] to follow: a contact is spent
+/// when it grounds one of its caller's closed cases.
+pub(super) const INCIDENT_QUERY: &str = "SELECT c.caller_key, c.contact_id, c.at_ms, c.disposition, \
+     CAST(CASE WHEN EXISTS (SELECT 1 FROM case_incidents ci JOIN cases k ON k.case_id = ci.case_id \
+     WHERE ci.contact_id = c.contact_id AND k.caller_key = c.caller_key \
+     AND k.state NOT IN ('proposed', 'approved')) THEN 1 ELSE 0 END AS BIGINT) AS spent FROM contacts c";
+
+/// The order of a caller's incidents.
+pub(super) const INCIDENT_ORDER: &str = "ORDER BY c.caller_key, c.at_ms, c.contact_id";
+
+/// Adds a row of [`INCIDENT_QUERY`] to a caller's incidents and their contact ids.
+pub(super) fn push_incident(
+    (ids, incidents): &mut (Vec<String>, Vec<Incident>),
+    row: &AnyRow,
+) -> Result<(), CaseError> {
+    let contact_id: String = row.try_get("contact_id")?;
+    let disposition: String = row.try_get("disposition")?;
+    incidents.push(Incident {
+        id: ids.len(),
+        at_ms: row.try_get("at_ms")?,
+        disposition: Disposition::from_name(&disposition)
+            .ok_or(CaseError::Corrupt { what: "disposition", value: disposition })?,
+        spent: row.try_get::<i64, _>("spent")? != 0,
+    });
+    ids.push(contact_id);
+    Ok(())
 }
 
 /// The caller's open case, and the punitive rung most recently delivered to it and not reverted, in one query.
@@ -1425,28 +1472,43 @@ async fn standing(
     caller_ref: &str,
 ) -> Result<(Option<CaseSummary>, Option<Delivered>), CaseError> {
     let rows = sqlx::query(&format!(
-        "SELECT {STANDING_COLUMNS} FROM cases WHERE caller_key = $1 AND (state IN ('proposed', 'approved') \
-         OR (state = 'actioned' AND rung <> 'welfare_referral')) ORDER BY delivered_ms DESC"
+        "SELECT {STANDING_COLUMNS} FROM cases WHERE caller_key = $1 AND {STANDING_FILTER} {STANDING_ORDER}"
     ))
     .bind(caller_ref)
     .fetch_all(&mut **tx)
     .await?;
-    let (mut open, mut delivered) = (None, None);
+    let mut standing = (None, None);
     for row in &rows {
-        let state: String = row.try_get("state")?;
-        if state == "actioned" {
-            if delivered.is_none() {
-                let rung: String = row.try_get("rung")?;
-                delivered = Some(Delivered {
-                    rung: Rung::from_key(&rung).ok_or(CaseError::Corrupt { what: "rung", value: rung })?,
-                    at_ms: row.try_get("delivered_ms")?,
-                });
-            }
-        } else {
-            open = Some(summary(row)?);
-        }
+        add_standing(&mut standing, row)?;
     }
-    Ok((open, delivered))
+    Ok(standing)
+}
+
+/// A caller's standing: its open case and the punitive rung most recently delivered to it and not reverted.
+pub(super) type Standing = (Option<CaseSummary>, Option<Delivered>);
+
+/// The cases that make a caller's standing: its open case and its delivered punitive rungs.
+pub(super) const STANDING_FILTER: &str =
+    "(state IN ('proposed', 'approved') OR (state = 'actioned' AND rung <> 'welfare_referral'))";
+
+/// A delivered rung after the rungs delivered after it (the first one read is the latest).
+pub(super) const STANDING_ORDER: &str = "ORDER BY delivered_ms DESC";
+
+/// Adds a row of [`STANDING_COLUMNS`], read in [`STANDING_ORDER`], to its caller's standing.
+pub(super) fn add_standing((open, delivered): &mut Standing, row: &AnyRow) -> Result<(), CaseError> {
+    let state: String = row.try_get("state")?;
+    if state == "actioned" {
+        if delivered.is_none() {
+            let rung: String = row.try_get("rung")?;
+            *delivered = Some(Delivered {
+                rung: Rung::from_key(&rung).ok_or(CaseError::Corrupt { what: "rung", value: rung })?,
+                at_ms: row.try_get("delivered_ms")?,
+            });
+        }
+    } else {
+        *open = Some(summary(row)?);
+    }
+    Ok(())
 }
 
 /// Refuses to change a case whose rows differ from its last audited state: the change's entry would record the

@@ -16,6 +16,7 @@ use saring_models::ladder::LadderPolicy;
 use sqlx::{Any, Connection, Executor, Transaction};
 use tokio::sync::{mpsc, oneshot};
 
+use super::batch::{batch_steps, BatchItem};
 use super::chain::AuditLink;
 use super::store::{outcome_steps, settle};
 use super::{CaseError, CaseStore, ContactRecord, LadderChange, LadderOutcome};
@@ -52,6 +53,8 @@ pub(super) struct OutcomeWriters {
     queues: OnceLock<Vec<mpsc::Sender<Job>>>,
     /// Batches begun (committed or failed), by every writer of the store.
     batches: Arc<AtomicU64>,
+    /// Batches whose first attempt failed and that ran again outcome by outcome.
+    retried: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Job {
@@ -96,8 +99,11 @@ impl CaseStore {
                     let (sender, receiver) = mpsc::channel(QUEUE);
                     // The writer's own store does not hold the queue, so the writer ends (after answering
                     // everything queued) once every handle of the store is dropped.
-                    let writers =
-                        OutcomeWriters { queues: OnceLock::new(), batches: Arc::clone(&self.writers.batches) };
+                    let writers = OutcomeWriters {
+                        queues: OnceLock::new(),
+                        batches: Arc::clone(&self.writers.batches),
+                        retried: Arc::clone(&self.writers.retried),
+                    };
                     let store = CaseStore { writers: Arc::new(writers), ..self.clone() };
                     tokio::spawn(store.write_outcomes(receiver));
                     sender
@@ -125,6 +131,12 @@ impl CaseStore {
     /// How many batches of outcomes this store's writers have begun (each one transaction, committed or failed).
     pub fn outcome_batches(&self) -> u64 {
         self.writers.batches.load(Ordering::Relaxed)
+    }
+
+    /// How many of those batches ran a second time outcome by outcome, each in its own savepoint, because one of
+    /// their outcomes failed in the first attempt (a refused repeat, a race with another replica, a database error).
+    pub fn outcome_batches_retried(&self) -> u64 {
+        self.writers.retried.load(Ordering::Relaxed)
     }
 
     /// Waits until every outcome queued so far has been committed (or failed) and its caller answered: shutdown
@@ -164,7 +176,7 @@ impl CaseStore {
         self.writers.batches.fetch_add(1, Ordering::Relaxed);
         let result = match self.pool.acquire().await {
             Ok(mut connection) => {
-                let result = Self::batch_in(&mut connection, &self.audit.key, &jobs).await;
+                let result = Self::batch_in(&mut connection, &self.audit.key, &jobs, &self.writers.retried).await;
                 settle(connection, &result);
                 result
             }
@@ -195,30 +207,34 @@ impl CaseStore {
         }
     }
 
-    /// One transaction for the whole batch. First without savepoints (two statements fewer per outcome): when every
-    /// outcome goes through, that transaction commits. When one fails, it is rolled back and the batch runs again
-    /// in a new transaction with a savepoint per outcome, so that only the failing ones fail. `Err` when the batch
+    /// One transaction for the whole batch. First in a few statements for all of it ([`batch_steps`], no
+    /// savepoints): when every outcome goes through, that transaction commits. When one fails, it is rolled back
+    /// and the batch runs again in a new transaction with a savepoint per outcome, so that only the failing ones fail. `Err` when the batch
     /// as a whole failed.
     async fn batch_in(
         connection: &mut sqlx::AnyConnection,
         key: &super::audit::AuditKey,
         jobs: &[OutcomeJob],
+        retried: &AtomicU64,
     ) -> Result<Vec<Result<(LadderOutcome, Option<AuditLink>), CaseError>>, CaseError> {
         {
             let mut tx = connection.begin().await?;
-            let mut results = Vec::with_capacity(jobs.len());
-            for job in jobs {
-                match outcome_steps(&mut tx, key, &job.policy, &job.record, job.clock_ms).await {
-                    Ok(done) => results.push(Ok(done)),
-                    Err(_) => break,
-                }
-            }
-            if results.len() == jobs.len() {
+            // One outcome alone takes the same three statements either way: the plain steps, whose answers the
+            // batched statements must equal (the group-commit tests compare the two).
+            let attempt = if let [job] = jobs {
+                outcome_steps(&mut tx, key, &job.policy, &job.record, job.clock_ms).await.map(|done| vec![done])
+            } else {
+                let items: Vec<BatchItem<'_>> =
+                    jobs.iter().map(|job| (job.policy.as_ref(), &job.record, job.clock_ms)).collect();
+                batch_steps(&mut tx, key, &items).await
+            };
+            if let Ok(results) = attempt {
                 tx.commit().await?;
-                return Ok(results);
+                return Ok(results.into_iter().map(Ok).collect());
             }
             tx.rollback().await?;
         }
+        retried.fetch_add(1, Ordering::Relaxed);
         let mut tx = connection.begin().await?;
         let mut results = Vec::with_capacity(jobs.len());
         for job in jobs {

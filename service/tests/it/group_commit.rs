@@ -226,6 +226,9 @@ async fn a_refused_outcome_fails_only_its_own_caller(url: &str, _: &str) {
     }
     // Callers b0…b5 had three pranks each in the batch, b6 two: each one's second proposed a warning, a third
     // added evidence to it.
+    // The refused outcomes sent their batches one by one (on PostgreSQL callers a1 and a2 may be two writers').
+    let retried = escalator.store().outcome_batches_retried();
+    assert!((1..=2).contains(&retried), "{retried} batches ran one by one");
     let changes: Vec<LadderChange> = results.iter().flatten().map(|outcome| outcome.change).collect();
     assert_eq!(changes.iter().filter(|change| **change == LadderChange::Proposed).count(), 7);
     assert_eq!(changes.iter().filter(|change| **change == LadderChange::EvidenceAdded).count(), 6);
@@ -238,6 +241,57 @@ async fn a_refused_outcome_fails_only_its_own_caller(url: &str, _: &str) {
     verify(url).await;
 }
 on_both_databases!(a_refused_outcome_fails_only_its_own_caller);
+
+/// A batch in which callers come back several times (each caller's pranks, emergencies and repeats in successive
+/// rounds of [`saring::cases`]' batched statements) is written in one attempt, and it keeps and proposes exactly what
+/// the same outcomes one at a time keep and propose.
+async fn a_batch_with_callers_coming_back_equals_one_outcome_at_a_time(batched: &str, one_by_one: &str) {
+    let outcomes: Vec<ContactRecord> = (0..60)
+        .map(|n| {
+            let disposition = match n % 11 {
+                3 => Disposition::GenuineEmergency,
+                7 => Disposition::Silent,
+                _ => Disposition::Prank,
+            };
+            let mut record = record(&format!("round-{n}"), &format!("r{}", n % 9), disposition);
+            record.at_ms += n as i64 * 60_000;
+            record
+        })
+        .collect();
+    // A caller with an open case before the batch (its pranks add evidence), and a true repeat inside the batch.
+    let mut outcomes = outcomes;
+    outcomes.insert(30, outcomes[2].clone());
+    let earlier = [record("early-1", "r0", Disposition::Prank), record("early-2", "r0", Disposition::Prank)];
+
+    let sequential = Escalator::new(CaseStore::connect(one_by_one).await.unwrap(), LadderPolicy::default_policy());
+    let mut expected = Vec::new();
+    for record in earlier.iter().chain(&outcomes) {
+        let outcome = sequential.on_outcome(record).await.unwrap();
+        expected.push((outcome.duplicate, outcome.change));
+    }
+    sequential.store().close().await;
+
+    let batched_escalator = Escalator::new(CaseStore::connect(batched).await.unwrap(), LadderPolicy::default_policy());
+    for record in &earlier {
+        batched_escalator.on_outcome(record).await.unwrap();
+    }
+    let before = batched_escalator.store().outcome_batches();
+    let results = join_all(outcomes.iter().map(|record| batched_escalator.on_outcome(record)).collect()).await;
+    one_batch_per_writer(batched_escalator.store(), before);
+    assert_eq!(batched_escalator.store().outcome_batches_retried(), 0, "no outcome failed the batched attempt");
+    let got: Vec<(bool, LadderChange)> =
+        results.into_iter().map(|result| result.map(|outcome| (outcome.duplicate, outcome.change)).unwrap()).collect();
+    assert_eq!(got, expected[earlier.len()..], "each outcome's answer is the one-by-one answer");
+    assert!(got.iter().any(|(_, change)| *change == LadderChange::EvidenceAdded));
+    assert!(got.iter().any(|(duplicate, _)| *duplicate));
+    batched_escalator.store().close().await;
+
+    assert_eq!(cases(batched).await, cases(one_by_one).await, "the same cases, on the same contacts");
+    let contacts = "SELECT contact_id, caller_key, disposition FROM contacts ORDER BY contact_id";
+    assert_eq!(rows(batched, contacts).await, rows(one_by_one, contacts).await);
+    verify(batched).await;
+}
+on_both_databases!(a_batch_with_callers_coming_back_equals_one_outcome_at_a_time);
 
 /// Makes any COMMIT that includes a contact whose id starts with `poison` fail: a trigger files the contact's id
 /// under a deferred foreign key that has no parent, which both databases check only at COMMIT.
