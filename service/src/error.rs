@@ -34,6 +34,14 @@ pub enum Error {
     /// No such case.
     #[error("no case {0}")]
     CaseNotFound(String),
+    /// A legal hold stands on the number: nothing was erased.
+    #[error("{message}")]
+    LegalHold {
+        /// What holds it and what to do.
+        message: String,
+        /// The holding case.
+        case_id: String,
+    },
     /// The case moved on (another decision came first, or it is in another state); nothing was applied.
     #[error("{message}")]
     CaseConflict {
@@ -78,6 +86,11 @@ impl From<crate::cases::CaseError> for Error {
                 Error::InvalidArgument(vec![Violation::new(field, description)])
             }
             CaseError::Exists(message) => Error::AlreadyExists(message),
+            held @ CaseError::Held { .. } => {
+                let message = held.to_string();
+                let CaseError::Held { case_id, .. } = held else { unreachable!() };
+                Error::LegalHold { message, case_id }
+            }
             unknown @ CaseError::UnknownContact(_) => Error::ContactNotFound(unknown.to_string()),
             CaseError::Database(error) => {
                 tracing::warn!(%error, "case database error");
@@ -132,6 +145,15 @@ impl From<Error> for Status {
                     )]),
                 )
             }
+            Error::LegalHold { case_id, .. } => Status::with_error_details(
+                Code::FailedPrecondition,
+                message.clone(),
+                ErrorDetails::with_precondition_failure(vec![tonic_types::PreconditionViolation::new(
+                    "LEGAL_HOLD",
+                    format!("case/{case_id}"),
+                    message,
+                )]),
+            ),
             Error::ModelChangeRefused(_) => Status::failed_precondition(message),
             Error::AlreadyExists(_) => Status::already_exists(message),
             Error::ContactNotFound(_) => Status::not_found(message),

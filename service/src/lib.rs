@@ -25,6 +25,7 @@ pub mod outcomes;
 pub mod privacy;
 pub mod recent;
 pub mod regions;
+pub mod rights;
 pub mod screening;
 pub mod server;
 pub mod shutdown;

@@ -92,6 +92,26 @@ impl RecentContacts {
         shard.contacts.get(&hash).filter(|scored| scored.contact.contact_id == contact_id).cloned()
     }
 
+    /// Forgets every contact from `number` or from `device_id` (their data were erased); how many went.
+    pub fn forget_caller(&self, number: Option<&str>, device_id: Option<&str>) -> usize {
+        let mut forgotten = 0;
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            let before = shard.contacts.len();
+            shard.contacts.retain(|_, scored| {
+                let contact = &scored.contact;
+                !(number.is_some() && contact.caller.as_deref() == number
+                    || device_id.is_some() && contact.device_id.as_deref() == device_id)
+            });
+            if shard.contacts.len() != before {
+                forgotten += before - shard.contacts.len();
+                let Shard { contacts, order } = &mut *shard;
+                order.retain(|hash| contacts.contains_key(hash));
+            }
+        }
+        forgotten
+    }
+
     /// How many contacts are remembered.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|shard| shard.lock().contacts.len()).sum()

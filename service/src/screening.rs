@@ -439,6 +439,22 @@ impl<S: HistoryStore> Screener<S> {
         self.hasher.number(e164)
     }
 
+    /// Erases the histories of a number and a device (either may be absent) from the store, its journal and this
+    /// replica's caches, and forgets the contacts from either that this replica scored recently.
+    pub async fn erase(
+        &self,
+        e164: Option<&str>,
+        device_id: Option<&str>,
+    ) -> Result<crate::store::Erased, crate::store::StoreError> {
+        let caller = e164.map(|number| self.hasher.number(number));
+        let device = device_id.map(|device| self.hasher.device(device));
+        self.recent.forget_caller(e164, device_id);
+        let erased = self.store.erase(caller.as_ref(), device.as_ref()).await?;
+        // A score in flight during the erasure may have remembered a contact again.
+        self.recent.forget_caller(e164, device_id);
+        Ok(erased)
+    }
+
     /// The history store.
     pub fn store(&self) -> &S {
         &self.store

@@ -22,13 +22,14 @@ use crate::auth::{Authenticator, Role};
 use crate::cases::audit::AuditKey;
 use crate::cases::{AuditOptions, AuditStartError, CaseStore, Escalator};
 use crate::config::Settings;
-use crate::grpc::{EscalationsService, ModelsService, ScreeningService};
+use crate::grpc::{EscalationsService, ModelsService, PrivacyService, ScreeningService};
 use crate::metrics::RpcMetricsLayer;
 use crate::modelops::quality::LiveQuality;
 use crate::modelops::ModelRegistry;
 use crate::privacy::KeyHasher;
 use crate::proto::escalations_server::EscalationsServer;
 use crate::proto::models_server::ModelsServer;
+use crate::proto::privacy_server::PrivacyServer;
 use crate::proto::screening_server::ScreeningServer;
 use crate::screening::Screener;
 use crate::store::journal::JournaledStore;
@@ -382,7 +383,7 @@ impl Transport {
     }
 }
 
-/// Serves Screening, Escalations, Models, health and reflection on `listener` as `transport` says until
+/// Serves Screening, Escalations, Privacy, Models, health and reflection on `listener` as `transport` says until
 /// `shutdown` resolves; then reports NOT_SERVING, stops accepting, and gives in-flight calls up to
 /// `transport.grace` to finish.
 pub async fn serve<S: HistoryStore>(
@@ -395,12 +396,14 @@ pub async fn serve<S: HistoryStore>(
     health_reporter.set_serving::<ScreeningServer<ScreeningService<S>>>().await;
     health_reporter.set_serving::<ModelsServer<ModelsService<S>>>().await;
     let draining = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    // Escalations needs the case database: a replica that started without reaching it reports Escalations
+    // Escalations and Privacy need the case database: a replica that started without reaching it reports Escalations
     // NOT_SERVING (Screening stays SERVING) until it does.
     if app.escalator.store().is_open() {
         health_reporter.set_serving::<EscalationsServer<EscalationsService<S>>>().await;
+        health_reporter.set_serving::<PrivacyServer<PrivacyService<S>>>().await;
     } else {
         health_reporter.set_not_serving::<EscalationsServer<EscalationsService<S>>>().await;
+        health_reporter.set_not_serving::<PrivacyServer<PrivacyService<S>>>().await;
         let (reporter, store, draining) =
             (health_reporter.clone(), app.escalator.store().clone(), Arc::clone(&draining));
         tokio::spawn(async move {
@@ -409,6 +412,7 @@ pub async fn serve<S: HistoryStore>(
             }
             if !draining.load(std::sync::atomic::Ordering::Acquire) {
                 reporter.set_serving::<EscalationsServer<EscalationsService<S>>>().await;
+                reporter.set_serving::<PrivacyServer<PrivacyService<S>>>().await;
             }
         });
     }
@@ -427,6 +431,7 @@ pub async fn serve<S: HistoryStore>(
         health_reporter.set_not_serving::<ScreeningServer<ScreeningService<S>>>().await;
         health_reporter.set_not_serving::<EscalationsServer<EscalationsService<S>>>().await;
         health_reporter.set_not_serving::<ModelsServer<ModelsService<S>>>().await;
+        health_reporter.set_not_serving::<PrivacyServer<PrivacyService<S>>>().await;
         let _ = drain_started_tx.send(());
     };
     // Outcomes still queued for the case database's writers are written after the last call ends.
@@ -446,6 +451,11 @@ pub async fn serve<S: HistoryStore>(
         )
         .add_service(
             EscalationsServer::new(EscalationsService::new(Arc::clone(&app)))
+                .max_decoding_message_size(max)
+                .max_encoding_message_size(max),
+        )
+        .add_service(
+            PrivacyServer::new(PrivacyService::new(Arc::clone(&app)))
                 .max_decoding_message_size(max)
                 .max_encoding_message_size(max),
         )

@@ -8,6 +8,7 @@ pub mod audit;
 mod batch;
 mod chain;
 mod digest;
+pub mod privacy;
 mod store;
 mod verify;
 mod writer;
@@ -414,6 +415,16 @@ pub enum CaseError {
     /// No outcome is recorded for this contact id (a correction needs one).
     #[error("no outcome is recorded for contact {0}")]
     UnknownContact(String),
+    /// A legal hold stands on the number (an open case, or a legal referral approved or filed) and no reviewer
+    /// has released it: nothing was erased.
+    #[error("case {case_id} holds this number ({}): a reviewer must release its hold (Privacy.ReleaseHold) before \
+             the number can be erased", .cause.as_str())]
+    Held {
+        /// The case.
+        case_id: String,
+        /// Why it holds.
+        cause: privacy::HoldCause,
+    },
     /// The database holds something saring did not write.
     #[error("case database holds an unknown {what}: {value:?}")]
     Corrupt {

@@ -31,7 +31,8 @@ pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migratio
 const SYSTEM_ACTOR: &str = "saring";
 const SYSTEM_ROLE: &str = "system";
 
-const CASE_COLUMNS: &str = "case_id, caller_key, rung, state, version, region, approval, rule, policy_version, \
+pub(super) const CASE_COLUMNS: &str =
+    "case_id, caller_key, rung, state, version, region, approval, rule, policy_version, \
      model_version, created_ms, updated_ms, decided_by, decided_ms, decision_reason, actioned_by, delivered_ms, \
      action_note, claimed_by, claimed_ms, delivery_channel, reverted_by, reverted_ms, revert_reason, \
      (SELECT COUNT(*) FROM case_incidents ci WHERE ci.case_id = cases.case_id) AS incidents";
@@ -78,7 +79,7 @@ pub(super) fn now_ms() -> i64 {
     (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }
 
-fn new_case_id() -> String {
+pub(super) fn new_case_id() -> String {
     let mut random = [0u8; 8];
     getrandom::fill(&mut random).expect("the operating system provides randomness");
     format!("case-{}", hex::encode(random))
@@ -646,60 +647,7 @@ impl CaseStore {
             .iter()
             .map(|row| row.try_get::<String, _>(0))
             .collect::<Result<_, _>>()?;
-        let rows = sqlx::query(
-            "SELECT contact_id, at_ms, channel, region, disposition, operator_id, likelihood, model_version, \
-             answered, talk_s FROM contacts WHERE caller_key = $1 AND at_ms >= $2 ORDER BY at_ms, contact_id",
-        )
-        .bind(&summary.caller_ref)
-        .bind(timeline_from)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut corrections: std::collections::HashMap<String, Vec<DispositionCorrection>> =
-            std::collections::HashMap::new();
-        for row in sqlx::query(
-            "SELECT cc.contact_id, cc.corrected_ms, cc.from_disposition, cc.to_disposition, cc.corrected_by, \
-             cc.reason FROM contact_corrections cc JOIN contacts co ON co.contact_id = cc.contact_id \
-             WHERE co.caller_key = $1 AND co.at_ms >= $2 ORDER BY cc.corrected_ms, cc.correction_id",
-        )
-        .bind(&summary.caller_ref)
-        .bind(timeline_from)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        {
-            let disposition = |column: &str| -> Result<Disposition, CaseError> {
-                let name: String = row.try_get(column)?;
-                Disposition::from_name(&name).ok_or(CaseError::Corrupt { what: "disposition", value: name })
-            };
-            corrections.entry(row.try_get("contact_id")?).or_default().push(DispositionCorrection {
-                from: disposition("from_disposition")?,
-                to: disposition("to_disposition")?,
-                by: row.try_get("corrected_by")?,
-                at_ms: row.try_get("corrected_ms")?,
-                reason: row.try_get("reason")?,
-            });
-        }
-        let mut timeline = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let contact_id: String = row.try_get("contact_id")?;
-            let channel: String = row.try_get("channel")?;
-            let disposition: String = row.try_get("disposition")?;
-            timeline.push(TimelineEntry {
-                counted: counted.contains(&contact_id),
-                at_ms: row.try_get("at_ms")?,
-                channel: Channel::from_name(&channel).ok_or(CaseError::Corrupt { what: "channel", value: channel })?,
-                region: row.try_get("region")?,
-                disposition: Disposition::from_name(&disposition)
-                    .ok_or(CaseError::Corrupt { what: "disposition", value: disposition })?,
-                operator_id: row.try_get("operator_id")?,
-                likelihood: row.try_get("likelihood")?,
-                model_version: row.try_get("model_version")?,
-                answered: row.try_get::<i64, _>("answered")? != 0,
-                talk_s: row.try_get("talk_s")?,
-                corrections: corrections.remove(&contact_id).unwrap_or_default(),
-                contact_id,
-            });
-        }
+        let timeline = timeline(&mut tx, &summary.caller_ref, timeline_from, &counted).await?;
         let link = match audit {
             Some(reason) => Some(
                 append_audit(
@@ -1234,7 +1182,7 @@ fn not_claimable(current: CaseSummary, version: i64) -> CaseError {
     CaseError::Conflict { message, current: Box::new(current), stale: false }
 }
 
-fn summary(row: &AnyRow) -> Result<CaseSummary, CaseError> {
+pub(super) fn summary(row: &AnyRow) -> Result<CaseSummary, CaseError> {
     let rung: String = row.try_get("rung")?;
     let state: String = row.try_get("state")?;
     let approval: String = row.try_get("approval")?;
@@ -1275,7 +1223,7 @@ fn summary(row: &AnyRow) -> Result<CaseSummary, CaseError> {
     })
 }
 
-async fn load_case(tx: &mut Transaction<'_, Any>, case_id: &str) -> Result<CaseSummary, CaseError> {
+pub(super) async fn load_case(tx: &mut Transaction<'_, Any>, case_id: &str) -> Result<CaseSummary, CaseError> {
     let row = sqlx::query(&format!("SELECT {CASE_COLUMNS} FROM cases WHERE case_id = $1"))
         .bind(case_id)
         .fetch_optional(&mut **tx)
@@ -1515,7 +1463,7 @@ pub(super) fn add_standing((open, delivered): &mut Standing, row: &AnyRow) -> Re
 /// rows someone changed outside saring as audited. The case's row is locked first, so its rows and its last entry
 /// are read as one state (every change of a case's rows holds that lock until it commits with its entry). Answered
 /// as data saring did not write (INTERNAL, logged): an administrator must look (`saring audit verify`).
-async fn check_audited(tx: &mut Transaction<'_, Any>, case_id: &str) -> Result<(), CaseError> {
+pub(super) async fn check_audited(tx: &mut Transaction<'_, Any>, case_id: &str) -> Result<(), CaseError> {
     sqlx::query("UPDATE cases SET version = version WHERE case_id = $1").bind(case_id).execute(&mut **tx).await?;
     let last = sqlx::query(
         "SELECT seq, case_digest FROM audit WHERE case_id = $1 AND case_digest IS NOT NULL ORDER BY seq DESC LIMIT 1",
@@ -1536,6 +1484,71 @@ async fn check_audited(tx: &mut Transaction<'_, Any>, case_id: &str) -> Result<(
              saring, and no change is made on top of them (run saring audit verify)"
         ),
     })
+}
+
+/// A caller's contacts from `from_ms` on, oldest first, each with its corrections; `counted` names the ones that
+/// count towards the case being read.
+pub(super) async fn timeline(
+    tx: &mut Transaction<'_, Any>,
+    caller_ref: &str,
+    from_ms: i64,
+    counted: &HashSet<String>,
+) -> Result<Vec<TimelineEntry>, CaseError> {
+    let rows = sqlx::query(
+        "SELECT contact_id, at_ms, channel, region, disposition, operator_id, likelihood, model_version, \
+             answered, talk_s FROM contacts WHERE caller_key = $1 AND at_ms >= $2 ORDER BY at_ms, contact_id",
+    )
+    .bind(caller_ref)
+    .bind(from_ms)
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut corrections: std::collections::HashMap<String, Vec<DispositionCorrection>> =
+        std::collections::HashMap::new();
+    for row in sqlx::query(
+        "SELECT cc.contact_id, cc.corrected_ms, cc.from_disposition, cc.to_disposition, cc.corrected_by, \
+             cc.reason FROM contact_corrections cc JOIN contacts co ON co.contact_id = cc.contact_id \
+             WHERE co.caller_key = $1 AND co.at_ms >= $2 ORDER BY cc.corrected_ms, cc.correction_id",
+    )
+    .bind(caller_ref)
+    .bind(from_ms)
+    .fetch_all(&mut **tx)
+    .await?
+    .iter()
+    {
+        let disposition = |column: &str| -> Result<Disposition, CaseError> {
+            let name: String = row.try_get(column)?;
+            Disposition::from_name(&name).ok_or(CaseError::Corrupt { what: "disposition", value: name })
+        };
+        corrections.entry(row.try_get("contact_id")?).or_default().push(DispositionCorrection {
+            from: disposition("from_disposition")?,
+            to: disposition("to_disposition")?,
+            by: row.try_get("corrected_by")?,
+            at_ms: row.try_get("corrected_ms")?,
+            reason: row.try_get("reason")?,
+        });
+    }
+    let mut timeline = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let contact_id: String = row.try_get("contact_id")?;
+        let channel: String = row.try_get("channel")?;
+        let disposition: String = row.try_get("disposition")?;
+        timeline.push(TimelineEntry {
+            counted: counted.contains(&contact_id),
+            at_ms: row.try_get("at_ms")?,
+            channel: Channel::from_name(&channel).ok_or(CaseError::Corrupt { what: "channel", value: channel })?,
+            region: row.try_get("region")?,
+            disposition: Disposition::from_name(&disposition)
+                .ok_or(CaseError::Corrupt { what: "disposition", value: disposition })?,
+            operator_id: row.try_get("operator_id")?,
+            likelihood: row.try_get("likelihood")?,
+            model_version: row.try_get("model_version")?,
+            answered: row.try_get::<i64, _>("answered")? != 0,
+            talk_s: row.try_get("talk_s")?,
+            corrections: corrections.remove(&contact_id).unwrap_or_default(),
+            contact_id,
+        });
+    }
+    Ok(timeline)
 }
 
 /// Records a change to an open case (its version moves on) with its audit entry.

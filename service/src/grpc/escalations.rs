@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 use super::{now_ms, timestamp, validate};
 use crate::app::App;
 use crate::auth::Role;
-use crate::cases::{CaseEvent, CaseEvidence, CaseState, CaseSummary, DeliveryChannel};
+use crate::cases::{CaseEvent, CaseEvidence, CaseState, CaseSummary, DeliveryChannel, TimelineEntry};
 use crate::proto;
 use crate::store::HistoryStore;
 
@@ -97,32 +97,33 @@ fn case(evidence: CaseEvidence) -> proto::Case {
     proto::Case {
         summary: Some(case_summary(evidence.summary)),
         caller_number: evidence.caller_number,
-        timeline: evidence
-            .timeline
+        timeline: evidence.timeline.into_iter().map(timeline_entry).collect(),
+    }
+}
+
+/// The proto entry of a contact in a timeline.
+pub fn timeline_entry(entry: TimelineEntry) -> proto::TimelineEntry {
+    proto::TimelineEntry {
+        contact_id: entry.contact_id,
+        received_at: Some(timestamp(entry.at_ms)),
+        channel: entry.channel.as_str().to_owned(),
+        region: entry.region,
+        disposition: entry.disposition.as_str().to_owned(),
+        operator_id: entry.operator_id.unwrap_or_default(),
+        prank_likelihood: entry.likelihood,
+        model_version: entry.model_version.unwrap_or_default(),
+        answered: entry.answered,
+        talk_s: entry.talk_s,
+        counted: entry.counted,
+        corrections: entry
+            .corrections
             .into_iter()
-            .map(|entry| proto::TimelineEntry {
-                contact_id: entry.contact_id,
-                received_at: Some(timestamp(entry.at_ms)),
-                channel: entry.channel.as_str().to_owned(),
-                region: entry.region,
-                disposition: entry.disposition.as_str().to_owned(),
-                operator_id: entry.operator_id.unwrap_or_default(),
-                prank_likelihood: entry.likelihood,
-                model_version: entry.model_version.unwrap_or_default(),
-                answered: entry.answered,
-                talk_s: entry.talk_s,
-                counted: entry.counted,
-                corrections: entry
-                    .corrections
-                    .into_iter()
-                    .map(|correction| proto::DispositionCorrection {
-                        from_disposition: correction.from.as_str().to_owned(),
-                        to_disposition: correction.to.as_str().to_owned(),
-                        corrected_by: correction.by,
-                        corrected_at: Some(timestamp(correction.at_ms)),
-                        reason: correction.reason,
-                    })
-                    .collect(),
+            .map(|correction| proto::DispositionCorrection {
+                from_disposition: correction.from.as_str().to_owned(),
+                to_disposition: correction.to.as_str().to_owned(),
+                corrected_by: correction.by,
+                corrected_at: Some(timestamp(correction.at_ms)),
+                reason: correction.reason,
             })
             .collect(),
     }

@@ -2,11 +2,13 @@
 
 mod escalations;
 mod models;
+mod privacy;
 mod screening;
 pub mod validate;
 
 pub use escalations::EscalationsService;
 pub use models::ModelsService;
+pub use privacy::PrivacyService;
 pub use screening::ScreeningService;
 
 use prost_types::Timestamp;

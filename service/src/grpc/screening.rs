@@ -250,19 +250,24 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
         self.app.auth.check(&request, &[Role::Operator])?;
         let number = validate::caller_number("caller", &request.get_ref().caller)?;
         let standing = self.app.caller_standing(&number, now_ms()).await?;
-        let profile = standing.profile;
-        Ok(Response::new(proto::CallerProfile {
-            rung: standing.rung.map_or(proto::Rung::Unspecified, |delivered| rung(delivered.rung)) as i32,
-            rung_delivered_at: standing.rung.map(|delivered| timestamp(delivered.at_ms)),
-            open_case: standing.open_case.map(case_summary),
-            caller: profile.caller,
-            known: profile.known,
-            history: Some(summary(profile.summary)),
-            dispositions_month: profile
-                .dispositions_month
-                .into_iter()
-                .map(|(disposition, count)| (disposition.as_str().to_owned(), count))
-                .collect(),
-        }))
+        Ok(Response::new(caller_profile(standing)))
+    }
+}
+
+/// The proto profile of a caller's standing.
+pub fn caller_profile(standing: crate::app::CallerStanding) -> proto::CallerProfile {
+    let profile = standing.profile;
+    proto::CallerProfile {
+        rung: standing.rung.map_or(proto::Rung::Unspecified, |delivered| rung(delivered.rung)) as i32,
+        rung_delivered_at: standing.rung.map(|delivered| timestamp(delivered.at_ms)),
+        open_case: standing.open_case.map(case_summary),
+        caller: profile.caller,
+        known: profile.known,
+        history: Some(summary(profile.summary)),
+        dispositions_month: profile
+            .dispositions_month
+            .into_iter()
+            .map(|(disposition, count)| (disposition.as_str().to_owned(), count))
+            .collect(),
     }
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use saring_models::{Disposition, HistoryEvent};
 use serde::{Deserialize, Serialize};
 
-use super::{Corrected, DispositionChange, Histories, HistoryStore, JournalStats, Recorded, StoreError};
+use super::{Corrected, DispositionChange, Erased, Histories, HistoryStore, JournalStats, Recorded, StoreError};
 use crate::privacy::HistoryKey;
 
 /// One journaled outcome, or correction of one: keyed hashes only, never a raw number or device id.
@@ -241,6 +241,44 @@ impl<S: HistoryStore> JournaledStore<S> {
         Ok(replayed)
     }
 
+    /// Removes every trace of the histories keyed `caller` and `device` from the journal: an entry naming one of
+    /// them loses that key (and goes when it names neither any more). Returns how many entries changed.
+    async fn erase_entries(
+        &self,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+    ) -> Result<usize, StoreError> {
+        let (caller, device) = (caller.map(HistoryKey::to_hex), device.map(HistoryKey::to_hex));
+        let mut file = self.file.lock().await;
+        let entries = read_entries(&self.path)?;
+        let mut changed = 0;
+        let mut remaining = Vec::with_capacity(entries.len());
+        for mut entry in entries {
+            let before = (entry.caller.is_some(), entry.device.is_some());
+            if caller.is_some() && entry.caller == caller {
+                entry.caller = None;
+            }
+            if device.is_some() && entry.device == device {
+                entry.device = None;
+            }
+            if before != (entry.caller.is_some(), entry.device.is_some()) {
+                changed += 1;
+            }
+            if entry.caller.is_some() || entry.device.is_some() {
+                remaining.push(entry);
+            }
+        }
+        if changed > 0 {
+            let path = self.path.clone();
+            let depth = remaining.len();
+            *file = tokio::task::spawn_blocking(move || rewrite(&path, &remaining))
+                .await
+                .map_err(|error| StoreError(format!("journal: rewrite task failed: {error}")))??;
+            self.depth.store(depth, Ordering::Release);
+        }
+        Ok(changed)
+    }
+
     /// Replays the journal every `interval` while it holds entries; runs until the task is dropped.
     pub async fn replay_forever(&self, interval: Duration) {
         loop {
@@ -369,6 +407,13 @@ impl<S: HistoryStore> HistoryStore for JournaledStore<S> {
 
     fn journal(&self) -> Option<JournalStats> {
         Some(JournalStats { depth: self.depth(), appended: self.appended.load(Ordering::Relaxed) })
+    }
+
+    async fn erase(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Result<Erased, StoreError> {
+        // The journal first: a replay after the store's erasure would otherwise bring the histories back.
+        let journal_entries = self.erase_entries(caller, device).await?;
+        let erased = self.inner.erase(caller, device).await?;
+        Ok(Erased { journal_entries, ..erased })
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use saring_models::{CallerHistory, Disposition, HistoryEvent};
 
-use super::{Corrected, DispositionChange, Histories, HistoryStore, Recorded, StoreError};
+use super::{Corrected, DispositionChange, Erased, Histories, HistoryStore, Recorded, StoreError};
 use crate::privacy::HistoryKey;
 
 const SHARDS: usize = 32;
@@ -124,5 +124,12 @@ impl HistoryStore for MemoryStore {
         self.correct_history(device, change.at_ms, *held, change.to);
         *held = change.to;
         Ok(Corrected::Applied)
+    }
+
+    async fn erase(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Result<Erased, StoreError> {
+        // The markers here name contact ids only (no history key): nothing of the number is in them.
+        let histories =
+            [caller, device].into_iter().flatten().filter(|key| self.shard(key).lock().remove(key).is_some()).count();
+        Ok(Erased { histories, journal_entries: 0 })
     }
 }

@@ -127,4 +127,26 @@ pub trait HistoryStore: Send + Sync + 'static {
     fn journal(&self) -> Option<JournalStats> {
         None
     }
+
+    /// Erases the histories of a number and a device (either may be absent) with every per-contact marker under
+    /// them, from the store and from anything this replica caches of them; a journal in front of the store drops
+    /// the outcomes of either waiting to be replayed. Erasing what is not held succeeds (a retry after a partial
+    /// failure completes it). `Err` for a store that cannot erase, or when it failed: then part may be erased.
+    fn erase(
+        &self,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+    ) -> impl Future<Output = Result<Erased, StoreError>> + Send {
+        let _ = (caller, device);
+        async { Err(StoreError("this history store cannot erase histories".into())) }
+    }
+}
+
+/// What erasing histories removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Erased {
+    /// Histories removed (0, 1 or 2).
+    pub histories: usize,
+    /// Outcomes removed from the journal before they were replayed.
+    pub journal_entries: usize,
 }

@@ -159,6 +159,14 @@ impl NearCache {
         shard.current.insert(map_key, entry);
     }
 
+    /// Forgets what is cached for `key` (its history was erased).
+    pub fn forget(&self, kind: Kind, key: &HistoryKey) {
+        let map_key = (kind, *key);
+        let mut shard = self.shard(key).lock();
+        shard.current.remove(&map_key);
+        shard.previous.remove(&map_key);
+    }
+
     /// The histories last seen for a number and a device; `None` unless at least one of those given is cached
     /// (one not cached is then absent from the answer).
     pub fn get(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Option<Histories> {

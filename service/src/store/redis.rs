@@ -35,7 +35,7 @@ use saring_models::{CallerHistory, Disposition, HistoryEvent};
 use tokio::sync::OnceCell;
 
 use super::near_cache::{Kind, NearCache};
-use super::{Corrected, DispositionChange, Histories, HistoryStore, Recorded, StoreError};
+use super::{Corrected, DispositionChange, Erased, Histories, HistoryStore, Recorded, StoreError};
 use crate::privacy::HistoryKey;
 
 /// Doubles in one encoded history.
@@ -221,6 +221,33 @@ impl Connection {
                 }
                 Ok(fewest)
             }
+        }
+    }
+
+    /// The keys matching `pattern` that live in `slot_key`'s slot: a SCAN over one Redis, or over the master
+    /// that holds the slot on a Cluster.
+    async fn scan_slot(&mut self, slot_key: &str, pattern: &str) -> redis::RedisResult<Vec<Vec<u8>>> {
+        let mut found = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut command = redis::cmd("SCAN");
+            command.arg(cursor).arg("MATCH").arg(pattern).arg("COUNT").arg(1000);
+            let (next, keys): (u64, Vec<Vec<u8>>) = match self {
+                Connection::Single(connection) => command.query_async(connection).await?,
+                Connection::Cluster(connection) => {
+                    use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, Slot, SlotAddr};
+                    let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(Route::with_slot(
+                        Slot::for_key(slot_key),
+                        SlotAddr::Master,
+                    )));
+                    redis::from_redis_value(connection.route_command(command, routing).await?)?
+                }
+            };
+            found.extend(keys);
+            if next == 0 {
+                return Ok(found);
+            }
+            cursor = next;
         }
     }
 
@@ -517,6 +544,40 @@ pub fn decode(value: &Value) -> Result<Option<CallerHistory>, StoreError> {
     }))
 }
 
+/// `text` as a SCAN pattern that matches only itself.
+fn glob_literal(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len() + 8);
+    for character in text.chars() {
+        if matches!(character, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(character);
+    }
+    escaped
+}
+
+impl RedisStore {
+    /// Deletes one history and its markers (all in the history's slot); whether the history was there.
+    async fn erase_history(&self, connection: &mut Connection, history_key: &str) -> Result<bool, StoreError> {
+        let pattern = format!("{}:c:*", glob_literal(history_key));
+        let markers = connection.scan_slot(history_key, &pattern).await.map_err(store_error)?;
+        let mut removed = false;
+        // The history first (its markers alone count nothing), then its markers in slices of one slot each.
+        let mut commands = vec![redis::Cmd::del(history_key)];
+        for chunk in markers.chunks(500) {
+            commands.push(redis::Cmd::del(chunk));
+        }
+        for (index, value) in connection.run(commands).await.map_err(store_error)?.into_iter().enumerate() {
+            if index == 0 {
+                removed = redis::from_redis_value::<i64>(value)
+                    .map_err(|error| StoreError(format!("redis: unexpected DEL reply: {error}")))?
+                    > 0;
+            }
+        }
+        Ok(removed)
+    }
+}
+
 impl HistoryStore for RedisStore {
     async fn load(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Result<Histories, StoreError> {
         if caller.is_none() && device.is_none() {
@@ -540,6 +601,21 @@ impl HistoryStore for RedisStore {
 
     fn cached(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Option<Histories> {
         self.near.get(caller, device)
+    }
+
+    async fn erase(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Result<Erased, StoreError> {
+        let mut connection = self.connect().await?;
+        let mut erased = Erased::default();
+        for (kind, tag, key) in [(Kind::Number, 'n', caller), (Kind::Device, 'd', device)] {
+            let Some(key) = key else { continue };
+            self.near.forget(kind, key);
+            if self.erase_history(&mut connection, &self.history_key(tag, key)).await? {
+                erased.histories += 1;
+            }
+            // A read that was in flight during the erasure may have cached the history again.
+            self.near.forget(kind, key);
+        }
+        Ok(erased)
     }
 
     async fn record(

@@ -21,6 +21,7 @@ mod metrics;
 mod models;
 mod packaging;
 mod parity;
+mod privacy;
 mod redis_cluster;
 mod redis_service;
 mod redis_store;

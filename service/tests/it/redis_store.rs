@@ -453,3 +453,107 @@ async fn a_correction_on_a_redis_cluster_moves_the_contact_once_in_both_slots() 
     assert_same(histories.caller.as_ref().unwrap(), &expected);
     assert_same(histories.device.as_ref().unwrap(), &expected);
 }
+
+/// Every key of every node under `prefix` (KEYS per node: a test's own Redis).
+async fn keys_on(ports: &[u16], prefix: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    for port in ports {
+        let client = ::redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+        let found: Vec<String> =
+            ::redis::cmd("KEYS").arg(format!("{prefix}:*")).query_async(&mut connection).await.unwrap();
+        keys.extend(found);
+    }
+    keys
+}
+
+/// Erasure on one store: the erased number's and device's histories and markers go (a scan of every node finds
+/// no key naming their hashes, a read finds nothing, a contact counted before counts again as new), the near
+/// cache forgets them, and another caller keeps every count.
+async fn erasing_removes_every_key_of_the_number_and_device(store: &impl HistoryStore, ports: &[u16], prefix: &str) {
+    let (erased, kept) = (key(31), key(32));
+    let device = KeyHasher::new(b"redis-store-test-secret").device("356938035643811");
+    for contact in 0..20 {
+        let contact_id = format!("erase-{contact}");
+        let history_event = event(&contact_id, 1_772_323_200_000 + contact * 1000, Disposition::Prank);
+        let caller = if contact % 2 == 0 { &erased } else { &kept };
+        store.record(&contact_id, Some(caller), Some(&device), &history_event).await.unwrap();
+    }
+    assert!(store.load(Some(&erased), None).await.unwrap().caller.is_some());
+    let before = keys_on(ports, prefix).await;
+    assert!(before.iter().filter(|key| key.contains(&erased.to_hex())).count() > 10, "history and markers: {before:?}");
+
+    let done = store.erase(Some(&erased), Some(&device)).await.unwrap();
+    assert_eq!(done.histories, 2);
+    let after = keys_on(ports, prefix).await;
+    for hex in [erased.to_hex(), device.to_hex()] {
+        assert!(after.iter().all(|key| !key.contains(&hex)), "a key of an erased history is left: {after:?}");
+    }
+    let histories = store.load(Some(&erased), Some(&device)).await.unwrap();
+    assert!(histories.caller.is_none() && histories.device.is_none());
+    assert!(store
+        .cached(Some(&erased), Some(&device))
+        .is_none_or(|cached| cached.caller.is_none() && cached.device.is_none()));
+    assert_eq!(
+        store.load(Some(&kept), None).await.unwrap().caller.unwrap().total_contacts,
+        10,
+        "another caller keeps every count"
+    );
+    // The markers went with the history: the same contact counts again as new (it would be a duplicate otherwise).
+    let again = event("erase-0", 1_772_323_200_000, Disposition::Prank);
+    assert_eq!(store.record("erase-0", Some(&erased), None, &again).await.unwrap(), Recorded::Applied);
+    // Erasing what is gone succeeds (a retry after a partial failure).
+    store.erase(Some(&erased), None).await.unwrap();
+    assert_eq!(store.erase(Some(&erased), None).await.unwrap().histories, 0);
+}
+
+#[tokio::test]
+async fn erasure_on_one_redis_behind_a_journal_leaves_no_key_and_no_journaled_outcome() {
+    let directory = std::env::temp_dir().join(unique_prefix("erase-journal").replace(':', "-"));
+    let journal = directory.join("outcomes.journal");
+    let mut redis = PrivateRedis::start();
+    let prefix = unique_prefix("erase");
+    let store = JournaledStore::open(store_at(&redis.url(), &prefix), &journal, Duration::from_millis(200)).unwrap();
+    erasing_removes_every_key_of_the_number_and_device(&store, &[redis.port], &prefix).await;
+
+    // Outcomes journaled while Redis is down are erased too: the number's go, a device's entry loses the number.
+    let (erased, other) = (key(33), key(34));
+    let device = KeyHasher::new(b"redis-store-test-secret").device("356938035643812");
+    redis.stop();
+    store.record("down-1", Some(&erased), None, &event("down-1", 1_772_323_300_000, Disposition::Prank)).await.unwrap();
+    store
+        .record("down-2", Some(&erased), Some(&device), &event("down-2", 1_772_323_301_000, Disposition::Prank))
+        .await
+        .unwrap();
+    store.record("down-3", Some(&other), None, &event("down-3", 1_772_323_302_000, Disposition::Prank)).await.unwrap();
+    assert_eq!(store.depth(), 3);
+    assert!(store.erase(Some(&erased), None).await.is_err(), "Redis is down: the erasure fails, and says so");
+    let text = std::fs::read_to_string(&journal).unwrap();
+    assert!(!text.contains(&erased.to_hex()), "the journal no longer names the erased number: {text}");
+    assert_eq!(store.depth(), 2, "the number's own entry went; the device's stays without the number");
+    let port = redis.port;
+    drop(redis);
+    let _redis = PrivateRedis::start_on(port);
+    assert_eq!(store.erase(Some(&erased), None).await.unwrap().journal_entries, 0, "the retry completes");
+    assert_eq!(store.replay().await.unwrap(), 2);
+    assert!(store.load(Some(&erased), None).await.unwrap().caller.is_none(), "the replay did not bring it back");
+    assert_eq!(store.load(None, Some(&device)).await.unwrap().device.unwrap().total_contacts, 1);
+    std::fs::remove_dir_all(directory).ok();
+}
+
+#[tokio::test]
+async fn erasure_on_a_redis_cluster_leaves_no_key_on_any_node() {
+    let cluster = PrivateRedisCluster::start();
+    let prefix = unique_prefix("erase-cluster");
+    let store = store_at(&cluster.url(), &prefix);
+    erasing_removes_every_key_of_the_number_and_device(&store, &cluster.ports, &prefix).await;
+}
+
+#[tokio::test]
+async fn erasure_in_memory_removes_the_histories() {
+    let store = saring::store::MemoryStore::new(Duration::from_secs(3600));
+    let erased = key(35);
+    store.record("m-1", Some(&erased), None, &event("m-1", 1_772_323_200_000, Disposition::Prank)).await.unwrap();
+    assert_eq!(store.erase(Some(&erased), None).await.unwrap().histories, 1);
+    assert!(store.load(Some(&erased), None).await.unwrap().caller.is_none());
+}

@@ -7,10 +7,10 @@ use saring::auth::Role;
 use saring::proto;
 use tonic::Code;
 
-use crate::common::{escalations, models, screening, start, Bearer};
+use crate::common::{escalations, models, privacy, screening, start, Bearer};
 
 /// The RPCs that touch callers or cases.
-const CALLER_RPCS: [&str; 14] = [
+const CALLER_RPCS: [&str; 17] = [
     "ScoreContact",
     "RecordOutcome",
     "CorrectOutcome",
@@ -25,6 +25,9 @@ const CALLER_RPCS: [&str; 14] = [
     "RecordAction",
     "Revert",
     "Watch",
+    "Access",
+    "Erase",
+    "ReleaseHold",
 ];
 
 /// The RPCs about the models.
@@ -42,6 +45,7 @@ fn allowed(rpc: &str) -> &'static [Role] {
         "List" | "Get" | "Decide" | "Revert" => &[Role::Legal],
         "ListDeliveries" | "Claim" | "ReleaseClaim" | "RecordAction" => &[Role::Dispatch],
         "Watch" => &[Role::Dispatch, Role::Legal],
+        "Access" | "Erase" | "ReleaseHold" => &[Role::Legal],
         _ => unreachable!(),
     }
 }
@@ -49,7 +53,8 @@ fn allowed(rpc: &str) -> &'static [Role] {
 async fn call(channel: &tonic::transport::Channel, bearer: Bearer, rpc: &str) -> Code {
     let mut screening = screening(channel, bearer.clone());
     let mut escalations = escalations(channel, bearer.clone());
-    let mut models = models(channel, bearer);
+    let mut models = models(channel, bearer.clone());
+    let mut privacy = privacy(channel, bearer);
     let status = match rpc {
         "ScoreContact" => screening.score_contact(proto::ContactRequest::default()).await.err(),
         "RecordOutcome" => screening.record_outcome(proto::Outcome::default()).await.err(),
@@ -71,6 +76,9 @@ async fn call(channel: &tonic::transport::Channel, bearer: Bearer, rpc: &str) ->
         "RecordAction" => escalations.record_action(proto::RecordActionRequest::default()).await.err(),
         "Revert" => escalations.revert(proto::RevertRequest::default()).await.err(),
         "Watch" => escalations.watch(proto::WatchCasesRequest::default()).await.err(),
+        "Access" => privacy.access(proto::AccessRequest::default()).await.err(),
+        "Erase" => privacy.erase(proto::EraseRequest::default()).await.err(),
+        "ReleaseHold" => privacy.release_hold(proto::ReleaseHoldRequest::default()).await.err(),
         _ => unreachable!(),
     };
     status.map_or(Code::Ok, |status| status.code())
@@ -108,6 +116,7 @@ async fn each_rpc_refuses_the_roles_that_must_not_call_it() {
     assert!(refused.contains(&("PromoteChallenger", "operator")) && refused.contains(&("RollbackChampion", "legal")));
     assert!(refused.contains(&("Get", "operator")) && refused.contains(&("Get", "dispatch")));
     assert!(refused.contains(&("GetCaller", "routing")));
+    assert!(["Access", "Erase", "ReleaseHold"].iter().all(|rpc| refused.contains(&(*rpc, "operator"))));
     harness.server.stop().await.unwrap();
 }
 

@@ -14,6 +14,7 @@ use saring::modelops::ModelRegistry;
 use saring::proto;
 use saring::proto::escalations_client::EscalationsClient;
 use saring::proto::models_client::ModelsClient;
+use saring::proto::privacy_client::PrivacyClient;
 use saring::proto::screening_client::ScreeningClient;
 use saring::screening::Screener;
 use saring::server::{build_screener, load_models, memory_store, RunningServer};
@@ -101,6 +102,14 @@ pub type Escalations = EscalationsClient<InterceptedService<Channel, Bearer>>;
 /// A Models client presenting a bearer token.
 pub type Models = ModelsClient<InterceptedService<Channel, Bearer>>;
 
+/// A Privacy client presenting a token.
+pub type Privacy = PrivacyClient<InterceptedService<Channel, Bearer>>;
+
+/// A Privacy client on `channel`.
+pub fn privacy(channel: &Channel, bearer: Bearer) -> Privacy {
+    PrivacyClient::with_interceptor(channel.clone(), bearer)
+}
+
 /// A Models client on `channel`.
 pub fn models(channel: &Channel, bearer: Bearer) -> Models {
     ModelsClient::with_interceptor(channel.clone(), bearer)
@@ -155,6 +164,11 @@ impl Harness {
     /// An Escalations client presenting `role`'s token.
     pub fn escalations(&self, role: Role) -> Escalations {
         escalations(&self.channel, Bearer::of(role))
+    }
+
+    /// A Privacy client presenting `role`'s token.
+    pub fn privacy(&self, role: Role) -> Privacy {
+        privacy(&self.channel, Bearer::of(role))
     }
 }
 

@@ -1,0 +1,391 @@
+//! A data subject's rights in the case database: what it holds about a number ([`CaseStore::subject_records`]),
+//! the legal holds on it ([`CaseStore::release_hold`]) and its erasure ([`CaseStore::erase_caller`]).
+//!
+//! A case holds its caller's number while it is open (proposed or approved: a decision is pending, its evidence
+//! must stay) and, for a legal referral, once approved or filed (the referral is the evidence of proceedings).
+//! A reviewer releases a hold with a reason; the release is a row of `legal_hold_releases` and an audit entry on
+//! the case. Erasure, in one transaction: refused (naming the case) while any hold stands; otherwise every case of
+//! the number that is still open is rejected ("number erased"), the number's contacts and their corrections are
+//! deleted, every case of the number loses its number and its caller key (both become `erased:<erasure id>`) and
+//! gets an `erased` audit entry carrying its new digest — so `saring audit verify` still verifies it — and one
+//! case-less `number_erased` entry plus a `privacy_erasures` row record that the erasure happened, never the number.
+
+use std::collections::HashSet;
+
+use sqlx::{Any, AnyConnection, Connection, Row, Transaction};
+
+use super::audit::{AuditEntry, AuditKey};
+use super::chain::AuditLink;
+use super::store::{
+    append_audit, audit_entry, check_audited, load_case, now_ms, settle, summary, timeline, AUDIT_COLUMNS, CASE_COLUMNS,
+};
+use super::{CaseError, CaseState, CaseSummary, TimelineEntry};
+use crate::auth::Principal;
+use saring_models::ladder::Rung;
+
+/// What a case's hold on its caller's number is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldCause {
+    /// A decision is pending (proposed or approved).
+    OpenCase,
+    /// A legal referral approved or filed.
+    LegalReferral,
+}
+
+impl HoldCause {
+    /// How the hold is named to people.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldCause::OpenCase => "open case",
+            HoldCause::LegalReferral => "legal referral",
+        }
+    }
+
+    /// The hold a case in this rung and state puts on its caller's number, if any.
+    pub fn of(rung: Rung, state: CaseState) -> Option<HoldCause> {
+        match (rung, state) {
+            (Rung::LegalReferral, CaseState::Approved | CaseState::Actioned) => Some(HoldCause::LegalReferral),
+            (_, state) if state.is_open() => Some(HoldCause::OpenCase),
+            _ => None,
+        }
+    }
+}
+
+/// A reviewer's release of a hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HoldRelease {
+    /// The reviewer.
+    pub by: String,
+    /// When, Unix ms.
+    pub at_ms: i64,
+    /// Why.
+    pub reason: String,
+}
+
+/// A legal hold a case puts on its caller's number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LegalHold {
+    /// The case.
+    pub case_id: String,
+    /// Why it holds.
+    pub cause: HoldCause,
+    /// The release, when a reviewer gave one.
+    pub released: Option<HoldRelease>,
+}
+
+/// Everything the case database holds about one number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectRecords {
+    /// Its contacts (outcomes), oldest first, with their corrections.
+    pub contacts: Vec<TimelineEntry>,
+    /// Its cases, oldest first.
+    pub cases: Vec<CaseSummary>,
+    /// The audit entries of those cases, in chain order.
+    pub audit: Vec<AuditEntry>,
+    /// The holds on it.
+    pub holds: Vec<LegalHold>,
+}
+
+/// What an erasure did in the case database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseErasure {
+    /// The erasure's id.
+    pub erasure_id: String,
+    /// Contact rows deleted.
+    pub contacts_removed: i64,
+    /// Cases whose number was redacted.
+    pub cases_redacted: i64,
+    /// The `number_erased` audit entry.
+    pub audit_seq: i64,
+}
+
+fn new_erasure_id() -> String {
+    let mut random = [0u8; 8];
+    getrandom::fill(&mut random).expect("the operating system provides randomness");
+    format!("erasure-{}", hex::encode(random))
+}
+
+/// The holds of the given cases, with their releases.
+async fn holds_of(tx: &mut Transaction<'_, Any>, cases: &[CaseSummary]) -> Result<Vec<LegalHold>, CaseError> {
+    let mut holds = Vec::new();
+    for case in cases {
+        let Some(cause) = HoldCause::of(case.rung, case.state) else { continue };
+        let released =
+            sqlx::query("SELECT released_by, released_ms, reason FROM legal_hold_releases WHERE case_id = $1")
+                .bind(&case.case_id)
+                .fetch_optional(&mut **tx)
+                .await?
+                .map(|row| -> Result<HoldRelease, sqlx::Error> {
+                    Ok(HoldRelease {
+                        by: row.try_get("released_by")?,
+                        at_ms: row.try_get("released_ms")?,
+                        reason: row.try_get("reason")?,
+                    })
+                })
+                .transpose()?;
+        holds.push(LegalHold { case_id: case.case_id.clone(), cause, released });
+    }
+    Ok(holds)
+}
+
+async fn cases_in(tx: &mut Transaction<'_, Any>, caller_ref: &str) -> Result<Vec<CaseSummary>, CaseError> {
+    let rows =
+        sqlx::query(&format!("SELECT {CASE_COLUMNS} FROM cases WHERE caller_key = $1 ORDER BY created_ms, case_id"))
+            .bind(caller_ref)
+            .fetch_all(&mut **tx)
+            .await?;
+    rows.iter().map(summary).collect()
+}
+
+impl super::CaseStore {
+    /// Everything held about the number keyed `caller_ref`; the read is recorded in the audit log (a case-less
+    /// `subject_access` entry by `reader` with `reason`, naming no number) in the same transaction.
+    pub async fn subject_records(
+        &self,
+        caller_ref: &str,
+        reader: &Principal,
+        reason: &str,
+    ) -> Result<(SubjectRecords, i64), CaseError> {
+        let mut connection = self.pool()?.acquire().await?;
+        let result = Self::subject_records_in(&mut connection, &self.audit.key, caller_ref, reader, reason).await;
+        settle(connection, &result);
+        let (records, link) = result?;
+        Ok((records, self.anchored(link).await))
+    }
+
+    async fn subject_records_in(
+        connection: &mut AnyConnection,
+        key: &AuditKey,
+        caller_ref: &str,
+        reader: &Principal,
+        reason: &str,
+    ) -> Result<(SubjectRecords, AuditLink), CaseError> {
+        let mut tx = connection.begin().await?;
+        let contacts = timeline(&mut tx, caller_ref, i64::MIN, &HashSet::new()).await?;
+        let cases = cases_in(&mut tx, caller_ref).await?;
+        let mut audit = Vec::new();
+        for case in &cases {
+            let rows = sqlx::query(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE case_id = $1 ORDER BY seq"))
+                .bind(&case.case_id)
+                .fetch_all(&mut *tx)
+                .await?;
+            for row in &rows {
+                audit.push(audit_entry(row)?);
+            }
+        }
+        audit.sort_by_key(|entry| entry.seq);
+        let holds = holds_of(&mut tx, &cases).await?;
+        let summary = format!(
+            "subject access: {} contacts, {} cases, {} audit entries; {reason}",
+            contacts.len(),
+            cases.len(),
+            audit.len()
+        );
+        let link =
+            append_audit(&mut tx, key, &reader.name, reader.role.as_str(), "subject_access", None, None, &summary)
+                .await?;
+        tx.commit().await?;
+        Ok((SubjectRecords { contacts, cases, audit, holds }, link))
+    }
+
+    /// Releases the hold case `case_id` puts on its caller's number, by `reviewer` with `reason` (an audit entry
+    /// on the case; its version moves on). `Conflict` when the case holds nothing, `Exists` when released before.
+    pub async fn release_hold(
+        &self,
+        case_id: &str,
+        reviewer: &Principal,
+        reason: &str,
+    ) -> Result<(LegalHold, i64), CaseError> {
+        let mut connection = self.pool()?.acquire().await?;
+        let result = Self::release_hold_in(&mut connection, &self.audit.key, case_id, reviewer, reason).await;
+        settle(connection, &result);
+        let (hold, link) = result?;
+        Ok((hold, self.anchored(link).await))
+    }
+
+    async fn release_hold_in(
+        connection: &mut AnyConnection,
+        key: &AuditKey,
+        case_id: &str,
+        reviewer: &Principal,
+        reason: &str,
+    ) -> Result<(LegalHold, AuditLink), CaseError> {
+        let mut tx = connection.begin().await?;
+        let case = load_case(&mut tx, case_id).await?;
+        let Some(cause) = HoldCause::of(case.rung, case.state) else {
+            let message = format!(
+                "case {case_id} ({} {}) holds no number: only an open case or an approved or filed legal \
+                 referral does",
+                case.rung.key(),
+                case.state.as_str()
+            );
+            return Err(CaseError::Conflict { message, stale: false, current: Box::new(case) });
+        };
+        check_audited(&mut tx, case_id).await?;
+        let at_ms = now_ms();
+        let inserted = sqlx::query(
+            "INSERT INTO legal_hold_releases (case_id, released_ms, released_by, reason) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (case_id) DO NOTHING",
+        )
+        .bind(case_id)
+        .bind(at_ms)
+        .bind(&reviewer.name)
+        .bind(reason)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(CaseError::Exists(format!("the hold of case {case_id} was released before")));
+        }
+        sqlx::query("UPDATE cases SET version = version + 1, updated_ms = $2 WHERE case_id = $1")
+            .bind(case_id)
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await?;
+        let link = append_audit(
+            &mut tx,
+            key,
+            &reviewer.name,
+            reviewer.role.as_str(),
+            "hold_released",
+            Some(case_id),
+            Some(case.state),
+            reason,
+        )
+        .await?;
+        tx.commit().await?;
+        let released = HoldRelease { by: reviewer.name.clone(), at_ms, reason: reason.to_owned() };
+        Ok((LegalHold { case_id: case_id.to_owned(), cause, released: Some(released) }, link))
+    }
+
+    /// Erases the number keyed `caller_ref` from the case database (see the module's notes), by `actor` with
+    /// `reason`. `Held` naming the first case whose hold stands; nothing is changed then.
+    pub async fn erase_caller(
+        &self,
+        caller_ref: &str,
+        actor: &Principal,
+        reason: &str,
+    ) -> Result<CaseErasure, CaseError> {
+        let mut connection = self.pool()?.acquire().await?;
+        let result = Self::erase_caller_in(&mut connection, &self.audit.key, caller_ref, actor, reason).await;
+        settle(connection, &result);
+        let (mut erasure, link) = result?;
+        erasure.audit_seq = self.anchored(link).await;
+        Ok(erasure)
+    }
+
+    async fn erase_caller_in(
+        connection: &mut AnyConnection,
+        key: &AuditKey,
+        caller_ref: &str,
+        actor: &Principal,
+        reason: &str,
+    ) -> Result<(CaseErasure, AuditLink), CaseError> {
+        let mut tx = connection.begin().await?;
+        // Lock the caller's cases first (PostgreSQL row locks; SQLite has one writer), so no decision moves one
+        // between the hold check and the erasure.
+        sqlx::query("UPDATE cases SET version = version WHERE caller_key = $1")
+            .bind(caller_ref)
+            .execute(&mut *tx)
+            .await?;
+        let cases = cases_in(&mut tx, caller_ref).await?;
+        if let Some(hold) = holds_of(&mut tx, &cases).await?.into_iter().find(|hold| hold.released.is_none()) {
+            return Err(CaseError::Held { case_id: hold.case_id, cause: hold.cause });
+        }
+        for case in &cases {
+            check_audited(&mut tx, &case.case_id).await?;
+        }
+        let erasure_id = new_erasure_id();
+        let erased_ref = format!("erased:{erasure_id}");
+        let at_ms = now_ms();
+        sqlx::query(
+            "DELETE FROM contact_corrections WHERE contact_id IN (SELECT contact_id FROM contacts WHERE caller_key = $1)",
+        )
+        .bind(caller_ref)
+        .execute(&mut *tx)
+        .await?;
+        let contacts_removed = sqlx::query("DELETE FROM contacts WHERE caller_key = $1")
+            .bind(caller_ref)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected() as i64;
+        for case in &cases {
+            let state = if case.state.is_open() {
+                sqlx::query(
+                    "UPDATE cases SET state = 'rejected', decided_by = $2, decided_ms = $3, decision_reason = $4 \
+                     WHERE case_id = $1",
+                )
+                .bind(&case.case_id)
+                .bind(&actor.name)
+                .bind(at_ms)
+                .bind(format!("number erased ({erasure_id})"))
+                .execute(&mut *tx)
+                .await?;
+                CaseState::Rejected
+            } else {
+                case.state
+            };
+            sqlx::query(
+                "UPDATE cases SET caller_key = $2, caller_number = $2, version = version + 1, updated_ms = $3 \
+                 WHERE case_id = $1",
+            )
+            .bind(&case.case_id)
+            .bind(&erased_ref)
+            .bind(at_ms)
+            .execute(&mut *tx)
+            .await?;
+            let note =
+                format!("{erasure_id}: the caller's number and contacts were erased at the data subject's request");
+            append_audit(
+                &mut tx,
+                key,
+                &actor.name,
+                actor.role.as_str(),
+                "erased",
+                Some(&case.case_id),
+                Some(state),
+                &note,
+            )
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO privacy_erasures (erasure_id, erased_ms, erased_by, reason, contacts_removed, cases_redacted) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&erasure_id)
+        .bind(at_ms)
+        .bind(&actor.name)
+        .bind(reason)
+        .bind(contacts_removed)
+        .bind(cases.len() as i64)
+        .execute(&mut *tx)
+        .await?;
+        let note =
+            format!("{erasure_id}: {contacts_removed} contacts removed, {} cases redacted; {reason}", cases.len());
+        let link =
+            append_audit(&mut tx, key, &actor.name, actor.role.as_str(), "number_erased", None, None, &note).await?;
+        tx.commit().await?;
+        let erasure =
+            CaseErasure { erasure_id, contacts_removed, cases_redacted: cases.len() as i64, audit_seq: link.seq };
+        Ok((erasure, link))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_cases_and_legal_referrals_hold_the_number_and_nothing_else_does() {
+        for rung in [Rung::Warning, Rung::VirtualPoliceMessage, Rung::LegalReferral, Rung::WelfareReferral] {
+            assert_eq!(HoldCause::of(rung, CaseState::Proposed), Some(HoldCause::OpenCase));
+            assert_eq!(HoldCause::of(rung, CaseState::Rejected), None);
+            assert_eq!(HoldCause::of(rung, CaseState::Reverted), None);
+        }
+        assert_eq!(HoldCause::of(Rung::Warning, CaseState::Approved), Some(HoldCause::OpenCase));
+        assert_eq!(HoldCause::of(Rung::LegalReferral, CaseState::Approved), Some(HoldCause::LegalReferral));
+        assert_eq!(HoldCause::of(Rung::LegalReferral, CaseState::Actioned), Some(HoldCause::LegalReferral));
+        assert_eq!(HoldCause::of(Rung::Warning, CaseState::Actioned), None);
+        assert_eq!(HoldCause::of(Rung::WelfareReferral, CaseState::Actioned), None);
+    }
+}

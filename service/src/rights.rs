@@ -1,0 +1,104 @@
+//! A data subject's rights over their number, across every store saring keeps (docs/privacy.md): access to
+//! everything held, erasure with the legal hold, the release of a hold. The rules live here; the gRPC `Privacy`
+//! service only translates.
+//!
+//! Erasure runs the case database first — its transaction checks the legal holds and is the authoritative
+//! record that the erasure happened — and then the history store (with its journal) and this replica's caches.
+//! When the history store fails after the case database erased, the answer is an error saying so: a retry finds
+//! nothing more in the case database and completes the history store (erasing what is gone succeeds).
+
+use crate::app::{App, CallerStanding};
+use crate::auth::Principal;
+use crate::cases::check_reason;
+use crate::cases::privacy::{CaseErasure, LegalHold, SubjectRecords};
+use crate::error::{Error, Result, Violation};
+use crate::store::HistoryStore;
+
+/// Everything held about one number.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubjectAccess {
+    /// Its history and place on the ladder.
+    pub standing: CallerStanding,
+    /// What the case database holds.
+    pub records: SubjectRecords,
+    /// The audit entry recording the access.
+    pub audit_seq: i64,
+}
+
+/// What an erasure removed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Erasure {
+    /// In the case database.
+    pub cases: CaseErasure,
+    /// Histories removed from the history store.
+    pub histories: usize,
+    /// Journaled outcomes removed or stripped of the number.
+    pub journal_entries: usize,
+}
+
+/// A request's reason, checked as every case change's, and never holding the number itself (the reason is kept
+/// in the audit log, which an erasure does not rewrite).
+pub fn check_subject_reason(reason: &str, e164: &str) -> Result<String> {
+    let reason = check_reason(reason, true)
+        .map_err(|description| Error::InvalidArgument(vec![Violation::new("reason", description)]))?;
+    let digits: String = reason.chars().filter(char::is_ascii_digit).collect();
+    // The national significant number (without +62 or a leading 0) is what any written form of it contains.
+    let national = e164.trim_start_matches("+62");
+    if national.len() >= 6 && digits.contains(national) {
+        return Err(Error::InvalidArgument(vec![Violation::new(
+            "reason",
+            "contains the number: give the request's reference instead (the reason is kept in the audit log)",
+        )]));
+    }
+    Ok(reason)
+}
+
+impl<S: HistoryStore> App<S> {
+    /// Everything held about `e164` (normalised), read by `reader` with `reason` (audited).
+    pub async fn subject_access(
+        &self,
+        reader: &Principal,
+        e164: &str,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<SubjectAccess> {
+        let reason = check_subject_reason(reason, e164)?;
+        let standing = self.caller_standing(e164, now_ms).await?;
+        let caller_ref = self.screener.number_key(e164).to_hex();
+        let (records, audit_seq) = self.escalator.store().subject_records(&caller_ref, reader, &reason).await?;
+        Ok(SubjectAccess { standing, records, audit_seq })
+    }
+
+    /// Erases `e164` (normalised) and, when given, the device `device_id`: refused with [`Error::LegalHold`] while a
+    /// case holds the number.
+    pub async fn erase_subject(
+        &self,
+        actor: &Principal,
+        e164: &str,
+        device_id: Option<&str>,
+        reason: &str,
+    ) -> Result<Erasure> {
+        let reason = check_subject_reason(reason, e164)?;
+        let caller_ref = self.screener.number_key(e164).to_hex();
+        let cases = self.escalator.store().erase_caller(&caller_ref, actor, &reason).await?;
+        let erased = self.screener.erase(Some(e164), device_id).await.map_err(|error| {
+            tracing::error!(%error, erasure_id = %cases.erasure_id, "erasure: the history store failed after the case database erased");
+            Error::StoreUnavailable(format!(
+                "the case database erased the number ({}), the history store did not: retry the erasure",
+                cases.erasure_id
+            ))
+        })?;
+        tracing::info!(erasure_id = %cases.erasure_id, contacts = cases.contacts_removed, cases = cases.cases_redacted, histories = erased.histories, journal = erased.journal_entries, "number erased");
+        Ok(Erasure { cases, histories: erased.histories, journal_entries: erased.journal_entries })
+    }
+
+    /// Releases the legal hold case `case_id` puts on its number, by `reviewer` with `reason`.
+    pub async fn release_hold(&self, reviewer: &Principal, case_id: &str, reason: &str) -> Result<(LegalHold, i64)> {
+        let reason = check_reason(reason, true)
+            .map_err(|description| Error::InvalidArgument(vec![Violation::new("reason", description)]))?;
+        if case_id.trim().is_empty() {
+            return Err(Error::InvalidArgument(vec![Violation::new("case_id", "required")]));
+        }
+        Ok(self.escalator.store().release_hold(case_id, reviewer, &reason).await?)
+    }
+}

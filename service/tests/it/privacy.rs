@@ -1,0 +1,167 @@
+//! A data subject's rights over gRPC, on a SQLite file and on PostgreSQL: access shows everything held about a
+//! number; erasure is refused (FAILED_PRECONDITION naming the case) while its case holds it, goes through once a
+//! reviewer released the hold, and then leaves no trace a scan of every table can find — neither the number nor its
+//! keyed hash — while the audit chain still verifies; other callers keep everything.
+
+use saring::auth::Role;
+use saring::cases::audit::Verification;
+use saring::cases::CaseStore;
+use saring::config::Settings;
+use saring::proto;
+use sqlx::{Column, Row};
+use tonic::Code;
+
+use crate::common::{prank_outcome, sample_contact, start_on, timestamp};
+use crate::ladder::PgSchema;
+
+const NUMBER: &str = "0812-3456-7001";
+const E164: &str = "+6281234567001";
+const OTHER: &str = "0812-3456-7002";
+
+/// Every text value in every table of the database (SQLite's or the test schema's), with where it is.
+async fn every_text(url: &str) -> Vec<(String, String, String)> {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    let tables: Vec<String> = if url.starts_with("sqlite:") {
+        sqlx::query("SELECT name FROM sqlite_master WHERE type = 'table'").fetch_all(&pool).await.unwrap()
+    } else {
+        sqlx::query("SELECT table_name::text FROM information_schema.tables WHERE table_schema = current_schema()")
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+    }
+    .iter()
+    .map(|row| row.get::<String, _>(0))
+    .collect();
+    assert!(tables.iter().any(|table| table == "contacts") && tables.iter().any(|table| table == "audit"));
+    let mut texts = Vec::new();
+    // sqlx's own bookkeeping (migration names and checksums) holds no caller data, and Any cannot read its types.
+    for table in tables.into_iter().filter(|table| table != "_sqlx_migrations") {
+        for row in sqlx::query(&format!("SELECT * FROM {table}")).fetch_all(&pool).await.unwrap() {
+            for (index, column) in row.columns().iter().enumerate() {
+                if let Ok(Some(text)) = row.try_get::<Option<String>, _>(index) {
+                    texts.push((table.clone(), column.name().to_owned(), text));
+                }
+            }
+        }
+    }
+    pool.close().await;
+    texts
+}
+
+fn pranks(number: &str, prefix: &str, count: usize) -> Vec<proto::Outcome> {
+    (0..count)
+        .map(|n| {
+            let contact_id = format!("{prefix}-{n}");
+            let at = time::OffsetDateTime::now_utc() - time::Duration::hours(30 - n as i64);
+            let contact =
+                proto::ContactRequest { received_at: Some(timestamp(at)), ..sample_contact(&contact_id, Some(number)) };
+            prank_outcome(&contact_id, Some(contact))
+        })
+        .collect()
+}
+
+async fn a_number_is_accessed_held_released_and_erased(url: &str) {
+    let harness = start_on(url).await;
+    let mut routing = harness.screening(Role::Routing);
+    let mut legal = harness.privacy(Role::Legal);
+    for outcome in pranks(NUMBER, "subject", 3).into_iter().chain(pranks(OTHER, "other", 3)) {
+        routing.record_outcome(outcome).await.unwrap();
+    }
+
+    // Access: the history, the three outcomes, the warning case with its audit trail, and its hold.
+    let access = |reason: &str| proto::AccessRequest { caller: NUMBER.into(), reason: reason.into() };
+    let records = legal.access(access("request DSR-2026-114")).await.unwrap().into_inner();
+    assert_eq!(records.caller, E164);
+    let profile = records.profile.unwrap();
+    assert!(profile.known);
+    assert_eq!(profile.history.unwrap().total_contacts, 3);
+    assert_eq!(records.contacts.len(), 3);
+    assert!(records.contacts.iter().all(|contact| contact.contact_id.starts_with("subject-")));
+    assert_eq!(records.cases.len(), 1, "{:?}", records.cases);
+    let case_id = records.cases[0].case_id.clone();
+    assert!(
+        records.audit.iter().any(|entry| entry.case_id == case_id && entry.action == "proposed"),
+        "{:?}",
+        records.audit
+    );
+    assert_eq!(records.holds.len(), 1);
+    assert_eq!((records.holds[0].case_id.as_str(), records.holds[0].cause.as_str()), (case_id.as_str(), "open case"));
+    assert!(!records.holds[0].released);
+
+    // A reason holding the number is refused: the audit log keeps reasons for good.
+    let refused = legal.access(access("asked by 0812 3456 7001 himself")).await.unwrap_err();
+    assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+
+    // Erasure while the case holds the number: refused, naming the case; nothing changed.
+    let erase =
+        proto::EraseRequest { caller: NUMBER.into(), device_id: String::new(), reason: "request DSR-2026-114".into() };
+    let held = legal.erase(erase.clone()).await.unwrap_err();
+    assert_eq!(held.code(), Code::FailedPrecondition, "{held:?}");
+    assert!(held.message().contains(&case_id), "{}", held.message());
+    assert_eq!(legal.access(access("after refusal")).await.unwrap().into_inner().contacts.len(), 3);
+
+    // A reviewer releases the hold; a second release is refused; an unknown case is NOT_FOUND.
+    let release =
+        proto::ReleaseHoldRequest { case_id: case_id.clone(), reason: "complaint upheld, DSR-2026-114".into() };
+    let released = legal.release_hold(release.clone()).await.unwrap().into_inner();
+    assert!(released.hold.as_ref().unwrap().released && released.audit_seq > 0);
+    assert_eq!(legal.release_hold(release).await.unwrap_err().code(), Code::AlreadyExists);
+    let unknown = proto::ReleaseHoldRequest { case_id: "case-none".into(), reason: "x".into() };
+    assert_eq!(legal.release_hold(unknown).await.unwrap_err().code(), Code::NotFound);
+
+    // Erasure now goes through.
+    let erasure = legal.erase(erase.clone()).await.unwrap().into_inner();
+    assert_eq!((erasure.contacts_removed, erasure.cases_redacted), (3, 1));
+    assert!(erasure.erasure_id.starts_with("erasure-"));
+    let after = legal.access(access("after erasure")).await.unwrap().into_inner();
+    assert!(!after.profile.unwrap().known, "no history is left");
+    assert!(after.contacts.is_empty() && after.cases.is_empty() && after.holds.is_empty());
+    // A second erasure finds nothing more and succeeds.
+    assert_eq!(legal.erase(erase).await.unwrap().into_inner().contacts_removed, 0);
+    // The other caller keeps everything.
+    let other = legal.access(proto::AccessRequest { caller: OTHER.into(), reason: "audit".into() }).await.unwrap();
+    assert_eq!(other.into_inner().contacts.len(), 3);
+    // Operators and dispatch cannot erase.
+    let denied = harness.privacy(Role::Operator).erase(proto::EraseRequest::default()).await.unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    harness.server.stop().await.unwrap();
+
+    // No table holds the number in any form, nor its keyed hash; the other caller's hash is still there.
+    let hasher = saring::server::key_hasher(&Settings::default());
+    let erased_ref = hasher.number(E164).to_hex();
+    let other_ref = hasher.number("+6281234567002").to_hex();
+    let texts = every_text(url).await;
+    for (table, column, text) in &texts {
+        assert!(!text.contains(&erased_ref), "{table}.{column} holds the erased number's hash: {text}");
+        assert!(!text.contains("81234567001"), "{table}.{column} holds the erased number: {text}");
+    }
+    assert!(texts.iter().any(|(table, _, text)| table == "contacts" && text == &other_ref));
+
+    // The audit chain verifies: the redacted case's last entry carries its redacted rows' digest.
+    let store = CaseStore::connect(url).await.unwrap();
+    let verification = store.verify_audit().await.unwrap();
+    assert!(matches!(verification, Verification::Intact { .. }), "{verification:?}");
+    let trail = store.audit_of(&case_id).await.unwrap();
+    assert_eq!(
+        trail
+            .iter()
+            .map(|entry| entry.action.as_str())
+            .filter(|action| ["hold_released", "erased"].contains(action))
+            .count(),
+        2
+    );
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_number_is_accessed_held_released_and_erased_on_sqlite() {
+    a_number_is_accessed_held_released_and_erased(&crate::common::sqlite_url("privacy-rights")).await;
+}
+
+#[tokio::test]
+async fn a_number_is_accessed_held_released_and_erased_on_postgres() {
+    let schema = PgSchema::create("privacy").await;
+    a_number_is_accessed_held_released_and_erased(&schema.url()).await;
+    schema.drop().await;
+}
