@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod modelops;
 pub mod outcomes;
 pub mod privacy;
+pub mod privacy_cli;
 pub mod recent;
 pub mod regions;
 pub mod rights;

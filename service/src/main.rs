@@ -89,6 +89,64 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// A data subject's requests (legal role), through the running service's Privacy RPCs: the token is read
+    /// from SARING_TOKEN or --token-file.
+    Privacy {
+        #[command(flatten)]
+        target: PrivacyTarget,
+        #[command(subcommand)]
+        command: PrivacyCommand,
+    },
+}
+
+#[derive(clap::Args)]
+struct PrivacyTarget {
+    /// The service: http://HOST:PORT, or https://HOST:PORT with --ca-cert.
+    #[arg(long, global = true, default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// PEM of the certificate authority that signed the service's certificate (https).
+    #[arg(long, global = true, value_name = "PATH")]
+    ca_cert: Option<PathBuf>,
+    /// A file holding the legal role's token (instead of SARING_TOKEN).
+    #[arg(long, global = true, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Print JSON instead of a readable report.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum PrivacyCommand {
+    /// Everything saring holds about a number: history, outcomes, cases, their audit entries, legal holds.
+    Access {
+        /// The number, in any Indonesian form.
+        #[arg(long)]
+        caller: String,
+        /// Why (the request's reference; kept in the audit log, so never the number).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Erases a number (and a device): refused while a case holds it.
+    Erase {
+        /// The number, in any Indonesian form.
+        #[arg(long)]
+        caller: String,
+        /// A device id the data subject names as theirs.
+        #[arg(long)]
+        device_id: Option<String>,
+        /// Why (the request's reference).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Releases the legal hold a case puts on its caller's number.
+    ReleaseHold {
+        /// The case.
+        #[arg(long)]
+        case_id: String,
+        /// Why.
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -163,6 +221,48 @@ fn main() -> ExitCode {
         Command::Audit { command: AuditCommand::Verify { config, database_url, anchor_path, without_anchor } } => {
             let flags = FlagOverrides { database_url, ..FlagOverrides::default() };
             audit_verify(config, &flags, anchor_path, without_anchor)
+        }
+        Command::Privacy { target, command } => privacy(target, command),
+    }
+}
+
+fn privacy(target: PrivacyTarget, command: PrivacyCommand) -> ExitCode {
+    use saring::privacy_cli::{run, Request, Target};
+    let token = match &target.token_file {
+        Some(path) => std::fs::read_to_string(path).map_err(|error| format!("{}: {error}", path.display())),
+        None => std::env::var("SARING_TOKEN")
+            .map_err(|_| "set SARING_TOKEN or --token-file to the legal role's token".into()),
+    };
+    let token = match token {
+        Ok(token) if !token.trim().is_empty() => token.trim().to_owned(),
+        Ok(_) => {
+            eprintln!("saring: the token is empty");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+        Err(error) => {
+            eprintln!("saring: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let request = match command {
+        PrivacyCommand::Access { caller, reason } => Request::Access { caller, reason },
+        PrivacyCommand::Erase { caller, device_id, reason } => Request::Erase { caller, device_id, reason },
+        PrivacyCommand::ReleaseHold { case_id, reason } => Request::ReleaseHold { case_id, reason },
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let json = target.json;
+    let target = Target { server: target.server, ca_cert: target.ca_cert, token };
+    match runtime.block_on(run(&target, request, json)) {
+        Ok(output) => {
+            print!("{output}");
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("saring: {}", failure.message);
+            ExitCode::from(failure.code)
         }
     }
 }

@@ -165,3 +165,65 @@ async fn a_number_is_accessed_held_released_and_erased_on_postgres() {
     a_number_is_accessed_held_released_and_erased(&schema.url()).await;
     schema.drop().await;
 }
+
+/// Runs `saring privacy ARGS` against `server` with `token` in SARING_TOKEN; (exit code, stdout, stderr).
+async fn cli(server: &str, token: Option<&str>, args: &[&str]) -> (i32, String, String) {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_saring"));
+    command.arg("privacy").arg("--server").arg(server).args(args).env_remove("SARING_TOKEN");
+    if let Some(token) = token {
+        command.env("SARING_TOKEN", token);
+    }
+    let output = command.output().await.unwrap();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).unwrap();
+    (output.status.code().unwrap_or(-1), text(output.stdout), text(output.stderr))
+}
+
+#[tokio::test]
+async fn the_privacy_command_reads_reports_and_erases_through_the_service() {
+    let harness = start_on(&crate::common::sqlite_url("privacy-cli")).await;
+    let mut routing = harness.screening(Role::Routing);
+    for outcome in pranks(NUMBER, "cli", 2) {
+        routing.record_outcome(outcome).await.unwrap();
+    }
+    let server = format!("http://{}", harness.server.local_addr);
+    let legal = crate::common::token(Role::Legal);
+
+    let (code, report, _) = cli(&server, Some(&legal), &["access", "--caller", NUMBER, "--reason", "DSR-7"]).await;
+    assert_eq!(code, 0);
+    assert!(report.contains(&format!("What saring holds about {E164}")), "{report}");
+    assert!(
+        report.contains("Contacts (2):") && report.contains("cli-0") && report.contains("Legal holds (1):"),
+        "{report}"
+    );
+    let (code, json, _) =
+        cli(&server, Some(&legal), &["--json", "access", "--caller", NUMBER, "--reason", "DSR-7"]).await;
+    assert_eq!(code, 0);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["contacts"].as_array().unwrap().len(), 2);
+    assert_eq!(json["history"]["total_contacts"], 2);
+    let case_id = json["cases"][0]["case_id"].as_str().unwrap().to_owned();
+
+    // Refused by the service (a standing hold): exit 1, naming the case.
+    let (code, _, error) = cli(&server, Some(&legal), &["erase", "--caller", NUMBER, "--reason", "DSR-7"]).await;
+    assert_eq!(code, 1, "{error}");
+    assert!(error.contains("FailedPrecondition") && error.contains(&case_id), "{error}");
+    // Another role's token: refused; no token: a usage error; nothing listening: unavailable.
+    let operator = crate::common::token(Role::Operator);
+    let (code, _, error) = cli(&server, Some(&operator), &["access", "--caller", NUMBER, "--reason", "x"]).await;
+    assert_eq!(code, 1, "{error}");
+    assert!(error.contains("PermissionDenied"), "{error}");
+    assert_eq!(cli(&server, None, &["access", "--caller", NUMBER, "--reason", "x"]).await.0, 64);
+    let closed = format!("http://127.0.0.1:{}", crate::common::process::free_port());
+    assert_eq!(cli(&closed, Some(&legal), &["access", "--caller", NUMBER, "--reason", "x"]).await.0, 69);
+
+    let (code, out, error) =
+        cli(&server, Some(&legal), &["release-hold", "--case-id", &case_id, "--reason", "DSR-7 upheld"]).await;
+    assert_eq!(code, 0, "{error}");
+    assert!(out.contains("audit_seq"), "{out}");
+    let (code, out, error) =
+        cli(&server, Some(&legal), &["--json", "erase", "--caller", NUMBER, "--reason", "DSR-7"]).await;
+    assert_eq!(code, 0, "{error}");
+    let erasure: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((erasure["contacts_removed"].as_i64(), erasure["cases_redacted"].as_i64()), (Some(2), Some(1)));
+    harness.server.stop().await.unwrap();
+}

@@ -1,0 +1,293 @@
+//! `saring privacy …`: the legal team's command line for a data subject's requests, a client of the running
+//! service's `Privacy` RPCs (so the same rules, audit and role checks apply as for any other door). The token comes
+//! from `SARING_TOKEN` or a file, never from the command line (it would show in the process list and the shell's
+//! history).
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+use tonic::metadata::MetadataValue;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+use crate::proto;
+use crate::proto::privacy_client::PrivacyClient;
+
+/// Where and as whom to call.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `http://HOST:PORT` or `https://HOST:PORT`.
+    pub server: String,
+    /// A PEM file of the certificate authority that signed the server's certificate (https).
+    pub ca_cert: Option<PathBuf>,
+    /// The legal role's bearer token.
+    pub token: String,
+}
+
+/// One request.
+#[derive(Debug, Clone)]
+pub enum Request {
+    /// Everything held about a number.
+    Access {
+        /// The number.
+        caller: String,
+        /// Why (the request's reference).
+        reason: String,
+    },
+    /// Erase a number (and a device).
+    Erase {
+        /// The number.
+        caller: String,
+        /// A device id to erase too.
+        device_id: Option<String>,
+        /// Why.
+        reason: String,
+    },
+    /// Release a case's legal hold.
+    ReleaseHold {
+        /// The case.
+        case_id: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why a command failed, and its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    /// The exit code: 64 usage, 69 the service unreachable, 1 refused by the service.
+    pub code: u8,
+    /// What to tell the user.
+    pub message: String,
+}
+
+fn failure(code: u8, message: impl Into<String>) -> Failure {
+    Failure { code, message: message.into() }
+}
+
+fn refused(status: tonic::Status) -> Failure {
+    let code = if status.code() == tonic::Code::Unavailable { 69 } else { 1 };
+    failure(code, format!("{:?}: {}", status.code(), status.message()))
+}
+
+async fn client(target: &Target) -> Result<PrivacyClient<Channel>, Failure> {
+    let mut endpoint = Channel::from_shared(target.server.clone())
+        .map_err(|error| failure(64, format!("--server {:?}: {error}", target.server)))?;
+    if target.server.starts_with("https://") {
+        let path = target.ca_cert.as_ref().ok_or_else(|| {
+            failure(64, "an https server needs --ca-cert: the PEM of the authority that signed its certificate")
+        })?;
+        let pem = std::fs::read(path).map_err(|error| failure(66, format!("{}: {error}", path.display())))?;
+        let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+        endpoint = endpoint.tls_config(tls).map_err(|error| failure(64, format!("TLS: {error}")))?;
+    }
+    let channel =
+        endpoint.connect().await.map_err(|error| failure(69, format!("cannot reach {}: {error}", target.server)))?;
+    Ok(PrivacyClient::new(channel))
+}
+
+fn authorised<T>(message: T, token: &str) -> Result<tonic::Request<T>, Failure> {
+    let mut request = tonic::Request::new(message);
+    let value: MetadataValue<_> =
+        format!("Bearer {token}").parse().map_err(|_| failure(64, "the token holds characters a header cannot"))?;
+    request.metadata_mut().insert("authorization", value);
+    Ok(request)
+}
+
+/// Runs `request` against `target`; the text to print (a readable report, or JSON when `json`).
+pub async fn run(target: &Target, request: Request, json: bool) -> Result<String, Failure> {
+    let mut client = client(target).await?;
+    let value = match request {
+        Request::Access { caller, reason } => {
+            let records = client
+                .access(authorised(proto::AccessRequest { caller, reason }, &target.token)?)
+                .await
+                .map_err(refused)?
+                .into_inner();
+            if !json {
+                return Ok(access_report(&records));
+            }
+            access_json(&records)
+        }
+        Request::Erase { caller, device_id, reason } => {
+            let request = proto::EraseRequest { caller, device_id: device_id.unwrap_or_default(), reason };
+            let erasure = client.erase(authorised(request, &target.token)?).await.map_err(refused)?.into_inner();
+            json!({
+                "erasure_id": erasure.erasure_id,
+                "contacts_removed": erasure.contacts_removed,
+                "cases_redacted": erasure.cases_redacted,
+                "journal_entries_removed": erasure.journal_entries_removed,
+                "audit_seq": erasure.audit_seq,
+            })
+        }
+        Request::ReleaseHold { case_id, reason } => {
+            let request = proto::ReleaseHoldRequest { case_id, reason };
+            let release = client.release_hold(authorised(request, &target.token)?).await.map_err(refused)?.into_inner();
+            json!({ "hold": release.hold.as_ref().map(hold_json), "audit_seq": release.audit_seq })
+        }
+    };
+    if json {
+        return Ok(serde_json::to_string_pretty(&value).expect("JSON values serialise") + "\n");
+    }
+    let mut text = String::new();
+    if let Value::Object(fields) = &value {
+        for (name, field) in fields {
+            let _ = writeln!(text, "{name}: {}", plain(field));
+        }
+    }
+    Ok(text)
+}
+
+fn plain(value: &Value) -> String {
+    match value {
+        Value::String(text) => text.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn rfc3339(timestamp: Option<&prost_types::Timestamp>) -> Value {
+    timestamp
+        .and_then(|at| time::OffsetDateTime::from_unix_timestamp(at.seconds).ok())
+        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+        .map_or(Value::Null, Value::String)
+}
+
+fn hold_json(hold: &proto::LegalHold) -> Value {
+    json!({
+        "case_id": hold.case_id,
+        "cause": hold.cause,
+        "released": hold.released,
+        "released_by": hold.released_by,
+        "released_at": rfc3339(hold.released_at.as_ref()),
+        "release_reason": hold.release_reason,
+    })
+}
+
+fn access_json(records: &proto::SubjectRecords) -> Value {
+    let profile = records.profile.clone().unwrap_or_default();
+    let history = profile.history.unwrap_or_default();
+    json!({
+        "caller": records.caller,
+        "history": {
+            "known": profile.known,
+            "total_contacts": history.total_contacts,
+            "contacts_day": history.contacts_day,
+            "misuse_day": history.misuse_day,
+            "contacts_month": history.contacts_month,
+            "misuse_month": history.misuse_month,
+            "first_seen": rfc3339(history.first_seen.as_ref()),
+            "last_seen": rfc3339(history.last_seen.as_ref()),
+            "dispositions_month": profile.dispositions_month,
+        },
+        "contacts": records.contacts.iter().map(|contact| json!({
+            "contact_id": contact.contact_id,
+            "received_at": rfc3339(contact.received_at.as_ref()),
+            "channel": contact.channel,
+            "region": contact.region,
+            "disposition": contact.disposition,
+            "operator_id": contact.operator_id,
+            "prank_likelihood": contact.prank_likelihood,
+            "answered": contact.answered,
+            "talk_s": contact.talk_s,
+            "corrections": contact.corrections.iter().map(|correction| json!({
+                "from": correction.from_disposition,
+                "to": correction.to_disposition,
+                "by": correction.corrected_by,
+                "at": rfc3339(correction.corrected_at.as_ref()),
+                "reason": correction.reason,
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "cases": records.cases.iter().map(|case| json!({
+            "case_id": case.case_id,
+            "rung": proto::Rung::try_from(case.rung).map_or("unknown", |rung| rung.as_str_name()),
+            "state": proto::CaseState::try_from(case.state).map_or("unknown", |state| state.as_str_name()),
+            "rule": case.rule,
+            "region": case.region,
+            "created_at": rfc3339(case.created_at.as_ref()),
+            "decided_by": case.decided_by,
+            "decision_reason": case.decision_reason,
+        })).collect::<Vec<_>>(),
+        "audit": records.audit.iter().map(|entry| json!({
+            "seq": entry.seq,
+            "at": rfc3339(entry.at.as_ref()),
+            "actor": entry.actor,
+            "role": entry.role,
+            "action": entry.action,
+            "case_id": entry.case_id,
+            "state": entry.state,
+            "reason": entry.reason,
+        })).collect::<Vec<_>>(),
+        "holds": records.holds.iter().map(hold_json).collect::<Vec<_>>(),
+    })
+}
+
+/// The readable report of an access request.
+fn access_report(records: &proto::SubjectRecords) -> String {
+    let value = access_json(records);
+    let mut text = String::new();
+    let _ = writeln!(text, "What saring holds about {}", records.caller);
+    let history = &value["history"];
+    let _ = writeln!(
+        text,
+        "\nHistory: {} contacts recorded (first {}, last {}); this month {:.1} contacts, {:.1} misuse",
+        history["total_contacts"],
+        plain(&history["first_seen"]),
+        plain(&history["last_seen"]),
+        history["contacts_month"].as_f64().unwrap_or(0.0),
+        history["misuse_month"].as_f64().unwrap_or(0.0),
+    );
+    let _ = writeln!(text, "\nContacts ({}):", records.contacts.len());
+    for contact in &records.contacts {
+        let _ = writeln!(
+            text,
+            "  {}  {}  {} {}  {}{}",
+            plain(&rfc3339(contact.received_at.as_ref())),
+            contact.contact_id,
+            contact.channel,
+            contact.region,
+            contact.disposition,
+            if contact.corrections.is_empty() {
+                String::new()
+            } else {
+                format!(" (corrected {}×)", contact.corrections.len())
+            }
+        );
+    }
+    let _ = writeln!(text, "\nCases ({}):", records.cases.len());
+    for case in value["cases"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            text,
+            "  {}  {} {}  rule {}  created {}",
+            plain(&case["case_id"]),
+            plain(&case["rung"]),
+            plain(&case["state"]),
+            plain(&case["rule"]),
+            plain(&case["created_at"])
+        );
+    }
+    let _ = writeln!(text, "\nAudit entries ({}):", records.audit.len());
+    for entry in &records.audit {
+        let _ = writeln!(
+            text,
+            "  #{} {}  {} ({})  {}  {}  {}",
+            entry.seq,
+            plain(&rfc3339(entry.at.as_ref())),
+            entry.actor,
+            entry.role,
+            entry.action,
+            entry.case_id,
+            entry.reason
+        );
+    }
+    let _ = writeln!(text, "\nLegal holds ({}):", records.holds.len());
+    for hold in &records.holds {
+        let state = if hold.released {
+            format!("released by {} ({})", hold.released_by, hold.release_reason)
+        } else {
+            "standing: erasure is refused until a reviewer releases it".to_owned()
+        };
+        let _ = writeln!(text, "  {}  {}  {state}", hold.case_id, hold.cause);
+    }
+    text
+}
