@@ -138,6 +138,29 @@ enum PrivacyCommand {
         #[arg(long)]
         reason: String,
     },
+    /// Marks a number reassigned by its carrier from a date: the former subscriber's contacts and cases stop
+    /// counting for it, its history is reset, the ladder starts fresh.
+    MarkReassigned {
+        /// The number, in any Indonesian form.
+        #[arg(long)]
+        caller: String,
+        /// From when it is the new subscriber's: RFC 3339, or YYYY-MM-DD (its start in WIB, UTC+7).
+        #[arg(long, value_name = "WHEN")]
+        from: String,
+        /// Why (the carrier's notice reference).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Marks every number of a carrier's reassignment notices (CSV: number,reassigned_from) reassigned; exits 1
+    /// when any line failed (each is named).
+    ImportReassignments {
+        /// The CSV file.
+        #[arg(long)]
+        file: PathBuf,
+        /// Why (the notices' reference), for every line.
+        #[arg(long)]
+        reason: String,
+    },
     /// Releases the legal hold a case puts on its caller's number.
     ReleaseHold {
         /// The case.
@@ -244,17 +267,50 @@ fn privacy(target: PrivacyTarget, command: PrivacyCommand) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let request = match command {
-        PrivacyCommand::Access { caller, reason } => Request::Access { caller, reason },
-        PrivacyCommand::Erase { caller, device_id, reason } => Request::Erase { caller, device_id, reason },
-        PrivacyCommand::ReleaseHold { case_id, reason } => Request::ReleaseHold { case_id, reason },
-    };
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
     let json = target.json;
     let target = Target { server: target.server, ca_cert: target.ca_cert, token };
+    let request = match command {
+        PrivacyCommand::Access { caller, reason } => Request::Access { caller, reason },
+        PrivacyCommand::Erase { caller, device_id, reason } => Request::Erase { caller, device_id, reason },
+        PrivacyCommand::ReleaseHold { case_id, reason } => Request::ReleaseHold { case_id, reason },
+        PrivacyCommand::MarkReassigned { caller, from, reason } => match saring::privacy_cli::parse_from(&from) {
+            Ok(from_ms) => Request::MarkReassigned { caller, from_ms, reason },
+            Err(error) => {
+                eprintln!("saring: --from: {error}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        },
+        PrivacyCommand::ImportReassignments { file, reason } => {
+            let csv = match std::fs::read_to_string(&file) {
+                Ok(csv) => csv,
+                Err(error) => {
+                    eprintln!("saring: {}: {error}", file.display());
+                    return ExitCode::from(66);
+                }
+            };
+            return match runtime.block_on(saring::privacy_cli::import_reassignments(&target, &csv, &reason, json)) {
+                Ok((report, problems)) => {
+                    print!("{report}");
+                    for problem in &problems {
+                        eprintln!("{}: line {}: {}", file.display(), problem.line, problem.message);
+                    }
+                    if problems.is_empty() {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(1)
+                    }
+                }
+                Err(failure) => {
+                    eprintln!("saring: {}", failure.message);
+                    ExitCode::from(failure.code)
+                }
+            };
+        }
+    };
     match runtime.block_on(run(&target, request, json)) {
         Ok(output) => {
             print!("{output}");

@@ -43,6 +43,15 @@ pub enum Request {
         /// Why.
         reason: String,
     },
+    /// Mark a number reassigned by its carrier.
+    MarkReassigned {
+        /// The number.
+        caller: String,
+        /// From when it belongs to its new subscriber, Unix ms.
+        from_ms: i64,
+        /// Why (the carrier's notice).
+        reason: String,
+    },
     /// Release a case's legal hold.
     ReleaseHold {
         /// The case.
@@ -120,6 +129,10 @@ pub async fn run(target: &Target, request: Request, json: bool) -> Result<String
                 "audit_seq": erasure.audit_seq,
             })
         }
+        Request::MarkReassigned { caller, from_ms, reason } => {
+            let done = mark(&mut client, &target.token, caller, from_ms, reason).await?;
+            reassignment_json(&done)
+        }
         Request::ReleaseHold { case_id, reason } => {
             let request = proto::ReleaseHoldRequest { case_id, reason };
             let release = client.release_hold(authorised(request, &target.token)?).await.map_err(refused)?.into_inner();
@@ -136,6 +149,120 @@ pub async fn run(target: &Target, request: Request, json: bool) -> Result<String
         }
     }
     Ok(text)
+}
+
+async fn mark(
+    client: &mut PrivacyClient<Channel>,
+    token: &str,
+    caller: String,
+    from_ms: i64,
+    reason: String,
+) -> Result<proto::Reassignment, Failure> {
+    let reassigned_at = Some(prost_types::Timestamp {
+        seconds: from_ms.div_euclid(1000),
+        nanos: (from_ms.rem_euclid(1000) * 1_000_000) as i32,
+    });
+    let request = proto::MarkReassignedRequest { caller, reassigned_at, reason };
+    Ok(client.mark_reassigned(authorised(request, token)?).await.map_err(refused)?.into_inner())
+}
+
+fn reassignment_json(done: &proto::Reassignment) -> Value {
+    json!({
+        "reassignment_id": done.reassignment_id,
+        "contacts_detached": done.contacts_detached,
+        "cases_detached": done.cases_detached,
+        "cases_closed": done.cases_closed,
+        "histories_reset": done.histories_reset,
+        "audit_seq": done.audit_seq,
+    })
+}
+
+/// A reassignment date: RFC 3339, or a calendar date `YYYY-MM-DD` taken as its start in Western Indonesia Time
+/// (UTC+7, where most subscribers are); Unix ms.
+pub fn parse_from(text: &str) -> Result<i64, String> {
+    use time::format_description::well_known::Rfc3339;
+    let text = text.trim();
+    if let Ok(at) = time::OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok((at.unix_timestamp_nanos() / 1_000_000) as i64);
+    }
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    let date = time::Date::parse(text, &format)
+        .map_err(|_| format!("{text:?} is neither an RFC 3339 time nor a date YYYY-MM-DD"))?;
+    let at = date.midnight().assume_offset(time::macros::offset!(+7));
+    Ok((at.unix_timestamp_nanos() / 1_000_000) as i64)
+}
+
+/// One line of a carrier's reassignment notices that could not be applied.
+#[derive(Debug)]
+pub struct ImportProblem {
+    /// The line, from 1.
+    pub line: usize,
+    /// Why.
+    pub message: String,
+}
+
+/// Marks every number of a carrier's notices (CSV: `number,reassigned_from` per line, RFC 3339 or `YYYY-MM-DD`;
+/// a header line and `#` comments skipped) reassigned, each with `reason`; the report and the lines that failed.
+/// A line that fails does not stop the others; the service refuses nothing twice (marking again detaches nothing
+/// more).
+pub async fn import_reassignments(
+    target: &Target,
+    csv: &str,
+    reason: &str,
+    json: bool,
+) -> Result<(String, Vec<ImportProblem>), Failure> {
+    let mut client = client(target).await?;
+    let mut done = Vec::new();
+    let mut problems = Vec::new();
+    for (index, line) in csv.lines().enumerate() {
+        let line_number = index + 1;
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        if line_number == 1 && fields.first().is_some_and(|first| !first.chars().any(|c| c.is_ascii_digit())) {
+            continue; // the header
+        }
+        let [number, from] = fields[..] else {
+            problems.push(ImportProblem {
+                line: line_number,
+                message: "expected two fields: number,reassigned_from".into(),
+            });
+            continue;
+        };
+        let from_ms = match parse_from(from) {
+            Ok(from_ms) => from_ms,
+            Err(message) => {
+                problems.push(ImportProblem { line: line_number, message });
+                continue;
+            }
+        };
+        match mark(&mut client, &target.token, number.to_owned(), from_ms, reason.to_owned()).await {
+            Ok(reassignment) => done.push((line_number, reassignment)),
+            // The service is gone: the remaining lines would fail the same way.
+            Err(failure) if failure.code == 69 => return Err(failure),
+            Err(failure) => problems.push(ImportProblem { line: line_number, message: failure.message }),
+        }
+    }
+    let value = json!({
+        "marked": done.iter().map(|(line, done)| json!({ "line": line, "reassignment": reassignment_json(done) })).collect::<Vec<_>>(),
+        "failed": problems.iter().map(|problem| json!({ "line": problem.line, "message": problem.message })).collect::<Vec<_>>(),
+    });
+    let text = if json {
+        serde_json::to_string_pretty(&value).expect("JSON values serialise") + "\n"
+    } else {
+        let mut text = format!("{} numbers marked reassigned, {} lines failed\n", done.len(), problems.len());
+        for (line, done) in &done {
+            let _ = writeln!(
+                text,
+                "  line {line}: {} — {} contacts and {} cases detached, {} closed",
+                done.reassignment_id, done.contacts_detached, done.cases_detached, done.cases_closed
+            );
+        }
+        text
+    };
+    Ok((text, problems))
 }
 
 fn plain(value: &Value) -> String {

@@ -10,7 +10,7 @@
 use crate::app::{App, CallerStanding};
 use crate::auth::Principal;
 use crate::cases::check_reason;
-use crate::cases::privacy::{CaseErasure, LegalHold, SubjectRecords};
+use crate::cases::privacy::{CaseErasure, CaseReassignment, LegalHold, SubjectRecords};
 use crate::error::{Error, Result, Violation};
 use crate::store::HistoryStore;
 
@@ -34,6 +34,15 @@ pub struct Erasure {
     pub histories: usize,
     /// Journaled outcomes removed or stripped of the number.
     pub journal_entries: usize,
+}
+
+/// What marking a number reassigned did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reassignment {
+    /// In the case database.
+    pub cases: CaseReassignment,
+    /// Histories reset.
+    pub histories: usize,
 }
 
 /// A request's reason, checked as every case change's, and never holding the number itself (the reason is kept
@@ -100,5 +109,34 @@ impl<S: HistoryStore> App<S> {
             return Err(Error::InvalidArgument(vec![Violation::new("case_id", "required")]));
         }
         Ok(self.escalator.store().release_hold(case_id, reviewer, &reason).await?)
+    }
+
+    /// Marks `e164` (normalised) reassigned by its carrier from `from_ms` (not in the future), by `actor` with
+    /// `reason`: the case database detaches the former subscriber's contacts and cases (closing an open one), then
+    /// the number's history is reset (decayed counts cannot be split by date: contacts the new subscriber made
+    /// before the marking leave the history too, and stay in the case database).
+    pub async fn mark_reassigned(
+        &self,
+        actor: &Principal,
+        e164: &str,
+        from_ms: i64,
+        reason: &str,
+        now_ms: i64,
+    ) -> Result<Reassignment> {
+        let reason = check_subject_reason(reason, e164)?;
+        if from_ms > now_ms + 60_000 {
+            return Err(Error::InvalidArgument(vec![Violation::new("reassigned_at", "in the future")]));
+        }
+        let caller_ref = self.screener.number_key(e164).to_hex();
+        let cases = self.escalator.store().reassign_caller(&caller_ref, from_ms, actor, &reason).await?;
+        let erased = self.screener.erase(Some(e164), None).await.map_err(|error| {
+            tracing::error!(%error, reassignment_id = %cases.reassignment_id, "reassignment: the history store failed after the case database detached the number");
+            Error::StoreUnavailable(format!(
+                "the case database detached the number ({}), its history was not reset: mark it again",
+                cases.reassignment_id
+            ))
+        })?;
+        tracing::info!(reassignment_id = %cases.reassignment_id, contacts = cases.contacts_detached, cases = cases.cases_detached, closed = cases.cases_closed, "number marked reassigned");
+        Ok(Reassignment { cases, histories: erased.histories })
     }
 }

@@ -371,6 +371,151 @@ impl super::CaseStore {
     }
 }
 
+/// What marking a number reassigned did in the case database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaseReassignment {
+    /// The reassignment's id.
+    pub reassignment_id: String,
+    /// Contacts before the reassignment, detached from the number.
+    pub contacts_detached: i64,
+    /// Cases of the former subscriber, detached from the number.
+    pub cases_detached: i64,
+    /// Of those, the open ones closed (rejected, "number reassigned").
+    pub cases_closed: i64,
+    /// The `number_reassigned` audit entry.
+    pub audit_seq: i64,
+}
+
+impl super::CaseStore {
+    /// Marks the number keyed `caller_ref` reassigned by its carrier from `from_ms`: its contacts before then and
+    /// the cases created before then or grounded on those contacts (the former subscriber's) are detached from the number — their caller key
+    /// becomes `reassigned:<id>`, so they stay as evidence of those cases but no longer count for the number — an
+    /// open one is closed as rejected ("number reassigned"), each with an audit entry carrying its new digest;
+    /// one case-less `number_reassigned` entry records the marking. The ladder then starts fresh for the number.
+    pub async fn reassign_caller(
+        &self,
+        caller_ref: &str,
+        from_ms: i64,
+        actor: &Principal,
+        reason: &str,
+    ) -> Result<CaseReassignment, CaseError> {
+        let mut connection = self.pool()?.acquire().await?;
+        let result =
+            Self::reassign_caller_in(&mut connection, &self.audit.key, caller_ref, from_ms, actor, reason).await;
+        settle(connection, &result);
+        let (mut reassignment, link) = result?;
+        reassignment.audit_seq = self.anchored(link).await;
+        Ok(reassignment)
+    }
+
+    async fn reassign_caller_in(
+        connection: &mut AnyConnection,
+        key: &AuditKey,
+        caller_ref: &str,
+        from_ms: i64,
+        actor: &Principal,
+        reason: &str,
+    ) -> Result<(CaseReassignment, AuditLink), CaseError> {
+        let mut tx = connection.begin().await?;
+        sqlx::query("UPDATE cases SET version = version WHERE caller_key = $1")
+            .bind(caller_ref)
+            .execute(&mut *tx)
+            .await?;
+        // The former subscriber's cases: created before the date, or grounded on a contact from before it (a case
+        // is created when its last incident is recorded, which may be later).
+        let grounded: HashSet<String> = sqlx::query(
+            "SELECT DISTINCT ci.case_id FROM case_incidents ci JOIN contacts co ON co.contact_id = ci.contact_id \
+             WHERE co.caller_key = $1 AND co.at_ms < $2",
+        )
+        .bind(caller_ref)
+        .bind(from_ms)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(|row| row.try_get::<String, _>(0))
+        .collect::<Result<_, _>>()?;
+        let cases: Vec<CaseSummary> = cases_in(&mut tx, caller_ref)
+            .await?
+            .into_iter()
+            .filter(|case| case.created_ms < from_ms || grounded.contains(&case.case_id))
+            .collect();
+        for case in &cases {
+            check_audited(&mut tx, &case.case_id).await?;
+        }
+        let mut random = [0u8; 8];
+        getrandom::fill(&mut random).expect("the operating system provides randomness");
+        let reassignment_id = format!("reassignment-{}", hex::encode(random));
+        let detached_ref = format!("reassigned:{reassignment_id}");
+        let at_ms = now_ms();
+        let contacts_detached = sqlx::query("UPDATE contacts SET caller_key = $2 WHERE caller_key = $1 AND at_ms < $3")
+            .bind(caller_ref)
+            .bind(&detached_ref)
+            .bind(from_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected() as i64;
+        let mut cases_closed = 0;
+        for case in &cases {
+            let state = if case.state.is_open() {
+                sqlx::query(
+                    "UPDATE cases SET state = 'rejected', decided_by = $2, decided_ms = $3, decision_reason = $4 \
+                     WHERE case_id = $1",
+                )
+                .bind(&case.case_id)
+                .bind(&actor.name)
+                .bind(at_ms)
+                .bind(format!("number reassigned ({reassignment_id})"))
+                .execute(&mut *tx)
+                .await?;
+                cases_closed += 1;
+                CaseState::Rejected
+            } else {
+                case.state
+            };
+            sqlx::query("UPDATE cases SET caller_key = $2, version = version + 1, updated_ms = $3 WHERE case_id = $1")
+                .bind(&case.case_id)
+                .bind(&detached_ref)
+                .bind(at_ms)
+                .execute(&mut *tx)
+                .await?;
+            let note = format!(
+                "{reassignment_id}: the number was reassigned by its carrier; this case was the former subscriber's"
+            );
+            append_audit(
+                &mut tx,
+                key,
+                &actor.name,
+                actor.role.as_str(),
+                "number_reassigned",
+                Some(&case.case_id),
+                Some(state),
+                &note,
+            )
+            .await?;
+        }
+        let from = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(from_ms) * 1_000_000)
+            .ok()
+            .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+            .unwrap_or_else(|| from_ms.to_string());
+        let note = format!(
+            "{reassignment_id}: reassigned from {from}; {contacts_detached} contacts and {} cases detached, \
+             {cases_closed} closed; {reason}",
+            cases.len()
+        );
+        let link = append_audit(&mut tx, key, &actor.name, actor.role.as_str(), "number_reassigned", None, None, &note)
+            .await?;
+        tx.commit().await?;
+        let reassignment = CaseReassignment {
+            reassignment_id,
+            contacts_detached,
+            cases_detached: cases.len() as i64,
+            cases_closed,
+            audit_seq: link.seq,
+        };
+        Ok((reassignment, link))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,4 +99,27 @@ impl<S: HistoryStore> proto::privacy_server::Privacy for PrivacyService<S> {
         let (hold, audit_seq) = self.app.release_hold(&reviewer, &request.case_id, &request.reason).await?;
         Ok(Response::new(proto::HoldRelease { hold: Some(legal_hold(hold)), audit_seq }))
     }
+
+    async fn mark_reassigned(
+        &self,
+        request: Request<proto::MarkReassignedRequest>,
+    ) -> Result<Response<proto::Reassignment>, Status> {
+        let actor = self.app.auth.authorize(&request, &[Role::Legal])?;
+        let request = request.into_inner();
+        let number = validate::caller_number("caller", &request.caller)?;
+        let Some(at) = request.reassigned_at else {
+            return Err(Error::InvalidArgument(vec![Violation::new("reassigned_at", "required")]).into());
+        };
+        let from_ms =
+            at.seconds.saturating_mul(1000).saturating_add(i64::from(at.nanos.clamp(0, 999_999_999)) / 1_000_000);
+        let done = self.app.mark_reassigned(&actor, &number, from_ms, &request.reason, now_ms()).await?;
+        Ok(Response::new(proto::Reassignment {
+            reassignment_id: done.cases.reassignment_id,
+            contacts_detached: done.cases.contacts_detached,
+            cases_detached: done.cases.cases_detached,
+            cases_closed: done.cases.cases_closed,
+            histories_reset: done.histories as i64,
+            audit_seq: done.cases.audit_seq,
+        }))
+    }
 }

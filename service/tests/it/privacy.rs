@@ -227,3 +227,103 @@ async fn the_privacy_command_reads_reports_and_erases_through_the_service() {
     assert_eq!((erasure["contacts_removed"].as_i64(), erasure["cases_redacted"].as_i64()), (Some(2), Some(1)));
     harness.server.stop().await.unwrap();
 }
+
+async fn a_reassigned_number_starts_fresh(url: &str) {
+    let harness = start_on(url).await;
+    let mut routing = harness.screening(Role::Routing);
+    let mut legal = harness.privacy(Role::Legal);
+    // The former subscriber: three pranks 30 to 28 hours ago, an open warning.
+    for outcome in pranks(NUMBER, "former", 3) {
+        routing.record_outcome(outcome).await.unwrap();
+    }
+    let before = legal.access(proto::AccessRequest { caller: NUMBER.into(), reason: "notice".into() }).await.unwrap();
+    let case_id = before.into_inner().cases[0].case_id.clone();
+
+    // The carrier's notice: the number is someone else's since 2 hours ago.
+    let mark = |at: time::OffsetDateTime| proto::MarkReassignedRequest {
+        caller: NUMBER.into(),
+        reassigned_at: Some(timestamp(at)),
+        reason: "carrier notice TSEL-2026-88".into(),
+    };
+    let future = legal.mark_reassigned(mark(time::OffsetDateTime::now_utc() + time::Duration::hours(2))).await;
+    assert_eq!(future.unwrap_err().code(), Code::InvalidArgument);
+    let done = legal.mark_reassigned(mark(time::OffsetDateTime::now_utc() - time::Duration::hours(2))).await.unwrap();
+    let done = done.into_inner();
+    assert_eq!((done.contacts_detached, done.cases_detached, done.cases_closed, done.histories_reset), (3, 1, 1, 1));
+
+    // The number holds nothing of the former subscriber; the former subscriber's case stays, closed, as evidence.
+    let after = legal.access(proto::AccessRequest { caller: NUMBER.into(), reason: "check".into() }).await.unwrap();
+    let after = after.into_inner();
+    assert!(after.contacts.is_empty() && after.cases.is_empty() && !after.profile.unwrap().known);
+    let case = harness.escalations(Role::Legal).get(proto::GetCaseRequest { case_id: case_id.clone() }).await;
+    let case = case.unwrap().into_inner();
+    assert_eq!(case.summary.as_ref().unwrap().state, proto::CaseState::Rejected as i32);
+    assert_eq!(case.caller_number, E164, "the former subscriber's case keeps its evidence");
+    assert_eq!(case.timeline.len(), 3);
+
+    // The new subscriber's first prank proposes nothing (a warning needs two); the second does.
+    let fresh: Vec<proto::Outcome> = (0..2)
+        .map(|n| {
+            let contact_id = format!("new-{n}");
+            let at = time::OffsetDateTime::now_utc() - time::Duration::minutes(30 - n);
+            let contact =
+                proto::ContactRequest { received_at: Some(timestamp(at)), ..sample_contact(&contact_id, Some(NUMBER)) };
+            prank_outcome(&contact_id, Some(contact))
+        })
+        .collect();
+    let first = routing.record_outcome(fresh[0].clone()).await.unwrap().into_inner();
+    assert_eq!(first.ladder_change, proto::LadderChange::None as i32, "{first:?}");
+    let second = routing.record_outcome(fresh[1].clone()).await.unwrap().into_inner();
+    assert_eq!(second.ladder_change, proto::LadderChange::Proposed as i32, "{second:?}");
+    harness.server.stop().await.unwrap();
+
+    let store = CaseStore::connect(url).await.unwrap();
+    let verification = store.verify_audit().await.unwrap();
+    assert!(matches!(verification, Verification::Intact { .. }), "{verification:?}");
+    assert!(store.audit_of(&case_id).await.unwrap().iter().any(|entry| entry.action == "number_reassigned"));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn a_reassigned_number_starts_fresh_on_sqlite() {
+    a_reassigned_number_starts_fresh(&crate::common::sqlite_url("privacy-reassigned")).await;
+}
+
+#[tokio::test]
+async fn a_reassigned_number_starts_fresh_on_postgres() {
+    let schema = PgSchema::create("reassigned").await;
+    a_reassigned_number_starts_fresh(&schema.url()).await;
+    schema.drop().await;
+}
+
+#[tokio::test]
+async fn a_carriers_notices_are_imported_line_by_line() {
+    let harness = start_on(&crate::common::sqlite_url("privacy-import")).await;
+    let mut routing = harness.screening(Role::Routing);
+    for outcome in pranks(NUMBER, "imported", 2).into_iter().chain(pranks(OTHER, "kept", 2)) {
+        routing.record_outcome(outcome).await.unwrap();
+    }
+    let directory = std::env::temp_dir().join(crate::common::process::unique_prefix("notices").replace(':', "-"));
+    std::fs::create_dir_all(&directory).unwrap();
+    let file = directory.join("notices.csv");
+    let yesterday = (time::OffsetDateTime::now_utc() - time::Duration::hours(3))
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    std::fs::write(&file, format!("number,reassigned_from\n{NUMBER},{yesterday}\n{OTHER},next tuesday\n# done\n"))
+        .unwrap();
+    let server = format!("http://{}", harness.server.local_addr);
+    let legal = crate::common::token(Role::Legal);
+    let file_arg = file.display().to_string();
+    let (code, out, error) =
+        cli(&server, Some(&legal), &["import-reassignments", "--file", &file_arg, "--reason", "TSEL batch 12"]).await;
+    assert_eq!(code, 1, "one line failed: {out} {error}");
+    assert!(out.contains("1 numbers marked reassigned, 1 lines failed") && out.contains("line 2:"), "{out}");
+    assert!(error.contains("line 3") && error.contains("next tuesday"), "{error}");
+    let mut privacy = harness.privacy(Role::Legal);
+    let marked = privacy.access(proto::AccessRequest { caller: NUMBER.into(), reason: "check".into() }).await.unwrap();
+    assert!(marked.into_inner().contacts.is_empty());
+    let kept = privacy.access(proto::AccessRequest { caller: OTHER.into(), reason: "check".into() }).await.unwrap();
+    assert_eq!(kept.into_inner().contacts.len(), 2, "the failed line changed nothing");
+    harness.server.stop().await.unwrap();
+    std::fs::remove_dir_all(directory).ok();
+}

@@ -10,7 +10,7 @@ use tonic::Code;
 use crate::common::{escalations, models, privacy, screening, start, Bearer};
 
 /// The RPCs that touch callers or cases.
-const CALLER_RPCS: [&str; 17] = [
+const CALLER_RPCS: [&str; 18] = [
     "ScoreContact",
     "RecordOutcome",
     "CorrectOutcome",
@@ -28,6 +28,7 @@ const CALLER_RPCS: [&str; 17] = [
     "Access",
     "Erase",
     "ReleaseHold",
+    "MarkReassigned",
 ];
 
 /// The RPCs about the models.
@@ -45,7 +46,7 @@ fn allowed(rpc: &str) -> &'static [Role] {
         "List" | "Get" | "Decide" | "Revert" => &[Role::Legal],
         "ListDeliveries" | "Claim" | "ReleaseClaim" | "RecordAction" => &[Role::Dispatch],
         "Watch" => &[Role::Dispatch, Role::Legal],
-        "Access" | "Erase" | "ReleaseHold" => &[Role::Legal],
+        "Access" | "Erase" | "ReleaseHold" | "MarkReassigned" => &[Role::Legal],
         _ => unreachable!(),
     }
 }
@@ -79,6 +80,7 @@ async fn call(channel: &tonic::transport::Channel, bearer: Bearer, rpc: &str) ->
         "Access" => privacy.access(proto::AccessRequest::default()).await.err(),
         "Erase" => privacy.erase(proto::EraseRequest::default()).await.err(),
         "ReleaseHold" => privacy.release_hold(proto::ReleaseHoldRequest::default()).await.err(),
+        "MarkReassigned" => privacy.mark_reassigned(proto::MarkReassignedRequest::default()).await.err(),
         _ => unreachable!(),
     };
     status.map_or(Code::Ok, |status| status.code())
