@@ -110,6 +110,13 @@ pub struct CasesSettings {
     /// Test and training traffic: outcomes are recorded in history (scores behave as in production) but never
     /// reach the ladder, so no case is ever proposed and the case database holds none of them.
     pub sandbox: bool,
+    /// Outcome rows (`contacts`) older than this many days that ground no case are deleted; 0 keeps them.
+    pub contacts_retention_days: u32,
+    /// Rejected and reverted cases unchanged for this many days lose their number and their contacts (the case
+    /// and its audit trail stay, verifiable); 0 keeps them.
+    pub closed_cases_retention_days: u32,
+    /// How often each replica prunes, minutes (1..=1440).
+    pub retention_interval_minutes: u32,
 }
 
 impl Default for CasesSettings {
@@ -118,6 +125,9 @@ impl Default for CasesSettings {
             database_url: "sqlite://saring-data/cases.db".into(),
             claim_minutes: crate::cases::DEFAULT_CLAIM_MINUTES,
             sandbox: false,
+            contacts_retention_days: 400,
+            closed_cases_retention_days: 730,
+            retention_interval_minutes: 60,
         }
     }
 }
@@ -547,6 +557,18 @@ impl Settings {
             return fail(
                 "auth.development_tokens_file: only for development mode; [[auth.tokens]] are configured".into(),
             );
+        }
+        if self.cases.contacts_retention_days != 0 && self.cases.contacts_retention_days < 31 {
+            return fail(format!(
+                "cases.contacts_retention_days: {} is shorter than the ladder's 30-day windows (0 keeps rows forever)",
+                self.cases.contacts_retention_days
+            ));
+        }
+        if !(1..=1440).contains(&self.cases.retention_interval_minutes) {
+            return fail(format!(
+                "cases.retention_interval_minutes: {} must be within 1..=1440",
+                self.cases.retention_interval_minutes
+            ));
         }
         if !(1..=1440).contains(&self.cases.claim_minutes) {
             return fail(format!("cases.claim_minutes: {} must be within 1..=1440", self.cases.claim_minutes));

@@ -26,6 +26,7 @@ pub mod privacy;
 pub mod privacy_cli;
 pub mod recent;
 pub mod regions;
+pub mod retention;
 pub mod rights;
 pub mod screening;
 pub mod server;

@@ -323,6 +323,12 @@ fn privacy(target: PrivacyTarget, command: PrivacyCommand) -> ExitCode {
     }
 }
 
+/// The retention task of the case database (`saring::retention`).
+fn spawn_retention<S: HistoryStore>(app: &Arc<App<S>>, settings: &Settings) -> tokio::task::JoinHandle<()> {
+    let store = app.escalator.store().clone();
+    tokio::spawn(saring::retention::run(store, Arc::clone(app.screener.metrics()), settings.cases.clone()))
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|error| {
         eprintln!("saring: cannot start the runtime: {error}");
@@ -518,12 +524,16 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     let capture_writer = if settings.history.store == "memory" {
         let screener = build_screener(&settings, Arc::clone(&models), memory_store(&settings));
         let (screener, capture_writer) = with_capture(&settings, screener)?;
-        serve_logged(listener, console, app(screener, escalator, auth), transport).await;
+        let app = app(screener, escalator, auth);
+        let retention = spawn_retention(&app, &settings);
+        serve_logged(listener, console, app, transport).await;
+        retention.abort();
         capture_writer
     } else {
         let screener = build_screener(&settings, Arc::clone(&models), redis_store(&settings)?);
         let (screener, capture_writer) = with_capture(&settings, screener)?;
         let app = app(screener, escalator, auth);
+        let retention = spawn_retention(&app, &settings);
         let background = Arc::clone(&app);
         let replayer = tokio::spawn(async move {
             if let Err(error) = background.screener.store().inner().connect().await {
@@ -533,6 +543,7 @@ async fn run(settings: Settings) -> Result<(), StartError> {
         });
         serve_logged(listener, console, app, transport).await;
         replayer.abort();
+        retention.abort();
         capture_writer
     };
     if let Some(writer) = capture_writer {

@@ -60,6 +60,13 @@ pub struct ScoreLabels {
     pub province: &'static str,
 }
 
+/// What a retention run pruned.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    /// `contacts` or `cases`.
+    kind: &'static str,
+}
+
 /// A degraded answer's reason.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
@@ -231,6 +238,8 @@ pub struct Metrics {
     capture: crate::capture::CaptureCounters,
     auth_failures: Family<DoorLabels, Counter>,
     auth_throttled: Family<DoorLabels, Counter>,
+    retention_pruned: Family<KindLabels, Counter>,
+    retention_last_run: Gauge,
     /// Serialises the scrape-time catch-up of the authentication counters.
     auth_sync: Mutex<()>,
 }
@@ -412,8 +421,27 @@ impl Metrics {
             drop(auth_failures.get_or_create(&DoorLabels { door: door.as_str() }));
             drop(auth_throttled.get_or_create(&DoorLabels { door: door.as_str() }));
         }
+        let retention_pruned = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "retention_pruned",
+            "Rows pruned by this replica's retention runs: outcome rows (contacts) and closed cases stripped of their \
+             number (cases)",
+            retention_pruned.clone(),
+        );
+        for kind in ["contacts", "cases"] {
+            drop(retention_pruned.get_or_create(&KindLabels { kind }));
+        }
+        let retention_last_run = Gauge::default();
+        registry.register_with_unit(
+            "retention_last_run",
+            "When this replica's last retention run finished, Unix seconds (absent before the first)",
+            Unit::Other("timestamp_seconds".into()),
+            retention_last_run.clone(),
+        );
         Metrics {
             registry,
+            retention_pruned,
+            retention_last_run,
             known_methods: served_methods(),
             unknown_method: (Arc::from("unknown"), Arc::from("unknown")),
             rpc,
@@ -486,6 +514,13 @@ impl Metrics {
             None => "none",
         };
         self.scores.get_or_create(&ScoreLabels { band, province: province_label(region) }).inc();
+    }
+
+    /// Counts one retention run's pruned rows.
+    pub fn observe_retention(&self, contacts: u64, cases: u64, finished_unix_s: i64) {
+        self.retention_pruned.get_or_create(&KindLabels { kind: "contacts" }).inc_by(contacts);
+        self.retention_pruned.get_or_create(&KindLabels { kind: "cases" }).inc_by(cases);
+        self.retention_last_run.set(finished_unix_s);
     }
 
     /// Counts one degraded answer.

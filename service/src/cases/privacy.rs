@@ -516,6 +516,116 @@ impl super::CaseStore {
     }
 }
 
+/// What one pruning run removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Outcome rows deleted (old, grounding no case).
+    pub contacts: u64,
+    /// Closed cases that lost their number and contacts.
+    pub cases: u64,
+}
+
+/// Closed cases one pruning transaction takes at most (each gets an audit entry).
+const PRUNE_CASES_PER_RUN: i64 = 500;
+
+impl super::CaseStore {
+    /// Retention: deletes outcome rows received before `contacts_before_ms` that ground no case (with their
+    /// corrections), and strips rejected and reverted cases last changed before `cases_before_ms` of their number,
+    /// keyed reference and contacts (both become `pruned:<case id>`; a `retention_pruned` audit entry carries the
+    /// case's new digest, so the chain verifies). `None` skips a kind. Open cases, actioned rungs (the ladder's
+    /// standing) and legal referrals are never touched. At most [`PRUNE_CASES_PER_RUN`] cases per call.
+    pub async fn prune(
+        &self,
+        contacts_before_ms: Option<i64>,
+        cases_before_ms: Option<i64>,
+    ) -> Result<Pruned, CaseError> {
+        let mut pruned = Pruned::default();
+        if let Some(before) = contacts_before_ms {
+            let mut tx = self.pool()?.begin().await?;
+            const OLD: &str = "SELECT co.contact_id FROM contacts co WHERE co.at_ms < $1 AND NOT EXISTS \
+                               (SELECT 1 FROM case_incidents ci WHERE ci.contact_id = co.contact_id)";
+            sqlx::query(&format!("DELETE FROM contact_corrections WHERE contact_id IN ({OLD})"))
+                .bind(before)
+                .execute(&mut *tx)
+                .await?;
+            pruned.contacts = sqlx::query(&format!("DELETE FROM contacts WHERE contact_id IN ({OLD})"))
+                .bind(before)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+        }
+        if let Some(before) = cases_before_ms {
+            let mut connection = self.pool()?.acquire().await?;
+            let result = Self::prune_cases_in(&mut connection, &self.audit.key, before).await;
+            settle(connection, &result);
+            let (cases, link) = result?;
+            pruned.cases = cases;
+            if let Some(link) = link {
+                self.anchored(link).await;
+            }
+        }
+        Ok(pruned)
+    }
+
+    async fn prune_cases_in(
+        connection: &mut AnyConnection,
+        key: &AuditKey,
+        before: i64,
+    ) -> Result<(u64, Option<AuditLink>), CaseError> {
+        let mut tx = connection.begin().await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {CASE_COLUMNS} FROM cases WHERE state IN ('rejected', 'reverted') AND updated_ms < $1 \
+             AND caller_key NOT LIKE 'pruned:%' AND caller_key NOT LIKE 'erased:%' ORDER BY updated_ms LIMIT $2"
+        ))
+        .bind(before)
+        .bind(PRUNE_CASES_PER_RUN)
+        .fetch_all(&mut *tx)
+        .await?;
+        let cases: Vec<CaseSummary> = rows.iter().map(summary).collect::<Result<_, _>>()?;
+        let mut last = None;
+        for case in &cases {
+            check_audited(&mut tx, &case.case_id).await?;
+            // The incidents of a rejected or reverted case ground no other case.
+            const MINE: &str = "SELECT contact_id FROM case_incidents WHERE case_id = $1";
+            sqlx::query(&format!("DELETE FROM contact_corrections WHERE contact_id IN ({MINE})"))
+                .bind(&case.case_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(&format!("DELETE FROM contacts WHERE contact_id IN ({MINE})"))
+                .bind(&case.case_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE cases SET caller_key = $2, caller_number = $2, version = version + 1, updated_ms = $3 \
+                 WHERE case_id = $1",
+            )
+            .bind(&case.case_id)
+            .bind(format!("pruned:{}", case.case_id))
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            let note =
+                "retention: the closed case's number and contacts were removed (cases.closed_cases_retention_days)";
+            last = Some(
+                append_audit(
+                    &mut tx,
+                    key,
+                    "saring",
+                    "system",
+                    "retention_pruned",
+                    Some(&case.case_id),
+                    Some(case.state),
+                    note,
+                )
+                .await?,
+            );
+        }
+        tx.commit().await?;
+        Ok((cases.len() as u64, last))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -327,3 +327,85 @@ async fn a_carriers_notices_are_imported_line_by_line() {
     harness.server.stop().await.unwrap();
     std::fs::remove_dir_all(directory).ok();
 }
+
+fn old_record(contact_id: &str, caller: &str, days_ago: i64) -> saring::cases::ContactRecord {
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    saring::cases::ContactRecord {
+        contact_id: contact_id.to_owned(),
+        caller_ref: format!("{caller:0>64}"),
+        caller_number: format!("+62813{caller:0>7}"),
+        at_ms: now_ms - days_ago * 86_400_000 - 3_600_000,
+        channel: saring_models::Channel::Voice,
+        region: "ntt.kupang".to_owned(),
+        disposition: saring_models::Disposition::Prank,
+        operator_id: None,
+        likelihood: Some(0.5),
+        model_version: "test".to_owned(),
+        answered: true,
+        talk_s: 4.0,
+    }
+}
+
+async fn retention_prunes_old_rows_and_closed_cases_and_keeps_the_rest(url: &str) {
+    use saring::cases::{CaseState, Escalator};
+    let escalator =
+        Escalator::new(CaseStore::connect(url).await.unwrap(), saring_models::ladder::LadderPolicy::default_policy());
+    let reviewer = saring::auth::Principal { name: "test-legal".into(), role: Role::Legal };
+    // A caller warned long ago, the warning reverted on appeal; a caller with one old prank (no case); a caller
+    // with an open warning from old pranks; a caller from today.
+    for record in [old_record("reverted-1", "1", 800), old_record("reverted-2", "1", 800)] {
+        escalator.on_outcome(&record).await.unwrap();
+    }
+    let reverted = escalator.cases_of_caller(&format!("{:0>64}", "1")).await.unwrap().remove(0);
+    let reverted = escalator.revert(&reverted.case_id, reverted.version, "appeal upheld", &reviewer).await.unwrap();
+    assert_eq!(reverted.state, CaseState::Reverted);
+    escalator.on_outcome(&old_record("lonely", "2", 500)).await.unwrap();
+    for record in [old_record("open-1", "3", 500), old_record("open-2", "3", 500)] {
+        escalator.on_outcome(&record).await.unwrap();
+    }
+    let open = escalator.cases_of_caller(&format!("{:0>64}", "3")).await.unwrap().remove(0);
+    assert!(open.state.is_open());
+    escalator.on_outcome(&old_record("today", "4", 0)).await.unwrap();
+
+    // The shipped settings' cut-offs: 400 days for rows, 730 for closed cases (the revert is from today: kept).
+    let settings = saring::config::CasesSettings::default();
+    let metrics = saring::metrics::Metrics::new();
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    let pruned = saring::retention::prune_once(escalator.store(), &metrics, &settings, now_ms).await.unwrap();
+    assert_eq!((pruned.contacts, pruned.cases), (1, 0), "only the lonely old prank goes: the others ground cases");
+    // Two years on, the reverted case goes too (its number and contacts); the open case is never pruned.
+    let later = now_ms + 731 * 86_400_000;
+    let pruned = escalator.store().prune(None, Some(later - 730 * 86_400_000)).await.unwrap();
+    assert_eq!((pruned.contacts, pruned.cases), (0, 1));
+    assert_eq!(escalator.store().prune(Some(now_ms - 400 * 86_400_000), Some(later)).await.unwrap().cases, 0, "once");
+    escalator.store().close().await;
+
+    let texts = every_text(url).await;
+    let contact_ids: std::collections::BTreeSet<&str> = texts
+        .iter()
+        .filter(|(table, column, _)| table == "contacts" && column == "contact_id")
+        .map(|(_, _, id)| id.as_str())
+        .collect();
+    assert_eq!(contact_ids, ["open-1", "open-2", "today"].into_iter().collect());
+    assert!(texts.iter().all(|(_, _, text)| !text.contains("+628130000001")), "the reverted case's number is gone");
+    assert!(texts
+        .iter()
+        .any(|(table, column, text)| table == "cases" && column == "caller_number" && text == "+628130000003"));
+    let store = CaseStore::connect(url).await.unwrap();
+    let verification = store.verify_audit().await.unwrap();
+    assert!(matches!(verification, Verification::Intact { .. }), "{verification:?}");
+    assert!(store.audit_of(&reverted.case_id).await.unwrap().iter().any(|entry| entry.action == "retention_pruned"));
+    store.close().await;
+}
+
+#[tokio::test]
+async fn retention_prunes_old_rows_and_closed_cases_on_sqlite() {
+    retention_prunes_old_rows_and_closed_cases_and_keeps_the_rest(&crate::common::sqlite_url("retention")).await;
+}
+
+#[tokio::test]
+async fn retention_prunes_old_rows_and_closed_cases_on_postgres() {
+    let schema = PgSchema::create("retention").await;
+    retention_prunes_old_rows_and_closed_cases_and_keeps_the_rest(&schema.url()).await;
+    schema.drop().await;
+}
