@@ -284,6 +284,8 @@ pub enum Record {
 enum Message {
     Record(Record),
     Close,
+    /// Complete the open file, then remove every record naming one of these references (hex) from every file.
+    Erase(Vec<String>, tokio::sync::oneshot::Sender<Result<u64, String>>),
 }
 
 /// The screener's side of the capture: hands records to the writer without ever waiting. Disabled: does nothing.
@@ -357,6 +359,28 @@ impl Capture {
             category: report.category.clone(),
         };
         self.offer(Record::Outcome(Box::new(record), wall_clock_ms()));
+    }
+
+    /// Removes every record naming one of `keys` (a number's or a device's history key) from the capture files:
+    /// the writer completes its open file first, then rewrites every file that holds one. The records removed;
+    /// `Ok(0)` with capture off.
+    pub async fn erase(&self, keys: &[HistoryKey]) -> Result<u64, String> {
+        let Some(sender) = &self.sender else { return Ok(0) };
+        let refs: Vec<String> = keys.iter().map(HistoryKey::to_hex).collect();
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let mut message = Message::Erase(refs, reply);
+        // The queue is bounded and never waited on by scoring; an erasure waits its turn behind the records.
+        loop {
+            match sender.try_send(message) {
+                Ok(()) => break,
+                Err(TrySendError::Full(again)) => {
+                    message = again;
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(TrySendError::Disconnected(_)) => return Err("the capture writer has stopped".into()),
+            }
+        }
+        answer.await.map_err(|_| "the capture writer has stopped".to_owned())?
     }
 
     /// Queues a record, or drops and counts it when the queue is full or the writer has stopped.
@@ -548,6 +572,16 @@ impl Writer {
                             last_handover = Instant::now();
                         }
                     }
+                    Ok(Message::Erase(refs, reply)) => {
+                        self.write_pending();
+                        self.close_file();
+                        let result = erase_refs(&self.dir, &refs).map_err(|error| format!("{error:#}"));
+                        if let Err(error) = &result {
+                            tracing::error!(%error, "capture: erasure failed");
+                        }
+                        let _ = reply.send(result);
+                        last_handover = Instant::now();
+                    }
                     Ok(Message::Close) | Err(TryRecvError::Disconnected) => {
                         closing = true;
                         break;
@@ -626,21 +660,10 @@ impl Writer {
         let path = self.dir.join(&name);
         let partial = self.dir.join(format!("{name}.partial"));
         let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&partial)?;
-        // Dictionary encoding only where values repeat (kinds, channels, regions, versions, bands, reasons,
-        // dispositions, categories): on ids, hashes, times and feature values it only costs the writer CPU.
-        let mut properties = WriterProperties::builder().set_dictionary_enabled(false);
-        for column in DICTIONARY_COLUMNS {
-            properties = properties.set_column_dictionary_enabled(ColumnPath::from(*column), true);
-        }
-        let properties = properties
-            .set_statistics_enabled(EnabledStatistics::Chunk)
-            .set_compression(Compression::SNAPPY)
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_key_value_metadata(Some(vec![
-                KeyValue::new("saring.feature_schema".to_owned(), schema_fingerprint()),
-                KeyValue::new("saring.replica".to_owned(), self.replica.clone()),
-            ]))
-            .build();
+        let properties = writer_properties(vec![
+            KeyValue::new("saring.feature_schema".to_owned(), schema_fingerprint()),
+            KeyValue::new("saring.replica".to_owned(), self.replica.clone()),
+        ]);
         let writer = ArrowWriter::try_new(file, capture_schema(), Some(properties))?;
         Ok(OpenFile { day: day.to_owned(), opened: Instant::now(), partial, path, writer, rows: 0 })
     }
@@ -686,6 +709,83 @@ impl Writer {
             }
         }
     }
+}
+
+/// How capture files are written, with `metadata` in the footer.
+fn writer_properties(metadata: Vec<KeyValue>) -> WriterProperties {
+    // Dictionary encoding only where values repeat (kinds, channels, regions, versions, bands, reasons,
+    // dispositions, categories): on ids, hashes, times and feature values it only costs the writer CPU.
+    let mut properties = WriterProperties::builder().set_dictionary_enabled(false);
+    for column in DICTIONARY_COLUMNS {
+        properties = properties.set_column_dictionary_enabled(ColumnPath::from(*column), true);
+    }
+    properties
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_key_value_metadata(Some(metadata))
+        .build()
+}
+
+/// Rewrites every completed capture file in `dir` that holds a record naming one of `refs` (history keys, hex) as
+/// its caller or device, without those records (a temporary file, fsync, rename, directory fsync); the number of
+/// records removed.
+pub fn erase_refs(dir: &Path, refs: &[String]) -> anyhow::Result<u64> {
+    use arrow_array::{Array, BooleanArray, StringArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if !path.file_name().and_then(|name| name.to_str()).is_some_and(|name| name.ends_with(".parquet")) {
+            continue;
+        }
+        let builder = ParquetRecordBatchReaderBuilder::try_new(File::open(&path)?)?;
+        let metadata = builder.metadata().file_metadata().key_value_metadata().cloned().unwrap_or_default();
+        let mut kept = Vec::new();
+        let mut dropped = 0u64;
+        for batch in builder.build()? {
+            let batch = batch?;
+            let named = |column: &str| -> anyhow::Result<StringArray> {
+                let array =
+                    batch.column_by_name(column).ok_or_else(|| anyhow::anyhow!("{}: no {column}", path.display()))?;
+                Ok(arrow_cast_strings(array.as_ref())
+                    .ok_or_else(|| anyhow::anyhow!("{}: {column} is not text", path.display()))?)
+            };
+            let (callers, devices) = (named(columns::CALLER_REF)?, named(columns::DEVICE_REF)?);
+            let keep: BooleanArray = (0..batch.num_rows())
+                .map(|row| {
+                    let names = |array: &StringArray| {
+                        !array.is_null(row) && refs.iter().any(|wanted| wanted == array.value(row))
+                    };
+                    Some(!(names(&callers) || names(&devices)))
+                })
+                .collect();
+            let filtered = arrow_select::filter::filter_record_batch(&batch, &keep)?;
+            dropped += (batch.num_rows() - filtered.num_rows()) as u64;
+            kept.push(filtered);
+        }
+        if dropped == 0 {
+            continue;
+        }
+        let temporary = path.with_extension("parquet.erasing");
+        {
+            let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&temporary)?;
+            let mut writer = ArrowWriter::try_new(file, capture_schema(), Some(writer_properties(metadata)))?;
+            for batch in &kept {
+                writer.write(batch)?;
+            }
+            writer.into_inner()?.sync_all()?;
+        }
+        std::fs::rename(&temporary, &path)?;
+        File::open(dir)?.sync_all()?;
+        removed += dropped;
+    }
+    Ok(removed)
+}
+
+/// A text column as a `StringArray` (capture files write them plain).
+fn arrow_cast_strings(array: &dyn arrow_array::Array) -> Option<arrow_array::StringArray> {
+    array.as_any().downcast_ref::<arrow_array::StringArray>().cloned()
 }
 
 /// The `.parquet.partial` files in `dir` (left by a run that did not shut down).
@@ -916,6 +1016,54 @@ mod tests {
         // Offered after the close: dropped and counted, never silently lost.
         capture.offer(contact_record("c-3", None));
         assert_eq!(counters.dropped.get(), 1);
+    }
+
+    #[test]
+    fn an_erasure_removes_the_records_of_a_key_from_every_file_and_keeps_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = CaptureSettings { rotate_minutes: 1, ..settings_in(dir.path()) };
+        let (capture, writer) = start(&settings, CaptureCounters::default()).unwrap();
+        let (erased, kept) = (HistoryKey([0xab; 32]), HistoryKey([0xcd; 32]));
+        let with_refs = |id: &str, caller: HistoryKey, device: Option<HistoryKey>| {
+            let Record::Contact(mut record, at) = contact_record(id, None) else { unreachable!() };
+            record.contact.caller_ref = Some(caller);
+            record.contact.device_ref = device;
+            Record::Contact(record, at)
+        };
+        capture.offer(with_refs("a-1", erased, None));
+        capture.offer(with_refs("k-1", kept, None));
+        capture.offer(with_refs("k-2", kept, Some(erased)));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        // The open file is completed first, so records still queued or buffered are erased too.
+        assert_eq!(runtime.block_on(capture.erase(&[erased])).unwrap(), 2);
+        capture.offer(with_refs("k-3", kept, None));
+        assert_eq!(runtime.block_on(capture.erase(&[erased])).unwrap(), 0, "nothing more to remove");
+        let report = writer.close();
+        let mut ids = Vec::new();
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            for batch in read_back(&entry.unwrap().path()) {
+                let column = |name: &str| {
+                    batch
+                        .column_by_name(name)
+                        .unwrap()
+                        .as_any()
+                        .downcast_ref::<arrow_array::StringArray>()
+                        .unwrap()
+                        .clone()
+                };
+                let (contact_ids, callers, devices) =
+                    (column(columns::CONTACT_ID), column(columns::CALLER_REF), column(columns::DEVICE_REF));
+                for row in 0..batch.num_rows() {
+                    use arrow_array::Array;
+                    assert_ne!(callers.value(row), erased.to_hex());
+                    assert!(devices.is_null(row) || devices.value(row) != erased.to_hex());
+                    ids.push(contact_ids.value(row).to_owned());
+                }
+            }
+        }
+        ids.sort();
+        assert_eq!(ids, ["k-1", "k-3"]);
+        assert_eq!(report.written, 4, "the writer wrote four; the erasure removed two of them afterwards");
     }
 
     #[test]

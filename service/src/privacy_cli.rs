@@ -126,6 +126,7 @@ pub async fn run(target: &Target, request: Request, json: bool) -> Result<String
                 "contacts_removed": erasure.contacts_removed,
                 "cases_redacted": erasure.cases_redacted,
                 "journal_entries_removed": erasure.journal_entries_removed,
+                "capture_records_removed": erasure.capture_records_removed,
                 "audit_seq": erasure.audit_seq,
             })
         }

@@ -34,6 +34,8 @@ pub struct Erasure {
     pub histories: usize,
     /// Journaled outcomes removed or stripped of the number.
     pub journal_entries: usize,
+    /// Capture records removed.
+    pub capture_records: u64,
 }
 
 /// What marking a number reassigned did.
@@ -98,7 +100,12 @@ impl<S: HistoryStore> App<S> {
             ))
         })?;
         tracing::info!(erasure_id = %cases.erasure_id, contacts = cases.contacts_removed, cases = cases.cases_redacted, histories = erased.histories, journal = erased.journal_entries, "number erased");
-        Ok(Erasure { cases, histories: erased.histories, journal_entries: erased.journal_entries })
+        Ok(Erasure {
+            cases,
+            histories: erased.histories,
+            journal_entries: erased.journal_entries,
+            capture_records: erased.capture_records,
+        })
     }
 
     /// Releases the legal hold case `case_id` puts on its number, by `reviewer` with `reason`.

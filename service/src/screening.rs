@@ -439,8 +439,8 @@ impl<S: HistoryStore> Screener<S> {
         self.hasher.number(e164)
     }
 
-    /// Erases the histories of a number and a device (either may be absent) from the store, its journal and this
-    /// replica's caches, and forgets the contacts from either that this replica scored recently.
+    /// Erases the histories of a number and a device (either may be absent) from the store, its journal, this
+    /// replica's caches and its capture files, and forgets the contacts from either that this replica scored recently.
     pub async fn erase(
         &self,
         e164: Option<&str>,
@@ -449,7 +449,13 @@ impl<S: HistoryStore> Screener<S> {
         let caller = e164.map(|number| self.hasher.number(number));
         let device = device_id.map(|device| self.hasher.device(device));
         self.recent.forget_caller(e164, device_id);
-        let erased = self.store.erase(caller.as_ref(), device.as_ref()).await?;
+        let mut erased = self.store.erase(caller.as_ref(), device.as_ref()).await?;
+        let keys: Vec<HistoryKey> = [caller, device].into_iter().flatten().collect();
+        erased.capture_records = self
+            .capture
+            .erase(&keys)
+            .await
+            .map_err(|error| crate::store::StoreError(format!("capture files: {error}")))?;
         // A score in flight during the erasure may have remembered a contact again.
         self.recent.forget_caller(e164, device_id);
         Ok(erased)

@@ -87,6 +87,7 @@ impl<S: HistoryStore> proto::privacy_server::Privacy for PrivacyService<S> {
             cases_redacted: erasure.cases.cases_redacted,
             journal_entries_removed: erasure.journal_entries as i64,
             audit_seq: erasure.cases.audit_seq,
+            capture_records_removed: erasure.capture_records as i64,
         }))
     }
 

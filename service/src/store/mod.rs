@@ -149,4 +149,6 @@ pub struct Erased {
     pub histories: usize,
     /// Outcomes removed from the journal before they were replayed.
     pub journal_entries: usize,
+    /// Capture records removed (the screener's capture files, not a store's).
+    pub capture_records: u64,
 }
