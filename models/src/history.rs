@@ -191,6 +191,34 @@ impl CallerHistory {
         }
     }
 
+    /// Adds `other`'s contacts to this history: both decayed to the later as-of and summed — decay is linear, so
+    /// the sum equals one history that recorded both sets of contacts — first and last seen joined, totals added.
+    /// A caller's history kept under two keys while the hashing secret rotates is read this way. The recent
+    /// contact fingerprints stay this history's (the one written to).
+    pub fn merge(&mut self, other: &CallerHistory) {
+        if other.total_contacts == 0 {
+            return;
+        }
+        if self.total_contacts == 0 {
+            let recent = self.recent_contacts;
+            *self = other.clone();
+            self.recent_contacts = recent;
+            return;
+        }
+        let at_ms = self.as_of_ms.max(other.as_of_ms);
+        self.decay_to(at_ms);
+        let mut other = other.clone();
+        other.decay_to(at_ms);
+        for (row, other_row) in self.counters.iter_mut().zip(other.counters) {
+            for (value, other_value) in row.iter_mut().zip(other_row) {
+                *value += other_value;
+            }
+        }
+        self.first_seen_ms = self.first_seen_ms.min(other.first_seen_ms);
+        self.last_seen_ms = self.last_seen_ms.max(other.last_seen_ms);
+        self.total_contacts += other.total_contacts;
+    }
+
     /// Moves the stored counters forward to `at_ms` (no-op for an earlier time).
     pub fn decay_to(&mut self, at_ms: i64) {
         if at_ms <= self.as_of_ms {

@@ -339,6 +339,9 @@ pub struct PrivacySettings {
     /// Secret for HMAC-SHA256 history keys (at least 16 bytes). Unset: a fixed development secret is used and a
     /// warning logged; never run production without one.
     pub hash_secret: Option<String>,
+    /// Earlier secrets, newest first, while a rotation is under way: histories are read under each and merged,
+    /// written under `hash_secret` only (OPERATIONS.md, "rotation").
+    pub previous_hash_secrets: Vec<String>,
 }
 
 /// `[log]`
@@ -501,6 +504,17 @@ impl Settings {
         }
         if self.privacy.hash_secret.as_ref().is_some_and(|secret| secret.len() < 16) {
             return fail("privacy.hash_secret: must be at least 16 bytes".into());
+        }
+        if !self.privacy.previous_hash_secrets.is_empty() && self.privacy.hash_secret.is_none() {
+            return fail("privacy.previous_hash_secrets: a rotation needs the new privacy.hash_secret".into());
+        }
+        for (index, previous) in self.privacy.previous_hash_secrets.iter().enumerate() {
+            if previous.len() < 16 {
+                return fail(format!("privacy.previous_hash_secrets[{index}]: must be at least 16 bytes"));
+            }
+            if Some(previous) == self.privacy.hash_secret.as_ref() {
+                return fail(format!("privacy.previous_hash_secrets[{index}]: is the current hash_secret"));
+            }
         }
         if self.audit.chain_secret.as_ref().is_some_and(|secret| secret.len() < 16) {
             return fail("audit.chain_secret: must be at least 16 bytes".into());

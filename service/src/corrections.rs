@@ -150,7 +150,13 @@ impl<S: HistoryStore> App<S> {
                 "the contact's outcome was recorded for a number; this contact is withheld",
             )]));
         };
-        let caller_ref = self.screener.number_key(&number).to_hex();
+        let (earlier_callers, earlier_devices) =
+            self.screener.previous_keys(Some(&number), contact.device_id.as_deref());
+        let mut caller_ref = self.screener.number_key(&number).to_hex();
+        // While the hashing secret rotates, a contact recorded before may be keyed under an earlier secret.
+        if caller_ref != stored.caller_ref && earlier_callers.iter().any(|key| key.to_hex() == stored.caller_ref) {
+            caller_ref = stored.caller_ref.clone();
+        }
         if caller_ref != stored.caller_ref || contact.received_at_ms != stored.at_ms {
             return Err(Error::InvalidArgument(vec![Violation::new(
                 "contact",
@@ -170,11 +176,21 @@ impl<S: HistoryStore> App<S> {
         let history = if stored.disposition == report.disposition {
             Corrected::Unchanged
         } else {
-            self.screener
-                .store()
+            let store = self.screener.store();
+            let unavailable = |error: crate::store::StoreError| Error::StoreUnavailable(error.to_string());
+            let mut corrected = store
                 .correct(&report.contact_id, caller_key.as_ref(), device_key.as_ref(), &change)
                 .await
-                .map_err(|error| Error::StoreUnavailable(error.to_string()))?
+                .map_err(unavailable)?;
+            // Counted under an earlier secret's keys (before a rotation): corrected there.
+            for generation in 0..earlier_callers.len().max(earlier_devices.len()) {
+                if corrected != Corrected::NotHeld {
+                    break;
+                }
+                let (caller, device) = (earlier_callers.get(generation), earlier_devices.get(generation));
+                corrected = store.correct(&report.contact_id, caller, device, &change).await.map_err(unavailable)?;
+            }
+            corrected
         };
         let record = ContactRecord {
             contact_id: report.contact_id.clone(),

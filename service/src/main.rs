@@ -89,6 +89,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// The case database's maintenance.
+    Cases {
+        #[command(subcommand)]
+        command: CasesCommand,
+    },
     /// A data subject's requests (legal role), through the running service's Privacy RPCs: the token is read
     /// from SARING_TOKEN or --token-file.
     Privacy {
@@ -96,6 +101,20 @@ enum Command {
         target: PrivacyTarget,
         #[command(subcommand)]
         command: PrivacyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum CasesCommand {
+    /// After a rotation of privacy.hash_secret: moves every case (and its contacts) to its number's key under the
+    /// new secret, each with an audit entry; run once the new secret is configured (OPERATIONS.md).
+    Rekey {
+        /// TOML config file (its [privacy], [cases] database_url and [audit] sections are used).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Case database URL (overrides the config).
+        #[arg(long)]
+        database_url: Option<String>,
     },
 }
 
@@ -246,6 +265,55 @@ fn main() -> ExitCode {
             audit_verify(config, &flags, anchor_path, without_anchor)
         }
         Command::Privacy { target, command } => privacy(target, command),
+        Command::Cases { command: CasesCommand::Rekey { config, database_url } } => {
+            let flags = FlagOverrides { database_url, ..FlagOverrides::default() };
+            cases_rekey(config, &flags)
+        }
+    }
+}
+
+fn cases_rekey(config: Option<PathBuf>, flags: &FlagOverrides) -> ExitCode {
+    let settings = match Settings::load(config.as_deref(), flags) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("saring: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if settings.privacy.hash_secret.is_none() {
+        eprintln!("saring: privacy.hash_secret is not set: there is no new secret to re-key under");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let hasher = saring::server::key_hasher(&settings);
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    let done = runtime.block_on(async {
+        let store = CaseStore::connect_with(&settings.cases.database_url, saring::server::audit_options(&settings))
+            .await
+            .map_err(|error| error.to_string())?;
+        let rekeyed = store
+            .rekey(|number| {
+                saring_models::phone::normalise_indonesian_number(number).ok().map(|e164| hasher.number(&e164).to_hex())
+            })
+            .await
+            .map_err(|error| error.to_string());
+        store.close().await;
+        rekeyed
+    });
+    match done {
+        Ok(rekeyed) => {
+            println!(
+                "re-keyed {} callers: {} cases and {} contacts moved to the new secret's references",
+                rekeyed.callers, rekeyed.cases, rekeyed.contacts
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("saring: {error}");
+            ExitCode::from(74)
+        }
     }
 }
 

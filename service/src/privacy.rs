@@ -19,6 +19,9 @@ impl HistoryKey {
 #[derive(Clone)]
 pub struct KeyHasher {
     mac: Hmac<Sha256>,
+    /// Earlier secrets' hashers, newest first, while a rotation is under way (`privacy.previous_hash_secrets`):
+    /// histories are read under each and written under the current one only.
+    previous: Vec<KeyHasher>,
 }
 
 impl std::fmt::Debug for KeyHasher {
@@ -30,7 +33,31 @@ impl std::fmt::Debug for KeyHasher {
 impl KeyHasher {
     /// A hasher for `secret` (any length; at least 32 bytes is recommended).
     pub fn new(secret: &[u8]) -> Self {
-        KeyHasher { mac: Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts keys of any length") }
+        KeyHasher {
+            mac: Hmac::<Sha256>::new_from_slice(secret).expect("HMAC accepts keys of any length"),
+            previous: Vec::new(),
+        }
+    }
+
+    /// This hasher, also reading under the earlier `secrets` (newest first).
+    pub fn with_previous<S: AsRef<[u8]>>(mut self, secrets: &[S]) -> Self {
+        self.previous = secrets.iter().map(|secret| KeyHasher::new(secret.as_ref())).collect();
+        self
+    }
+
+    /// Whether a rotation is under way (earlier secrets are configured).
+    pub fn rotating(&self) -> bool {
+        !self.previous.is_empty()
+    }
+
+    /// The keys of a normalised number under the earlier secrets, newest first (none outside a rotation).
+    pub fn previous_numbers(&self, e164: &str) -> Vec<HistoryKey> {
+        self.previous.iter().map(|hasher| hasher.number(e164)).collect()
+    }
+
+    /// The keys of a device id under the earlier secrets, newest first.
+    pub fn previous_devices(&self, device_id: &str) -> Vec<HistoryKey> {
+        self.previous.iter().map(|hasher| hasher.device(device_id)).collect()
     }
 
     fn key(&self, kind: &[u8], value: &str) -> HistoryKey {

@@ -20,7 +20,7 @@ use crate::modelops::quality::{ModelScore, ScoreMemo};
 use crate::modelops::ModelRegistry;
 use crate::privacy::{HistoryKey, KeyHasher};
 use crate::recent::{RecentContacts, Scored};
-use crate::store::{Histories, HistoryStore, Recorded};
+use crate::store::{Histories, HistoryStore, Recorded, StoreError};
 use crate::traffic::TrafficStats;
 use tokio::sync::broadcast;
 
@@ -461,6 +461,15 @@ impl<S: HistoryStore> Screener<S> {
         Ok(erased)
     }
 
+    /// The keys of a normalised number and a device id under the earlier hashing secrets, newest first, while a
+    /// rotation is under way (both empty otherwise).
+    pub fn previous_keys(&self, e164: Option<&str>, device_id: Option<&str>) -> (Vec<HistoryKey>, Vec<HistoryKey>) {
+        (
+            e164.map(|number| self.hasher.previous_numbers(number)).unwrap_or_default(),
+            device_id.map(|device| self.hasher.previous_devices(device)).unwrap_or_default(),
+        )
+    }
+
     /// The history store.
     pub fn store(&self) -> &S {
         &self.store
@@ -478,14 +487,72 @@ impl<S: HistoryStore> Screener<S> {
         )
     }
 
+    /// The histories of a contact's number and device: under their current keys and, while the hashing secret
+    /// rotates, also under every earlier secret's keys — read concurrently with the current ones (one round trip
+    /// for one earlier secret) and added up ([`saring_models::CallerHistory::merge`]: exact, decay is linear).
+    async fn load_histories(
+        &self,
+        (number, device_id): (Option<&str>, Option<&str>),
+        caller_key: Option<&HistoryKey>,
+        device_key: Option<&HistoryKey>,
+    ) -> Result<Histories, StoreError> {
+        if !self.hasher.rotating() {
+            return self.store.load(caller_key, device_key).await;
+        }
+        let callers = number.map(|number| self.hasher.previous_numbers(number)).unwrap_or_default();
+        let devices = device_id.map(|device| self.hasher.previous_devices(device)).unwrap_or_default();
+        let earlier = async {
+            let mut earlier = Vec::new();
+            for generation in 0..callers.len().max(devices.len()) {
+                earlier.push(self.store.load(callers.get(generation), devices.get(generation)).await?);
+            }
+            Ok::<_, StoreError>(earlier)
+        };
+        let (current, earlier) = tokio::join!(self.store.load(caller_key, device_key), earlier);
+        let mut histories = current?;
+        for old in earlier? {
+            histories.caller = merged(histories.caller, old.caller);
+            histories.device = merged(histories.device, old.device);
+        }
+        Ok(histories)
+    }
+
+    /// Whether an outcome's contact was counted under an earlier secret's key of its number or device (while the
+    /// secret rotates): then it is a duplicate, whichever replica counted it. A failed check counts as not counted.
+    async fn counted_before_rotation(&self, contact: &Contact, fingerprint: u64) -> bool {
+        if !self.hasher.rotating() {
+            return false;
+        }
+        let callers = contact.caller.as_deref().map(|number| self.hasher.previous_numbers(number)).unwrap_or_default();
+        let devices =
+            contact.device_id.as_deref().map(|device| self.hasher.previous_devices(device)).unwrap_or_default();
+        for generation in 0..callers.len().max(devices.len()) {
+            match self.store.counted(fingerprint, callers.get(generation), devices.get(generation)).await {
+                Ok(true) => return true,
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(%error, "rotation: cannot check an earlier key's marker; recording the outcome")
+                }
+            }
+        }
+        false
+    }
+
     /// Scores a contact. Never fails: when history cannot be read within the budget, the score rests on the
     /// contact's own features and is marked degraded.
     pub async fn score(&self, contact: Contact) -> Assessment {
         let (caller_key, device_key) = self.keys(&contact);
         let mut degraded_reasons = Vec::new();
         let started = Instant::now();
-        let loaded =
-            tokio::time::timeout(self.history_budget, self.store.load(caller_key.as_ref(), device_key.as_ref())).await;
+        let loaded = tokio::time::timeout(
+            self.history_budget,
+            self.load_histories(
+                (contact.caller.as_deref(), contact.device_id.as_deref()),
+                caller_key.as_ref(),
+                device_key.as_ref(),
+            ),
+        )
+        .await;
         let outcome = match &loaded {
             Ok(Ok(_)) => "ok",
             Ok(Err(_)) => "error",
@@ -627,7 +694,11 @@ impl<S: HistoryStore> Screener<S> {
             report.disposition,
         );
         let started = Instant::now();
-        let recorded = self.store.record(&report.contact_id, caller_key.as_ref(), device_key.as_ref(), &event).await;
+        let recorded = if self.counted_before_rotation(&contact, event.contact_fingerprint).await {
+            Ok(Recorded::Duplicate)
+        } else {
+            self.store.record(&report.contact_id, caller_key.as_ref(), device_key.as_ref(), &event).await
+        };
         self.metrics.observe_store("record", if recorded.is_ok() { "ok" } else { "error" }, started.elapsed());
         let recorded = recorded.map_err(|error| Error::StoreUnavailable(error.to_string()))?;
         if recorded == Recorded::Applied {
@@ -650,8 +721,10 @@ impl<S: HistoryStore> Screener<S> {
     /// The profile of a normalised number as seen at `now_ms`.
     pub async fn caller_profile(&self, e164: &str, now_ms: i64) -> Result<CallerProfile> {
         let key = self.hasher.number(e164);
-        let histories =
-            self.store.load(Some(&key), None).await.map_err(|error| Error::StoreUnavailable(error.to_string()))?;
+        let histories = self
+            .load_histories((Some(e164), None), Some(&key), None)
+            .await
+            .map_err(|error| Error::StoreUnavailable(error.to_string()))?;
         let history = histories.caller.as_ref();
         let dispositions_month = Disposition::ALL
             .iter()
@@ -665,5 +738,16 @@ impl<S: HistoryStore> Screener<S> {
             summary: Summary::of(history, now_ms),
             dispositions_month,
         })
+    }
+}
+
+/// Two partial histories of one caller added up.
+fn merged(current: Option<CallerHistory>, earlier: Option<CallerHistory>) -> Option<CallerHistory> {
+    match (current, earlier) {
+        (Some(mut current), Some(earlier)) => {
+            current.merge(&earlier);
+            Some(current)
+        }
+        (current, earlier) => current.or(earlier),
     }
 }

@@ -46,7 +46,7 @@ pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 pub const SHIPPED_MODEL: &str = include_str!("../../models/artifacts/default.json");
 
 /// The development secret for history keys, used only when none is configured.
-const DEVELOPMENT_HASH_SECRET: &[u8] = b"saring-development-secret-not-for-production";
+pub const DEVELOPMENT_HASH_SECRET: &[u8] = b"saring-development-secret-not-for-production";
 
 /// Why the service could not start, with the process exit code to use.
 #[derive(Debug, thiserror::Error)]
@@ -154,7 +154,7 @@ pub fn load_models(settings: &Settings) -> Result<ModelRegistry, StartError> {
 /// The key hasher the settings describe.
 pub fn key_hasher(settings: &Settings) -> KeyHasher {
     match &settings.privacy.hash_secret {
-        Some(secret) => KeyHasher::new(secret.as_bytes()),
+        Some(secret) => KeyHasher::new(secret.as_bytes()).with_previous(&settings.privacy.previous_hash_secrets),
         None => {
             tracing::warn!("privacy.hash_secret is not set: using the development secret; set it in production");
             KeyHasher::new(DEVELOPMENT_HASH_SECRET)

@@ -69,6 +69,25 @@ proptest! {
     }
 
     #[test]
+    fn a_history_split_between_two_keys_merges_into_the_whole(events in proptest::collection::vec(event_strategy(), 2..40), split in 1usize..39) {
+        let split = split.min(events.len() - 1);
+        let whole = replay(&events).unwrap();
+        let mut merged = replay(&events[..split]).unwrap();
+        merged.merge(&replay(&events[split..]).unwrap());
+        prop_assert_eq!(merged.total_contacts, whole.total_contacts);
+        prop_assert_eq!(merged.first_seen_ms, whole.first_seen_ms);
+        prop_assert_eq!(merged.last_seen_ms, whole.last_seen_ms);
+        let now_ms = whole.as_of_ms.max(merged.as_of_ms);
+        for counter in 0..COUNTER_COUNT {
+            for half_life_index in 0..HALF_LIFE_COUNT {
+                let counter = counter_at(counter);
+                let (expected, actual) = (whole.value_at(counter, half_life_index, now_ms), merged.value_at(counter, half_life_index, now_ms));
+                prop_assert!((expected - actual).abs() <= 1e-9 * (1.0 + expected), "{counter:?}/{half_life_index}: {expected} vs {actual}");
+            }
+        }
+    }
+
+    #[test]
     fn arrival_order_does_not_matter(mut events in proptest::collection::vec(event_strategy(), 1..40), seed in any::<u64>()) {
         let in_order = replay(&events).unwrap();
         // A deterministic shuffle driven by the seed.

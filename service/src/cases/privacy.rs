@@ -516,6 +516,103 @@ impl super::CaseStore {
     }
 }
 
+/// What re-keying the case database after a rotation of the hashing secret moved.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Rekeyed {
+    /// Callers whose keyed reference changed.
+    pub callers: u64,
+    /// Cases moved (each with a `rekeyed` audit entry).
+    pub cases: u64,
+    /// Contact rows moved with them.
+    pub contacts: u64,
+}
+
+/// Whether a case's caller reference is a number's keyed hash (not `erased:…`, `pruned:…`, `reassigned:…`).
+fn is_keyed(caller_ref: &str) -> bool {
+    caller_ref.len() == 64 && caller_ref.bytes().all(|byte| byte.is_ascii_hexdigit())
+}
+
+impl super::CaseStore {
+    /// After the hashing secret rotated (`saring cases rekey`): every case's caller reference is computed again
+    /// from its number with `key_of` (the current secret), and each caller whose reference changed has its cases
+    /// and contact rows moved to the new one, in one transaction, each case with a `rekeyed` audit entry carrying
+    /// its new digest (so the chain verifies). Contacts of callers without a case hold no number and stay under
+    /// the old reference: the ladder no longer counts them (docs/privacy.md). Erased, pruned and reassigned cases
+    /// are left as they are. Running it again moves nothing.
+    pub async fn rekey(&self, key_of: impl Fn(&str) -> Option<String>) -> Result<Rekeyed, CaseError> {
+        let mut connection = self.pool()?.acquire().await?;
+        let result = Self::rekey_in(&mut connection, &self.audit.key, &key_of).await;
+        settle(connection, &result);
+        let (rekeyed, link) = result?;
+        if let Some(link) = link {
+            self.anchored(link).await;
+        }
+        Ok(rekeyed)
+    }
+
+    async fn rekey_in(
+        connection: &mut AnyConnection,
+        key: &AuditKey,
+        key_of: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(Rekeyed, Option<AuditLink>), CaseError> {
+        let mut tx = connection.begin().await?;
+        let rows = sqlx::query("SELECT DISTINCT caller_key, caller_number FROM cases").fetch_all(&mut *tx).await?;
+        let mut moves = std::collections::BTreeMap::new();
+        for row in &rows {
+            let (old, number): (String, String) = (row.try_get("caller_key")?, row.try_get("caller_number")?);
+            if !is_keyed(&old) {
+                continue;
+            }
+            if let Some(new) = key_of(&number).filter(|new| *new != old) {
+                moves.insert(old, new);
+            }
+        }
+        let mut rekeyed = Rekeyed::default();
+        let mut last = None;
+        for (old, new) in &moves {
+            let cases = cases_in(&mut tx, old).await?;
+            for case in &cases {
+                check_audited(&mut tx, &case.case_id).await?;
+            }
+            rekeyed.contacts += sqlx::query("UPDATE contacts SET caller_key = $2 WHERE caller_key = $1")
+                .bind(old)
+                .bind(new)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            sqlx::query(
+                "UPDATE cases SET caller_key = $2, version = version + 1, updated_ms = $3 WHERE caller_key = $1",
+            )
+            .bind(old)
+            .bind(new)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            for case in &cases {
+                let note =
+                    "the hashing secret rotated: the case and its contacts moved to the number's new keyed reference";
+                last = Some(
+                    append_audit(
+                        &mut tx,
+                        key,
+                        "saring",
+                        "system",
+                        "rekeyed",
+                        Some(&case.case_id),
+                        Some(case.state),
+                        note,
+                    )
+                    .await?,
+                );
+            }
+            rekeyed.callers += 1;
+            rekeyed.cases += cases.len() as u64;
+        }
+        tx.commit().await?;
+        Ok((rekeyed, last))
+    }
+}
+
 /// What one pruning run removed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pruned {

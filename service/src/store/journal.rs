@@ -409,6 +409,15 @@ impl<S: HistoryStore> HistoryStore for JournaledStore<S> {
         Some(JournalStats { depth: self.depth(), appended: self.appended.load(Ordering::Relaxed) })
     }
 
+    async fn counted(
+        &self,
+        contact_fingerprint: u64,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+    ) -> Result<bool, StoreError> {
+        self.inner.counted(contact_fingerprint, caller, device).await
+    }
+
     async fn erase(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Result<Erased, StoreError> {
         // The journal first: a replay after the store's erasure would otherwise bring the histories back.
         let journal_entries = self.erase_entries(caller, device).await?;

@@ -128,6 +128,20 @@ pub trait HistoryStore: Send + Sync + 'static {
         None
     }
 
+    /// Whether the contact with this fingerprint was counted in the history of `caller` or of `device` (its
+    /// per-contact marker is held there): asked of an earlier secret's keys while the hashing secret rotates, so an
+    /// outcome counted under the old key is not counted again under the new one. A store whose markers name
+    /// contact ids rather than histories (memory) answers that in [`HistoryStore::record`] and says false here.
+    fn counted(
+        &self,
+        contact_fingerprint: u64,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = (contact_fingerprint, caller, device);
+        async { Ok(false) }
+    }
+
     /// Erases the histories of a number and a device (either may be absent) with every per-contact marker under
     /// them, from the store and from anything this replica caches of them; a journal in front of the store drops
     /// the outcomes of either waiting to be replayed. Erasing what is not held succeeds (a retry after a partial
@@ -151,4 +165,61 @@ pub struct Erased {
     pub journal_entries: usize,
     /// Capture records removed (the screener's capture files, not a store's).
     pub capture_records: u64,
+}
+
+/// A store shared by several owners (two screeners over one in-memory store in tests, a store kept beside the
+/// screener) is the store itself.
+impl<S: HistoryStore> HistoryStore for std::sync::Arc<S> {
+    fn load(
+        &self,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+    ) -> impl Future<Output = Result<Histories, StoreError>> + Send {
+        self.as_ref().load(caller, device)
+    }
+
+    fn record(
+        &self,
+        contact_id: &str,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+        event: &HistoryEvent,
+    ) -> impl Future<Output = Result<Recorded, StoreError>> + Send {
+        self.as_ref().record(contact_id, caller, device, event)
+    }
+
+    fn correct(
+        &self,
+        contact_id: &str,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+        change: &DispositionChange,
+    ) -> impl Future<Output = Result<Corrected, StoreError>> + Send {
+        self.as_ref().correct(contact_id, caller, device, change)
+    }
+
+    fn cached(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Option<Histories> {
+        self.as_ref().cached(caller, device)
+    }
+
+    fn journal(&self) -> Option<JournalStats> {
+        self.as_ref().journal()
+    }
+
+    fn counted(
+        &self,
+        contact_fingerprint: u64,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.as_ref().counted(contact_fingerprint, caller, device)
+    }
+
+    fn erase(
+        &self,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+    ) -> impl Future<Output = Result<Erased, StoreError>> + Send {
+        self.as_ref().erase(caller, device)
+    }
 }

@@ -603,6 +603,22 @@ impl HistoryStore for RedisStore {
         self.near.get(caller, device)
     }
 
+    async fn counted(
+        &self,
+        contact_fingerprint: u64,
+        caller: Option<&HistoryKey>,
+        device: Option<&HistoryKey>,
+    ) -> Result<bool, StoreError> {
+        let keys = self.history_keys(caller, device);
+        if keys.is_empty() {
+            return Ok(false);
+        }
+        let mut connection = self.connect().await?;
+        let commands = keys.iter().map(|key| redis::Cmd::exists(Self::marker_key(key, contact_fingerprint))).collect();
+        let held = connection.run(commands).await.map_err(store_error)?;
+        Ok(held.into_iter().any(|value| matches!(value, Value::Int(count) if count > 0)))
+    }
+
     async fn erase(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Result<Erased, StoreError> {
         let mut connection = self.connect().await?;
         let mut erased = Erased::default();

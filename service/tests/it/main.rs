@@ -26,6 +26,7 @@ mod redis_cluster;
 mod redis_service;
 mod redis_store;
 mod roles;
+mod rotation;
 mod simulated_day;
 mod stale_history;
 mod tls;
