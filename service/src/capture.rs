@@ -748,8 +748,8 @@ pub fn erase_refs(dir: &Path, refs: &[String]) -> anyhow::Result<u64> {
             let named = |column: &str| -> anyhow::Result<StringArray> {
                 let array =
                     batch.column_by_name(column).ok_or_else(|| anyhow::anyhow!("{}: no {column}", path.display()))?;
-                Ok(arrow_cast_strings(array.as_ref())
-                    .ok_or_else(|| anyhow::anyhow!("{}: {column} is not text", path.display()))?)
+                arrow_cast_strings(array.as_ref())
+                    .ok_or_else(|| anyhow::anyhow!("{}: {column} is not text", path.display()))
             };
             let (callers, devices) = (named(columns::CALLER_REF)?, named(columns::DEVICE_REF)?);
             let keep: BooleanArray = (0..batch.num_rows())
