@@ -193,6 +193,7 @@ pub fn redis_store(settings: &Settings) -> Result<JournaledStore<RedisStore>, St
     .with_replica_wait(history.redis_wait_replicas, Duration::from_millis(history.redis_wait_timeout_ms))
     .with_near_cache(history.near_cache_entries);
     JournaledStore::open(redis, &history.journal_path, Duration::from_millis(history.write_budget_ms))
+        .map(|journal| journal.with_retention(Duration::from_secs(history.retention_days * 86_400)))
         .map_err(|source| StartError::Store(source.to_string()))
 }
 

@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use saring_models::{Disposition, HistoryEvent};
 use serde::{Deserialize, Serialize};
@@ -138,6 +138,8 @@ pub struct JournaledStore<S> {
     /// Whether the inner store took the last write tried on it (directly or by a replay).
     answering: AtomicBool,
     write_budget: Duration,
+    /// Entries older than this are dropped at replay ([`JournaledStore::with_retention`]).
+    retention: Option<Duration>,
 }
 
 impl<S> std::fmt::Debug for JournaledStore<S> {
@@ -173,7 +175,16 @@ impl<S: HistoryStore> JournaledStore<S> {
             appended: AtomicU64::new(0),
             answering: AtomicBool::new(true),
             write_budget,
+            retention: None,
         })
+    }
+
+    /// Drops, instead of replaying, entries of contacts older than `retention` (`history.retention_days`: their
+    /// histories would have expired in the store by then, so replaying them would only bring expired contacts
+    /// back).
+    pub fn with_retention(mut self, retention: Duration) -> Self {
+        self.retention = Some(retention);
+        self
     }
 
     /// The inner store.
@@ -211,7 +222,17 @@ impl<S: HistoryStore> JournaledStore<S> {
     /// keeps it and everything after it. Returns how many entries were replayed.
     pub async fn replay(&self) -> Result<usize, StoreError> {
         let mut file = self.file.lock().await;
-        let entries = read_entries(&self.path)?;
+        let mut entries = read_entries(&self.path)?;
+        let read = entries.len();
+        if let Some(retention) = self.retention {
+            let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |since| since.as_millis() as i64);
+            let oldest_ms = now_ms - retention.as_millis() as i64;
+            entries.retain(|entry| entry.at_ms >= oldest_ms);
+        }
+        let expired = read - entries.len();
+        if expired > 0 {
+            tracing::warn!(expired, "journal: entries older than the history's retention dropped, not replayed");
+        }
         let mut replayed = 0;
         for entry in &entries {
             let caller = parse_key(&entry.caller)?;
@@ -228,7 +249,7 @@ impl<S: HistoryStore> JournaledStore<S> {
                 }
             }
         }
-        if replayed > 0 {
+        if replayed > 0 || expired > 0 {
             let remaining = &entries[replayed..];
             let remaining_entries = remaining.to_vec();
             let path = self.path.clone();

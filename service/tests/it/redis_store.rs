@@ -557,3 +557,28 @@ async fn erasure_in_memory_removes_the_histories() {
     assert_eq!(store.erase(Some(&erased), None).await.unwrap().histories, 1);
     assert!(store.load(Some(&erased), None).await.unwrap().caller.is_none());
 }
+
+#[tokio::test]
+async fn journaled_outcomes_older_than_the_retention_are_dropped_not_replayed() {
+    let directory = std::env::temp_dir().join(unique_prefix("journal-retention").replace(':', "-"));
+    let journal = directory.join("outcomes.journal");
+    let mut redis = PrivateRedis::start();
+    let prefix = unique_prefix("journal-retention");
+    let store = JournaledStore::open(store_at(&redis.url(), &prefix), &journal, Duration::from_millis(200))
+        .unwrap()
+        .with_retention(Duration::from_secs(30 * 86_400));
+    let (old, recent) = (key(41), key(42));
+    let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+    redis.stop();
+    store.record("old", Some(&old), None, &event("old", now_ms - 31 * 86_400_000, Disposition::Prank)).await.unwrap();
+    store.record("new", Some(&recent), None, &event("new", now_ms - 86_400_000, Disposition::Prank)).await.unwrap();
+    assert_eq!(store.depth(), 2);
+    let port = redis.port;
+    drop(redis);
+    let _redis = PrivateRedis::start_on(port);
+    assert_eq!(store.replay().await.unwrap(), 1, "only the outcome within the retention is replayed");
+    assert_eq!(store.depth(), 0, "the expired one is gone from the journal too");
+    assert!(store.load(Some(&old), None).await.unwrap().caller.is_none());
+    assert_eq!(store.load(Some(&recent), None).await.unwrap().caller.unwrap().total_contacts, 1);
+    std::fs::remove_dir_all(directory).ok();
+}
