@@ -127,9 +127,18 @@ impl PrivateRedis {
     }
 
     pub(crate) fn launch(port: u16, persistence: &[&str]) -> Self {
+        // Its own working directory under the temp dir unless given one: a replica's full sync writes dump.rdb
+        // there, and a Redis loads a dump.rdb it finds at start-up.
+        let mut directory = Vec::new();
+        if !persistence.contains(&"--dir") {
+            let own = std::env::temp_dir().join(unique_prefix(&format!("redis-{port}")).replace(':', "-"));
+            std::fs::create_dir_all(&own).unwrap();
+            directory = vec!["--dir".to_owned(), own.display().to_string()];
+        }
         let child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""])
             .args(persistence)
+            .args(&directory)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
