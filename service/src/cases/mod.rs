@@ -453,9 +453,29 @@ pub struct RecordedOutcome {
 /// The longest reason or note a case change may carry, in characters.
 pub const MAX_REASON_CHARS: usize = 2000;
 
+/// Whether `text` holds an Indonesian phone number in any written form ("0812-3456-7001", "+62 812 3456 7001",
+/// "(021) 555 1234"): a run of digits and separators with at least 8 digits that the number normaliser accepts.
+pub fn contains_phone_number(text: &str) -> bool {
+    let part_of_number = |c: char| c.is_ascii_digit() || matches!(c, ' ' | '-' | '.' | '(' | ')' | '+');
+    let mut rest = text;
+    while let Some(start) = rest.find(|c: char| c.is_ascii_digit() || c == '+' || c == '(') {
+        let run = &rest[start..];
+        let end = run.find(|c: char| !part_of_number(c)).unwrap_or(run.len());
+        let candidate = run[..end].trim_end_matches([' ', '-', '.', '(']);
+        if candidate.chars().filter(char::is_ascii_digit).count() >= 8
+            && saring_models::phone::normalise_indonesian_number(candidate).is_ok()
+        {
+            return true;
+        }
+        rest = &run[end.max(1)..];
+    }
+    false
+}
+
 /// A reason or note as every door (gRPC, console) takes it: trimmed, line breaks as `\n`; required when
-/// `required`; at most [`MAX_REASON_CHARS`] characters; no control characters but line breaks. The error names
-/// what is wrong, for the caller to attach to its field.
+/// `required`; at most [`MAX_REASON_CHARS`] characters; no control characters but line breaks; no phone number
+/// ([`contains_phone_number`]: the audit log keeps reasons for good). The error names what is wrong, for the
+/// caller to attach to its field.
 pub fn check_reason(value: &str, required: bool) -> Result<String, String> {
     let reason = value.trim().replace("\r\n", "\n");
     if reason.is_empty() {
@@ -466,6 +486,11 @@ pub fn check_reason(value: &str, required: bool) -> Result<String, String> {
     }
     if reason.chars().any(|c| c.is_control() && c != '\n') {
         return Err("contains control characters".into());
+    }
+    if contains_phone_number(&reason) {
+        return Err("contains a phone number: reasons are kept in the audit log for good (an erasure cannot reach \
+                    them), so name the case, the contact or the request instead"
+            .into());
     }
     Ok(reason)
 }
@@ -859,6 +884,30 @@ impl Escalator {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn reasons_holding_a_phone_number_are_refused_in_any_written_form() {
+        for holding in [
+            "caller 0812-3456-7001 asked",
+            "+62 812 3456 7001",
+            "see 6281234567001.",
+            "office (021) 555 1234 confirmed",
+            "number 0812.3456.7001",
+        ] {
+            assert!(super::contains_phone_number(holding), "{holding}");
+            assert!(super::check_reason(holding, true).is_err(), "{holding}");
+        }
+        for clean in [
+            "DSR-2026-114",
+            "appeal upheld on 2026-12-03 08:15",
+            "2 of 3 contacts were genuine",
+            "case-0a1b2c3d4e5f6071 and contact 12345678",
+            "ticket 1234567890",
+        ] {
+            assert!(!super::contains_phone_number(clean), "{clean}");
+            assert!(super::check_reason(clean, true).is_ok(), "{clean}");
+        }
+    }
+
     use super::*;
 
     fn record(caller_ref: &str, disposition: Disposition, answered: bool, talk_s: f64) -> ContactRecord {
