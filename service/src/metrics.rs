@@ -221,7 +221,7 @@ pub struct Metrics {
     degraded: Family<ReasonLabels, Counter>,
     store: HistogramFamily<StoreLabels>,
     journal_depth: Gauge,
-    journaled: Gauge,
+    journaled: Counter,
     models: Family<ModelLabels, Gauge>,
     shadow_scored: Gauge,
     shadow_agreement: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -318,7 +318,7 @@ impl Metrics {
             "Outcomes waiting in the local journal for the history store (0 when not journaled)",
             journal_depth.clone(),
         );
-        let journaled = Gauge::default();
+        let journaled = Counter::default();
         registry.register(
             "journal_appended",
             "Outcomes written to the journal since start-up because the history store failed or was slow",
@@ -544,7 +544,11 @@ impl Metrics {
         let screener = &app.screener;
         if let Some(journal) = screener.store().journal() {
             self.journal_depth.set(journal.depth as i64);
-            self.journaled.set(journal.appended as i64);
+            // A count since start-up, kept by the journal: the counter catches up with it at each scrape.
+            let counted = self.journaled.get();
+            if journal.appended > counted {
+                self.journaled.inc_by(journal.appended - counted);
+            }
         }
         let models = screener.models();
         self.models.clear();
@@ -630,11 +634,12 @@ impl Metrics {
     }
 }
 
-/// Resident memory from `/proc/self/statm` (Linux), in bytes.
+/// Resident memory from `/proc/self/status` (Linux: `VmRSS`, in kB whatever the page size), in bytes.
 fn resident_memory_bytes() -> Option<i64> {
-    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: i64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * 4096)
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kilobytes: i64 = line.trim_start_matches("VmRSS:").trim().trim_end_matches("kB").trim().parse().ok()?;
+    Some(kilobytes * 1024)
 }
 
 /// The name of a gRPC status code, as Prometheus conventions spell it.

@@ -184,7 +184,7 @@ async fn a_scrape_shows_degraded_answers_store_errors_and_the_journal_during_a_r
     );
     // The outcome was acknowledged from the journal, where it waits for Redis.
     assert_eq!(scrape.value("saring_journal_depth"), 1.0);
-    assert_eq!(scrape.value("saring_journal_appended"), 1.0);
+    assert_eq!(scrape.value("saring_journal_appended_total"), 1.0);
     drop(saring);
     let _ = std::fs::remove_dir_all(scratch);
 }
