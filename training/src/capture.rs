@@ -313,7 +313,8 @@ pub fn training_rows(
 ) -> anyhow::Result<(Replay, String, String)> {
     match (events, capture.is_empty()) {
         (Some(events), true) => {
-            let bytes = std::fs::read(events).with_context(|| format!("cannot read {}", events.display()))?;
+            let bytes = std::fs::read(events)
+                .with_context(|| crate::exit::Input(format!("cannot read {}", events.display())))?;
             let fingerprint = Sha256::digest(&bytes).iter().map(|byte| format!("{byte:02x}")).collect();
             drop(bytes);
             let log = crate::events::read_event_file(events, strict)?;

@@ -5,7 +5,8 @@ pub use saring_models::events::*;
 
 /// Opens and reads an event log from a path, reporting bad lines on stderr.
 pub fn read_event_file(path: &std::path::Path, strict: bool) -> anyhow::Result<Vec<Event>> {
-    let file = std::fs::File::open(path).map_err(|error| anyhow::anyhow!("cannot open {}: {error}", path.display()))?;
+    let file = std::fs::File::open(path)
+        .map_err(|error| anyhow::Error::new(crate::exit::Input(format!("cannot open {}: {error}", path.display()))))?;
     let (events, bad_lines) = read_events(std::io::BufReader::new(file), strict)?;
     for bad in bad_lines.iter().take(20) {
         eprintln!("{}: line {}: skipped: {}", path.display(), bad.line, bad.message);

@@ -487,15 +487,17 @@ pub fn fit(replay: &Replay, options: &FitOptions) -> anyhow::Result<FitOutput> {
     );
     eprintln!("{}", gate.describe());
     if !gate.beats_naive {
-        anyhow::ensure!(
-            options.allow_worse_than_naive,
-            "refusing to write the model: its test ROC-AUC {:.4} does not beat the naive rule (share of the \
-             caller's past labelled contacts that were misuse, {}) at {:.4} on the same test range; pass \
-             --allow-worse-than-naive to write it anyway",
-            gate.model_roc_auc,
-            if gate.gated_on == "recent_30d" { "30-day decayed" } else { "all-time" },
-            gate.naive_roc_auc()
-        );
+        if !options.allow_worse_than_naive {
+            return Err(crate::exit::Refused(format!(
+                "refusing to write the model: its test ROC-AUC {:.4} does not beat the naive rule (share of the \
+                 caller's past labelled contacts that were misuse, {}) at {:.4} on the same test range; pass \
+                 --allow-worse-than-naive to write it anyway",
+                gate.model_roc_auc,
+                if gate.gated_on == "recent_30d" { "30-day decayed" } else { "all-time" },
+                gate.naive_roc_auc()
+            ))
+            .into());
+        }
         eprintln!("WARNING: writing a model that does not beat the naive rule (--allow-worse-than-naive)");
     }
     let ece = |features: &[FeatureVector], labels: &[bool]| {

@@ -12,6 +12,7 @@ pub mod capture;
 pub mod dataset;
 pub mod evaluate;
 pub mod events;
+pub mod exit;
 pub mod fit;
 pub mod generalisation;
 pub mod learners;

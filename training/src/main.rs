@@ -11,6 +11,7 @@ use saring_training::capture::training_rows;
 use saring_training::dataset::write_dataset;
 use saring_training::evaluate::evaluate;
 use saring_training::events::{read_event_file, write_events};
+use saring_training::exit::{self, BadData, Input, Output, Refused, Usage};
 use saring_training::fit::{fit, FitOptions, FitOutput, DEFAULT_HIGH_RECALL_FLOOR, DEFAULT_MAX_SLOW_TRAIN_ROWS};
 use saring_training::generalisation::{measure, GeneralisationConfig};
 use saring_training::replay::replay;
@@ -19,7 +20,11 @@ use saring_training::simulate::{parse_region_profiles, simulate, SimulationConfi
 use saring_training::worlds::{draw_worlds, simulate_worlds, WorldRanges};
 
 #[derive(Parser)]
-#[command(name = "saring-train", version, about = "Simulate 110 traffic, train and evaluate saring's model")]
+#[command(
+    name = "saring-train",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("SARING_GIT_COMMIT"), ")"),
+    about = "Simulate 110 traffic, train and evaluate saring's model"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -175,13 +180,23 @@ enum Command {
     },
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("Error: {error:?}");
+            std::process::ExitCode::from(exit::code(&error))
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Simulate { out, seed, days, callers, start, regions, worlds, world_ranges } => {
             let mut config = SimulationConfig { seed, days, callers, ..SimulationConfig::default() };
             if let Some(start) = start {
                 config.start = time::OffsetDateTime::parse(&start, &time::format_description::well_known::Rfc3339)
-                    .with_context(|| format!("--start {start:?} is not an RFC 3339 time"))?;
+                    .with_context(|| Usage(format!("--start {start:?} is not an RFC 3339 time")))?;
             }
             if let Some(regions) = regions {
                 config.regions = parse_region_profiles(&regions)?;
@@ -196,7 +211,7 @@ fn main() -> anyhow::Result<()> {
                 }
                 None => simulate(&config),
             };
-            let file = File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            let file = File::create(&out).with_context(|| Output(format!("cannot create {}", out.display())))?;
             write_events(BufWriter::new(file), &events)?;
             eprintln!("wrote {} events to {}", events.len(), out.display());
         }
@@ -214,11 +229,14 @@ fn main() -> anyhow::Result<()> {
             allow_worse_than_naive,
             max_slow_train_rows,
         } => {
-            anyhow::ensure!(max_slow_train_rows >= 100, "--max-slow-train-rows must be at least 100");
-            anyhow::ensure!(
-                (0.0..=1.0).contains(&high_recall_floor),
-                "--high-recall-floor must lie between 0 and 1, got {high_recall_floor}"
-            );
+            if max_slow_train_rows < 100 {
+                return Err(Usage("--max-slow-train-rows must be at least 100".into()).into());
+            }
+            if !(0.0..=1.0).contains(&high_recall_floor) {
+                return Err(
+                    Usage(format!("--high-recall-floor must lie between 0 and 1, got {high_recall_floor}")).into()
+                );
+            }
             let (replayed, data_fingerprint, data_source) = training_rows(events.as_deref(), &capture, strict)?;
             let options = FitOptions {
                 high_precision,
@@ -234,9 +252,10 @@ fn main() -> anyhow::Result<()> {
             let FitOutput { artifact, summary } = fit(&replayed, &options)?;
             if let Some(path) = summary_out {
                 std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+                    .with_context(|| Output(format!("cannot write {}", path.display())))?;
             }
-            std::fs::write(&out, artifact.to_json()).with_context(|| format!("cannot write {}", out.display()))?;
+            std::fs::write(&out, artifact.to_json())
+                .with_context(|| Output(format!("cannot write {}", out.display())))?;
             let test = &artifact.card["metrics"]["test"];
             eprintln!(
                 "wrote {} ({}) — test ROC-AUC {:.4}, PR-AUC {:.4}",
@@ -247,8 +266,10 @@ fn main() -> anyhow::Result<()> {
             );
         }
         Command::Evaluate { model, events, capture, json, predictions_out, report, test_range, strict } => {
-            let text = std::fs::read_to_string(&model).with_context(|| format!("cannot read {}", model.display()))?;
-            let model = Model::new(ModelArtifact::from_json(&text).with_context(|| format!("{}", model.display()))?);
+            let text =
+                std::fs::read_to_string(&model).with_context(|| Input(format!("cannot read {}", model.display())))?;
+            let model =
+                Model::new(ModelArtifact::from_json(&text).with_context(|| BadData(format!("{}", model.display())))?);
             let (mut replayed, _, mut source) = training_rows(events.as_deref(), &capture, strict)?;
             if test_range {
                 let from = model.artifact().card["data"]["test"]["from"]
@@ -266,8 +287,9 @@ fn main() -> anyhow::Result<()> {
                 eprintln!("wrote {}", directory.join("report.md").display());
             }
             if let Some(path) = predictions_out {
-                let mut writer =
-                    BufWriter::new(File::create(&path).with_context(|| format!("cannot create {}", path.display()))?);
+                let mut writer = BufWriter::new(
+                    File::create(&path).with_context(|| Output(format!("cannot create {}", path.display())))?,
+                );
                 for prediction in &predictions {
                     serde_json::to_writer(&mut writer, prediction)?;
                     writer.write_all(b"\n")?;
@@ -301,9 +323,9 @@ fn main() -> anyhow::Result<()> {
         } => {
             let artifact = match &model {
                 Some(path) => {
-                    let text =
-                        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-                    Some(ModelArtifact::from_json(&text).with_context(|| format!("{}", path.display()))?)
+                    let text = std::fs::read_to_string(path)
+                        .with_context(|| Input(format!("cannot read {}", path.display())))?;
+                    Some(ModelArtifact::from_json(&text).with_context(|| BadData(format!("{}", path.display())))?)
                 }
                 None => None,
             };
@@ -321,16 +343,15 @@ fn main() -> anyhow::Result<()> {
             println!("`saring-train {}`\n\n{}", command.join(" "), result.to_markdown());
             if let Some(path) = json_out {
                 std::fs::write(&path, serde_json::to_string_pretty(&result)?)
-                    .with_context(|| format!("cannot write {}", path.display()))?;
+                    .with_context(|| Output(format!("cannot write {}", path.display())))?;
             }
-            anyhow::ensure!(
-                !require_positive || result.every_margin_positive(),
-                "the model does not beat the naive rule on every held-out world"
-            );
+            if require_positive && !result.every_margin_positive() {
+                return Err(Refused("the model does not beat the naive rule on every held-out world".into()).into());
+            }
         }
         Command::Dataset { events, out, strict } => {
             let replayed = replay(&read_event_file(&events, strict)?);
-            let file = File::create(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            let file = File::create(&out).with_context(|| Output(format!("cannot create {}", out.display())))?;
             let rows = write_dataset(BufWriter::new(file), &replayed.rows)?;
             eprintln!("wrote {rows} rows to {}", out.display());
         }

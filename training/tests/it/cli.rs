@@ -99,7 +99,7 @@ fn a_bad_line_is_reported_with_its_number_or_fails_in_strict_mode() {
         .args(["evaluate", "--model", shipped, "--events", text(&log), "--strict"])
         .output()
         .unwrap();
-    assert!(!strict.status.success());
+    assert_eq!(strict.status.code(), Some(65), "bad input data");
     assert!(String::from_utf8_lossy(&strict.stderr).contains("line 1:"));
     std::fs::remove_dir_all(directory).ok();
 }
@@ -149,9 +149,16 @@ fn fit_refuses_a_recall_floor_outside_zero_to_one() {
         .args(["fit", "--events", text(&log), "--out", text(&directory.join("m.json")), "--high-recall-floor", "1.5"])
         .output()
         .unwrap();
-    assert!(!output.status.success());
+    assert_eq!(output.status.code(), Some(64), "an argument out of range");
     assert!(String::from_utf8_lossy(&output.stderr).contains("--high-recall-floor must lie between 0 and 1"));
     assert!(!directory.join("m.json").exists());
+    let missing = Command::new(env!("CARGO_BIN_EXE_saring-train"))
+        .args(["fit", "--events", text(&directory.join("absent.jsonl")), "--out", text(&directory.join("m.json"))])
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(66), "an input that cannot be read");
+    let version = Command::new(env!("CARGO_BIN_EXE_saring-train")).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&version.stdout).contains("(commit "), "--version names the commit");
     std::fs::remove_dir_all(directory).ok();
 }
 

@@ -65,7 +65,10 @@ fn options(allow_worse_than_naive: bool) -> FitOptions {
 fn a_model_worse_than_a_near_perfect_naive_rule_is_refused() {
     let error = match fit(&rows(false, true), &options(false)) {
         Ok(_) => panic!("a model with no information must not beat a near-perfect naive rule"),
-        Err(error) => error.to_string(),
+        Err(error) => {
+            assert_eq!(saring_training::exit::code(&error), 3, "saring-train exits 3 for a refused model");
+            error.to_string()
+        }
     };
     assert!(error.contains("refusing to write the model"), "{error}");
     assert!(error.contains("does not beat the naive rule"), "{error}");

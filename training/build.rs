@@ -1,0 +1,5 @@
+include!("../build-support/git_commit.rs");
+
+fn main() {
+    git_commit();
+}
