@@ -450,7 +450,15 @@ impl<S: HistoryStore> Screener<S> {
         let device = device_id.map(|device| self.hasher.device(device));
         self.recent.forget_caller(e164, device_id);
         let mut erased = self.store.erase(caller.as_ref(), device.as_ref()).await?;
-        let keys: Vec<HistoryKey> = [caller, device].into_iter().flatten().collect();
+        // While the hashing secret rotates, the number's and device's histories under the earlier secrets too.
+        let (earlier_callers, earlier_devices) = self.previous_keys(e164, device_id);
+        for generation in 0..earlier_callers.len().max(earlier_devices.len()) {
+            let earlier = self.store.erase(earlier_callers.get(generation), earlier_devices.get(generation)).await?;
+            erased.histories += earlier.histories;
+            erased.journal_entries += earlier.journal_entries;
+        }
+        let keys: Vec<HistoryKey> =
+            [caller, device].into_iter().flatten().chain(earlier_callers).chain(earlier_devices).collect();
         erased.capture_records = self
             .capture
             .erase(&keys)

@@ -171,3 +171,18 @@ async fn cases_rekey_moves_every_case_to_the_new_secret_and_the_chain_verifies()
     store.close().await;
     std::fs::remove_dir_all(directory).ok();
 }
+
+#[tokio::test]
+async fn an_erasure_during_a_rotation_removes_the_histories_under_both_secrets() {
+    let store = Arc::new(MemoryStore::new(Duration::from_secs(3600)));
+    let old = Screener::new(Arc::clone(&store), model(), KeyHasher::new(OLD), 1000, Duration::from_secs(2));
+    let new = Screener::new(store, model(), KeyHasher::new(NEW).with_previous(&[OLD]), 1000, Duration::from_secs(2));
+    old.record_outcome(&outcome(7, 0)).await.unwrap();
+    new.record_outcome(&outcome(7, 1)).await.unwrap();
+    assert_eq!(total(&new, 7).await, 2);
+    let e164 = saring_models::phone::normalise_indonesian_number(&number(7)).unwrap();
+    let erased = new.erase(Some(&e164), None).await.unwrap();
+    assert_eq!(erased.histories, 2, "the history under the new secret and the one under the old");
+    assert_eq!(total(&new, 7).await, 0);
+    assert_eq!(total(&old, 7).await, 0);
+}
