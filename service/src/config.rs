@@ -572,9 +572,10 @@ impl Settings {
                 "auth.development_tokens_file: only for development mode; [[auth.tokens]] are configured".into(),
             );
         }
-        if self.cases.contacts_retention_days != 0 && self.cases.contacts_retention_days < 31 {
+        if self.cases.contacts_retention_days != 0 && self.cases.contacts_retention_days < 366 {
             return fail(format!(
-                "cases.contacts_retention_days: {} is shorter than the ladder's 30-day windows (0 keeps rows forever)",
+                "cases.contacts_retention_days: {} is shorter than a year: a delivered rung is forgiven after up to \
+                 365 quiet days, judged on the caller's contacts (0 keeps rows forever)",
                 self.cases.contacts_retention_days
             ));
         }

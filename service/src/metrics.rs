@@ -240,7 +240,7 @@ pub struct Metrics {
     auth_throttled: Family<DoorLabels, Counter>,
     retention_pruned: Family<KindLabels, Counter>,
     retention_last_run: Gauge,
-    /// Serialises the scrape-time catch-up of the authentication counters.
+    /// Serialises the scrape-time catch-up of the authentication and journal counters.
     auth_sync: Mutex<()>,
 }
 
@@ -544,7 +544,9 @@ impl Metrics {
         let screener = &app.screener;
         if let Some(journal) = screener.store().journal() {
             self.journal_depth.set(journal.depth as i64);
-            // A count since start-up, kept by the journal: the counter catches up with it at each scrape.
+            // A count since start-up, kept by the journal: the counter catches up with it at each scrape (one
+            // scrape at a time, so two never add the same difference).
+            let _catching_up = self.auth_sync.lock();
             let counted = self.journaled.get();
             if journal.appended > counted {
                 self.journaled.inc_by(journal.appended - counted);

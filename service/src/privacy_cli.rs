@@ -215,6 +215,7 @@ pub async fn import_reassignments(
     let mut client = client(target).await?;
     let mut done = Vec::new();
     let mut problems = Vec::new();
+    let mut first = true;
     for (index, line) in csv.lines().enumerate() {
         let line_number = index + 1;
         let line = line.trim();
@@ -222,8 +223,10 @@ pub async fn import_reassignments(
             continue;
         }
         let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-        if line_number == 1 && fields.first().is_some_and(|first| !first.chars().any(|c| c.is_ascii_digit())) {
-            continue; // the header
+        let header = first && fields.first().is_some_and(|field| !field.chars().any(|c| c.is_ascii_digit()));
+        first = false;
+        if header {
+            continue;
         }
         let [number, from] = fields[..] else {
             problems.push(ImportProblem {
@@ -241,8 +244,16 @@ pub async fn import_reassignments(
         };
         match mark(&mut client, &target.token, number.to_owned(), from_ms, reason.to_owned()).await {
             Ok(reassignment) => done.push((line_number, reassignment)),
-            // The service is gone: the remaining lines would fail the same way.
-            Err(failure) if failure.code == 69 => return Err(failure),
+            // The service is gone: the remaining lines would fail the same way. Say which were marked already.
+            Err(failure) if failure.code == 69 => {
+                let marked: Vec<String> = done.iter().map(|(line, _)| line.to_string()).collect();
+                let message = format!(
+                    "{} (stopped at line {line_number}; lines marked before: {})",
+                    failure.message,
+                    if marked.is_empty() { "none".to_owned() } else { marked.join(", ") }
+                );
+                return Err(Failure { code: 69, message });
+            }
             Err(failure) => problems.push(ImportProblem { line: line_number, message: failure.message }),
         }
     }

@@ -535,12 +535,16 @@ impl<S: HistoryStore> Screener<S> {
         let devices =
             contact.device_id.as_deref().map(|device| self.hasher.previous_devices(device)).unwrap_or_default();
         for generation in 0..callers.len().max(devices.len()) {
-            match self.store.counted(fingerprint, callers.get(generation), devices.get(generation)).await {
-                Ok(true) => return true,
-                Ok(false) => {}
-                Err(error) => {
+            // Bounded like a read: a store that does not answer must not hold the outcome up (it is journaled).
+            let budget = self.history_budget.max(Duration::from_millis(50));
+            let check = self.store.counted(fingerprint, callers.get(generation), devices.get(generation));
+            match tokio::time::timeout(budget, check).await {
+                Ok(Ok(true)) => return true,
+                Ok(Ok(false)) => {}
+                Ok(Err(error)) => {
                     tracing::warn!(%error, "rotation: cannot check an earlier key's marker; recording the outcome")
                 }
+                Err(_) => tracing::warn!("rotation: an earlier key's marker check timed out; recording the outcome"),
             }
         }
         false

@@ -212,7 +212,8 @@ fn run() -> anyhow::Result<()> {
                 None => simulate(&config),
             };
             let file = File::create(&out).with_context(|| Output(format!("cannot create {}", out.display())))?;
-            write_events(BufWriter::new(file), &events)?;
+            write_events(BufWriter::new(file), &events)
+                .with_context(|| Output(format!("cannot write {}", out.display())))?;
             eprintln!("wrote {} events to {}", events.len(), out.display());
         }
         Command::Fit {
@@ -291,10 +292,11 @@ fn run() -> anyhow::Result<()> {
                     File::create(&path).with_context(|| Output(format!("cannot create {}", path.display())))?,
                 );
                 for prediction in &predictions {
-                    serde_json::to_writer(&mut writer, prediction)?;
-                    writer.write_all(b"\n")?;
+                    serde_json::to_writer(&mut writer, prediction)
+                        .with_context(|| Output(format!("cannot write {}", path.display())))?;
+                    writer.write_all(b"\n").with_context(|| Output(format!("cannot write {}", path.display())))?;
                 }
-                writer.flush()?;
+                writer.flush().with_context(|| Output(format!("cannot write {}", path.display())))?;
             }
             if json {
                 println!("{}", serde_json::to_string(&evaluation)?);
@@ -352,7 +354,8 @@ fn run() -> anyhow::Result<()> {
         Command::Dataset { events, out, strict } => {
             let replayed = replay(&read_event_file(&events, strict)?);
             let file = File::create(&out).with_context(|| Output(format!("cannot create {}", out.display())))?;
-            let rows = write_dataset(BufWriter::new(file), &replayed.rows)?;
+            let rows = write_dataset(BufWriter::new(file), &replayed.rows)
+                .with_context(|| Output(format!("cannot write {}", out.display())))?;
             eprintln!("wrote {rows} rows to {}", out.display());
         }
     }

@@ -461,13 +461,27 @@ pub fn contains_phone_number(text: &str) -> bool {
     while let Some(start) = rest.find(|c: char| c.is_ascii_digit() || c == '+' || c == '(') {
         let run = &rest[start..];
         let end = run.find(|c: char| !part_of_number(c)).unwrap_or(run.len());
-        let candidate = run[..end].trim_end_matches([' ', '-', '.', '(']);
-        if candidate.chars().filter(char::is_ascii_digit).count() >= 8
-            && saring_models::phone::normalise_indonesian_number(candidate).is_ok()
-        {
-            return true;
+        // Every stretch of whole digit groups in the run that starts where a number may (a digit, `+`, `(`) and is
+        // at most as long as a written number: "14.05 0812-3456-7001" and "0812 3456 7001 22" hold one too.
+        let run = &run[..end];
+        let bytes = run.as_bytes();
+        let starts = (0..bytes.len()).filter(|&at| {
+            matches!(bytes[at], b'0'..=b'9' | b'+' | b'(') && (at == 0 || !bytes[at - 1].is_ascii_digit())
+        });
+        for from in starts {
+            let ends = (from + 1..=bytes.len())
+                .filter(|&to| bytes[to - 1].is_ascii_digit() && (to == bytes.len() || !bytes[to].is_ascii_digit()))
+                .take_while(|&to| to - from <= 24);
+            for to in ends {
+                let candidate = &run[from..to];
+                if candidate.chars().filter(char::is_ascii_digit).count() >= 8
+                    && saring_models::phone::normalise_indonesian_number(candidate).is_ok()
+                {
+                    return true;
+                }
+            }
         }
-        rest = &run[end.max(1)..];
+        rest = &rest[start + end.max(1)..];
     }
     false
 }
@@ -892,6 +906,8 @@ mod tests {
             "see 6281234567001.",
             "office (021) 555 1234 confirmed",
             "number 0812.3456.7001",
+            "at 14.05 0812-3456-7001",
+            "0812 3456 7001 22 calls",
         ] {
             assert!(super::contains_phone_number(holding), "{holding}");
             assert!(super::check_reason(holding, true).is_err(), "{holding}");

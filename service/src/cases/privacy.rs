@@ -224,13 +224,14 @@ impl super::CaseStore {
         check_audited(&mut tx, case_id).await?;
         let at_ms = now_ms();
         let inserted = sqlx::query(
-            "INSERT INTO legal_hold_releases (case_id, released_ms, released_by, reason) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (case_id) DO NOTHING",
+            "INSERT INTO legal_hold_releases (case_id, cause, released_ms, released_by, reason) \
+             VALUES ($1, $5, $2, $3, $4) ON CONFLICT (case_id, cause) DO NOTHING",
         )
         .bind(case_id)
         .bind(at_ms)
         .bind(&reviewer.name)
         .bind(reason)
+        .bind(cause.as_str())
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -284,6 +285,9 @@ impl super::CaseStore {
         let mut tx = connection.begin().await?;
         // Lock the caller's cases first (PostgreSQL row locks; SQLite has one writer), so no decision moves one
         // between the hold check and the erasure.
+        // Every audited writer takes the audit head first (`append_audit`): taking it here serialises this with
+        // them, so no case of the number is proposed or changed between our reads and our writes.
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1").execute(&mut *tx).await?;
         sqlx::query("UPDATE cases SET version = version WHERE caller_key = $1")
             .bind(caller_ref)
             .execute(&mut *tx)
@@ -417,6 +421,9 @@ impl super::CaseStore {
         reason: &str,
     ) -> Result<(CaseReassignment, AuditLink), CaseError> {
         let mut tx = connection.begin().await?;
+        // Every audited writer takes the audit head first (`append_audit`): taking it here serialises this with
+        // them, so no case of the number is proposed or changed between our reads and our writes.
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1").execute(&mut *tx).await?;
         sqlx::query("UPDATE cases SET version = version WHERE caller_key = $1")
             .bind(caller_ref)
             .execute(&mut *tx)
@@ -556,6 +563,9 @@ impl super::CaseStore {
         key_of: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(Rekeyed, Option<AuditLink>), CaseError> {
         let mut tx = connection.begin().await?;
+        // Every audited writer takes the audit head first (`append_audit`): taking it here serialises this with
+        // them, so no case of the number is proposed or changed between our reads and our writes.
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1").execute(&mut *tx).await?;
         let rows = sqlx::query("SELECT DISTINCT caller_key, caller_number FROM cases").fetch_all(&mut *tx).await?;
         let mut moves = std::collections::BTreeMap::new();
         for row in &rows {
