@@ -464,13 +464,19 @@ pub fn contains_phone_number(text: &str) -> bool {
         // Every stretch of whole digit groups in the run that starts where a number may (a digit, `+`, `(`) and is
         // at most as long as a written number: "14.05 0812-3456-7001" and "0812 3456 7001 22" hold one too.
         let run = &run[..end];
+        // A digit group glued to a letter is part of an identifier ("case-a0213456789bcdef"), not a number.
+        let glued_before = rest[..start].chars().next_back().is_some_and(char::is_alphanumeric);
+        let glued_after = rest[start + end..].chars().next().is_some_and(char::is_alphanumeric);
         let bytes = run.as_bytes();
         let starts = (0..bytes.len()).filter(|&at| {
-            matches!(bytes[at], b'0'..=b'9' | b'+' | b'(') && (at == 0 || !bytes[at - 1].is_ascii_digit())
+            matches!(bytes[at], b'0'..=b'9' | b'+' | b'(')
+                && (at == 0 || !bytes[at - 1].is_ascii_digit())
+                && !(at == 0 && glued_before)
         });
         for from in starts {
             let ends = (from + 1..=bytes.len())
                 .filter(|&to| bytes[to - 1].is_ascii_digit() && (to == bytes.len() || !bytes[to].is_ascii_digit()))
+                .filter(|&to| !(to == bytes.len() && glued_after))
                 .take_while(|&to| to - from <= 24);
             for to in ends {
                 let candidate = &run[from..to];
@@ -917,6 +923,8 @@ mod tests {
             "appeal upheld on 2026-12-03 08:15",
             "2 of 3 contacts were genuine",
             "case-0a1b2c3d4e5f6071 and contact 12345678",
+            "delivered case-a0213456789bcdef",
+            "case-0213456789abcdef",
             "ticket 1234567890",
         ] {
             assert!(!super::contains_phone_number(clean), "{clean}");
