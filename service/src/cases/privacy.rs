@@ -454,13 +454,28 @@ impl super::CaseStore {
         let reassignment_id = format!("reassignment-{}", hex::encode(random));
         let detached_ref = format!("reassigned:{reassignment_id}");
         let at_ms = now_ms();
-        let contacts_detached = sqlx::query("UPDATE contacts SET caller_key = $2 WHERE caller_key = $1 AND at_ms < $3")
+        let mut contacts_detached =
+            sqlx::query("UPDATE contacts SET caller_key = $2 WHERE caller_key = $1 AND at_ms < $3")
+                .bind(caller_ref)
+                .bind(&detached_ref)
+                .bind(from_ms)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as i64;
+        // A detached case's evidence goes with it, also a contact from after the date that it had counted: the
+        // case's rows (and digest) then never change again through the number's later erasure or pruning.
+        for case in &cases {
+            contacts_detached += sqlx::query(
+                "UPDATE contacts SET caller_key = $2 WHERE caller_key = $1 AND contact_id IN \
+                 (SELECT contact_id FROM case_incidents WHERE case_id = $3)",
+            )
             .bind(caller_ref)
             .bind(&detached_ref)
-            .bind(from_ms)
+            .bind(&case.case_id)
             .execute(&mut *tx)
             .await?
             .rows_affected() as i64;
+        }
         let mut cases_closed = 0;
         for case in &cases {
             let state = if case.state.is_open() {
