@@ -65,6 +65,13 @@ pub fn check_subject_reason(reason: &str, e164: &str) -> Result<String> {
 }
 
 impl<S: HistoryStore> App<S> {
+    /// A number's keyed references in the case database: under the current hashing secret, then (while a
+    /// rotation is under way) under each earlier one, whose cases `saring cases rekey` has not moved yet.
+    fn caller_refs(&self, e164: &str) -> Vec<String> {
+        let (earlier, _) = self.screener.previous_keys(Some(e164), None);
+        std::iter::once(self.screener.number_key(e164)).chain(earlier).map(|key| key.to_hex()).collect()
+    }
+
     /// Everything held about `e164` (normalised), read by `reader` with `reason` (audited).
     pub async fn subject_access(
         &self,
@@ -75,8 +82,8 @@ impl<S: HistoryStore> App<S> {
     ) -> Result<SubjectAccess> {
         let reason = check_subject_reason(reason, e164)?;
         let standing = self.caller_standing(e164, now_ms).await?;
-        let caller_ref = self.screener.number_key(e164).to_hex();
-        let (records, audit_seq) = self.escalator.store().subject_records(&caller_ref, reader, &reason).await?;
+        let (records, audit_seq) =
+            self.escalator.store().subject_records(&self.caller_refs(e164), reader, &reason).await?;
         Ok(SubjectAccess { standing, records, audit_seq })
     }
 
@@ -90,8 +97,7 @@ impl<S: HistoryStore> App<S> {
         reason: &str,
     ) -> Result<Erasure> {
         let reason = check_subject_reason(reason, e164)?;
-        let caller_ref = self.screener.number_key(e164).to_hex();
-        let cases = self.escalator.store().erase_caller(&caller_ref, actor, &reason).await?;
+        let cases = self.escalator.store().erase_caller(&self.caller_refs(e164), actor, &reason).await?;
         let erased = self.screener.erase(Some(e164), device_id).await.map_err(|error| {
             tracing::error!(%error, erasure_id = %cases.erasure_id, "erasure: the history store failed after the case database erased");
             Error::StoreUnavailable(format!(

@@ -138,16 +138,17 @@ async fn cases_in(tx: &mut Transaction<'_, Any>, caller_ref: &str) -> Result<Vec
 }
 
 impl super::CaseStore {
-    /// Everything held about the number keyed `caller_ref`; the read is recorded in the audit log (a case-less
+    /// Everything held about the number keyed `caller_refs` (its reference under the current hashing secret first,
+    /// then under earlier ones during a rotation); the read is recorded in the audit log (a case-less
     /// `subject_access` entry by `reader` with `reason`, naming no number) in the same transaction.
     pub async fn subject_records(
         &self,
-        caller_ref: &str,
+        caller_refs: &[String],
         reader: &Principal,
         reason: &str,
     ) -> Result<(SubjectRecords, i64), CaseError> {
         let mut connection = self.pool()?.acquire().await?;
-        let result = Self::subject_records_in(&mut connection, &self.audit.key, caller_ref, reader, reason).await;
+        let result = Self::subject_records_in(&mut connection, &self.audit.key, caller_refs, reader, reason).await;
         settle(connection, &result);
         let (records, link) = result?;
         Ok((records, self.anchored(link).await))
@@ -156,13 +157,18 @@ impl super::CaseStore {
     async fn subject_records_in(
         connection: &mut AnyConnection,
         key: &AuditKey,
-        caller_ref: &str,
+        caller_refs: &[String],
         reader: &Principal,
         reason: &str,
     ) -> Result<(SubjectRecords, AuditLink), CaseError> {
         let mut tx = connection.begin().await?;
-        let contacts = timeline(&mut tx, caller_ref, i64::MIN, &HashSet::new()).await?;
-        let cases = cases_in(&mut tx, caller_ref).await?;
+        let (mut contacts, mut cases) = (Vec::new(), Vec::new());
+        for caller_ref in caller_refs {
+            contacts.extend(timeline(&mut tx, caller_ref, i64::MIN, &HashSet::new()).await?);
+            cases.extend(cases_in(&mut tx, caller_ref).await?);
+        }
+        contacts.sort_by(|a, b| (a.at_ms, &a.contact_id).cmp(&(b.at_ms, &b.contact_id)));
+        cases.sort_by(|a, b| (a.created_ms, &a.case_id).cmp(&(b.created_ms, &b.case_id)));
         let mut audit = Vec::new();
         for case in &cases {
             let rows = sqlx::query(&format!("SELECT {AUDIT_COLUMNS} FROM audit WHERE case_id = $1 ORDER BY seq"))
@@ -259,16 +265,16 @@ impl super::CaseStore {
         Ok((LegalHold { case_id: case_id.to_owned(), cause, released: Some(released) }, link))
     }
 
-    /// Erases the number keyed `caller_ref` from the case database (see the module's notes), by `actor` with
+    /// Erases the number keyed `caller_refs` (current secret first, then earlier ones) from the case database (see the module's notes), by `actor` with
     /// `reason`. `Held` naming the first case whose hold stands; nothing is changed then.
     pub async fn erase_caller(
         &self,
-        caller_ref: &str,
+        caller_refs: &[String],
         actor: &Principal,
         reason: &str,
     ) -> Result<CaseErasure, CaseError> {
         let mut connection = self.pool()?.acquire().await?;
-        let result = Self::erase_caller_in(&mut connection, &self.audit.key, caller_ref, actor, reason).await;
+        let result = Self::erase_caller_in(&mut connection, &self.audit.key, caller_refs, actor, reason).await;
         settle(connection, &result);
         let (mut erasure, link) = result?;
         erasure.audit_seq = self.anchored(link).await;
@@ -278,21 +284,18 @@ impl super::CaseStore {
     async fn erase_caller_in(
         connection: &mut AnyConnection,
         key: &AuditKey,
-        caller_ref: &str,
+        caller_refs: &[String],
         actor: &Principal,
         reason: &str,
     ) -> Result<(CaseErasure, AuditLink), CaseError> {
         let mut tx = connection.begin().await?;
-        // Lock the caller's cases first (PostgreSQL row locks; SQLite has one writer), so no decision moves one
-        // between the hold check and the erasure.
         // Every audited writer takes the audit head first (`append_audit`): taking it here serialises this with
         // them, so no case of the number is proposed or changed between our reads and our writes.
         sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1").execute(&mut *tx).await?;
-        sqlx::query("UPDATE cases SET version = version WHERE caller_key = $1")
-            .bind(caller_ref)
-            .execute(&mut *tx)
-            .await?;
-        let cases = cases_in(&mut tx, caller_ref).await?;
+        let mut cases = Vec::new();
+        for caller_ref in caller_refs {
+            cases.extend(cases_in(&mut tx, caller_ref).await?);
+        }
         if let Some(hold) = holds_of(&mut tx, &cases).await?.into_iter().find(|hold| hold.released.is_none()) {
             return Err(CaseError::Held { case_id: hold.case_id, cause: hold.cause });
         }
@@ -302,17 +305,21 @@ impl super::CaseStore {
         let erasure_id = new_erasure_id();
         let erased_ref = format!("erased:{erasure_id}");
         let at_ms = now_ms();
-        sqlx::query(
-            "DELETE FROM contact_corrections WHERE contact_id IN (SELECT contact_id FROM contacts WHERE caller_key = $1)",
-        )
-        .bind(caller_ref)
-        .execute(&mut *tx)
-        .await?;
-        let contacts_removed = sqlx::query("DELETE FROM contacts WHERE caller_key = $1")
+        let mut contacts_removed = 0;
+        for caller_ref in caller_refs {
+            sqlx::query(
+                "DELETE FROM contact_corrections WHERE contact_id IN \
+                 (SELECT contact_id FROM contacts WHERE caller_key = $1)",
+            )
             .bind(caller_ref)
             .execute(&mut *tx)
-            .await?
-            .rows_affected() as i64;
+            .await?;
+            contacts_removed += sqlx::query("DELETE FROM contacts WHERE caller_key = $1")
+                .bind(caller_ref)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected() as i64;
+        }
         for case in &cases {
             let state = if case.state.is_open() {
                 sqlx::query(

@@ -186,3 +186,44 @@ async fn an_erasure_during_a_rotation_removes_the_histories_under_both_secrets()
     assert_eq!(total(&new, 7).await, 0);
     assert_eq!(total(&old, 7).await, 0);
 }
+
+#[tokio::test]
+async fn during_a_rotation_access_and_erasure_find_the_cases_under_the_earlier_secret() {
+    use saring::auth::Role;
+    use tonic::Code;
+    let url = crate::common::sqlite_url("rotation-erasure");
+    // Before the rotation (the development secret): three pranks, an open warning.
+    let before = crate::common::start_on(&url).await;
+    let mut routing = before.screening(Role::Routing);
+    for n in 0..3 {
+        let contact_id = format!("rot-erase-{n}");
+        let at = time::OffsetDateTime::now_utc() - time::Duration::hours(3 - n);
+        let contact =
+            proto::ContactRequest { received_at: Some(timestamp(at)), ..sample_contact(&contact_id, Some(&number(2))) };
+        routing.record_outcome(prank_outcome(&contact_id, Some(contact))).await.unwrap();
+    }
+    before.server.stop().await.unwrap();
+
+    // After it, before `saring cases rekey`: the same database under the new secret.
+    let mut settings = saring::config::Settings::default();
+    settings.privacy.hash_secret = Some(String::from_utf8(NEW.to_vec()).unwrap());
+    settings.privacy.previous_hash_secrets =
+        vec![String::from_utf8(saring::server::DEVELOPMENT_HASH_SECRET.to_vec()).unwrap()];
+    let models = Arc::new(saring::server::load_models(&settings).unwrap());
+    let after = crate::common::start_with(&settings, models, &url).await;
+    let mut legal = after.privacy(Role::Legal);
+    let access = proto::AccessRequest { caller: number(2), reason: "DSR-9".into() };
+    let records = legal.access(access.clone()).await.unwrap().into_inner();
+    assert_eq!((records.contacts.len(), records.cases.len()), (3, 1), "found under the earlier secret's reference");
+    let erase = proto::EraseRequest { caller: number(2), device_id: String::new(), reason: "DSR-9".into() };
+    let held = legal.erase(erase.clone()).await.unwrap_err();
+    assert_eq!(held.code(), Code::FailedPrecondition, "the old case's hold stands: {held:?}");
+    let case_id = records.cases[0].case_id.clone();
+    let release = proto::ReleaseHoldRequest { case_id, reason: "DSR-9 upheld".into() };
+    legal.release_hold(release).await.unwrap();
+    let erasure = legal.erase(erase).await.unwrap().into_inner();
+    assert_eq!((erasure.contacts_removed, erasure.cases_redacted), (3, 1));
+    let after_erasure = legal.access(access).await.unwrap().into_inner();
+    assert!(after_erasure.contacts.is_empty() && after_erasure.cases.is_empty());
+    after.server.stop().await.unwrap();
+}
