@@ -97,6 +97,11 @@ impl<S: HistoryStore> App<S> {
         reason: &str,
     ) -> Result<Erasure> {
         let reason = check_subject_reason(reason, e164)?;
+        // A device id as contacts carry it (at most 64 characters): a longer one names no history.
+        let device_id = device_id.map(str::trim).filter(|device_id| !device_id.is_empty());
+        if device_id.is_some_and(|device_id| device_id.chars().count() > 64) {
+            return Err(Error::InvalidArgument(vec![Violation::new("device_id", "longer than 64 characters")]));
+        }
         let cases = self.escalator.store().erase_caller(&self.caller_refs(e164), actor, &reason).await?;
         let erased = self.screener.erase(Some(e164), device_id).await.map_err(|error| {
             tracing::error!(%error, erasure_id = %cases.erasure_id, "erasure: the history store failed after the case database erased");

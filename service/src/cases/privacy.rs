@@ -670,19 +670,10 @@ impl super::CaseStore {
     ) -> Result<Pruned, CaseError> {
         let mut pruned = Pruned::default();
         if let Some(before) = contacts_before_ms {
-            let mut tx = self.pool()?.begin().await?;
-            const OLD: &str = "SELECT co.contact_id FROM contacts co WHERE co.at_ms < $1 AND NOT EXISTS \
-                               (SELECT 1 FROM case_incidents ci WHERE ci.contact_id = co.contact_id)";
-            sqlx::query(&format!("DELETE FROM contact_corrections WHERE contact_id IN ({OLD})"))
-                .bind(before)
-                .execute(&mut *tx)
-                .await?;
-            pruned.contacts = sqlx::query(&format!("DELETE FROM contacts WHERE contact_id IN ({OLD})"))
-                .bind(before)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            tx.commit().await?;
+            let mut connection = self.pool()?.acquire().await?;
+            let result = Self::prune_contacts_in(&mut connection, before).await;
+            settle(connection, &result);
+            pruned.contacts = result?;
         }
         if let Some(before) = cases_before_ms {
             let mut connection = self.pool()?.acquire().await?;
@@ -695,6 +686,24 @@ impl super::CaseStore {
             }
         }
         Ok(pruned)
+    }
+
+    /// Deletes the outcome rows received before `before` that ground no case, with their corrections.
+    async fn prune_contacts_in(connection: &mut AnyConnection, before: i64) -> Result<u64, CaseError> {
+        const OLD: &str = "SELECT co.contact_id FROM contacts co WHERE co.at_ms < $1 AND NOT EXISTS \
+                           (SELECT 1 FROM case_incidents ci WHERE ci.contact_id = co.contact_id)";
+        let mut tx = connection.begin().await?;
+        sqlx::query(&format!("DELETE FROM contact_corrections WHERE contact_id IN ({OLD})"))
+            .bind(before)
+            .execute(&mut *tx)
+            .await?;
+        let deleted = sqlx::query(&format!("DELETE FROM contacts WHERE contact_id IN ({OLD})"))
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     async fn prune_cases_in(

@@ -75,11 +75,7 @@ impl<S: HistoryStore> proto::privacy_server::Privacy for PrivacyService<S> {
         let actor = self.app.auth.authorize(&request, &[Role::Legal])?;
         let request = request.into_inner();
         let number = validate::caller_number("caller", &request.caller)?;
-        let device_id = request.device_id.trim();
-        if device_id.chars().count() > 64 {
-            return Err(Error::InvalidArgument(vec![Violation::new("device_id", "longer than 64 characters")]).into());
-        }
-        let device_id = (!device_id.is_empty()).then_some(device_id);
+        let device_id = Some(request.device_id.as_str()).filter(|device_id| !device_id.is_empty());
         let erasure = self.app.erase_subject(&actor, &number, device_id, &request.reason).await?;
         Ok(Response::new(proto::Erasure {
             erasure_id: erasure.cases.erasure_id,
