@@ -281,11 +281,14 @@ pub enum Record {
     Outcome(Box<OutcomeCapture>, i64),
 }
 
+/// Which history references (hex) an erasure removes.
+type Names = Box<dyn Fn(&str) -> bool + Send>;
+
 enum Message {
     Record(Record),
     Close,
-    /// Complete the open file, then remove every record naming one of these references (hex) from every file.
-    Erase(Vec<String>, tokio::sync::oneshot::Sender<Result<u64, String>>),
+    /// Complete the open file, then remove every record naming a reference (hex) these pick from every file.
+    Erase(Names, tokio::sync::oneshot::Sender<Result<u64, String>>),
 }
 
 /// The screener's side of the capture: hands records to the writer without ever waiting. Disabled: does nothing.
@@ -365,10 +368,23 @@ impl Capture {
     /// the writer completes its open file first, then rewrites every file that holds one. The records removed;
     /// `Ok(0)` with capture off.
     pub async fn erase(&self, keys: &[HistoryKey]) -> Result<u64, String> {
-        let Some(sender) = &self.sender else { return Ok(0) };
         let refs: Vec<String> = keys.iter().map(HistoryKey::to_hex).collect();
+        self.erase_where(Box::new(move |reference| refs.iter().any(|wanted| wanted == reference))).await
+    }
+
+    /// Removes every record whose caller or device reference erasure notices name (`crate::notices`), as
+    /// [`Capture::erase`] does.
+    pub async fn forget_named(&self, named: crate::privacy::NamedKeys) -> Result<u64, String> {
+        if named.is_empty() {
+            return Ok(0);
+        }
+        self.erase_where(Box::new(move |reference| named.names_hex(reference))).await
+    }
+
+    async fn erase_where(&self, names: Names) -> Result<u64, String> {
+        let Some(sender) = &self.sender else { return Ok(0) };
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let mut message = Message::Erase(refs, reply);
+        let mut message = Message::Erase(names, reply);
         // The queue is bounded and never waited on by scoring; an erasure waits its turn behind the records.
         loop {
             match sender.try_send(message) {
@@ -572,10 +588,10 @@ impl Writer {
                             last_handover = Instant::now();
                         }
                     }
-                    Ok(Message::Erase(refs, reply)) => {
+                    Ok(Message::Erase(names, reply)) => {
                         self.write_pending();
                         self.close_file();
-                        let result = erase_refs(&self.dir, &refs).map_err(|error| format!("{error:#}"));
+                        let result = erase_where(&self.dir, &names).map_err(|error| format!("{error:#}"));
                         if let Err(error) = &result {
                             tracing::error!(%error, "capture: erasure failed");
                         }
@@ -727,10 +743,10 @@ fn writer_properties(metadata: Vec<KeyValue>) -> WriterProperties {
         .build()
 }
 
-/// Rewrites every completed capture file in `dir` that holds a record naming one of `refs` (history keys, hex) as
-/// its caller or device, without those records (a temporary file, fsync, rename, directory fsync); the number of
+/// Rewrites every completed capture file in `dir` that holds a record whose caller or device reference (a history
+/// key, hex) `names` picks, without those records (a temporary file, fsync, rename, directory fsync); the number of
 /// records removed.
-pub fn erase_refs(dir: &Path, refs: &[String]) -> anyhow::Result<u64> {
+pub fn erase_where(dir: &Path, names: &dyn Fn(&str) -> bool) -> anyhow::Result<u64> {
     use arrow_array::{Array, BooleanArray, StringArray};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
     let mut removed = 0;
@@ -754,10 +770,8 @@ pub fn erase_refs(dir: &Path, refs: &[String]) -> anyhow::Result<u64> {
             let (callers, devices) = (named(columns::CALLER_REF)?, named(columns::DEVICE_REF)?);
             let keep: BooleanArray = (0..batch.num_rows())
                 .map(|row| {
-                    let names = |array: &StringArray| {
-                        !array.is_null(row) && refs.iter().any(|wanted| wanted == array.value(row))
-                    };
-                    Some(!(names(&callers) || names(&devices)))
+                    let named = |array: &StringArray| !array.is_null(row) && names(array.value(row));
+                    Some(!(named(&callers) || named(&devices)))
                 })
                 .collect();
             let filtered = arrow_select::filter::filter_record_batch(&batch, &keep)?;

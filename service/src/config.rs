@@ -333,7 +333,7 @@ impl Default for HistorySettings {
 }
 
 /// `[privacy]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PrivacySettings {
     /// Secret for HMAC-SHA256 history keys (at least 16 bytes). Unset: a fixed development secret is used and a
@@ -342,6 +342,15 @@ pub struct PrivacySettings {
     /// Earlier secrets, newest first, while a rotation is under way: histories are read under each and merged,
     /// written under `hash_secret` only (OPERATIONS.md, "rotation").
     pub previous_hash_secrets: Vec<String>,
+    /// How often this replica reads the erasure notices other replicas issued (`crate::notices`), seconds (1 ..
+    /// 3600).
+    pub notice_interval_seconds: u32,
+}
+
+impl Default for PrivacySettings {
+    fn default() -> Self {
+        PrivacySettings { hash_secret: None, previous_hash_secrets: Vec::new(), notice_interval_seconds: 5 }
+    }
 }
 
 /// `[log]`
@@ -609,6 +618,12 @@ impl Settings {
         }
         self.limits.validate()?;
         self.capture.validate().map_err(ConfigError)?;
+        if !(1..=3600).contains(&self.privacy.notice_interval_seconds) {
+            return fail(format!(
+                "privacy.notice_interval_seconds: {} must be 1 .. 3600",
+                self.privacy.notice_interval_seconds
+            ));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return fail(format!("log.format: {:?} must be \"text\" or \"json\"", self.log.format));
         }

@@ -21,6 +21,7 @@ pub mod grpc;
 pub mod ids;
 pub mod metrics;
 pub mod modelops;
+pub mod notices;
 pub mod outcomes;
 pub mod privacy;
 pub mod privacy_cli;

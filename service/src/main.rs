@@ -391,6 +391,12 @@ fn privacy(target: PrivacyTarget, command: PrivacyCommand) -> ExitCode {
     }
 }
 
+/// The task following the erasure notices other replicas issue (`saring::notices`).
+fn spawn_notices<S: HistoryStore>(app: &Arc<App<S>>, settings: &Settings) -> tokio::task::JoinHandle<()> {
+    let interval = std::time::Duration::from_secs(u64::from(settings.privacy.notice_interval_seconds));
+    tokio::spawn(saring::notices::run(Arc::clone(app), interval, saring::notices::kept_for(settings)))
+}
+
 /// The retention task of the case database (`saring::retention`).
 fn spawn_retention<S: HistoryStore>(app: &Arc<App<S>>, settings: &Settings) -> tokio::task::JoinHandle<()> {
     let store = app.escalator.store().clone();
@@ -594,14 +600,17 @@ async fn run(settings: Settings) -> Result<(), StartError> {
         let (screener, capture_writer) = with_capture(&settings, screener)?;
         let app = app(screener, escalator, auth);
         let retention = spawn_retention(&app, &settings);
+        let notices = spawn_notices(&app, &settings);
         serve_logged(listener, console, app, transport).await;
         retention.abort();
+        notices.abort();
         capture_writer
     } else {
         let screener = build_screener(&settings, Arc::clone(&models), redis_store(&settings)?);
         let (screener, capture_writer) = with_capture(&settings, screener)?;
         let app = app(screener, escalator, auth);
         let retention = spawn_retention(&app, &settings);
+        let notices = spawn_notices(&app, &settings);
         let background = Arc::clone(&app);
         let replayer = tokio::spawn(async move {
             if let Err(error) = background.screener.store().inner().connect().await {
@@ -612,6 +621,7 @@ async fn run(settings: Settings) -> Result<(), StartError> {
         serve_logged(listener, console, app, transport).await;
         replayer.abort();
         retention.abort();
+        notices.abort();
         capture_writer
     };
     if let Some(writer) = capture_writer {

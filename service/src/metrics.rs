@@ -240,6 +240,7 @@ pub struct Metrics {
     auth_throttled: Family<DoorLabels, Counter>,
     retention_pruned: Family<KindLabels, Counter>,
     retention_last_run: Gauge,
+    notices_applied: Counter,
     /// Serialises the scrape-time catch-up of the authentication and journal counters.
     auth_sync: Mutex<()>,
 }
@@ -424,11 +425,11 @@ impl Metrics {
         let retention_pruned = Family::<KindLabels, Counter>::default();
         registry.register(
             "retention_pruned",
-            "Rows pruned by this replica's retention runs: outcome rows (contacts) and closed cases stripped of their \
-             number (cases)",
+            "Rows pruned by this replica's retention runs: outcome rows (contacts), closed cases stripped of their \
+             number (cases) and expired erasure notices (erasure_notices)",
             retention_pruned.clone(),
         );
-        for kind in ["contacts", "cases"] {
+        for kind in ["contacts", "cases", "erasure_notices"] {
             drop(retention_pruned.get_or_create(&KindLabels { kind }));
         }
         let retention_last_run = Gauge::default();
@@ -438,10 +439,18 @@ impl Metrics {
             Unit::Other("timestamp_seconds".into()),
             retention_last_run.clone(),
         );
+        let notices_applied = Counter::default();
+        registry.register(
+            "erasure_notices_applied",
+            "Erasure notices (an erasure or reassignment another replica served) this replica applied to what it \
+             alone holds",
+            notices_applied.clone(),
+        );
         Metrics {
             registry,
             retention_pruned,
             retention_last_run,
+            notices_applied,
             known_methods: served_methods(),
             unknown_method: (Arc::from("unknown"), Arc::from("unknown")),
             rpc,
@@ -521,6 +530,12 @@ impl Metrics {
         self.retention_pruned.get_or_create(&KindLabels { kind: "contacts" }).inc_by(contacts);
         self.retention_pruned.get_or_create(&KindLabels { kind: "cases" }).inc_by(cases);
         self.retention_last_run.set(finished_unix_s);
+    }
+
+    /// Counts erasure notices applied, and expired ones pruned.
+    pub fn observe_notices(&self, applied: u64, pruned: u64) {
+        self.notices_applied.inc_by(applied);
+        self.retention_pruned.get_or_create(&KindLabels { kind: "erasure_notices" }).inc_by(pruned);
     }
 
     /// Counts one degraded answer.

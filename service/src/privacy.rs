@@ -76,6 +76,54 @@ impl KeyHasher {
     pub fn device(&self, device_id: &str) -> HistoryKey {
         self.key(b"device:", device_id)
     }
+
+    /// How an erasure notice names the history key `key` (`crate::notices`): HMAC(secret, "erasure-notice:" ||
+    /// key), so the case database that carries notices to the other replicas never holds an erased history's key.
+    pub fn notice_digest(&self, key: &HistoryKey) -> [u8; 32] {
+        let mut mac = self.mac.clone();
+        mac.update(b"erasure-notice:");
+        mac.update(&key.0);
+        mac.finalize().into_bytes().into()
+    }
+
+    /// The digests of `key` under the current secret and every earlier one: a replica still on the earlier secret
+    /// during a rotation's rollout names keys as that one does.
+    pub fn notice_digests(&self, key: &HistoryKey) -> impl Iterator<Item = [u8; 32]> + '_ {
+        let key = *key;
+        std::iter::once(self.notice_digest(&key))
+            .chain(self.previous.iter().map(move |hasher| hasher.notice_digest(&key)))
+    }
+}
+
+/// The history keys erasure notices name, as a replica matches them against what it alone holds: a key is named
+/// when its digest under any configured secret is one of the notices'.
+#[derive(Debug, Clone)]
+pub struct NamedKeys {
+    hasher: KeyHasher,
+    digests: std::collections::HashSet<[u8; 32]>,
+}
+
+impl NamedKeys {
+    /// The keys named by `digests` (computed by [`KeyHasher::notice_digest`]), matched with `hasher`.
+    pub fn new(hasher: KeyHasher, digests: impl IntoIterator<Item = [u8; 32]>) -> Self {
+        NamedKeys { hasher, digests: digests.into_iter().collect() }
+    }
+
+    /// Whether a notice names `key`.
+    pub fn names(&self, key: &HistoryKey) -> bool {
+        !self.digests.is_empty() && self.hasher.notice_digests(key).any(|digest| self.digests.contains(&digest))
+    }
+
+    /// Whether a notice names the history key written as `hex` (a journal's or a capture file's reference).
+    pub fn names_hex(&self, hex: &str) -> bool {
+        let mut bytes = [0u8; 32];
+        hex::decode_to_slice(hex, &mut bytes).is_ok() && self.names(&HistoryKey(bytes))
+    }
+
+    /// Whether no key is named.
+    pub fn is_empty(&self) -> bool {
+        self.digests.is_empty()
+    }
 }
 
 #[cfg(test)]
@@ -89,5 +137,20 @@ mod tests {
         assert_ne!(hasher.number("+6281234567890"), hasher.device("+6281234567890"));
         assert_ne!(hasher.number("+6281234567890"), KeyHasher::new(b"secret-two").number("+6281234567890"));
         assert!(!hasher.number("+6281234567890").to_hex().contains("81234567890"));
+    }
+
+    #[test]
+    fn notices_name_keys_under_every_configured_secret_and_never_hold_them() {
+        let old = KeyHasher::new(b"secret-one");
+        let rotating = KeyHasher::new(b"secret-two").with_previous(&[b"secret-one"]);
+        let (erased, kept) = (old.number("+6281234567890"), old.number("+6281234567891"));
+        // Issued by a replica still on the old secret, matched by one already rotating, and the other way round.
+        let issued = NamedKeys::new(rotating.clone(), [old.notice_digest(&erased)]);
+        assert!(issued.names(&erased) && issued.names_hex(&erased.to_hex()));
+        assert!(!issued.names(&kept) && !issued.names_hex(&kept.to_hex()) && !issued.names_hex("not hex"));
+        let reverse = NamedKeys::new(old.clone(), rotating.notice_digests(&erased));
+        assert!(reverse.names(&erased) && !reverse.names(&kept));
+        assert_ne!(old.notice_digest(&erased), erased.0, "a notice never holds the key itself");
+        assert!(!NamedKeys::new(old, []).names(&erased));
     }
 }

@@ -112,6 +112,38 @@ impl RecentContacts {
         forgotten
     }
 
+    /// Forgets every contact whose number or device id `named` picks (a notice of an erasure another replica
+    /// served); how many went. The numbers and device ids are copied out under each shard's lock and matched
+    /// outside it (the matching hashes them), so scoring never waits on it.
+    pub fn forget_named(&self, named: impl Fn(Option<&str>, Option<&str>) -> bool) -> usize {
+        let mut forgotten = 0;
+        for shard in self.shards.iter() {
+            let held: Vec<(u64, Option<String>, Option<String>)> = shard
+                .lock()
+                .contacts
+                .iter()
+                .map(|(hash, scored)| (*hash, scored.contact.caller.clone(), scored.contact.device_id.clone()))
+                .collect();
+            let gone: Vec<u64> = held
+                .into_iter()
+                .filter(|(_, number, device_id)| named(number.as_deref(), device_id.as_deref()))
+                .map(|(hash, ..)| hash)
+                .collect();
+            if gone.is_empty() {
+                continue;
+            }
+            let mut shard = shard.lock();
+            let before = shard.contacts.len();
+            for hash in &gone {
+                shard.contacts.remove(hash);
+            }
+            forgotten += before - shard.contacts.len();
+            let Shard { contacts, order } = &mut *shard;
+            order.retain(|hash| contacts.contains_key(hash));
+        }
+        forgotten
+    }
+
     /// How many contacts are remembered.
     pub fn len(&self) -> usize {
         self.shards.iter().map(|shard| shard.lock().contacts.len()).sum()

@@ -6,6 +6,9 @@
 //! record that the erasure happened — and then the history store (with its journal) and this replica's caches.
 //! When the history store fails after the case database erased, the answer is an error saying so: a retry finds
 //! nothing more in the case database and completes the history store (erasing what is gone succeeds).
+//!
+//! The case database's transaction also issues an erasure notice (`crate::notices`): every other replica then
+//! removes the number from what it alone holds — its journal, caches, an in-memory store, its capture files.
 
 use crate::app::{App, CallerStanding};
 use crate::auth::Principal;
@@ -72,6 +75,19 @@ impl<S: HistoryStore> App<S> {
         std::iter::once(self.screener.number_key(e164)).chain(earlier).map(|key| key.to_hex()).collect()
     }
 
+    /// The notice digests (hex) of the histories of `e164` and `device_id` under every configured secret, for
+    /// the other replicas (`crate::notices`).
+    fn notice(&self, e164: &str, device_id: Option<&str>) -> Vec<String> {
+        let hasher = self.screener.hasher();
+        let (earlier_numbers, earlier_devices) = self.screener.previous_keys(Some(e164), device_id);
+        std::iter::once(hasher.number(e164))
+            .chain(device_id.map(|device_id| hasher.device(device_id)))
+            .chain(earlier_numbers)
+            .chain(earlier_devices)
+            .map(|key| hex::encode(hasher.notice_digest(&key)))
+            .collect()
+    }
+
     /// Everything held about `e164` (normalised), read by `reader` with `reason` (audited).
     pub async fn subject_access(
         &self,
@@ -102,7 +118,8 @@ impl<S: HistoryStore> App<S> {
         if device_id.is_some_and(|device_id| device_id.chars().count() > 64) {
             return Err(Error::InvalidArgument(vec![Violation::new("device_id", "longer than 64 characters")]));
         }
-        let cases = self.escalator.store().erase_caller(&self.caller_refs(e164), actor, &reason).await?;
+        let notice = self.notice(e164, device_id);
+        let cases = self.escalator.store().erase_caller(&self.caller_refs(e164), &notice, actor, &reason).await?;
         let erased = self.screener.erase(Some(e164), device_id).await.map_err(|error| {
             tracing::error!(%error, erasure_id = %cases.erasure_id, "erasure: the history store failed after the case database erased");
             Error::StoreUnavailable(format!(
@@ -146,7 +163,8 @@ impl<S: HistoryStore> App<S> {
             return Err(Error::InvalidArgument(vec![Violation::new("reassigned_at", "in the future")]));
         }
         let caller_ref = self.screener.number_key(e164).to_hex();
-        let cases = self.escalator.store().reassign_caller(&caller_ref, from_ms, actor, &reason).await?;
+        let notice = self.notice(e164, None);
+        let cases = self.escalator.store().reassign_caller(&caller_ref, &notice, from_ms, actor, &reason).await?;
         let erased = self.screener.erase(Some(e164), None).await.map_err(|error| {
             tracing::error!(%error, reassignment_id = %cases.reassignment_id, "reassignment: the history store failed after the case database detached the number");
             Error::StoreUnavailable(format!(

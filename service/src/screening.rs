@@ -469,6 +469,39 @@ impl<S: HistoryStore> Screener<S> {
         Ok(erased)
     }
 
+    /// Applies erasure notices (`crate::notices`): erases the histories whose keys `named` names from what this
+    /// replica alone holds — its journal and caches, an in-memory store, its capture files — and forgets the
+    /// contacts from them that it scored recently.
+    pub async fn forget_named(
+        &self,
+        named: crate::privacy::NamedKeys,
+    ) -> Result<crate::store::Erased, crate::store::StoreError> {
+        if named.is_empty() {
+            return Ok(crate::store::Erased::default());
+        }
+        let recent = |named: &crate::privacy::NamedKeys| {
+            self.recent.forget_named(|number, device_id| {
+                number.is_some_and(|number| named.names(&self.hasher.number(number)))
+                    || device_id.is_some_and(|device_id| named.names(&self.hasher.device(device_id)))
+            })
+        };
+        recent(&named);
+        let mut erased = self.store.forget_named(&named).await?;
+        erased.capture_records = self
+            .capture
+            .forget_named(named.clone())
+            .await
+            .map_err(|error| crate::store::StoreError(format!("capture files: {error}")))?;
+        // A score in flight meanwhile may have remembered a contact again.
+        recent(&named);
+        Ok(erased)
+    }
+
+    /// The hasher of numbers and device ids (with the earlier secrets while a rotation is under way).
+    pub fn hasher(&self) -> &crate::privacy::KeyHasher {
+        &self.hasher
+    }
+
     /// The keys of a normalised number and a device id under the earlier hashing secrets, newest first, while a
     /// rotation is under way (both empty otherwise).
     pub fn previous_keys(&self, e164: Option<&str>, device_id: Option<&str>) -> (Vec<HistoryKey>, Vec<HistoryKey>) {

@@ -267,14 +267,16 @@ impl super::CaseStore {
 
     /// Erases the number keyed `caller_refs` (current secret first, then earlier ones) from the case database (see the module's notes), by `actor` with
     /// `reason`. `Held` naming the first case whose hold stands; nothing is changed then.
+    /// `notice` (digests, hex) is written with it, for the other replicas (`crate::notices`).
     pub async fn erase_caller(
         &self,
         caller_refs: &[String],
+        notice: &[String],
         actor: &Principal,
         reason: &str,
     ) -> Result<CaseErasure, CaseError> {
         let mut connection = self.pool()?.acquire().await?;
-        let result = Self::erase_caller_in(&mut connection, &self.audit.key, caller_refs, actor, reason).await;
+        let result = Self::erase_caller_in(&mut connection, &self.audit.key, caller_refs, notice, actor, reason).await;
         settle(connection, &result);
         let (mut erasure, link) = result?;
         erasure.audit_seq = self.anchored(link).await;
@@ -285,6 +287,7 @@ impl super::CaseStore {
         connection: &mut AnyConnection,
         key: &AuditKey,
         caller_refs: &[String],
+        notice: &[String],
         actor: &Principal,
         reason: &str,
     ) -> Result<(CaseErasure, AuditLink), CaseError> {
@@ -371,6 +374,7 @@ impl super::CaseStore {
         .bind(cases.len() as i64)
         .execute(&mut *tx)
         .await?;
+        issue_notice(&mut tx, &erasure_id, notice, at_ms).await?;
         let note =
             format!("{erasure_id}: {contacts_removed} contacts removed, {} cases redacted; {reason}", cases.len());
         let link =
@@ -406,13 +410,15 @@ impl super::CaseStore {
     pub async fn reassign_caller(
         &self,
         caller_ref: &str,
+        notice: &[String],
         from_ms: i64,
         actor: &Principal,
         reason: &str,
     ) -> Result<CaseReassignment, CaseError> {
         let mut connection = self.pool()?.acquire().await?;
         let result =
-            Self::reassign_caller_in(&mut connection, &self.audit.key, caller_ref, from_ms, actor, reason).await;
+            Self::reassign_caller_in(&mut connection, &self.audit.key, caller_ref, notice, from_ms, actor, reason)
+                .await;
         settle(connection, &result);
         let (mut reassignment, link) = result?;
         reassignment.audit_seq = self.anchored(link).await;
@@ -423,6 +429,7 @@ impl super::CaseStore {
         connection: &mut AnyConnection,
         key: &AuditKey,
         caller_ref: &str,
+        notice: &[String],
         from_ms: i64,
         actor: &Principal,
         reason: &str,
@@ -526,6 +533,7 @@ impl super::CaseStore {
             .ok()
             .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
             .unwrap_or_else(|| from_ms.to_string());
+        issue_notice(&mut tx, &reassignment_id, notice, at_ms).await?;
         let note = format!(
             "{reassignment_id}: reassigned from {from}; {contacts_detached} contacts and {} cases detached, \
              {cases_closed} closed; {reason}",
@@ -688,6 +696,30 @@ impl super::CaseStore {
         Ok(pruned)
     }
 
+    /// The erasure notices issued after `after_ms` (notice id, digest as hex, issued at), oldest first.
+    pub async fn erasure_notices(&self, after_ms: i64) -> Result<Vec<ErasureNotice>, CaseError> {
+        let rows = sqlx::query(
+            "SELECT notice_id, digest, issued_ms FROM erasure_notices WHERE issued_ms > $1 \
+             ORDER BY issued_ms, notice_id",
+        )
+        .bind(after_ms)
+        .fetch_all(self.pool()?)
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|row| ErasureNotice { notice_id: row.get(0), digest: row.get(1), issued_ms: row.get(2) })
+            .collect())
+    }
+
+    /// Deletes the erasure notices issued before `before_ms`; how many rows went.
+    pub async fn prune_erasure_notices(&self, before_ms: i64) -> Result<u64, CaseError> {
+        Ok(sqlx::query("DELETE FROM erasure_notices WHERE issued_ms < $1")
+            .bind(before_ms)
+            .execute(self.pool()?)
+            .await?
+            .rows_affected())
+    }
+
     /// Deletes the outcome rows received before `before` that ground no case, with their corrections.
     async fn prune_contacts_in(connection: &mut AnyConnection, before: i64) -> Result<u64, CaseError> {
         const OLD: &str = "SELECT co.contact_id FROM contacts co WHERE co.at_ms < $1 AND NOT EXISTS \
@@ -781,4 +813,33 @@ mod tests {
         assert_eq!(HoldCause::of(Rung::Warning, CaseState::Actioned), None);
         assert_eq!(HoldCause::of(Rung::WelfareReferral, CaseState::Actioned), None);
     }
+}
+
+/// One digest of an erasure notice, as the case database keeps it (`crate::notices`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ErasureNotice {
+    /// The erasure or reassignment that issued it.
+    pub notice_id: String,
+    /// A history key's notice digest (hex), never the key.
+    pub digest: String,
+    /// When it was issued (ms).
+    pub issued_ms: i64,
+}
+
+/// Writes an erasure notice of `digests` under `notice_id`, in the transaction that erases.
+async fn issue_notice(
+    tx: &mut Transaction<'_, Any>,
+    notice_id: &str,
+    digests: &[String],
+    at_ms: i64,
+) -> Result<(), CaseError> {
+    for digest in digests.iter().collect::<HashSet<_>>() {
+        sqlx::query("INSERT INTO erasure_notices (notice_id, digest, issued_ms) VALUES ($1, $2, $3)")
+            .bind(notice_id)
+            .bind(digest)
+            .bind(at_ms)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }

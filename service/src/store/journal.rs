@@ -270,16 +270,30 @@ impl<S: HistoryStore> JournaledStore<S> {
         device: Option<&HistoryKey>,
     ) -> Result<usize, StoreError> {
         let (caller, device) = (caller.map(HistoryKey::to_hex), device.map(HistoryKey::to_hex));
+        self.erase_entries_where(
+            |entry_caller| caller.as_deref() == Some(entry_caller),
+            |entry_device| device.as_deref() == Some(entry_device),
+        )
+        .await
+    }
+
+    /// Removes from the journal the caller references `caller_named` picks and the device references
+    /// `device_named` picks (hex keys); an entry left naming neither goes. How many entries changed.
+    async fn erase_entries_where(
+        &self,
+        caller_named: impl Fn(&str) -> bool,
+        device_named: impl Fn(&str) -> bool,
+    ) -> Result<usize, StoreError> {
         let mut file = self.file.lock().await;
         let entries = read_entries(&self.path)?;
         let mut changed = 0;
         let mut remaining = Vec::with_capacity(entries.len());
         for mut entry in entries {
             let before = (entry.caller.is_some(), entry.device.is_some());
-            if caller.is_some() && entry.caller == caller {
+            if entry.caller.as_deref().is_some_and(&caller_named) {
                 entry.caller = None;
             }
-            if device.is_some() && entry.device == device {
+            if entry.device.as_deref().is_some_and(&device_named) {
                 entry.device = None;
             }
             if before != (entry.caller.is_some(), entry.device.is_some()) {
@@ -443,6 +457,16 @@ impl<S: HistoryStore> HistoryStore for JournaledStore<S> {
         // The journal first: a replay after the store's erasure would otherwise bring the histories back.
         let journal_entries = self.erase_entries(caller, device).await?;
         let erased = self.inner.erase(caller, device).await?;
+        Ok(Erased { journal_entries, ..erased })
+    }
+
+    async fn forget_named(&self, named: &crate::privacy::NamedKeys) -> Result<Erased, StoreError> {
+        if named.is_empty() {
+            return self.inner.forget_named(named).await;
+        }
+        let journal_entries =
+            self.erase_entries_where(|caller| named.names_hex(caller), |device| named.names_hex(device)).await?;
+        let erased = self.inner.forget_named(named).await?;
         Ok(Erased { journal_entries, ..erased })
     }
 }

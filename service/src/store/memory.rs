@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 use saring_models::{CallerHistory, Disposition, HistoryEvent};
 
 use super::{Corrected, DispositionChange, Erased, Histories, HistoryStore, Recorded, StoreError};
-use crate::privacy::HistoryKey;
+use crate::privacy::{HistoryKey, NamedKeys};
 
 const SHARDS: usize = 32;
 
@@ -130,6 +130,24 @@ impl HistoryStore for MemoryStore {
         // The markers here name contact ids only (no history key): nothing of the number is in them.
         let histories =
             [caller, device].into_iter().flatten().filter(|key| self.shard(key).lock().remove(key).is_some()).count();
+        Ok(Erased { histories, ..Erased::default() })
+    }
+
+    async fn forget_named(&self, named: &NamedKeys) -> Result<Erased, StoreError> {
+        if named.is_empty() {
+            return Ok(Erased::default());
+        }
+        let mut histories = 0;
+        for shard in &self.shards {
+            // The keys are copied out under the lock and matched outside it (a digest or two per key): scoring
+            // never waits on the matching.
+            let keys: Vec<HistoryKey> = shard.lock().keys().copied().collect();
+            let named_here: Vec<HistoryKey> = keys.into_iter().filter(|key| named.names(key)).collect();
+            if !named_here.is_empty() {
+                let mut shard = shard.lock();
+                histories += named_here.iter().filter(|key| shard.remove(key).is_some()).count();
+            }
+        }
         Ok(Erased { histories, ..Erased::default() })
     }
 }

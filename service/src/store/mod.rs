@@ -12,7 +12,7 @@ pub use memory::MemoryStore;
 pub use redis::{RedisSettings, RedisStore};
 use saring_models::{CallerHistory, Disposition, HistoryEvent};
 
-use crate::privacy::HistoryKey;
+use crate::privacy::{HistoryKey, NamedKeys};
 
 /// A store failure. Reads fail open (the score is degraded); writes fail closed (nothing is acknowledged).
 #[derive(Debug, Clone, thiserror::Error)]
@@ -154,6 +154,15 @@ pub trait HistoryStore: Send + Sync + 'static {
         let _ = (caller, device);
         async { Err(StoreError("this history store cannot erase histories".into())) }
     }
+
+    /// Erases, from what this replica alone holds — its journal, its caches, an in-memory store's histories — the
+    /// histories whose keys erasure notices name (`crate::notices`: an erasure served by another replica). A store
+    /// shared by every replica (Redis) was erased by the replica that served the erasure and is not scanned. Erasing
+    /// what is not held succeeds.
+    fn forget_named(&self, named: &NamedKeys) -> impl Future<Output = Result<Erased, StoreError>> + Send {
+        let _ = named;
+        async { Ok(Erased::default()) }
+    }
 }
 
 /// What erasing histories removed.
@@ -221,5 +230,9 @@ impl<S: HistoryStore> HistoryStore for std::sync::Arc<S> {
         device: Option<&HistoryKey>,
     ) -> impl Future<Output = Result<Erased, StoreError>> + Send {
         self.as_ref().erase(caller, device)
+    }
+
+    fn forget_named(&self, named: &NamedKeys) -> impl Future<Output = Result<Erased, StoreError>> + Send {
+        self.as_ref().forget_named(named)
     }
 }

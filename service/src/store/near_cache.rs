@@ -167,6 +167,19 @@ impl NearCache {
         shard.previous.remove(&map_key);
     }
 
+    /// Forgets every entry whose key erasure notices name; how many went.
+    pub fn forget_named(&self, named: &crate::privacy::NamedKeys) -> usize {
+        let mut forgotten = 0;
+        for shard in &self.shards {
+            let mut shard = shard.lock();
+            let before = shard.current.len() + shard.previous.len();
+            shard.current.retain(|(_, key), _| !named.names(key));
+            shard.previous.retain(|(_, key), _| !named.names(key));
+            forgotten += before - shard.current.len() - shard.previous.len();
+        }
+        forgotten
+    }
+
     /// The histories last seen for a number and a device; `None` unless at least one of those given is cached
     /// (one not cached is then absent from the answer).
     pub fn get(&self, caller: Option<&HistoryKey>, device: Option<&HistoryKey>) -> Option<Histories> {

@@ -634,6 +634,13 @@ impl HistoryStore for RedisStore {
         Ok(erased)
     }
 
+    async fn forget_named(&self, named: &crate::privacy::NamedKeys) -> Result<Erased, StoreError> {
+        // The histories in Redis are shared: the replica that served the erasure removed them; only this
+        // replica's near-cache may still hold them.
+        self.near.forget_named(named);
+        Ok(Erased::default())
+    }
+
     async fn record(
         &self,
         _contact_id: &str,

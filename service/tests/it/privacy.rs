@@ -409,3 +409,127 @@ async fn retention_prunes_old_rows_and_closed_cases_on_postgres() {
     retention_prunes_old_rows_and_closed_cases_and_keeps_the_rest(&schema.url()).await;
     schema.drop().await;
 }
+
+/// The history references (hex) of every record in a replica's capture files.
+fn captured_refs(dir: &std::path::Path) -> Vec<String> {
+    use arrow_array::{Array, StringArray};
+    let mut refs = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|extension| extension != "parquet") {
+            continue;
+        }
+        let reader =
+            parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(&path).unwrap())
+                .unwrap()
+                .build()
+                .unwrap();
+        for batch in reader {
+            let batch = batch.unwrap();
+            for column in ["caller_ref", "device_ref"] {
+                let array = batch.column_by_name(column).unwrap();
+                let array = array.as_any().downcast_ref::<StringArray>().unwrap();
+                refs.extend((0..array.len()).filter(|row| !array.is_null(*row)).map(|row| array.value(row).to_owned()));
+            }
+        }
+    }
+    refs
+}
+
+/// Two replicas over one Redis and one case database: replica B scored the number (its recent contacts and its
+/// capture files hold it) and journaled its outcome while Redis was down; replica A serves the erasure. Once B
+/// follows the erasure notices, B's journal, recent contacts and capture files hold nothing of the number, its
+/// replayed journal does not bring the history back, the other caller keeps everything, a second round applies
+/// nothing, and the case database never held the erased key, only its notice digest.
+#[tokio::test]
+async fn an_erasure_served_by_one_replica_reaches_every_other_replicas_journal_caches_and_capture() {
+    use saring::notices::Follower;
+    use saring::server::{build_screener, load_models, with_capture, RunningServer};
+    use saring::store::journal::JournaledStore;
+    use saring::store::HistoryStore;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use crate::common::process::{unique_prefix, PrivateRedis};
+    use crate::common::{app_with, connect, privacy, screening, Bearer};
+    use crate::redis_store::store_at;
+
+    let url = crate::common::sqlite_url("privacy-notices");
+    let scratch = tempfile::tempdir().unwrap();
+    let mut settings = Settings::default();
+    settings.privacy.hash_secret = Some("notices-test-secret-0123456789".into());
+    settings.capture.dir = Some(scratch.path().join("capture-b"));
+    let hasher = saring::server::key_hasher(&settings);
+    let (erased_ref, other_ref) = (hasher.number(E164), hasher.number("+6281234567002"));
+    let models = Arc::new(load_models(&settings).unwrap());
+    let mut redis = PrivateRedis::start();
+    let prefix = unique_prefix("notices");
+
+    let journal = scratch.path().join("b.journal");
+    let store_b = JournaledStore::open(store_at(&redis.url(), &prefix), &journal, Duration::from_millis(200)).unwrap();
+    let (screener_b, writer_b) =
+        with_capture(&settings, build_screener(&settings, Arc::clone(&models), store_b)).unwrap();
+    let app_b = app_with(screener_b, &url).await;
+    let server_b = RunningServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&app_b)).await.unwrap();
+    let mut routing_b = screening(&connect(format!("http://{}", server_b.local_addr)).await, Bearer::of(Role::Routing));
+    let app_a = app_with(build_screener(&settings, models, store_at(&redis.url(), &prefix)), &url).await;
+    let server_a = RunningServer::start("127.0.0.1:0".parse().unwrap(), Arc::clone(&app_a)).await.unwrap();
+    let mut legal_a = privacy(&connect(format!("http://{}", server_a.local_addr)).await, Bearer::of(Role::Legal));
+
+    // B scores both callers, then journals their outcomes while Redis is down (one prank each: no case, no hold).
+    for (contact_id, number) in [("b-subject", NUMBER), ("b-other", OTHER)] {
+        routing_b.score_contact(crate::common::sample_contact(contact_id, Some(number))).await.unwrap();
+    }
+    assert!(app_b.screener.recent_contact("b-subject").is_some());
+    let port = redis.port;
+    redis.stop();
+    for (contact_id, number) in [("b-subject", NUMBER), ("b-other", OTHER)] {
+        let outcome =
+            crate::common::prank_outcome(contact_id, Some(crate::common::sample_contact(contact_id, Some(number))));
+        routing_b.record_outcome(outcome).await.unwrap();
+    }
+    assert_eq!(app_b.screener.store().depth(), 2, "both outcomes wait in B's journal");
+    assert!(std::fs::read_to_string(&journal).unwrap().contains(&erased_ref.to_hex()));
+    drop(redis);
+    let redis = PrivateRedis::start_on(port);
+
+    // A serves the erasure: the case database and Redis; B is not told directly.
+    let erase =
+        proto::EraseRequest { caller: NUMBER.into(), device_id: String::new(), reason: "request DSR-2026-200".into() };
+    let erasure = legal_a.erase(erase).await.unwrap().into_inner();
+    assert_eq!(erasure.contacts_removed, 1);
+    assert!(app_b.screener.recent_contact("b-subject").is_some(), "B has not followed yet");
+
+    // B follows: the journal entry, the recent contact and the capture records of the number go.
+    let mut follower = Follower::new();
+    let followed = follower.follow(&app_b).await.unwrap();
+    assert_eq!((followed.notices, followed.erased.journal_entries), (1, 1), "{followed:?}");
+    assert!(followed.erased.capture_records >= 2, "the scored contact and its outcome: {followed:?}");
+    assert!(!std::fs::read_to_string(&journal).unwrap().contains(&erased_ref.to_hex()));
+    assert!(app_b.screener.recent_contact("b-subject").is_none());
+    assert!(app_b.screener.recent_contact("b-other").is_some(), "the other caller's contact is kept");
+    assert_eq!(follower.follow(&app_b).await.unwrap().notices, 0, "a notice is applied once");
+    // A replica starting afresh applies every notice kept (here: nothing more to remove).
+    assert_eq!(Follower::new().follow(&app_b).await.unwrap().notices, 1);
+
+    // B's journal replays the other caller only: the erased history does not come back.
+    assert_eq!(app_b.screener.store().replay().await.unwrap(), 1);
+    let store = store_at(&redis.url(), &prefix);
+    assert!(store.load(Some(&erased_ref), None).await.unwrap().caller.is_none());
+    assert_eq!(store.load(Some(&other_ref), None).await.unwrap().caller.unwrap().total_contacts, 1);
+
+    server_b.stop().await.unwrap();
+    server_a.stop().await.unwrap();
+    drop(app_b);
+    let report = tokio::task::spawn_blocking(move || writer_b.unwrap().close()).await.unwrap();
+    assert!(report.failed == 0, "{report:?}");
+    let refs = captured_refs(&scratch.path().join("capture-b"));
+    assert!(refs.contains(&other_ref.to_hex()), "the other caller's records stay: {refs:?}");
+    assert!(!refs.contains(&erased_ref.to_hex()), "no capture record names the erased number");
+
+    // The case database carries the notice by digest only.
+    let texts = every_text(&url).await;
+    assert!(texts.iter().all(|(_, _, text)| !text.contains(&erased_ref.to_hex())));
+    let digest = hex::encode(hasher.notice_digest(&erased_ref));
+    assert!(texts.iter().any(|(table, _, text)| table == "erasure_notices" && text == &digest));
+}
