@@ -111,6 +111,63 @@ pub struct SurgeGuard {
     pub window_minutes: u32,
 }
 
+/// What decides between a punitive rung and the welfare branch for a caller showing distress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precedence {
+    /// A caller showing distress when a punitive rung is due is proposed WELFARE_REFERRAL instead.
+    WelfareFirst,
+    /// The punitive rung is proposed whatever else the caller's contacts show.
+    PunitiveFirst,
+}
+
+/// A sign in a caller's window that sends an automatic warning to a reviewer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReviewSign {
+    /// A confirmed genuine emergency.
+    GenuineEmergency,
+    /// The distress signal ([`DistressRule`]).
+    Distress,
+}
+
+/// Signs of distress: what routes a caller to support rather than punishment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DistressRule {
+    /// Over the caller's contacts in this many days.
+    pub window_days: u32,
+    /// Dispositions that show distress rather than misuse.
+    pub shows: Vec<Disposition>,
+    /// The share of the caller's contacts in the window with one of them at which the caller shows distress.
+    pub min_share: f64,
+    /// The fewest contacts in the window for the share to be read.
+    pub min_contacts: u32,
+    /// Confirmed genuine emergencies in the window at which the caller shows distress whatever the share (0: never).
+    pub genuine_emergencies: u32,
+    /// Welfare or punishment first for a caller showing distress.
+    pub precedence: Precedence,
+    /// Signs that send an automatic warning to a reviewer.
+    pub review_if: Vec<ReviewSign>,
+    /// After a welfare referral was delivered, no new welfare case for this many days after its last grounding
+    /// contact (the caller is held for welfare).
+    pub welfare_hold_days: u32,
+}
+
+/// What a caller's window shows, as [`DistressRule`] reads it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Signals {
+    /// Contacts in the window.
+    pub contacts: usize,
+    /// Of those, contacts with a disposition that shows distress.
+    pub distress_contacts: usize,
+    /// Of those, confirmed genuine emergencies.
+    pub genuine_emergencies: usize,
+    /// Whether the caller shows distress.
+    pub distressed: bool,
+    /// Whether a delivered welfare referral holds the caller.
+    pub held_for_welfare: bool,
+}
+
 /// A validated ladder policy.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LadderPolicy {
@@ -120,6 +177,8 @@ pub struct LadderPolicy {
     pub rules: BTreeMap<Rung, RungRule>,
     /// The surge guard.
     pub surge: SurgeGuard,
+    /// Signs of distress and their precedence.
+    pub distress: DistressRule,
 }
 
 /// A policy problem, naming the key.
@@ -149,10 +208,24 @@ struct RawRule {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawDistress {
+    window_days: u32,
+    shows: Vec<Disposition>,
+    min_share: f64,
+    min_contacts: u32,
+    genuine_emergencies: u32,
+    precedence: Precedence,
+    review_if: Vec<ReviewSign>,
+    welfare_hold_days: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawPolicy {
     version: String,
     rungs: BTreeMap<String, RawRule>,
     surge: SurgeGuard,
+    distress: RawDistress,
 }
 
 impl LadderPolicy {
@@ -186,7 +259,8 @@ impl LadderPolicy {
         if raw.surge.distinct_callers < 2 || raw.surge.window_minutes == 0 {
             return Err(policy_error("surge", "distinct_callers must be at least 2 and window_minutes positive"));
         }
-        Ok(LadderPolicy { version: raw.version, rules, surge: raw.surge })
+        let distress = validate_distress(raw.distress)?;
+        Ok(LadderPolicy { version: raw.version, rules, surge: raw.surge, distress })
     }
 
     /// The shipped default.
@@ -266,6 +340,43 @@ fn validate_rule(rung: Rung, raw: RawRule) -> Result<RungRule, PolicyError> {
     })
 }
 
+/// "1 genuine emergency", "2 genuine emergencies".
+fn emergencies(count: usize) -> String {
+    format!("{count} genuine emergenc{}", if count == 1 { "y" } else { "ies" })
+}
+
+fn validate_distress(raw: RawDistress) -> Result<DistressRule, PolicyError> {
+    let key = |field: &str| format!("distress.{field}");
+    if raw.window_days == 0 {
+        return Err(policy_error(key("window_days"), "must be positive"));
+    }
+    if raw.shows.is_empty() {
+        return Err(policy_error(key("shows"), "must name at least one disposition"));
+    }
+    if let Some(misuse) = raw.shows.iter().find(|disposition| disposition.is_misuse()) {
+        return Err(policy_error(key("shows"), format!("{} is misuse, not a sign of distress", misuse.as_str())));
+    }
+    if !(raw.min_share > 0.0 && raw.min_share <= 1.0) {
+        return Err(policy_error(key("min_share"), "must be a share in (0, 1]"));
+    }
+    if raw.min_contacts == 0 {
+        return Err(policy_error(key("min_contacts"), "must be positive"));
+    }
+    let mut review_if = raw.review_if;
+    review_if.sort_unstable();
+    review_if.dedup();
+    Ok(DistressRule {
+        window_days: raw.window_days,
+        shows: raw.shows,
+        min_share: raw.min_share,
+        min_contacts: raw.min_contacts,
+        genuine_emergencies: raw.genuine_emergencies,
+        precedence: raw.precedence,
+        review_if,
+        welfare_hold_days: raw.welfare_hold_days,
+    })
+}
+
 /// One confirmed contact in a caller's timeline.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Incident {
@@ -278,6 +389,9 @@ pub struct Incident {
     /// Already used as grounds by a closed case (rejected, reverted, or a delivered welfare referral): it still
     /// shows the caller was active, but never counts towards a proposal again.
     pub spent: bool,
+    /// Grounds a welfare referral that was delivered: the caller is held for welfare for
+    /// `distress.welfare_hold_days` after the latest such contact.
+    pub welfare: bool,
 }
 
 /// The highest punitive rung delivered to a caller, and when.
@@ -331,10 +445,121 @@ impl LadderPolicy {
         Some(delivered)
     }
 
+    /// What the caller's window shows (`distress`).
+    pub fn signals(&self, incidents: &[Incident], now_ms: i64) -> Signals {
+        let rule = &self.distress;
+        let window_start = now_ms - i64::from(rule.window_days) * DAY_MS;
+        let in_window: Vec<&Incident> =
+            incidents.iter().filter(|incident| incident.at_ms > window_start && incident.at_ms <= now_ms).collect();
+        let distress_contacts = in_window.iter().filter(|incident| rule.shows.contains(&incident.disposition)).count();
+        let genuine_emergencies =
+            in_window.iter().filter(|incident| incident.disposition == Disposition::GenuineEmergency).count();
+        let share_shows = in_window.len() >= rule.min_contacts as usize
+            && distress_contacts as f64 >= rule.min_share * in_window.len() as f64;
+        let emergencies_show = rule.genuine_emergencies > 0 && genuine_emergencies >= rule.genuine_emergencies as usize;
+        let hold_start = now_ms - i64::from(rule.welfare_hold_days) * DAY_MS;
+        Signals {
+            contacts: in_window.len(),
+            distress_contacts,
+            genuine_emergencies,
+            distressed: share_shows || emergencies_show,
+            held_for_welfare: incidents
+                .iter()
+                .any(|incident| incident.welfare && incident.at_ms > hold_start && incident.at_ms <= now_ms),
+        }
+    }
+
     /// What the policy proposes for a caller now, from its confirmed incidents and the highest rung delivered.
-    /// Punitive rungs come first; the welfare branch is considered when no punitive rung is due. `None` when
-    /// nothing is due. A caller already at LEGAL_REFERRAL gets no further punitive proposal.
+    /// A punitive rung that is due goes first — but, under `welfare_first`, a caller showing distress is proposed
+    /// WELFARE_REFERRAL instead (or nothing while a delivered welfare referral holds it), and an automatic warning
+    /// goes to a reviewer when the window holds a sign `review_if` names; the case's rule says why. The welfare
+    /// branch is considered when no punitive rung is due, unless a delivered welfare referral holds the caller.
+    /// `None` when nothing is due. A caller already at LEGAL_REFERRAL gets no further punitive proposal.
     pub fn evaluate(&self, incidents: &[Incident], delivered: Option<Delivered>, now_ms: i64) -> Option<Proposal> {
+        let signals = self.signals(incidents, now_ms);
+        let proposal = self.punitive_or_welfare(incidents, delivered, now_ms)?;
+        if !proposal.rung.is_punitive() {
+            return (!signals.held_for_welfare).then_some(proposal);
+        }
+        let rule = &self.distress;
+        if signals.distressed && rule.precedence == Precedence::WelfareFirst {
+            if signals.held_for_welfare {
+                return None;
+            }
+            return Some(self.welfare_instead(&proposal, incidents, &signals, now_ms));
+        }
+        let mut proposal = proposal;
+        if proposal.approval == Approval::Automatic {
+            let mut why = Vec::new();
+            if rule.review_if.contains(&ReviewSign::GenuineEmergency) && signals.genuine_emergencies > 0 {
+                why.push(format!("{} within {} days", emergencies(signals.genuine_emergencies), rule.window_days));
+            }
+            if rule.review_if.contains(&ReviewSign::Distress) && signals.distressed {
+                why.push(self.distress_text(&signals));
+            }
+            if !why.is_empty() {
+                proposal.approval = Approval::Reviewer;
+                proposal.rule = format!("{}; to a reviewer: {}", proposal.rule, why.join(", "));
+            }
+        }
+        Some(proposal)
+    }
+
+    fn distress_text(&self, signals: &Signals) -> String {
+        let shows: Vec<&str> = self.distress.shows.iter().map(|disposition| disposition.as_str()).collect();
+        format!(
+            "{} of {} contacts within {} days {}{}",
+            signals.distress_contacts,
+            signals.contacts,
+            self.distress.window_days,
+            shows.join(" or "),
+            if signals.genuine_emergencies > 0 {
+                format!(", {}", emergencies(signals.genuine_emergencies))
+            } else {
+                String::new()
+            }
+        )
+    }
+
+    /// The welfare referral proposed instead of the punitive `instead_of` for a caller showing distress: grounded on
+    /// the punitive rung's incidents and the window's contacts that show distress.
+    fn welfare_instead(
+        &self,
+        instead_of: &Proposal,
+        incidents: &[Incident],
+        signals: &Signals,
+        now_ms: i64,
+    ) -> Proposal {
+        let window_start = now_ms - i64::from(self.distress.window_days) * DAY_MS;
+        let mut grounds: Vec<Incident> = incidents
+            .iter()
+            .filter(|incident| !incident.spent && incident.at_ms > window_start && incident.at_ms <= now_ms)
+            .filter(|incident| {
+                self.distress.shows.contains(&incident.disposition)
+                    || instead_of.incidents.iter().any(|counted| counted.id == incident.id)
+            })
+            .copied()
+            .collect();
+        grounds.sort_by_key(|incident| (incident.at_ms, incident.id));
+        Proposal {
+            rung: Rung::WelfareReferral,
+            approval: self.rule(Rung::WelfareReferral).approval,
+            incidents: grounds,
+            rule: format!(
+                "{} rungs.welfare_referral instead of rungs.{} (distress.precedence = welfare_first): {}",
+                self.version,
+                instead_of.rung.key(),
+                self.distress_text(signals)
+            ),
+        }
+    }
+
+    fn punitive_or_welfare(
+        &self,
+        incidents: &[Incident],
+        delivered: Option<Delivered>,
+        now_ms: i64,
+    ) -> Option<Proposal> {
         let current = self.effective_rung(delivered, incidents, now_ms);
         let next = match current.map(|delivered| delivered.rung) {
             None | Some(Rung::WelfareReferral) => Some(Rung::Warning),

@@ -101,6 +101,52 @@ pub struct RungReport {
     pub days_to_proposal: Option<Days>,
     /// Days from the caller's first counted incident to the delivery.
     pub days_to_delivery: Option<Days>,
+    /// Callers proposed it who had a confirmed genuine emergency before the proposal.
+    pub callers_with_genuine_emergency: usize,
+    /// Callers proposed it whose contacts before the proposal were mostly silent or non-emergency (at least
+    /// half of at least six).
+    pub callers_mostly_silent_or_non_emergency: usize,
+}
+
+/// Welfare against punishment, read from the log.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct WelfareReport {
+    /// Callers whose contacts in the whole log were mostly silent or non-emergency (at least half of at least six):
+    /// the people a welfare referral is for.
+    pub mostly_silent_or_non_emergency_callers: usize,
+    /// Of those, callers proposed a welfare referral.
+    pub of_them_proposed_welfare: usize,
+    /// Of those, callers proposed a punitive rung.
+    pub of_them_proposed_punitive: usize,
+    /// Callers proposed a welfare referral.
+    pub welfare_callers: usize,
+    /// Welfare cases proposed.
+    pub welfare_cases: usize,
+    /// The most welfare cases proposed for one caller.
+    pub max_welfare_cases_per_caller: usize,
+    /// Callers proposed both a welfare referral and a punitive rung.
+    pub callers_proposed_both: usize,
+}
+
+/// The chilling effect: whether warned callers stop making genuine calls.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ChillingReport {
+    /// Callers first delivered a warning with at least 7 days of log on either side: each is observed over the
+    /// same span before and after it (the shorter of 30 days and the log on either side).
+    pub warned_callers_observed: usize,
+    /// Their confirmed genuine emergencies in the span before the warning.
+    pub genuine_before: usize,
+    /// Their confirmed genuine emergencies in the same span after it.
+    pub genuine_after: usize,
+}
+
+/// What the ladder did to one caller (for checks against ground truth; never serialised: it holds the number).
+#[derive(Debug, Default, Clone)]
+pub struct CallerOutcome {
+    /// The caller's number, normalised.
+    pub number: String,
+    /// The rungs proposed, one per case, in order.
+    pub proposed: Vec<Rung>,
 }
 
 /// The fairness checks, made against the log rather than the ladder's own bookkeeping.
@@ -137,6 +183,13 @@ pub struct BacktestReport {
     pub rungs: Vec<RungReport>,
     /// The fairness checks.
     pub fairness: Fairness,
+    /// Welfare against punishment.
+    pub welfare: WelfareReport,
+    /// The chilling effect of warnings.
+    pub chilling: ChillingReport,
+    /// Per caller with an outcome: what the ladder proposed (not serialised).
+    #[serde(skip)]
+    pub callers: Vec<CallerOutcome>,
 }
 
 #[derive(Default)]
@@ -156,6 +209,24 @@ impl CallerTruth {
 
     fn first_counted(&self, counts: &[Disposition]) -> Option<i64> {
         self.dispositions.iter().find(|(_, disposition)| counts.contains(disposition)).map(|(at_ms, _)| *at_ms)
+    }
+
+    /// Whether the caller's contacts up to `to_ms` were mostly silent or non-emergency (half of at least six).
+    fn mostly_silent_or_non_emergency(&self, to_ms: i64) -> bool {
+        let total = self.counted(&Disposition::ALL, i64::MIN, to_ms);
+        let quiet = self.counted(&[Disposition::Silent, Disposition::NonEmergency], i64::MIN, to_ms);
+        total >= 6 && 2 * quiet >= total
+    }
+
+    /// Whether the caller's contacts in `(from_ms, to_ms]` show distress as `policy` defines it, counted here
+    /// from the log.
+    fn distressed(&self, policy: &LadderPolicy, from_ms: i64, to_ms: i64) -> bool {
+        let rule = &policy.distress;
+        let total = self.counted(&Disposition::ALL, from_ms, to_ms);
+        let shows = self.counted(&rule.shows, from_ms, to_ms);
+        let emergencies = self.counted(&[Disposition::GenuineEmergency], from_ms, to_ms);
+        (total >= rule.min_contacts as usize && shows as f64 >= rule.min_share * total as f64)
+            || (rule.genuine_emergencies > 0 && emergencies >= rule.genuine_emergencies as usize)
     }
 }
 
@@ -209,6 +280,7 @@ pub async fn run(
     let mut delivered: Vec<(String, Rung, i64)> = Vec::new();
     let mut surge_suppressed = 0;
     let mut end_ms = 0;
+    let mut start_ms = i64::MAX;
 
     for event in events {
         let at_ms = (event.at().unix_timestamp_nanos() / 1_000_000) as i64;
@@ -217,6 +289,7 @@ pub async fn run(
         }
         log.to = rfc3339(event.at());
         end_ms = end_ms.max(at_ms);
+        start_ms = start_ms.min(at_ms);
         deliver_until(
             &app,
             &simulated,
@@ -325,8 +398,79 @@ pub async fn run(
                     .filter_map(|(number, _, at_ms)| first(number).map(|first| (at_ms - first) as f64 / DAY_MS))
                     .collect(),
             ),
+            callers_with_genuine_emergency: proposed
+                .iter()
+                .filter(|proposal| {
+                    truth[&proposal.number].counted(&[Disposition::GenuineEmergency], i64::MIN, proposal.at_ms) > 0
+                })
+                .map(|proposal| &proposal.number)
+                .collect::<HashSet<_>>()
+                .len(),
+            callers_mostly_silent_or_non_emergency: proposed
+                .iter()
+                .filter(|proposal| truth[&proposal.number].mostly_silent_or_non_emergency(proposal.at_ms))
+                .map(|proposal| &proposal.number)
+                .collect::<HashSet<_>>()
+                .len(),
         });
     }
+    let mut by_caller: HashMap<&str, Vec<(i64, Rung)>> = HashMap::new();
+    for proposal in proposals.values() {
+        by_caller.entry(proposal.number.as_str()).or_default().push((proposal.at_ms, proposal.rung));
+    }
+    let proposed_to = |number: &str, punitive: bool| {
+        by_caller.get(number).is_some_and(|rungs| rungs.iter().any(|(_, rung)| rung.is_punitive() == punitive))
+    };
+    let quiet_callers: Vec<&String> =
+        truth.iter().filter(|(_, caller)| caller.mostly_silent_or_non_emergency(i64::MAX)).map(|(n, _)| n).collect();
+    let welfare_counts: Vec<usize> = by_caller
+        .values()
+        .map(|rungs| rungs.iter().filter(|(_, rung)| !rung.is_punitive()).count())
+        .filter(|count| *count > 0)
+        .collect();
+    report.welfare = WelfareReport {
+        mostly_silent_or_non_emergency_callers: quiet_callers.len(),
+        of_them_proposed_welfare: quiet_callers.iter().filter(|number| proposed_to(number, false)).count(),
+        of_them_proposed_punitive: quiet_callers.iter().filter(|number| proposed_to(number, true)).count(),
+        welfare_callers: welfare_counts.len(),
+        welfare_cases: welfare_counts.iter().sum(),
+        max_welfare_cases_per_caller: welfare_counts.iter().copied().max().unwrap_or(0),
+        callers_proposed_both: by_caller
+            .keys()
+            .filter(|number| proposed_to(number, true) && proposed_to(number, false))
+            .count(),
+    };
+    const MONTH_MS: i64 = 30 * 86_400_000;
+    const WEEK_MS: i64 = 7 * 86_400_000;
+    let mut chilling = ChillingReport::default();
+    let mut first_warning: HashMap<&str, i64> = HashMap::new();
+    for (number, rung, at_ms) in &delivered {
+        if *rung == Rung::Warning {
+            let first = first_warning.entry(number.as_str()).or_insert(*at_ms);
+            *first = (*first).min(*at_ms);
+        }
+    }
+    for (number, at_ms) in first_warning {
+        let span = MONTH_MS.min(at_ms - start_ms).min(end_ms - at_ms);
+        if span < WEEK_MS {
+            continue;
+        }
+        let caller = &truth[number];
+        chilling.warned_callers_observed += 1;
+        chilling.genuine_before += caller.counted(&[Disposition::GenuineEmergency], at_ms - span, at_ms);
+        chilling.genuine_after += caller.counted(&[Disposition::GenuineEmergency], at_ms, at_ms + span);
+    }
+    report.chilling = chilling;
+    let mut callers: Vec<CallerOutcome> = truth
+        .keys()
+        .map(|number| {
+            let mut rungs = by_caller.get(number.as_str()).cloned().unwrap_or_default();
+            rungs.sort_unstable_by_key(|(at_ms, rung)| (*at_ms, *rung));
+            CallerOutcome { number: number.clone(), proposed: rungs.into_iter().map(|(_, rung)| rung).collect() }
+        })
+        .collect();
+    callers.sort_by(|a, b| a.number.cmp(&b.number));
+    report.callers = callers;
 
     let fairness = &mut report.fairness;
     fairness.surge_suppressed = surge_suppressed;
@@ -336,7 +480,11 @@ pub async fn run(
         let rule = policy.rule(proposal.rung);
         let caller = &truth[&proposal.number];
         let window_from = proposal.at_ms - policy.window_ms(proposal.rung);
-        if caller.counted(&rule.counts, window_from, proposal.at_ms) < rule.threshold as usize {
+        // A welfare referral is also grounded by distress (proposed instead of a punitive rung).
+        let distress_from = proposal.at_ms - i64::from(policy.distress.window_days) * 86_400_000;
+        let grounded = caller.counted(&rule.counts, window_from, proposal.at_ms) >= rule.threshold as usize
+            || (!proposal.rung.is_punitive() && caller.distressed(&policy, distress_from, proposal.at_ms));
+        if !grounded {
             fairness.proposals_without_grounds += 1;
         }
         if proposal.rung.is_punitive() && caller.counted(&misuse, window_from, proposal.at_ms) == 0 {
@@ -471,23 +619,29 @@ impl BacktestReport {
              not counted.\n\n",
             self.delivery_delay_h
         ));
-        out.push_str("| rung | cases proposed | callers proposed | callers reached | holding at end | days to proposal p50 / p90 | days to delivery p50 / p90 |\n");
-        out.push_str("|---|---:|---:|---:|---:|---:|---:|\n");
+        out.push_str("| rung | cases proposed | callers proposed | callers reached | holding at end | days to proposal p50 / p90 | days to delivery p50 / p90 | callers proposed with a genuine emergency | callers proposed, mostly silent or non-emergency |\n");
+        out.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
         let days =
             |days: &Option<Days>| days.as_ref().map_or("–".to_owned(), |d| format!("{:.1} / {:.1}", d.p50, d.p90));
         for rung in &self.rungs {
             out.push_str(&format!(
-                "| {} | {} | {} | {} | {} | {} | {} |\n",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                 rung.rung,
                 rung.proposed,
                 rung.callers_proposed,
                 rung.callers_reached,
                 rung.holding_at_end,
                 days(&rung.days_to_proposal),
-                days(&rung.days_to_delivery)
+                days(&rung.days_to_delivery),
+                rung.callers_with_genuine_emergency,
+                rung.callers_mostly_silent_or_non_emergency
             ));
         }
-        out.push_str("\nDays are counted from the caller's first contact with a disposition the rung counts.\n\n");
+        out.push_str(
+            "\nDays are counted from the caller's first contact with a disposition the rung counts. \"With a genuine \
+             emergency\": a confirmed genuine emergency before the proposal; \"mostly silent or non-emergency\": at \
+             least half of at least six contacts before the proposal.\n\n",
+        );
         let fairness = &self.fairness;
         out.push_str("## Fairness, checked against the log\n\n");
         out.push_str(&format!(
@@ -514,6 +668,30 @@ impl BacktestReport {
                 " (each of them with at least {min} confirmed prank or abusive contacts: people who misused the line \
                  and also had a real emergency)"
             ))
+        ));
+        let welfare = &self.welfare;
+        out.push_str("\n## Welfare before punishment\n\n");
+        out.push_str(&format!(
+            "- Callers whose contacts were mostly silent or non-emergency (at least half of at least six): {}; of them \
+             proposed a welfare referral: **{}**; proposed a warning, message or referral: **{}**\n",
+            welfare.mostly_silent_or_non_emergency_callers,
+            welfare.of_them_proposed_welfare,
+            welfare.of_them_proposed_punitive
+        ));
+        out.push_str(&format!(
+            "- Welfare cases: {} for {} callers (at most {} for one caller); callers proposed both welfare and a \
+             punitive rung: {}\n",
+            welfare.welfare_cases,
+            welfare.welfare_callers,
+            welfare.max_welfare_cases_per_caller,
+            welfare.callers_proposed_both
+        ));
+        let chilling = &self.chilling;
+        out.push_str(&format!(
+            "- Chilling effect: {} callers first warned with at least 7 days of log on either side made {} confirmed \
+             genuine emergency calls in the span before their warning and {} in the same span after (up to 30 days \
+             each side)\n",
+            chilling.warned_callers_observed, chilling.genuine_before, chilling.genuine_after
         ));
         out
     }

@@ -24,6 +24,8 @@
 //! misusers and genuine callers call, misusers' talk time, silent share and hours, label noise, unknown labels and answer rates
 //! (`crate::worlds` draws them for domain randomisation).
 
+use std::collections::HashMap;
+
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Poisson};
@@ -62,6 +64,9 @@ pub struct SimulationConfig {
     pub regions: Vec<RegionProfile>,
     /// The world's behaviour and labelling; [`WorldParams::default`] is the table above.
     pub world: WorldParams,
+    /// Share of callers who are distressed repeat callers (at least one); 0.0006 by default, as in the table above.
+    /// A fairness test raises it to see enough of them in a small population.
+    pub distressed_share: f64,
 }
 
 /// How one simulated world behaves and is labelled. The defaults reproduce the table in the module documentation;
@@ -147,6 +152,7 @@ impl Default for SimulationConfig {
             start: time::macros::datetime!(2026-03-01 00:00:00 UTC),
             regions: Self::default_regions(),
             world: WorldParams::default(),
+            distressed_share: 0.0006,
         }
     }
 }
@@ -201,8 +207,22 @@ fn parse_non_negative(entry: &str, what: &str, text: &str) -> anyhow::Result<f64
 
 /// Generates the event log: contacts and outcomes sorted by time, contact ids `s{seed}-c{n}` in time order.
 pub fn simulate(config: &SimulationConfig) -> Vec<Event> {
+    simulate_with_archetypes(config).0
+}
+
+/// [`simulate`], with who each number really belongs to: the archetype's name (`genuine_citizen`,
+/// `pocket_dialer`, `child_prankster`, `persistent_prankster`, `abusive_caller`, `sim_cycler`, `sim_less_caller`,
+/// `distressed_repeat_caller`) by number as the log writes it — the ground truth a fairness check compares the
+/// ladder's proposals with. A number that also took part in the handset-bug surge keeps its own archetype.
+pub fn simulate_with_archetypes(config: &SimulationConfig) -> (Vec<Event>, HashMap<String, &'static str>) {
     let mut plans = plan_contacts(config);
     plans.sort_by_key(|plan| plan.offset_seconds);
+    let mut archetypes = HashMap::new();
+    for plan in &plans {
+        if let Some(number) = &plan.contact.caller {
+            archetypes.insert(number.clone(), plan.archetype.name());
+        }
+    }
     let mut events = Vec::with_capacity(plans.len() * 2);
     for (index, plan) in plans.into_iter().enumerate() {
         let contact_id = format!("s{}-c{}", config.seed, index + 1);
@@ -210,7 +230,7 @@ pub fn simulate(config: &SimulationConfig) -> Vec<Event> {
         events.push(Event::Outcome(OutcomeEvent { contact_id, ..plan.outcome }));
     }
     events.sort_by_key(Event::at);
-    events
+    (events, archetypes)
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,6 +267,19 @@ impl Archetype {
             Archetype::SimCycler => 0.0025,
             Archetype::SimLessCaller => 0.006,
             Archetype::GenuineCitizen | Archetype::DistressedRepeatCaller => 0.0,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Archetype::GenuineCitizen => "genuine_citizen",
+            Archetype::PocketDialer => "pocket_dialer",
+            Archetype::ChildPrankster => "child_prankster",
+            Archetype::PersistentPrankster => "persistent_prankster",
+            Archetype::AbusiveCaller => "abusive_caller",
+            Archetype::SimCycler => "sim_cycler",
+            Archetype::SimLessCaller => "sim_less_caller",
+            Archetype::DistressedRepeatCaller => "distressed_repeat_caller",
         }
     }
 
@@ -328,7 +361,6 @@ struct SimulatedCaller {
 
 struct PlannedContact {
     offset_seconds: i64,
-    #[cfg_attr(not(test), allow(dead_code))] // The tests check that every archetype produces contacts.
     archetype: Archetype,
     contact: ContactEvent,
     outcome: OutcomeEvent,
@@ -371,7 +403,9 @@ fn plan_contacts(config: &SimulationConfig) -> Vec<PlannedContact> {
     let surge_region = pick_index(&mut generator.rng, regions.iter().map(|region| region.population_weight));
     let surge_day = generator.rng.random_range(0..generator.days);
     let surge_start = generator.local_midnight(surge_region, surge_day) + generator.rng.random_range(8..22) * HOUR;
-    let distressed_callers = (f64::from(config.callers) * 0.0006).ceil() as u32;
+    let distressed_share =
+        if config.distressed_share.is_finite() { config.distressed_share.clamp(0.0, 1.0) } else { 0.0 };
+    let distressed_callers = (f64::from(config.callers) * distressed_share).ceil() as u32;
     for caller_index in 0..config.callers {
         let region_index = pick_index(&mut generator.rng, regions.iter().map(|region| region.population_weight));
         let archetype = if caller_index < distressed_callers {

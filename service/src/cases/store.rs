@@ -1391,7 +1391,10 @@ async fn incidents(
 pub(super) const INCIDENT_QUERY: &str = "SELECT c.caller_key, c.contact_id, c.at_ms, c.disposition, \
      CAST(CASE WHEN EXISTS (SELECT 1 FROM case_incidents ci JOIN cases k ON k.case_id = ci.case_id \
      WHERE ci.contact_id = c.contact_id AND k.caller_key = c.caller_key \
-     AND k.state NOT IN ('proposed', 'approved')) THEN 1 ELSE 0 END AS BIGINT) AS spent FROM contacts c";
+     AND k.state NOT IN ('proposed', 'approved')) THEN 1 ELSE 0 END AS BIGINT) AS spent, \
+     CAST(CASE WHEN EXISTS (SELECT 1 FROM case_incidents ci JOIN cases k ON k.case_id = ci.case_id \
+     WHERE ci.contact_id = c.contact_id AND k.caller_key = c.caller_key \
+     AND k.state = 'actioned' AND k.rung = 'welfare_referral') THEN 1 ELSE 0 END AS BIGINT) AS welfare FROM contacts c";
 
 /// The order of a caller's incidents.
 pub(super) const INCIDENT_ORDER: &str = "ORDER BY c.caller_key, c.at_ms, c.contact_id";
@@ -1409,6 +1412,7 @@ pub(super) fn push_incident(
         disposition: Disposition::from_name(&disposition)
             .ok_or(CaseError::Corrupt { what: "disposition", value: disposition })?,
         spent: row.try_get::<i64, _>("spent")? != 0,
+        welfare: row.try_get::<i64, _>("welfare")? != 0,
     });
     ids.push(contact_id);
     Ok(())

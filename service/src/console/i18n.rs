@@ -143,6 +143,16 @@ const TEXTS: &[(&str, &str, &str)] = &[
     ("case", "Kasus", "Case"),
     ("caller_number", "Nomor penelepon", "Caller number"),
     ("rule", "Aturan yang terpenuhi", "Rule that fired"),
+    ("to_reviewer", "ke peninjau, bukan otomatis", "to a reviewer, not automatic"),
+    (
+        "welfare_instead",
+        "rujukan kesejahteraan, bukan {rung}: penelepon menunjukkan tanda tertekan",
+        "welfare referral instead of {rung}: the caller shows signs of distress",
+    ),
+    ("distress_share", "{n} dari {m} kontak dalam {days} hari {shows}", "{n} of {m} contacts within {days} days {shows}"),
+    ("emergencies", "{n} keadaan darurat sungguhan", "{n} genuine emergencies"),
+    ("emergency_one", "1 keadaan darurat sungguhan", "1 genuine emergency"),
+    ("within_days", "dalam {days} hari", "within {days} days"),
     ("policy_version", "Versi kebijakan", "Policy version"),
     ("model_version", "Versi model", "Model version"),
     ("timeline", "Linimasa bukti", "Evidence timeline"),
@@ -399,7 +409,61 @@ pub fn rule_text(lang: Lang, rule: &str) -> String {
     if let Some(version) = rule.strip_prefix("approved automatically by policy ") {
         return format!("{} {version}", lang.t("auto_approved"));
     }
-    parse_rule(lang, rule).unwrap_or_else(|| rule.to_owned())
+    // Why a warning went to a reviewer (`…; to a reviewer: 1 genuine emergency within 30 days, …`).
+    if let Some((base, why)) = rule.split_once("; to a reviewer: ") {
+        if let Some(why) = signs_text(lang, why) {
+            return format!("{} — {}: {why}", rule_text(lang, base), lang.t("to_reviewer"));
+        }
+    }
+    parse_welfare_instead(lang, rule).or_else(|| parse_rule(lang, rule)).unwrap_or_else(|| rule.to_owned())
+}
+
+/// `"v rungs.welfare_referral instead of rungs.warning (distress.precedence = welfare_first): 37 of 40 contacts …"`.
+fn parse_welfare_instead(lang: Lang, rule: &str) -> Option<String> {
+    let (version, rest) = rule.split_once(" rungs.welfare_referral instead of rungs.")?;
+    let (instead_of, signs) = rest.split_once(" (distress.precedence = welfare_first): ")?;
+    let headline = lang.t("welfare_instead").replace("{rung}", rung(lang, Rung::from_key(instead_of)?));
+    Some(format!("{headline} — {} ({version})", signs_text(lang, signs)?))
+}
+
+/// The signs the ladder names (`"1 genuine emergency within 30 days"`, `"37 of 40 contacts within 30 days silent or
+/// non_emergency, 1 genuine emergency"`), comma-separated, in words; `None` if one does not parse.
+fn signs_text(lang: Lang, signs: &str) -> Option<String> {
+    let emergencies = |count: &str| match count {
+        "1" => lang.t("emergency_one").to_owned(),
+        n => lang.t("emergencies").replace("{n}", n),
+    };
+    let mut words = Vec::new();
+    for sign in signs.split(", ") {
+        if let Some((count, rest)) = sign.split_once(" genuine emergenc") {
+            count.parse::<u32>().ok()?;
+            let days = rest.strip_prefix("y").or_else(|| rest.strip_prefix("ies")).map(str::trim)?;
+            let mut text = emergencies(count);
+            if let Some(days) = days.strip_prefix("within ").and_then(|days| days.strip_suffix(" days")) {
+                text = format!("{text} {}", lang.t("within_days").replace("{days}", days));
+            } else if !days.is_empty() {
+                return None;
+            }
+            words.push(text);
+        } else {
+            let (n, rest) = sign.split_once(" of ")?;
+            let (m, rest) = rest.split_once(" contacts within ")?;
+            let (days, shows) = rest.split_once(" days ")?;
+            let shows: Option<Vec<&str>> = shows
+                .split(" or ")
+                .map(|name| Disposition::from_name(name).map(|known| disposition(lang, known)))
+                .collect();
+            let or = lang.pick((" atau ", " or "));
+            words.push(
+                lang.t("distress_share")
+                    .replace("{n}", n)
+                    .replace("{m}", m)
+                    .replace("{days}", days)
+                    .replace("{shows}", &shows?.join(or)),
+            );
+        }
+    }
+    Some(words.join(", "))
 }
 
 fn parse_rule(lang: Lang, rule: &str) -> Option<String> {
@@ -561,5 +625,51 @@ mod tests {
             "v1 rungs.nonsense: 2 of [prank] within 30 days"
         );
         assert_eq!(rule_text(Lang::Id, "approved automatically by policy v1"), "disetujui otomatis oleh kebijakan v1");
+    }
+
+    #[test]
+    fn why_a_case_went_to_welfare_or_to_a_reviewer_reads_in_both_languages() {
+        // The texts the ladder writes (saring_models::ladder), read back.
+        let policy = saring_models::ladder::LadderPolicy::default_policy();
+        let at = |days: i64| 1_780_000_000_000 - days * 86_400_000;
+        let incident = |id: usize, days: i64, disposition: Disposition| saring_models::ladder::Incident {
+            id,
+            at_ms: at(days),
+            disposition,
+            spent: false,
+            welfare: false,
+        };
+        let reviewed = [
+            incident(0, 5, Disposition::Prank),
+            incident(1, 4, Disposition::GenuineEmergency),
+            incident(2, 3, Disposition::Prank),
+        ];
+        let warning = policy.evaluate(&reviewed, None, at(0)).unwrap();
+        assert_eq!(
+            rule_text(Lang::En, &warning.rule),
+            "warning: 2 of [prank, abusive] within 30 days (default-2026-12) — to a reviewer, not automatic: 1 genuine \
+             emergency within 30 days"
+        );
+        assert_eq!(
+            rule_text(Lang::Id, &warning.rule),
+            "teguran: 2 dari [iseng, kasar] dalam 30 hari (default-2026-12) — ke peninjau, bukan otomatis: 1 keadaan \
+             darurat sungguhan dalam 30 hari"
+        );
+        let distressed: Vec<_> = (0..10)
+            .map(|id| {
+                let disposition = match id {
+                    2 | 6 => Disposition::Prank,
+                    _ if id % 2 == 0 => Disposition::Silent,
+                    _ => Disposition::NonEmergency,
+                };
+                incident(id, 10 - id as i64, disposition)
+            })
+            .collect();
+        let welfare = policy.evaluate(&distressed, None, at(0)).unwrap();
+        let english = rule_text(Lang::En, &welfare.rule);
+        assert!(english.starts_with("welfare referral instead of warning: the caller shows signs of distress — 8 of 10 contacts within 30 days silent or not an emergency"), "{english}");
+        let indonesian = rule_text(Lang::Id, &welfare.rule);
+        assert!(indonesian.starts_with("rujukan kesejahteraan, bukan teguran"), "{indonesian}");
+        assert!(indonesian.contains("8 dari 10 kontak dalam 30 hari"), "{indonesian}");
     }
 }

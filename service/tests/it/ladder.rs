@@ -268,7 +268,7 @@ async fn walks_the_whole_ladder(database_url: &str) {
     assert!(evidence.timeline.iter().all(|entry| entry.prank_likelihood.is_some_and(|p| (0.0..=1.0).contains(&p))));
     assert!(evidence.timeline.iter().all(|entry| entry.operator_id == "op-1" && entry.region == "ntt.kupang"));
     let summary = evidence.summary.unwrap();
-    assert_eq!(summary.policy_version, "default-2026-11");
+    assert_eq!(summary.policy_version, "default-2026-12");
     assert!(!summary.model_version.is_empty());
 
     // A stale version is refused; then approval.
