@@ -13,7 +13,7 @@ use saring::proto;
 
 use crate::common::process::{free_port, unique_prefix, SaringProcess};
 use crate::common::{connect, escalations, sample_contact, screening, token, Bearer};
-use crate::ladder::{decide, deliver, prank};
+use crate::ladder::{call, decide, deliver, prank};
 
 /// chromedriver and one headless Chromium session.
 pub(crate) struct Browser {
@@ -402,6 +402,60 @@ async fn a_legal_reviewer_approves_a_case_the_audit_shows_it_and_a_lost_race_sho
 
     browser.close().await;
     drop((routing, dispatch, legal_grpc, channel));
+    let (clean, _) = tokio::task::spawn_blocking(move || saring.terminate()).await.unwrap();
+    assert!(clean);
+}
+
+/// Why a case went to a reviewer instead of being approved automatically, or to welfare instead of a warning, is on
+/// its page in the page's language.
+#[tokio::test]
+async fn the_case_page_says_why_a_case_went_to_a_reviewer_or_to_welfare() {
+    let saring = SaringProcess::spawn(&[], &[]);
+    let console = saring.console_url();
+    let channel = connect(saring.url()).await;
+    let mut routing = screening(&channel, Bearer::of(Role::Routing));
+
+    // A genuine emergency, then two pranks: the warning waits for a reviewer.
+    let reviewed = "+6281234567011";
+    call(&mut routing, "why-e1", reviewed, 5.0, proto::Disposition::GenuineEmergency).await;
+    prank(&mut routing, "why-p1", reviewed, 3.0).await;
+    let warning = prank(&mut routing, "why-p2", reviewed, 2.0).await.open_case.unwrap();
+    assert_eq!(proto::Rung::try_from(warning.rung).unwrap(), proto::Rung::Warning);
+    assert!(!warning.automatic, "{warning:?}");
+    assert_eq!(proto::CaseState::try_from(warning.state).unwrap(), proto::CaseState::Proposed);
+
+    // Six silent or non-emergency calls, then two labelled prank: welfare instead of a warning.
+    let distressed = "+6281234567012";
+    for index in 0..6 {
+        let disposition = if index % 2 == 0 { proto::Disposition::Silent } else { proto::Disposition::NonEmergency };
+        call(&mut routing, &format!("why-d{index}"), distressed, 6.0 - f64::from(index) * 0.5, disposition).await;
+    }
+    prank(&mut routing, "why-d6", distressed, 2.0).await;
+    let welfare = prank(&mut routing, "why-d7", distressed, 1.0).await.open_case.unwrap();
+    assert_eq!(proto::Rung::try_from(welfare.rung).unwrap(), proto::Rung::WelfareReferral);
+
+    let browser = Browser::start().await;
+    browser.sign_in(&console, Role::Legal).await;
+    browser.client.goto(&format!("{console}/legal/cases/{}", warning.case_id)).await.unwrap();
+    let facts = browser.wait_for("table.facts").await.text().await.unwrap();
+    assert!(
+        facts.contains("teguran: 2 dari [iseng, kasar] dalam 30 hari")
+            && facts.contains("ke peninjau, bukan otomatis: 1 keadaan darurat sungguhan dalam 30 hari"),
+        "{facts}"
+    );
+    browser.client.goto(&format!("{console}/legal/cases/{}", welfare.case_id)).await.unwrap();
+    let facts = browser.wait_for("table.facts").await.text().await.unwrap();
+    assert!(
+        facts.contains("rujukan kesejahteraan, bukan teguran: penelepon menunjukkan tanda tertekan")
+            && facts.contains("6 dari 8 kontak dalam 30 hari"),
+        "{facts}"
+    );
+    browser.client.goto(&format!("{console}/lang/en?back=/legal/cases/{}", welfare.case_id)).await.unwrap();
+    let facts = browser.wait_for("table.facts").await.text().await.unwrap();
+    assert!(facts.contains("welfare referral instead of warning: the caller shows signs of distress"), "{facts}");
+    browser.assert_no_external_requests().await;
+    browser.close().await;
+    drop((routing, channel));
     let (clean, _) = tokio::task::spawn_blocking(move || saring.terminate()).await.unwrap();
     assert!(clean);
 }

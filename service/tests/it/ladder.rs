@@ -81,7 +81,7 @@ fn contact_at(contact_id: &str, number: &str, days: f64) -> proto::ContactReques
 }
 
 /// Scores a contact (so its likelihood becomes evidence), then records the operator's disposition.
-async fn call(
+pub(crate) async fn call(
     client: &mut Screening,
     contact_id: &str,
     number: &str,
