@@ -624,6 +624,9 @@ impl Settings {
                 self.privacy.notice_interval_seconds
             ));
         }
+        if let Err(error) = crate::telemetry::filter(&self.log.filter) {
+            return fail(format!("log.filter: {error}"));
+        }
         if !matches!(self.log.format.as_str(), "text" | "json") {
             return fail(format!("log.format: {:?} must be \"text\" or \"json\"", self.log.format));
         }

@@ -541,7 +541,15 @@ fn serve_command(config: Option<PathBuf>, flags: &FlagOverrides) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    saring::telemetry::init(&settings.log.format, &settings.log.filter);
+    let source = saring::telemetry::filter_source(&settings.log.filter);
+    let filter = match saring::telemetry::filter(&source.directives) {
+        Ok(filter) => filter,
+        Err(error) => {
+            eprintln!("saring: {}: {error}", source.name);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    saring::telemetry::init(&settings.log.format, filter);
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,

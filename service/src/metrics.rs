@@ -60,6 +60,16 @@ pub struct ScoreLabels {
     pub province: &'static str,
 }
 
+/// No labels: a family of one series that can be absent (instead of a sentinel value meaning "not known").
+#[derive(Debug, Clone, Hash, PartialEq, Eq)]
+struct NoLabels;
+
+impl prometheus_client::encoding::EncodeLabelSet for NoLabels {
+    fn encode(&self, _encoder: &mut prometheus_client::encoding::LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        Ok(())
+    }
+}
+
 /// What a retention run pruned.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabels {
@@ -164,8 +174,8 @@ impl QualityGauges {
         );
         registry.register(
             "quality_champion_below_naive",
-            "1 when the champion ranked the window's labelled contacts worse than the naive rule, 0 when not, -1 \
-             when too few are labelled to say",
+            "1 when the champion ranked the window's labelled contacts worse than the naive rule, 0 when not; \
+             absent while too few are labelled to say",
             gauges.below_naive.clone(),
         );
         gauges
@@ -179,11 +189,16 @@ impl QualityGauges {
         for quality in report.windows.iter().filter(|quality| quality.scope == NATIONAL) {
             let window = quality.window;
             self.labelled.get_or_create(&WindowLabels { window }).set(quality.champion.labelled as i64);
-            let below = match quality.champion.state {
-                QualityState::Measured => i64::from(quality.champion_below_naive()),
-                QualityState::TooFewLabelled => -1,
-            };
-            self.below_naive.get_or_create(&WindowLabels { window }).set(below);
+            // Absent while too few contacts are labelled to say (quality_labelled_contacts tells how many).
+            match quality.champion.state {
+                QualityState::Measured => {
+                    let below = i64::from(quality.champion_below_naive());
+                    self.below_naive.get_or_create(&WindowLabels { window }).set(below);
+                }
+                QualityState::TooFewLabelled => {
+                    self.below_naive.remove(&WindowLabels { window });
+                }
+            }
             let subjects: [(&'static str, Option<&Figures>); 3] = [
                 ("champion", Some(&quality.champion)),
                 ("challenger", quality.challenger.as_ref()),
@@ -223,14 +238,16 @@ pub struct Metrics {
     journal_depth: Gauge,
     journaled: Counter,
     models: Family<ModelLabels, Gauge>,
-    shadow_scored: Gauge,
+    shadow_scored: Counter,
+    /// The shadow statistics' count at the last scrape (they restart with each challenger).
+    shadow_seen: std::sync::atomic::AtomicU64,
     shadow_agreement: Gauge<f64, std::sync::atomic::AtomicU64>,
     shadow_difference: Gauge<f64, std::sync::atomic::AtomicU64>,
     drift: Gauge<f64, std::sync::atomic::AtomicU64>,
     quality: QualityGauges,
     cases: Family<StateLabels, Gauge>,
     case_store_up: Gauge,
-    audit_intact: Gauge,
+    audit_intact: Family<NoLabels, Gauge>,
     audit_entries: Gauge,
     audit_verified: Gauge,
     audit_check: Arc<Mutex<AuditCheck>>,
@@ -331,10 +348,10 @@ impl Metrics {
             "The model serving (slot=champion) and in shadow (slot=challenger)",
             models.clone(),
         );
-        let shadow_scored = Gauge::default();
+        let shadow_scored = Counter::default();
         registry.register(
             "shadow_scored",
-            "Contacts the champion and the challenger both scored",
+            "Contacts the champion and a challenger both scored since start-up",
             shadow_scored.clone(),
         );
         let shadow_agreement = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
@@ -365,14 +382,13 @@ impl Metrics {
             "1 when the case database answered this scrape, else 0",
             case_store_up.clone(),
         );
-        let audit_intact = Gauge::default();
+        let audit_intact = Family::<NoLabels, Gauge>::default();
         registry.register(
             "audit_chain_intact",
-            "1 when the last verification found every audit link intact, 0 when broken, -1 before the first \
-             verification or when it could not run",
+            "1 when the last verification found every audit link intact, 0 when broken; absent before the first \
+             verification and when the last could not run",
             audit_intact.clone(),
         );
-        audit_intact.set(-1);
         let audit_entries = Gauge::default();
         registry.register("audit_entries", "Audit entries checked by the last verification", audit_entries.clone());
         let audit_verified = Gauge::default();
@@ -461,6 +477,7 @@ impl Metrics {
             journaled,
             models,
             shadow_scored,
+            shadow_seen: std::sync::atomic::AtomicU64::new(0),
             shadow_agreement,
             shadow_difference,
             drift,
@@ -578,7 +595,13 @@ impl Metrics {
                 .set(1);
         }
         let shadow = models.shadow();
-        self.shadow_scored.set(shadow.scored as i64);
+        {
+            // The shadow statistics restart with each challenger: the counter adds what was scored since the last
+            // scrape (all of it after a restart), one scrape at a time.
+            let _catching_up = self.auth_sync.lock();
+            let seen = self.shadow_seen.swap(shadow.scored, std::sync::atomic::Ordering::Relaxed);
+            self.shadow_scored.inc_by(if shadow.scored >= seen { shadow.scored - seen } else { shadow.scored });
+        }
         self.shadow_agreement.set(shadow.agreement());
         self.shadow_difference.set(shadow.mean_abs_difference());
         let drift = models.drift().report(Some(crate::modelops::drift::ALL_REGIONS));
@@ -631,16 +654,16 @@ impl Metrics {
         tokio::spawn(async move {
             match store.verify_audit().await {
                 Ok(Verification::Intact { entries: count }) => {
-                    intact.set(1);
+                    intact.get_or_create(&NoLabels).set(1);
                     entries.set(count);
                 }
                 Ok(Verification::Broken { seq, problem }) => {
                     tracing::error!(seq, %problem, "the audit chain is broken");
-                    intact.set(0);
+                    intact.get_or_create(&NoLabels).set(0);
                 }
                 Err(error) => {
                     tracing::warn!(%error, "metrics: could not verify the audit chain");
-                    intact.set(-1);
+                    intact.clear();
                 }
             }
             verified.set(crate::grpc::now_ms() / 1000);

@@ -1,15 +1,59 @@
 //! One tracing setup: quiet defaults for the HTTP/2 stack, text or JSON. Logs never carry raw numbers or device
 //! ids; the core logs contact ids and hashed keys only.
+//!
+//! The filter is `log.filter` (config, `SARING_LOG__FILTER`), unless `RUST_LOG` is set — the convention every
+//! Rust service follows, so a maintainer's `RUST_LOG=saring=debug` works here too. Either is validated before
+//! start-up: an invalid one is a configuration error naming it (exit 64), never silently replaced.
 
 use tracing_subscriber::EnvFilter;
 
-/// Installs the global subscriber. `filter` is a tracing directive such as `info`.
-pub fn init(format: &str, filter: &str) {
-    let filter = EnvFilter::try_new(format!("{filter},h2=warn,tower=warn,hyper=warn"))
-        .unwrap_or_else(|_| EnvFilter::new("info,h2=warn,tower=warn,hyper=warn"));
+/// Where the filter in force came from, and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FilterSource {
+    /// `RUST_LOG` or `log.filter`.
+    pub name: &'static str,
+    /// The directives.
+    pub directives: String,
+}
+
+/// The filter in force: `RUST_LOG` when set and not empty, else `configured` (`log.filter`).
+pub fn filter_source(configured: &str) -> FilterSource {
+    match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.trim().is_empty() => FilterSource { name: "RUST_LOG", directives },
+        _ => FilterSource { name: "log.filter", directives: configured.to_owned() },
+    }
+}
+
+/// The filter `directives` make, with the HTTP/2 stack quiet unless they say otherwise; an error naming what is
+/// wrong when they do not parse.
+pub fn filter(directives: &str) -> Result<EnvFilter, String> {
+    if directives.trim().is_empty() {
+        return Err("must not be empty (e.g. \"info\" or \"saring=debug\")".into());
+    }
+    EnvFilter::try_new(format!("h2=warn,tower=warn,hyper=warn,{directives}"))
+        .map_err(|error| format!("{directives:?} is not a tracing filter: {error}"))
+}
+
+/// Installs the global subscriber with `filter` (see [`filter`]).
+pub fn init(format: &str, filter: EnvFilter) {
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     let result = if format == "json" { builder.json().try_init() } else { builder.try_init() };
     if let Err(error) = result {
         eprintln!("tracing was already initialised: {error}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_validated_and_the_http_stack_stays_quiet_unless_asked() {
+        assert!(filter("info").is_ok());
+        assert!(filter("saring=debug,h2=debug").is_ok());
+        assert!(filter("").unwrap_err().contains("must not be empty"));
+        let error = filter("saring=loud").unwrap_err();
+        assert!(error.contains("saring=loud"), "{error}");
+        assert!(filter("info").unwrap().to_string().contains("h2=warn"));
     }
 }

@@ -62,3 +62,35 @@ async fn a_full_run_logs_no_number_device_token_or_secret() {
         }
     }
 }
+
+/// `RUST_LOG` takes precedence over `log.filter`, as in every Rust service; an invalid filter from either is a
+/// configuration error naming it (exit 64), never silently replaced by a default.
+#[tokio::test]
+async fn rust_log_is_honoured_and_an_invalid_filter_is_refused_naming_it() {
+    let saring = SaringProcess::spawn(&[], &[("RUST_LOG", "info,saring=debug"), ("SARING__LOG__FILTER", "warn")]);
+    let channel = connect(saring.url()).await;
+    let mut routing = screening(&channel, Bearer::of(Role::Routing));
+    routing.score_contact(sample_contact("rust-log-1", Some(NUMBER))).await.unwrap();
+    routing.record_outcome(prank_outcome("rust-log-1", None)).await.unwrap();
+    drop((routing, channel));
+    let (clean, log) = tokio::task::spawn_blocking(move || saring.terminate()).await.unwrap();
+    assert!(clean);
+    assert!(
+        log.iter().any(|line| line.contains("\"level\":\"DEBUG\"") && line.contains("rust-log-1")),
+        "RUST_LOG's saring=debug is in force: {log:?}"
+    );
+
+    for (variable, value, named) in
+        [("SARING__LOG__FILTER", "saring=loud", "log.filter"), ("RUST_LOG", "saring=loud", "RUST_LOG")]
+    {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_saring"))
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .env_remove("RUST_LOG")
+            .env(variable, value)
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(64), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(named) && stderr.contains("saring=loud"), "{stderr}");
+    }
+}
