@@ -53,6 +53,7 @@ ensure_postgres() {
   # Trust auth on loopback for the test cluster (as on the development machines).
   local hba="/etc/postgresql/$version/main/pg_hba.conf"
   if ! grep -q '^host all all 127.0.0.1/32 trust' "$hba"; then
+    say "adding trust authentication for loopback and the local socket at the top of $hba (tests connect without a password)"
     sed -i '1i host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\nlocal all all trust' "$hba"
   fi
   say "starting postgresql $version"
@@ -63,9 +64,11 @@ ensure_postgres() {
 
 ensure_test_database() {
   if ! psql -h 127.0.0.1 -U postgres -d test -c 'select 1' >/dev/null 2>&1; then
+    say "creating database test"
     psql -h 127.0.0.1 -U postgres -c 'create database test' >/dev/null 2>&1 || true
   fi
   if ! psql -h 127.0.0.1 -U root -d test -c 'select 1' >/dev/null 2>&1; then
+    say "creating role root (superuser, login) for tools run as root"
     psql -h 127.0.0.1 -U postgres -c 'create role root superuser login' >/dev/null 2>&1 || true
   fi
 }

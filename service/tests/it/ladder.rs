@@ -18,7 +18,13 @@ pub struct PgSchema {
 
 /// The test cluster (scripts/services.sh starts it).
 pub fn postgres_base() -> String {
-    std::env::var("SARING_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("SARING_TEST_POSTGRES_URL")
+        .or_else(|_| {
+            std::env::var("DATABASE_URL")
+                .map_err(|_| ())
+                .and_then(|url| url.starts_with("postgres").then_some(url).ok_or(()))
+        })
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 impl PgSchema {
