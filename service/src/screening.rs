@@ -5,6 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use saring_models::features::{extract, ContactContext};
 use saring_models::history::{contact_fingerprint, Counter, DAY, MONTH};
@@ -597,6 +598,7 @@ impl<S: HistoryStore> Screener<S> {
                 device_key.as_ref(),
             ),
         )
+        .instrument(tracing::debug_span!("history.load", contact_id = %contact.contact_id))
         .await;
         let outcome = match &loaded {
             Ok(Ok(_)) => "ok",
@@ -742,7 +744,10 @@ impl<S: HistoryStore> Screener<S> {
         let recorded = if self.counted_before_rotation(&contact, event.contact_fingerprint).await {
             Ok(Recorded::Duplicate)
         } else {
-            self.store.record(&report.contact_id, caller_key.as_ref(), device_key.as_ref(), &event).await
+            self.store
+                .record(&report.contact_id, caller_key.as_ref(), device_key.as_ref(), &event)
+                .instrument(tracing::debug_span!("history.record", contact_id = %report.contact_id))
+                .await
         };
         self.metrics.observe_store("record", if recorded.is_ok() { "ok" } else { "error" }, started.elapsed());
         let recorded = recorded.map_err(|error| Error::StoreUnavailable(error.to_string()))?;

@@ -5,6 +5,7 @@
 pub mod deadline;
 pub mod limits;
 pub mod tls;
+pub mod trace;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -440,6 +441,7 @@ pub async fn serve<S: HistoryStore>(
     let max = transport.max_message_bytes;
     // Outermost first: metrics see every call's final code, including the limits' and deadlines' refusals.
     let router = tonic::transport::Server::builder()
+        .layer(trace::TraceLayer)
         .layer(RpcMetricsLayer::new(Arc::clone(app.screener.metrics())))
         .layer(DeadlineLayer::new(transport.max_deadline))
         .layer(LimitsLayer::new(Arc::clone(&transport.limits)))

@@ -196,6 +196,7 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
         let language = validate::language(request.language).unwrap_or(Language::English);
         let contact = validate::contact(request, now_ms())?;
         let contact_id = contact.contact_id.clone();
+        crate::server::trace::record_contact(&contact_id);
         let assessment = if overloaded {
             self.app.screener.score_overloaded(contact)
         } else {
@@ -208,6 +209,7 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
         let recorder = self.app.auth.authorize(&request, &[Role::Routing, Role::Operator])?;
         let report = validate::outcome(request.get_ref(), now_ms())?;
         let contact_id = report.contact_id.clone();
+        crate::server::trace::record_contact(&contact_id);
         let result = self.app.record_outcome_by(&recorder, report).await?;
         let duplicate = result.duplicate();
         let (change, open_case) = match result.ladder {
@@ -229,6 +231,7 @@ impl<S: HistoryStore> proto::screening_server::Screening for ScreeningService<S>
         let corrector = self.app.auth.authorize(&request, &[Role::Routing, Role::Operator])?;
         let report = validate::correction(request.get_ref(), now_ms())?;
         let contact_id = report.contact_id.clone();
+        crate::server::trace::record_contact(&contact_id);
         let result = self.app.correct_outcome_by(&corrector, report).await?;
         let summary = crate::corrections::describe(&result);
         let ladder = result.ladder;

@@ -94,3 +94,33 @@ async fn rust_log_is_honoured_and_an_invalid_filter_is_refused_naming_it() {
         assert!(stderr.contains(named) && stderr.contains("saring=loud"), "{stderr}");
     }
 }
+
+/// A call's `traceparent` joins its log lines to the caller's trace: every line inside the call carries the trace
+/// id and the contact id, and the reply names the same trace; a call without one starts a new trace.
+#[tokio::test]
+async fn a_calls_traceparent_is_carried_by_its_log_lines_and_its_reply() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let saring = SaringProcess::spawn(&[], &[("SARING__LOG__FILTER", "info,saring=debug")]);
+    let channel = connect(saring.url()).await;
+    let mut routing = screening(&channel, Bearer::of(Role::Routing));
+    fn traced<T>(message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        request.metadata_mut().insert("traceparent", format!("00-{TRACE}-00f067aa0ba902b7-01").parse().unwrap());
+        request
+    }
+    let scored = routing.score_contact(traced(sample_contact("trace-1", Some(NUMBER)))).await.unwrap();
+    let reply = scored.metadata().get("traceparent").unwrap().to_str().unwrap().to_owned();
+    assert!(reply.starts_with(&format!("00-{TRACE}-")) && !reply.contains("00f067aa0ba902b7"), "{reply}");
+    routing.record_outcome(traced(prank_outcome("trace-1", None))).await.unwrap();
+    let fresh = routing.score_contact(sample_contact("trace-2", Some(NUMBER))).await.unwrap();
+    let fresh = fresh.metadata().get("traceparent").unwrap().to_str().unwrap().to_owned();
+    assert!(fresh.starts_with("00-") && !fresh.contains(TRACE), "{fresh}");
+    drop((routing, channel));
+    let (clean, log) = tokio::task::spawn_blocking(move || saring.terminate()).await.unwrap();
+    assert!(clean);
+    let outcome = log
+        .iter()
+        .find(|line| line.contains("\"message\":\"outcome\""))
+        .unwrap_or_else(|| panic!("the outcome was logged at debug: {log:?}"));
+    assert!(outcome.contains(TRACE) && outcome.contains("\"contact_id\":\"trace-1\""), "{outcome}");
+}

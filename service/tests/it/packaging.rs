@@ -147,3 +147,67 @@ fn http_get(base: &str, path: &str) -> String {
     stream.read_to_string(&mut response).unwrap();
     response
 }
+
+/// Every `.rs` file under `dir` (relative to the repository, `/`-separated), skipping build output.
+fn rust_files(repository: &Path, dir: &Path, found: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if !["target", "corpus", "artifacts", "node_modules"].contains(&name.as_str()) && !name.starts_with('.') {
+                rust_files(repository, &path, found);
+            }
+        } else if name.ends_with(".rs") {
+            found.push(path.strip_prefix(repository).unwrap().to_string_lossy().replace('\\', "/"));
+        }
+    }
+}
+
+/// ARCHITECTURE.md's code map names every source file in its crate's section — by its path (relative to the
+/// crate's `src/`, or to the crate for tests, build scripts and fuzz targets), or by its directory (`store/`) and
+/// its name — so the map cannot drift from the tree.
+#[test]
+fn the_code_map_names_every_source_file() {
+    let repository = repository().canonicalize().unwrap();
+    let text = std::fs::read_to_string(repository.join("ARCHITECTURE.md")).unwrap();
+    let map = &text[text.find("## Code map").expect("a code map")..];
+    // `### `crate/` …` sections, each to the next heading of its level or above.
+    let mut sections: Vec<(String, &str)> = Vec::new();
+    let starts: Vec<usize> = map.match_indices("\n### `").map(|(at, _)| at + 1).collect();
+    for (index, start) in starts.iter().enumerate() {
+        let end = starts
+            .get(index + 1)
+            .copied()
+            .unwrap_or_else(|| map[*start..].find("\n## ").map_or(map.len(), |at| start + at));
+        let body = &map[*start..end];
+        let crate_dir = body["### `".len()..].split(['/', '`']).next().unwrap().to_owned();
+        sections.push((crate_dir, body));
+    }
+    let mut files = Vec::new();
+    for dir in ["models", "training", "service", "benches", "fuzz", "build-support"] {
+        rust_files(&repository, &repository.join(dir), &mut files);
+    }
+    assert!(files.len() > 100, "{files:?}");
+    let mut missing = Vec::new();
+    for file in &files {
+        let (crate_dir, relative) = match file.split_once('/') {
+            // Shared by the build scripts; named in the service's section.
+            Some(("build-support", _)) => ("service", file.as_str()),
+            Some((crate_dir, rest)) => (crate_dir, rest.strip_prefix("src/").unwrap_or(rest)),
+            None => unreachable!("files are under a crate"),
+        };
+        let Some((_, body)) = sections.iter().find(|(name, _)| name == crate_dir) else {
+            missing.push(format!("{file} (no section for {crate_dir}/)"));
+            continue;
+        };
+        let (directory, name) = relative.rsplit_once('/').unwrap_or(("", relative));
+        let named = body.contains(relative)
+            || (!directory.is_empty()
+                && body.contains(&format!("{directory}/"))
+                && (name == "mod.rs" || body.contains(name)));
+        if !named {
+            missing.push(file.clone());
+        }
+    }
+    assert!(missing.is_empty(), "ARCHITECTURE.md's code map does not name: {missing:#?}");
+}

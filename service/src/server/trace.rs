@@ -1,0 +1,166 @@
+//! A span per RPC, joined to the caller's trace: a W3C `traceparent` header (`00-<trace id>-<parent id>-<flags>`)
+//! is accepted and its trace id carried by the call's `rpc` span — and so by every log line written inside it,
+//! with the contact id the handler records (`contact_id`) — and the reply's `traceparent` names the same trace and
+//! this call as the parent of whatever the caller does next. Without one (or with a malformed one, which is
+//! ignored, as the W3C recommendation says) the call starts a new trace.
+
+use std::task::{Context, Poll};
+
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+/// The trace context of one call: the trace it belongs to and the span id this call is known by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceContext {
+    /// 16 bytes, never all zero.
+    pub trace_id: [u8; 16],
+    /// This call's span id: 8 bytes, never all zero.
+    pub span_id: [u8; 8],
+    /// The caller's flags (01: sampled).
+    pub flags: u8,
+}
+
+impl TraceContext {
+    /// The context of a call that came with `traceparent` (parsed as the W3C Trace Context says; `None` when
+    /// absent or malformed): the same trace, a new span id.
+    pub fn continued(traceparent: Option<&str>) -> TraceContext {
+        let span_id = random_nonzero();
+        match traceparent.and_then(parse_traceparent) {
+            Some((trace_id, flags)) => TraceContext { trace_id, span_id, flags },
+            None => TraceContext { trace_id: random_nonzero(), span_id, flags: 1 },
+        }
+    }
+
+    /// `traceparent` naming this call as the parent.
+    pub fn traceparent(&self) -> String {
+        format!("00-{}-{}-{:02x}", hex::encode(self.trace_id), hex::encode(self.span_id), self.flags)
+    }
+}
+
+/// The trace id and flags of a `traceparent` value (version 00, or a later version read as 00 does).
+pub fn parse_traceparent(value: &str) -> Option<([u8; 16], u8)> {
+    let mut parts = value.trim().split('-');
+    let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let lower_hex = |text: &str, length: usize| {
+        text.len() == length && text.bytes().all(|byte| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte))
+    };
+    if !lower_hex(version, 2) || version == "ff" || (version == "00" && parts.next().is_some()) {
+        return None;
+    }
+    if !lower_hex(trace, 32) || !lower_hex(parent, 16) || !lower_hex(flags, 2) {
+        return None;
+    }
+    let mut trace_id = [0u8; 16];
+    hex::decode_to_slice(trace, &mut trace_id).ok()?;
+    if trace_id == [0; 16] || parent.bytes().all(|byte| byte == b'0') {
+        return None;
+    }
+    let flags = u8::from_str_radix(flags, 16).ok()?;
+    Some((trace_id, flags))
+}
+
+fn random_nonzero<const N: usize>() -> [u8; N] {
+    let mut bytes = [0u8; N];
+    while bytes == [0u8; N] {
+        if getrandom::fill(&mut bytes).is_err() {
+            // No randomness: a counter-free fallback still tells calls apart within a run.
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+            for (index, byte) in now.as_nanos().to_le_bytes().iter().cycle().take(N).enumerate() {
+                bytes[index] = byte ^ (index as u8).wrapping_mul(31);
+            }
+            bytes[0] |= 1;
+        }
+    }
+    bytes
+}
+
+/// Opens the `rpc` span of every call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TraceLayer;
+
+impl<S> Layer<S> for TraceLayer {
+    type Service = Trace<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Trace { inner }
+    }
+}
+
+/// [`TraceLayer`]'s service.
+#[derive(Debug, Clone)]
+pub struct Trace<S> {
+    inner: S,
+}
+
+impl<S, RequestBody, ResponseBody> Service<http::Request<RequestBody>> for Trace<S>
+where
+    S: Service<http::Request<RequestBody>, Response = http::Response<ResponseBody>>,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    ResponseBody: 'static,
+{
+    type Response = http::Response<ResponseBody>;
+    type Error = S::Error;
+    type Future = super::BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(context)
+    }
+
+    fn call(&mut self, mut request: http::Request<RequestBody>) -> Self::Future {
+        let context =
+            TraceContext::continued(request.headers().get("traceparent").and_then(|value| value.to_str().ok()));
+        let span = tracing::info_span!(
+            "rpc",
+            method = %request.uri().path(),
+            trace_id = %hex::encode(context.trace_id),
+            span_id = %hex::encode(context.span_id),
+            contact_id = tracing::field::Empty,
+        );
+        request.extensions_mut().insert(context);
+        let reply = self.inner.call(request).instrument(span);
+        Box::pin(async move {
+            let mut reply = reply.await?;
+            if let Ok(value) = http::HeaderValue::from_str(&context.traceparent()) {
+                reply.headers_mut().insert("traceparent", value);
+            }
+            Ok(reply)
+        })
+    }
+}
+
+/// Records the contact id a call is about on its `rpc` span (and so on every log line inside it).
+pub fn record_contact(contact_id: &str) {
+    tracing::Span::current().record("contact_id", contact_id);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn traceparent_is_parsed_as_the_w3c_says_and_nonsense_starts_a_new_trace() {
+        let value = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let (trace_id, flags) = parse_traceparent(value).unwrap();
+        assert_eq!(hex::encode(trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(flags, 1);
+        let continued = TraceContext::continued(Some(value));
+        assert_eq!(continued.trace_id, trace_id);
+        assert!(continued.traceparent().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert_ne!(&continued.traceparent()[36..52], "00f067aa0ba902b7", "a new span id for this call");
+        // A later version with more fields is read as version 00.
+        assert!(parse_traceparent("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00-extra").is_some());
+        for bad in [
+            "",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert_eq!(parse_traceparent(bad), None, "{bad:?}");
+            assert_ne!(TraceContext::continued(Some(bad)).trace_id, [0; 16]);
+        }
+    }
+}
