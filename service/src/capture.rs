@@ -745,10 +745,25 @@ fn writer_properties(metadata: Vec<KeyValue>) -> WriterProperties {
 
 /// Rewrites every completed capture file in `dir` that holds a record whose caller or device reference (a history
 /// key, hex) `names` picks, without those records (a temporary file, fsync, rename, directory fsync); the number of
-/// records removed.
+/// records removed. Files a crashed run left open (`.parquet.partial`, no footer: no reader can open them, so they
+/// cannot be rewritten record by record) may hold such records too: they are deleted, and logged.
+/// Called by the writer after it completed its own open file, so no `.partial` file is being written then.
 pub fn erase_where(dir: &Path, names: &dyn Fn(&str) -> bool) -> anyhow::Result<u64> {
     use arrow_array::{Array, BooleanArray, StringArray};
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let leftovers = partial_files(dir)?;
+    for leftover in &leftovers {
+        std::fs::remove_file(leftover)?;
+    }
+    if !leftovers.is_empty() {
+        File::open(dir)?.sync_all()?;
+        tracing::warn!(
+            files = leftovers.len(),
+            dir = %dir.display(),
+            "capture: an erasure deleted the files a crashed run left open (.parquet.partial): unreadable, they could \
+             not be rewritten without the erased records"
+        );
+    }
     let mut removed = 0;
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
@@ -1112,6 +1127,16 @@ mod tests {
         assert_eq!((report.written, report.files.len()), (2, 2), "two files completed in this run");
         assert_eq!(counters.written.get(), 2);
         assert_eq!(partial_files(dir.path()).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn an_erasure_deletes_the_files_a_crashed_run_left_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let leftover = dir.path().join("capture-2026-02-14-r1-2.parquet.partial");
+        std::fs::write(&leftover, b"PAR1 no footer: a run that crashed").unwrap();
+        assert_eq!(erase_where(dir.path(), &|reference: &str| reference == "ab").unwrap(), 0);
+        assert!(!leftover.exists());
+        assert!(partial_files(dir.path()).unwrap().is_empty());
     }
 
     #[test]
