@@ -127,6 +127,13 @@ impl PrivateRedis {
     }
 
     pub(crate) fn launch(port: u16, persistence: &[&str]) -> Self {
+        Self::try_launch(port, persistence)
+            .unwrap_or_else(|| panic!("redis-server could not listen on 127.0.0.1:{port} (is the port taken?)"))
+    }
+
+    /// Starts `redis-server` on `port`; `None` when it exits instead (the port was taken meanwhile). It is ready
+    /// when the server answering on the port is this child (its `process_id`), never another process's.
+    fn try_launch(port: u16, persistence: &[&str]) -> Option<Self> {
         // Its own working directory under the temp dir unless given one: a replica's full sync writes dump.rdb
         // there, and a Redis loads a dump.rdb it finds at start-up.
         let mut directory = Vec::new();
@@ -144,18 +151,29 @@ impl PrivateRedis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server is installed (scripts/services.sh)");
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
+        let mut redis = PrivateRedis { port, child: Some(child) };
+        for _ in 0..400 {
+            let child = redis.child.as_mut().unwrap();
+            if child.try_wait().ok().flatten().is_some() {
+                redis.child = None;
+                return None;
+            }
+            if redis_process_id(port) == Some(child.id()) {
+                return Some(redis);
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        PrivateRedis { port, child: Some(child) }
+        Some(redis)
     }
 
-    /// Starts on a free port.
+    /// Starts on a free port: a port taken between choosing it and binding it is simply another try.
     pub fn start() -> Self {
-        Self::start_on(free_port())
+        for _ in 0..5 {
+            if let Some(redis) = Self::try_launch(free_port(), &["--appendonly", "no"]) {
+                return redis;
+            }
+        }
+        panic!("redis-server could not listen on any of five free ports")
     }
 
     /// `redis://127.0.0.1:PORT/0`.
@@ -195,6 +213,25 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The `process_id` of the Redis answering on `port`, if one does.
+fn redis_process_id(port: u16) -> Option<u32> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
+    stream.write_all(b"*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n").ok()?;
+    let mut reply = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !String::from_utf8_lossy(&reply).contains("process_id:") || !reply.ends_with(b"\r\n") {
+        let read = stream.read(&mut buffer).ok()?;
+        if read == 0 {
+            break;
+        }
+        reply.extend_from_slice(&buffer[..read]);
+    }
+    let text = String::from_utf8_lossy(&reply);
+    text.lines().find_map(|line| line.strip_prefix("process_id:")).and_then(|pid| pid.trim().parse().ok())
 }
 
 /// A port nothing listens on right now.
