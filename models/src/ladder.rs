@@ -476,8 +476,8 @@ impl LadderPolicy {
     /// branch is considered when no punitive rung is due, unless a delivered welfare referral holds the caller.
     /// `None` when nothing is due. A caller already at LEGAL_REFERRAL gets no further punitive proposal.
     pub fn evaluate(&self, incidents: &[Incident], delivered: Option<Delivered>, now_ms: i64) -> Option<Proposal> {
-        let signals = self.signals(incidents, now_ms);
         let proposal = self.punitive_or_welfare(incidents, delivered, now_ms)?;
+        let signals = self.signals(incidents, now_ms);
         if !proposal.rung.is_punitive() {
             return (!signals.held_for_welfare).then_some(proposal);
         }

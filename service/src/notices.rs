@@ -13,7 +13,7 @@
 //! (the journal drops older entries) and `capture.retention_days`; then it is pruned (counted in
 //! `saring_retention_pruned_total{kind="erasure_notices"}`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -61,7 +61,12 @@ impl Follower {
         }
         let digests = fresh.iter().filter_map(|notice| {
             let mut digest = [0u8; 32];
-            hex::decode_to_slice(&notice.digest, &mut digest).ok().map(|()| digest)
+            let decoded = hex::decode_to_slice(&notice.digest, &mut digest);
+            if decoded.is_err() {
+                // Written by saring as hex: anything else was written by someone else and names no history.
+                tracing::warn!(notice_id = %notice.notice_id, "an erasure notice's digest is not hex; ignored");
+            }
+            decoded.ok().map(|()| digest)
         });
         let named = NamedKeys::new(app.screener.hasher().clone(), digests);
         let erased = app
@@ -69,19 +74,16 @@ impl Follower {
             .forget_named(named)
             .await
             .map_err(|error| crate::error::Error::StoreUnavailable(format!("applying erasure notices: {error}")))?;
-        let mut ids: Vec<(&str, i64)> =
+        // One entry per notice (a notice has a row per history key).
+        let notices: BTreeMap<&str, i64> =
             fresh.iter().map(|notice| (notice.notice_id.as_str(), notice.issued_ms)).collect();
-        ids.dedup_by_key(|(id, _)| *id);
-        for (id, issued_ms) in &ids {
+        for (id, issued_ms) in &notices {
             self.applied.insert((*id).to_owned(), *issued_ms);
             self.latest_ms = Some(self.latest_ms.map_or(*issued_ms, |latest| latest.max(*issued_ms)));
         }
         if let Some(latest) = self.latest_ms {
             self.applied.retain(|_, issued_ms| *issued_ms > latest.saturating_sub(2 * COMMIT_LAG_MS));
         }
-        let mut notices: Vec<&str> = ids.iter().map(|(id, _)| *id).collect();
-        notices.sort_unstable();
-        notices.dedup();
         tracing::info!(
             notices = notices.len(),
             histories = erased.histories,

@@ -59,19 +59,34 @@ pub fn parse_traceparent(value: &str) -> Option<([u8; 16], u8)> {
     Some((trace_id, flags))
 }
 
+/// A fresh id: unique within this process and unpredictable across processes (a random per-process key mixed
+/// with a counter), never all zero. No system call per RPC.
 fn random_nonzero<const N: usize>() -> [u8; N] {
+    static KEY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let key = *KEY.get_or_init(|| {
+        let mut key = [0u8; 8];
+        // Without randomness the ids are still unique in this process; only their unpredictability is lost.
+        let _ = getrandom::fill(&mut key);
+        u64::from_le_bytes(key)
+    });
     let mut bytes = [0u8; N];
-    while bytes == [0u8; N] {
-        if getrandom::fill(&mut bytes).is_err() {
-            // No randomness: a counter-free fallback still tells calls apart within a run.
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-            for (index, byte) in now.as_nanos().to_le_bytes().iter().cycle().take(N).enumerate() {
-                bytes[index] = byte ^ (index as u8).wrapping_mul(31);
-            }
-            bytes[0] |= 1;
-        }
+    for chunk in bytes.chunks_mut(8) {
+        let next = splitmix64(key ^ COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        chunk.copy_from_slice(&next.to_le_bytes()[..chunk.len()]);
+    }
+    if bytes == [0u8; N] {
+        bytes[N - 1] = 1;
     }
     bytes
+}
+
+/// SplitMix64's finaliser: distinct inputs give distinct, well-mixed outputs.
+fn splitmix64(mut value: u64) -> u64 {
+    value = value.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    value = (value ^ (value >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    value = (value ^ (value >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    value ^ (value >> 31)
 }
 
 /// Bytes as lowercase hex, written straight into the log's buffer (no string of its own per call).
@@ -146,6 +161,13 @@ pub fn record_contact(contact_id: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ids_are_distinct_and_never_zero() {
+        let ids: std::collections::HashSet<[u8; 16]> = (0..10_000).map(|_| random_nonzero()).collect();
+        assert_eq!(ids.len(), 10_000);
+        assert!(!ids.contains(&[0; 16]));
+    }
 
     #[test]
     fn hex_is_written_as_hex_encode_writes_it() {
