@@ -1,5 +1,5 @@
 //! Compiles `proto/saring/v1/*.proto` with the pure-Rust `protox` compiler (no system `protoc`) and writes a
-//! file descriptor set used by server reflection.
+//! file descriptor set used by server reflection; compiles the vendored OTLP trace contract (`otlp/`).
 
 use std::{env, fs, path::PathBuf};
 
@@ -24,7 +24,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out_dir.join("saring_descriptor.bin"), descriptors.encode_to_vec())?;
     tonic_prost_build::configure().compile_fds(descriptors)?;
+    otlp()?;
     git_commit();
+    Ok(())
+}
+
+/// The OpenTelemetry trace export contract (OTLP/gRPC), vendored under `otlp/`: the client the exporter uses, and
+/// the server the tests receive spans with.
+fn otlp() -> Result<(), Box<dyn std::error::Error>> {
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("otlp");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let service = root.join("opentelemetry/proto/collector/trace/v1/trace_service.proto");
+    let descriptors = protox::compile([&service], [&root])?;
+    tonic_prost_build::configure().compile_fds(descriptors)?;
     Ok(())
 }
 

@@ -40,6 +40,8 @@ pub struct Settings {
     pub capture: crate::capture::CaptureSettings,
     /// Recorded outcomes and their corrections.
     pub outcomes: OutcomesSettings,
+    /// Trace export (OTLP).
+    pub telemetry: crate::otlp::TelemetrySettings,
 }
 
 /// `[outcomes]`
@@ -623,6 +625,9 @@ impl Settings {
                 "privacy.notice_interval_seconds: {} must be 1 .. 3600",
                 self.privacy.notice_interval_seconds
             ));
+        }
+        if let Some(problem) = self.telemetry.problem() {
+            return fail(problem);
         }
         if let Err(error) = crate::telemetry::filter(&self.log.filter) {
             return fail(format!("log.filter: {error}"));

@@ -22,6 +22,7 @@ pub mod ids;
 pub mod metrics;
 pub mod modelops;
 pub mod notices;
+pub mod otlp;
 pub mod outcomes;
 pub mod privacy;
 pub mod privacy_cli;

@@ -549,12 +549,20 @@ fn serve_command(config: Option<PathBuf>, flags: &FlagOverrides) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    saring::telemetry::init(&settings.log.format, filter);
+    saring::server::trace::set_sample_ratio(settings.telemetry.sample_ratio);
+    let (spans, queue) = match settings.telemetry.otlp_endpoint {
+        Some(_) => {
+            let (layer, queue) = saring::otlp::layer();
+            (Some(layer), Some(queue))
+        }
+        None => (None, None),
+    };
+    saring::telemetry::init(&settings.log.format, filter, spans);
     let runtime = match runtime() {
         Ok(runtime) => runtime,
         Err(code) => return code,
     };
-    match runtime.block_on(run(settings)) {
+    match runtime.block_on(run(settings, queue)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(%error, "saring could not start");
@@ -564,7 +572,18 @@ fn serve_command(config: Option<PathBuf>, flags: &FlagOverrides) -> ExitCode {
     }
 }
 
-async fn run(settings: Settings) -> Result<(), StartError> {
+async fn run(
+    settings: Settings,
+    spans: Option<tokio::sync::mpsc::Receiver<saring::otlp::proto::trace::v1::Span>>,
+) -> Result<(), StartError> {
+    let (stop_export, export_stopped) = tokio::sync::oneshot::channel::<()>();
+    let exporter = settings.telemetry.otlp_endpoint.clone().zip(spans).map(|(endpoint, spans)| {
+        let resource = saring::otlp::resource(&settings.capture.replica_name());
+        let stopped = async move {
+            let _ = export_stopped.await;
+        };
+        tokio::spawn(saring::otlp::export(endpoint, spans, resource, stopped))
+    });
     let models = Arc::new(load_models(&settings)?);
     let watcher = (models.has_files() && settings.model.watch_interval_s > 0)
         .then(|| tokio::spawn(Arc::clone(&models).watch(Duration::from_secs(settings.model.watch_interval_s))));
@@ -640,6 +659,11 @@ async fn run(settings: Settings) -> Result<(), StartError> {
     quality.abort();
     if let Some(watcher) = watcher {
         watcher.abort();
+    }
+    if let Some(exporter) = exporter {
+        // The spans of the last calls: sent within the export timeout, or given up.
+        let _ = stop_export.send(());
+        let _ = tokio::time::timeout(saring::otlp::EXPORT_TIMEOUT * 2, exporter).await;
     }
     tracing::info!("saring stopped");
     Ok(())

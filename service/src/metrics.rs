@@ -237,6 +237,9 @@ pub struct Metrics {
     store: HistogramFamily<StoreLabels>,
     journal_depth: Gauge,
     journaled: Counter,
+    /// Spans exported and dropped (caught up with [`crate::otlp::counts`] at each scrape).
+    trace_exported: Counter,
+    trace_dropped: Family<ReasonLabels, Counter>,
     models: Family<ModelLabels, Gauge>,
     shadow_scored: Counter,
     /// The shadow statistics' count at the last scrape (they restart with each challenger).
@@ -462,8 +465,26 @@ impl Metrics {
              alone holds",
             notices_applied.clone(),
         );
+        let trace_exported = Counter::default();
+        registry.register(
+            "trace_spans_exported",
+            "Spans the OTLP collector accepted (telemetry.otlp_endpoint; 0 without one)",
+            trace_exported.clone(),
+        );
+        let trace_dropped = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "trace_spans_dropped",
+            "Spans not exported: the export queue was full (queue_full) or the collector refused or did not answer \
+             (export_failed)",
+            trace_dropped.clone(),
+        );
+        for reason in ["queue_full", "export_failed"] {
+            drop(trace_dropped.get_or_create(&ReasonLabels { reason }));
+        }
         Metrics {
             registry,
+            trace_exported,
+            trace_dropped,
             retention_pruned,
             retention_last_run,
             notices_applied,
@@ -583,6 +604,25 @@ impl Metrics {
             if journal.appended > counted {
                 self.journaled.inc_by(journal.appended - counted);
             }
+        }
+        {
+            let _catching_up = self.auth_sync.lock();
+            let counts = crate::otlp::counts();
+            let catch_up = |counter: &Counter, total: u64| {
+                let counted = counter.get();
+                if total > counted {
+                    counter.inc_by(total - counted);
+                }
+            };
+            catch_up(&self.trace_exported, counts.exported);
+            catch_up(
+                &self.trace_dropped.get_or_create(&ReasonLabels { reason: "queue_full" }),
+                counts.dropped_queue_full,
+            );
+            catch_up(
+                &self.trace_dropped.get_or_create(&ReasonLabels { reason: "export_failed" }),
+                counts.dropped_export_failed,
+            );
         }
         let models = screener.models();
         self.models.clear();

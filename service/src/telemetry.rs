@@ -4,6 +4,8 @@
 //! The filter is `log.filter` (config, `SARING_LOG__FILTER`), unless `RUST_LOG` is set — the convention every
 //! Rust service follows, so a maintainer's `RUST_LOG=saring=debug` works here too. Either is validated before
 //! start-up: an invalid one is a configuration error naming it (exit 64), never silently replaced.
+//!
+//! Traces go to an OpenTelemetry collector when `[telemetry] otlp_endpoint` is set ([`crate::otlp`]).
 
 use tracing_subscriber::EnvFilter;
 
@@ -34,10 +36,22 @@ pub fn filter(directives: &str) -> Result<EnvFilter, String> {
         .map_err(|error| format!("{directives:?} is not a tracing filter: {error}"))
 }
 
-/// Installs the global subscriber with `filter` (see [`filter`]).
-pub fn init(format: &str, filter: EnvFilter) {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let result = if format == "json" { builder.json().try_init() } else { builder.try_init() };
+/// Installs the global subscriber: logs to stderr in `format` through `filter` (see [`filter`]), and, when given,
+/// the trace exporter's layer, which sees saring's own spans (not events) down to debug level whatever the log
+/// filter says; the logs stay as filtered.
+pub fn init(format: &str, filter: EnvFilter, otlp: Option<crate::otlp::OtlpLayer>) {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    use tracing_subscriber::Layer as _;
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = if format == "json" { logs.json().boxed() } else { logs.boxed() };
+    let spans = tracing_subscriber::filter::filter_fn(|metadata| {
+        metadata.is_span() && metadata.target().starts_with("saring") && *metadata.level() <= tracing::Level::DEBUG
+    });
+    let result = tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(otlp.map(|layer| layer.with_filter(spans)))
+        .try_init();
     if let Err(error) = result {
         eprintln!("tracing was already initialised: {error}");
     }

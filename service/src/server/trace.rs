@@ -16,6 +16,8 @@ pub struct TraceContext {
     pub trace_id: [u8; 16],
     /// This call's span id: 8 bytes, never all zero.
     pub span_id: [u8; 8],
+    /// The caller's span id, when the call came with a `traceparent`.
+    pub parent_span_id: Option<[u8; 8]>,
     /// The caller's flags (01: sampled).
     pub flags: u8,
 }
@@ -26,9 +28,17 @@ impl TraceContext {
     pub fn continued(traceparent: Option<&str>) -> TraceContext {
         let span_id = random_nonzero();
         match traceparent.and_then(parse_traceparent) {
-            Some((trace_id, flags)) => TraceContext { trace_id, span_id, flags },
-            None => TraceContext { trace_id: random_nonzero(), span_id, flags: 1 },
+            Some((trace_id, parent, flags)) => TraceContext { trace_id, span_id, parent_span_id: Some(parent), flags },
+            None => {
+                let trace_id = random_nonzero();
+                TraceContext { trace_id, span_id, parent_span_id: None, flags: u8::from(sampled(&trace_id)) }
+            }
         }
+    }
+
+    /// Whether the trace is sampled (flag 01): exported when an exporter is configured.
+    pub fn sampled(&self) -> bool {
+        self.flags & 1 == 1
     }
 
     /// `traceparent` naming this call as the parent.
@@ -37,8 +47,9 @@ impl TraceContext {
     }
 }
 
-/// The trace id and flags of a `traceparent` value (version 00, or a later version read as 00 does).
-pub fn parse_traceparent(value: &str) -> Option<([u8; 16], u8)> {
+/// The trace id, parent span id and flags of a `traceparent` value (version 00, or a later version read as 00
+/// does).
+pub fn parse_traceparent(value: &str) -> Option<([u8; 16], [u8; 8], u8)> {
     let mut parts = value.trim().split('-');
     let (version, trace, parent, flags) = (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
     let lower_hex = |text: &str, length: usize| {
@@ -50,13 +61,48 @@ pub fn parse_traceparent(value: &str) -> Option<([u8; 16], u8)> {
     if !lower_hex(trace, 32) || !lower_hex(parent, 16) || !lower_hex(flags, 2) {
         return None;
     }
-    let mut trace_id = [0u8; 16];
+    let (mut trace_id, mut parent_id) = ([0u8; 16], [0u8; 8]);
     hex::decode_to_slice(trace, &mut trace_id).ok()?;
-    if trace_id == [0; 16] || parent.bytes().all(|byte| byte == b'0') {
+    hex::decode_to_slice(parent, &mut parent_id).ok()?;
+    if trace_id == [0; 16] || parent_id == [0; 8] {
         return None;
     }
     let flags = u8::from_str_radix(flags, 16).ok()?;
-    Some((trace_id, flags))
+    Some((trace_id, parent_id, flags))
+}
+
+/// New traces with a trace id below this are sampled (`u64::MAX`: all; `telemetry.sample_ratio`).
+static SAMPLE_BELOW: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(u64::MAX);
+
+/// Samples `ratio` (0.0 ..= 1.0) of the traces this process starts; a call's `traceparent` decides for its own.
+pub fn set_sample_ratio(ratio: f64) {
+    SAMPLE_BELOW.store(threshold(ratio), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The trace-id threshold sampling `ratio` of traces: 1.0 (or more) all, 0.0 (or less, or NaN) none.
+fn threshold(ratio: f64) -> u64 {
+    if ratio >= 1.0 {
+        u64::MAX
+    } else {
+        // A float-to-integer cast saturates (and maps NaN to 0).
+        (ratio * u64::MAX as f64) as u64
+    }
+}
+
+/// Whether a new trace is sampled: decided by its id, as the W3C's "random trace id" flag lets every process do.
+fn sampled(trace_id: &[u8; 16]) -> bool {
+    sampled_below(trace_id, SAMPLE_BELOW.load(std::sync::atomic::Ordering::Relaxed))
+}
+
+fn sampled_below(trace_id: &[u8; 16], below: u64) -> bool {
+    let mut low = [0u8; 8];
+    low.copy_from_slice(&trace_id[8..]);
+    below == u64::MAX || u64::from_be_bytes(low) < below
+}
+
+/// A fresh span id, for a span inside a call.
+pub fn new_span_id() -> [u8; 8] {
+    random_nonzero()
 }
 
 /// A fresh id: unique within this process and unpredictable across processes (a random per-process key mixed
@@ -139,8 +185,13 @@ where
             method = %request.uri().path(),
             trace_id = %Hex(&context.trace_id),
             span_id = %Hex(&context.span_id),
+            parent_id = tracing::field::Empty,
+            sampled = context.sampled(),
             contact_id = tracing::field::Empty,
         );
+        if let Some(parent) = &context.parent_span_id {
+            span.record("parent_id", tracing::field::display(Hex(parent)));
+        }
         request.extensions_mut().insert(context);
         let reply = self.inner.call(request).instrument(span);
         Box::pin(async move {
@@ -170,6 +221,20 @@ mod tests {
     }
 
     #[test]
+    fn a_sample_ratio_samples_that_share_of_new_traces() {
+        let ids: Vec<[u8; 16]> = (0..20_000).map(|_| random_nonzero()).collect();
+        let share = |ratio: f64| {
+            let below = threshold(ratio);
+            ids.iter().filter(|id| sampled_below(id, below)).count() as f64 / ids.len() as f64
+        };
+        assert_eq!(share(1.0), 1.0);
+        assert_eq!(share(0.0), 0.0);
+        assert_eq!(share(f64::NAN), 0.0);
+        assert!((share(0.25) - 0.25).abs() < 0.02, "{}", share(0.25));
+        assert!(TraceContext::continued(None).sampled(), "all new traces by default");
+    }
+
+    #[test]
     fn hex_is_written_as_hex_encode_writes_it() {
         assert_eq!(Hex(&[0x00, 0x4b, 0xff]).to_string(), hex::encode([0x00, 0x4b, 0xff]));
     }
@@ -177,11 +242,15 @@ mod tests {
     #[test]
     fn traceparent_is_parsed_as_the_w3c_says_and_nonsense_starts_a_new_trace() {
         let value = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
-        let (trace_id, flags) = parse_traceparent(value).unwrap();
+        let (trace_id, parent, flags) = parse_traceparent(value).unwrap();
         assert_eq!(hex::encode(trace_id), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(hex::encode(parent), "00f067aa0ba902b7");
         assert_eq!(flags, 1);
         let continued = TraceContext::continued(Some(value));
         assert_eq!(continued.trace_id, trace_id);
+        assert_eq!(continued.parent_span_id, Some(parent));
+        assert!(continued.sampled());
+        assert!(!TraceContext::continued(Some(&value.replace("-01", "-00"))).sampled());
         assert!(continued.traceparent().starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
         assert_ne!(&continued.traceparent()[36..52], "00f067aa0ba902b7", "a new span id for this call");
         // A later version with more fields is read as version 00.

@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use saring::auth::Role;
 use saring::proto;
 
-use crate::common::process::{free_port, unique_prefix, SaringProcess};
+use crate::common::process::{unique_prefix, ClosedPort, SaringProcess};
 use crate::common::{connect, escalations, sample_contact, screening, token, Bearer};
 use crate::ladder::{call, decide, deliver, prank};
 
@@ -464,8 +464,11 @@ async fn the_case_page_says_why_a_case_went_to_a_reviewer_or_to_welfare() {
 /// with why, in the page's language — instead of looking like an ordinary score.
 #[tokio::test]
 async fn a_degraded_answer_is_shown_as_degraded_on_the_operators_row() {
-    let journal = std::env::temp_dir().join(format!("saring-console-journal-{}", free_port())).join("outcomes.journal");
-    let store = format!("redis://127.0.0.1:{}/0", free_port());
+    let journal =
+        std::env::temp_dir().join(unique_prefix("console-journal").replace(':', "-")).join("outcomes.journal");
+    // A Redis that is not there: its port is held closed for the whole test.
+    let closed = ClosedPort::new();
+    let store = format!("redis://127.0.0.1:{}/0", closed.port);
     let saring = SaringProcess::spawn(
         &["--history", &store],
         &[

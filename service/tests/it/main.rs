@@ -30,4 +30,5 @@ mod rotation;
 mod simulated_day;
 mod stale_history;
 mod tls;
+mod traces;
 mod validation;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use saring::auth::Role;
 use tonic::Code;
 
-use crate::common::process::{free_port, SaringProcess};
+use crate::common::process::{unique_prefix, ClosedPort, SaringProcess};
 use crate::common::{connect, prank_outcome, sample_contact, screening, Bearer};
 
 /// One scrape: `name{labels}` → value, and the raw text.
@@ -158,9 +158,11 @@ async fn a_scrape_counts_calls_by_method_and_code_scores_by_band_and_the_state_b
 
 #[tokio::test]
 async fn a_scrape_shows_degraded_answers_store_errors_and_the_journal_during_a_redis_outage() {
-    let scratch = std::env::temp_dir().join(format!("saring-metrics-journal-{}", free_port()));
+    let scratch = std::env::temp_dir().join(unique_prefix("metrics-journal").replace(':', "-"));
     let journal = scratch.join("outcomes.journal");
-    let store = format!("redis://127.0.0.1:{}/0", free_port());
+    // A Redis that is not there: its port is held closed for the whole test.
+    let closed = ClosedPort::new();
+    let store = format!("redis://127.0.0.1:{}/0", closed.port);
     let saring = SaringProcess::spawn(
         &["--history", &store],
         &[

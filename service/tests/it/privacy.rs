@@ -213,7 +213,8 @@ async fn the_privacy_command_reads_reports_and_erases_through_the_service() {
     assert_eq!(code, 1, "{error}");
     assert!(error.contains("PermissionDenied"), "{error}");
     assert_eq!(cli(&server, None, &["access", "--caller", NUMBER, "--reason", "x"]).await.0, 64);
-    let closed = format!("http://127.0.0.1:{}", crate::common::process::free_port());
+    let closed_port = crate::common::process::ClosedPort::new();
+    let closed = format!("http://127.0.0.1:{}", closed_port.port);
     assert_eq!(cli(&closed, Some(&legal), &["access", "--caller", NUMBER, "--reason", "x"]).await.0, 69);
 
     let (code, out, error) =

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use saring::proto;
 
-use crate::common::process::{free_port, unique_prefix, PrivateRedis, SaringProcess};
+use crate::common::process::{unique_prefix, PrivateRedis, SaringProcess};
 use crate::common::{connect, prank_outcome, sample_contact, screening, Bearer, Screening};
 
 struct Deployment {
@@ -137,9 +137,9 @@ async fn assert_all_recorded_once(client: &mut Screening, acknowledged: &HashMap
 
 #[tokio::test]
 async fn redis_killed_mid_stream_loses_no_acknowledged_outcome() {
-    let port = free_port();
     let redis_directory = std::env::temp_dir().join(unique_prefix("aof").replace(':', "-"));
-    let mut redis = PrivateRedis::start_persistent_on(port, &redis_directory);
+    let mut redis = PrivateRedis::start_persistent(&redis_directory);
+    let port = redis.port;
     let deployment = Deployment::new("outage", port);
     let saring = deployment.start_saring();
     let mut client = client(&saring).await;
@@ -161,9 +161,9 @@ async fn redis_killed_mid_stream_loses_no_acknowledged_outcome() {
 
 #[tokio::test]
 async fn saring_restarted_while_redis_is_down_loses_no_acknowledged_outcome() {
-    let port = free_port();
     let redis_directory = std::env::temp_dir().join(unique_prefix("aof").replace(':', "-"));
-    let mut redis = PrivateRedis::start_persistent_on(port, &redis_directory);
+    let mut redis = PrivateRedis::start_persistent(&redis_directory);
+    let port = redis.port;
     let deployment = Deployment::new("restart", port);
     let saring = deployment.start_saring();
     let mut first_client = client(&saring).await;

@@ -12,7 +12,7 @@ use saring::store::{Corrected, DispositionChange, HistoryStore, Recorded, RedisS
 use saring_models::history::{contact_fingerprint, Counter, COUNTER_COUNT, HALF_LIFE_COUNT, MONTH};
 use saring_models::{CallerHistory, Disposition, HistoryEvent};
 
-use crate::common::process::{free_port, unique_prefix, PrivateRedis, PrivateRedisCluster};
+use crate::common::process::{unique_prefix, PrivateRedis, PrivateRedisCluster};
 
 /// A store on `url` under `prefix` (1-hour retention and markers, a 300 ms connect timeout).
 pub(crate) fn store_at(url: &str, prefix: &str) -> RedisStore {
@@ -309,8 +309,9 @@ async fn with_redis_down_the_service_answers_degraded_and_journals_outcomes() {
     use saring::screening::Screener;
     use saring::server::RunningServer;
 
-    // A port nothing listens on.
-    let port = free_port();
+    // A port nothing listens on (held closed for the whole test).
+    let closed = crate::common::process::ClosedPort::new();
+    let port = closed.port;
     let prefix = unique_prefix("down");
     let directory = std::env::temp_dir().join(prefix.replace(':', "-"));
     let url = format!("redis://127.0.0.1:{port}/0");
@@ -396,9 +397,8 @@ async fn with_replica_wait_a_write_counts_only_once_a_replica_has_it() {
     );
 
     // With a replica attached, the same store's writes are taken, and replaying the refused one is a duplicate.
-    let replica_port = free_port();
     let port = primary.port.to_string();
-    let _replica = PrivateRedis::launch(replica_port, &["--appendonly", "no", "--replicaof", "127.0.0.1", &port]);
+    let _replica = PrivateRedis::start_with(&["--appendonly", "no", "--replicaof", "127.0.0.1", &port]);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         match waiting.record("w-3", Some(&caller), None, &event("w-3", at_ms, Disposition::Prank)).await {

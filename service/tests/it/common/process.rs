@@ -168,8 +168,19 @@ impl PrivateRedis {
 
     /// Starts on a free port: a port taken between choosing it and binding it is simply another try.
     pub fn start() -> Self {
+        Self::start_with(&["--appendonly", "no"])
+    }
+
+    /// [`PrivateRedis::start_persistent_on`] on a free port (a restart then uses [`PrivateRedis::port`]).
+    pub fn start_persistent(directory: &std::path::Path) -> Self {
+        std::fs::create_dir_all(directory).unwrap();
+        Self::start_with(&["--appendonly", "yes", "--appendfsync", "always", "--dir", directory.to_str().unwrap()])
+    }
+
+    /// Starts with `arguments` on a free port, trying another when one was taken meanwhile.
+    pub fn start_with(arguments: &[&str]) -> Self {
         for _ in 0..5 {
-            if let Some(redis) = Self::try_launch(free_port(), &["--appendonly", "no"]) {
+            if let Some(redis) = Self::try_launch(free_port(), arguments) {
                 return redis;
             }
         }
@@ -234,9 +245,28 @@ fn redis_process_id(port: u16) -> Option<u32> {
     text.lines().find_map(|line| line.strip_prefix("process_id:")).and_then(|pid| pid.trim().parse().ok())
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listened on a moment ago, for a server that cannot bind port 0 and report its port (Redis):
+/// whoever starts one on it checks that its own child answers there, and tries another port when not
+/// ([`PrivateRedis::start`]). For a port that must stay unanswered, use [`ClosedPort`].
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A loopback port held bound but not listening for as long as this lives: connections to it are refused, and no
+/// other process can bind it meanwhile (unlike a port chosen and released, which anyone may take).
+pub struct ClosedPort {
+    pub port: u16,
+    _socket: socket2::Socket,
+}
+
+impl ClosedPort {
+    /// Binds a fresh loopback port without listening on it.
+    pub fn new() -> Self {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        socket.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into()).unwrap();
+        let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+        ClosedPort { port, _socket: socket }
+    }
 }
 
 /// A key prefix no other test (or earlier run) uses.
@@ -269,9 +299,20 @@ impl PrivateRedisCluster {
         let count = 3 * (1 + replicas);
         let ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
         let bus_ports: Vec<u16> = (0..count).map(|_| free_port()).collect();
-        let mut cluster =
-            PrivateRedisCluster { ports: ports.clone(), nodes: Vec::new(), bus_ports, node_timeout_ms, directory };
-        cluster.nodes = (0..count).map(|index| Some(cluster.launch_node(index))).collect();
+        let mut cluster = PrivateRedisCluster { ports, nodes: Vec::new(), bus_ports, node_timeout_ms, directory };
+        for index in 0..count {
+            // A port (or bus port) taken between choosing and binding it: that node tries fresh ones.
+            let mut node = cluster.try_launch_node(index);
+            for _ in 0..4 {
+                if node.is_some() {
+                    break;
+                }
+                (cluster.ports[index], cluster.bus_ports[index]) = (free_port(), free_port());
+                node = cluster.try_launch_node(index);
+            }
+            cluster.nodes.push(Some(node.expect("a cluster node could not listen on any of five port pairs")));
+        }
+        let ports = cluster.ports.clone();
         let addresses: Vec<String> = ports.iter().map(|port| format!("127.0.0.1:{port}")).collect();
         let created = Command::new("redis-cli")
             .args(["--cluster", "create"])
@@ -302,10 +343,16 @@ impl PrivateRedisCluster {
     }
 
     fn launch_node(&self, index: usize) -> PrivateRedis {
+        self.try_launch_node(index)
+            .unwrap_or_else(|| panic!("cluster node {index} could not listen on 127.0.0.1:{}", self.ports[index]))
+    }
+
+    /// Starts node `index` on its ports; `None` when one of them was taken.
+    fn try_launch_node(&self, index: usize) -> Option<PrivateRedis> {
         let port = self.ports[index];
         let node_directory = self.directory.join(port.to_string());
         std::fs::create_dir_all(&node_directory).unwrap();
-        PrivateRedis::launch(
+        PrivateRedis::try_launch(
             port,
             &[
                 "--appendonly",
