@@ -2,18 +2,17 @@
 //! index — charts drawn here as SVG, so the page needs nothing from the network.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
-
+use maud::{html, Markup};
 use saring_models::Band;
 
-use super::i18n::{self, local_time_at};
-use super::{escape, lang, layout, Shared};
+use super::i18n::{self, local_time_at, Lang};
+use super::{lang, layout, Shared};
 use crate::auth::Role;
-use crate::modelops::drift::ALL_REGIONS;
+use crate::modelops::drift::{DriftReport, RegionDrift, ALL_REGIONS, MIN_CONTACTS};
 use crate::modelops::quality::{QualityReport, QualityState, NATIONAL};
 use crate::store::HistoryStore;
 use crate::traffic::HourCounts;
@@ -22,9 +21,39 @@ const HOUR_MS: i64 = 3_600_000;
 /// Band colours: LOW, ELEVATED, HIGH, no band.
 const BAND_COLOURS: [&str; 4] = ["#3a7d44", "#e0a100", "#c0392b", "#888888"];
 const BAND_NAMES: [&str; 4] = ["low", "elevated", "high", "none"];
+const SVG_NS: &str = "http://www.w3.org/2000/svg";
+
+/// A chart coordinate, to one decimal.
+fn coordinate(value: f64) -> String {
+    format!("{value:.1}")
+}
+
+/// One band's part of an hour's stacked bar.
+struct Segment {
+    band: usize,
+    count: u64,
+    /// The top edge.
+    y: f64,
+    height: f64,
+}
+
+/// The parts of an hour's bar, stacked up from `base`, LOW first; bands without contacts are left out. `scale` is
+/// the height of the `peak` hour.
+fn stack(counts: &HourCounts, base: f64, peak: f64, scale: f64) -> Vec<Segment> {
+    let mut y = base;
+    (0..4)
+        .filter(|&band| counts.bands[band] > 0)
+        .map(|band| {
+            let count = counts.bands[band];
+            let height = count as f64 / peak * scale;
+            y -= height;
+            Segment { band, count, y, height }
+        })
+        .collect()
+}
 
 /// Stacked bars of contacts per hour by band over the last 24 hours, all regions; hours in WIB.
-fn hourly_chart(hours: &BTreeMap<i64, HourCounts>, now_ms: i64) -> String {
+fn hourly_chart(hours: &BTreeMap<i64, HourCounts>, now_ms: i64) -> Markup {
     let last = now_ms - now_ms.rem_euclid(HOUR_MS);
     let slots: Vec<(i64, HourCounts)> = (0..24)
         .rev()
@@ -34,87 +63,71 @@ fn hourly_chart(hours: &BTreeMap<i64, HourCounts>, now_ms: i64) -> String {
     let peak = slots.iter().map(|(_, counts)| counts.contacts()).max().unwrap_or(0).max(1) as f64;
     let (width, height, left, bottom) = (720.0, 220.0, 40.0, 30.0);
     let bar = (width - left) / 24.0;
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" class=\"chart\" id=\"hourly-chart\" role=\"img\">\
-         <line x1=\"{left}\" y1=\"{base}\" x2=\"{width}\" y2=\"{base}\" stroke=\"#444\"/>\
-         <text x=\"2\" y=\"12\" font-size=\"10\">{peak}</text><text x=\"2\" y=\"{base}\" font-size=\"10\">0</text>",
-        base = height - bottom,
-        peak = peak as u64,
-    );
-    for (index, (hour, counts)) in slots.iter().enumerate() {
-        let x = left + index as f64 * bar;
-        let mut y = height - bottom;
-        for band in 0..4 {
-            let value = counts.bands[band];
-            if value == 0 {
-                continue;
+    let base = height - bottom;
+    html! {
+        svg xmlns=(SVG_NS) viewBox={ "0 0 " (width) " " (height) } class="chart" id="hourly-chart" role="img" {
+            line x1=(left) y1=(base) x2=(width) y2=(base) stroke="#444" {}
+            text x="2" y="12" font-size="10" { (peak as u64) }
+            text x="2" y=(base) font-size="10" { "0" }
+            @for (index, (hour, counts)) in slots.iter().enumerate() {
+                @let x = coordinate(left + index as f64 * bar);
+                @for segment in stack(counts, base, peak, base - 16.0) {
+                    rect
+                        x=(x)
+                        y=(coordinate(segment.y))
+                        width=(coordinate(bar - 2.0))
+                        height=(coordinate(segment.height))
+                        fill=(BAND_COLOURS[segment.band])
+                    {
+                        title { (BAND_NAMES[segment.band]) ": " (segment.count) }
+                    }
+                }
+                @if index % 3 == 0 {
+                    @let label = local_time_at(*hour, 25_200);
+                    text x=(x) y=(height - 12.0) font-size="10" { (&label[11..16]) }
+                }
             }
-            let h = value as f64 / peak * (height - bottom - 16.0);
-            y -= h;
-            let _ = write!(
-                svg,
-                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" fill=\"{colour}\"><title>{name}: {value}</title></rect>",
-                w = bar - 2.0,
-                colour = BAND_COLOURS[band],
-                name = BAND_NAMES[band],
-            );
-        }
-        if index % 3 == 0 {
-            let label = local_time_at(*hour, 25_200);
-            let _ =
-                write!(svg, "<text x=\"{x:.1}\" y=\"{}\" font-size=\"10\">{}</text>", height - 12.0, &label[11..16]);
+            @for band in 0..4 {
+                @let legend_x = left + 80.0 * band as f64;
+                rect x=(legend_x) y="2" width="10" height="10" fill=(BAND_COLOURS[band]) {}
+                text x=(legend_x + 14.0) y="11" font-size="10" { (BAND_NAMES[band]) }
+            }
+            text x=(width - 30.0) y="11" font-size="10" { "WIB" }
         }
     }
-    let mut legend_x = left;
-    for band in 0..4 {
-        let _ = write!(
-            svg,
-            "<rect x=\"{legend_x}\" y=\"2\" width=\"10\" height=\"10\" fill=\"{}\"/><text x=\"{}\" y=\"11\" font-size=\"10\">{}</text>",
-            BAND_COLOURS[band],
-            legend_x + 14.0,
-            BAND_NAMES[band]
-        );
-        legend_x += 80.0;
-    }
-    let _ = write!(svg, "<text x=\"{}\" y=\"11\" font-size=\"10\">WIB</text></svg>", width - 30.0);
-    svg
 }
 
+/// One bar of a [`bars`] chart: its label, its value, its colour, and the figure written after it.
+type Bar<'a> = (String, f64, &'a str, String);
+
 /// Horizontal bars, one per (label, value), with a colour per bar.
-fn bars(id: &str, rows: &[(String, f64, &str, String)], max: f64) -> String {
+fn bars(id: &str, rows: &[Bar], max: f64) -> Markup {
     let (width, row_height, left) = (720.0, 22.0, 180.0);
     let height = row_height * rows.len().max(1) as f64 + 4.0;
-    let mut svg = format!(
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {width} {height}\" class=\"chart\" id=\"{id}\" role=\"img\">"
-    );
-    for (index, (label, value, colour, text)) in rows.iter().enumerate() {
-        let y = index as f64 * row_height + 2.0;
-        let w = if max > 0.0 { (value / max).min(1.0) * (width - left - 80.0) } else { 0.0 };
-        let _ = write!(
-            svg,
-            "<text x=\"0\" y=\"{ty:.1}\" font-size=\"11\">{label}</text>\
-             <rect x=\"{left}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" fill=\"{colour}\"/>\
-             <text x=\"{tx:.1}\" y=\"{ty:.1}\" font-size=\"11\">{text}</text>",
-            ty = y + 14.0,
-            h = row_height - 6.0,
-            tx = left + w + 6.0,
-            label = escape(label),
-            text = escape(text),
-        );
+    html! {
+        svg xmlns=(SVG_NS) viewBox={ "0 0 " (width) " " (height) } class="chart" id=(id) role="img" {
+            @for (index, (label, value, colour, figure)) in rows.iter().enumerate() {
+                @let y = index as f64 * row_height + 2.0;
+                @let w = if max > 0.0 { (value / max).min(1.0) * (width - left - 80.0) } else { 0.0 };
+                text x="0" y=(coordinate(y + 14.0)) font-size="11" { (label) }
+                rect
+                    x=(left)
+                    y=(coordinate(y))
+                    width=(coordinate(w))
+                    height=(coordinate(row_height - 6.0))
+                    fill=(colour) {}
+                text x=(coordinate(left + w + 6.0)) y=(coordinate(y + 14.0)) font-size="11" { (figure) }
+            }
+        }
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 /// Live ROC-AUC of the champion, the challenger and the naive rule per national window, and the warning when the
 /// champion ranks worse than the naive rule.
-fn quality_section(lang: super::i18n::Lang, report: &QualityReport) -> String {
-    let mut section = format!("<h2>{}</h2>", lang.t("live_quality"));
+fn quality_section(lang: Lang, report: &QualityReport) -> Markup {
     let national: Vec<_> = report.windows.iter().filter(|window| window.scope == NATIONAL).collect();
-    if national.iter().any(|window| window.champion_below_naive()) {
-        let _ = write!(section, "<p class=\"error\" id=\"quality-warning\">{}</p>", lang.t("below_naive"));
-    }
-    let mut rows: Vec<(String, f64, &str, String)> = Vec::new();
+    let below_naive = national.iter().any(|window| window.champion_below_naive());
+    let mut rows: Vec<Bar> = Vec::new();
     for window in national {
         let subjects = [
             (lang.t("champion"), Some(&window.champion), "#2c5d8f"),
@@ -142,10 +155,78 @@ fn quality_section(lang: super::i18n::Lang, report: &QualityReport) -> String {
             rows.push((label, value, colour, text));
         }
     }
-    section.push_str(&bars("quality-chart", &rows, 1.0));
-    section
+    html! {
+        h2 { (lang.t("live_quality")) }
+        @if below_naive { p.error #quality-warning { (lang.t("below_naive")) } }
+        (bars("quality-chart", &rows, 1.0))
+    }
 }
 
+/// The drift index per region in the champion's current window; a window with too few contacts is said in
+/// words, never drawn: its index is noise, and a full bar of noise reads as an alarm.
+fn drift_section(lang: Lang, drift: &DriftReport) -> Markup {
+    let (measured, thin): (Vec<&RegionDrift>, Vec<&RegionDrift>) =
+        drift.regions.iter().partition(|region| region.current.level != "too_few_contacts");
+    let label = |region: &RegionDrift| {
+        if region.region == ALL_REGIONS {
+            lang.t("all_regions").to_owned()
+        } else {
+            region.region.clone()
+        }
+    };
+    let rows: Vec<Bar> = measured
+        .iter()
+        .map(|region| {
+            let window = &region.current;
+            let colour = match window.level {
+                "significant" => "#c0392b",
+                "moderate" => "#e0a100",
+                _ => "#3a7d44",
+            };
+            (
+                label(region),
+                window.max_psi,
+                colour,
+                format!("{:.3} ({}, n={})", window.max_psi, i18n::drift_level(lang, window.level), window.contacts),
+            )
+        })
+        .collect();
+    let names: Vec<String> =
+        thin.iter().map(|region| format!("{} (n={})", label(region), region.current.contacts)).collect();
+    html! {
+        h2 { (lang.t("drift")) }
+        p.period {
+            (drift.model_version) " · " (lang.t("drift_window")) " " (drift.window_minutes) " " (lang.t("minutes"))
+        }
+        @if drift.has_reference {
+            @if !rows.is_empty() { (bars("drift-chart", &rows, 0.5)) }
+            @if !names.is_empty() {
+                p.thin #drift-not-enough {
+                    (lang.t("not_enough_data")) " " (MIN_CONTACTS) ": " (names.join(", "))
+                }
+            }
+        } @else {
+            p { (lang.t("no_reference")) }
+        }
+    }
+}
+
+/// The share of a region's recorded outcomes that were answered, with its numerator and denominator.
+fn share_answered(counts: &HourCounts) -> String {
+    if counts.outcomes == 0 {
+        "—".to_owned()
+    } else {
+        format!(
+            "{:.0}% ({} / {})",
+            counts.answered as f64 / counts.outcomes as f64 * 100.0,
+            counts.answered,
+            counts.outcomes
+        )
+    }
+}
+
+/// The dashboard page: traffic of the last 24 hours (chart and table by region), cases by state, drift and live
+/// quality.
 pub(super) async fn page<S: HistoryStore>(State(console): Shared<S>, headers: HeaderMap) -> Response {
     let session = match console.session(&headers, &[Role::Operator, Role::Legal, Role::Admin]) {
         Ok(session) => session,
@@ -168,129 +249,73 @@ pub(super) async fn page<S: HistoryStore>(State(console): Shared<S>, headers: He
             target.answered += counts.answered;
         }
     }
-    let mut body = format!(
-        "<h1>{}</h1><h2>{}</h2><p class=\"period\" id=\"traffic-period\">{} {period}</p>{}",
-        lang.t("dashboard"),
-        lang.t("contacts_per_hour"),
-        lang.t("period"),
-        hourly_chart(&hourly, now_ms)
-    );
-
-    let _ = write!(
-        body,
-        "<h2>{}</h2><p class=\"period\">{} {period}. {}</p><table class=\"regions\" id=\"regions\"><thead><tr><th>{}</th>\
-         <th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
-        lang.t("by_region"),
-        lang.t("period"),
-        lang.t("answered_denominator"),
-        lang.t("region"),
-        lang.t("contacts"),
-        i18n::band(lang, Some(Band::Low)),
-        i18n::band(lang, Some(Band::Elevated)),
-        i18n::band(lang, Some(Band::High)),
-        lang.t("share_answered"),
-    );
-    for (region, counts) in &regions {
-        let answered = if counts.outcomes == 0 {
-            "—".to_owned()
-        } else {
-            format!(
-                "{:.0}% ({} / {})",
-                counts.answered as f64 / counts.outcomes as f64 * 100.0,
-                counts.answered,
-                counts.outcomes
-            )
-        };
-        let _ = write!(
-            body,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{answered}</td></tr>",
-            escape(region),
-            counts.contacts(),
-            counts.bands[0],
-            counts.bands[1],
-            counts.bands[2],
-        );
-    }
-    body.push_str("</tbody></table>");
-
-    let _ = write!(body, "<h2>{}</h2><p class=\"period\">{}</p>", lang.t("cases_by_state"), lang.t("all_time"));
-    match console.app.escalator.store().count_by_state().await {
+    let cases = match console.app.escalator.store().count_by_state().await {
         Ok(states) => {
             let max = states.iter().map(|(_, count)| *count).max().unwrap_or(0) as f64;
-            let rows: Vec<(String, f64, &str, String)> = states
+            let rows: Vec<Bar> = states
                 .iter()
                 .map(|(state, count)| {
                     (i18n::state(lang, *state).to_owned(), *count as f64, "#2c5d8f", count.to_string())
                 })
                 .collect();
-            body.push_str(&bars("cases-chart", &rows, max));
+            Some(bars("cases-chart", &rows, max))
         }
         Err(error) => {
             tracing::warn!(%error, "console: cases by state");
-            let _ = write!(body, "<p class=\"error\">{}</p>", lang.t("unavailable"));
+            None
         }
-    }
-
+    };
     let drift = console.app.screener.models().drift().report(None);
-    let _ = write!(
-        body,
-        "<h2>{}</h2><p class=\"period\">{} · {} {} {}</p>",
-        lang.t("drift"),
-        escape(&drift.model_version),
-        lang.t("drift_window"),
-        drift.window_minutes,
-        lang.t("minutes")
-    );
-    if drift.has_reference {
-        // A window with too few contacts is said in words, never drawn: its index is noise, and a full bar of
-        // noise reads as an alarm.
-        let (measured, thin): (Vec<_>, Vec<_>) =
-            drift.regions.iter().partition(|region| region.current.level != "too_few_contacts");
-        let label = |region: &crate::modelops::drift::RegionDrift| {
-            if region.region == ALL_REGIONS {
-                lang.t("all_regions").to_owned()
-            } else {
-                region.region.clone()
-            }
-        };
-        let rows: Vec<(String, f64, &str, String)> = measured
-            .iter()
-            .map(|region| {
-                let window = &region.current;
-                let colour = match window.level {
-                    "significant" => "#c0392b",
-                    "moderate" => "#e0a100",
-                    _ => "#3a7d44",
-                };
-                (
-                    label(region),
-                    window.max_psi,
-                    colour,
-                    format!("{:.3} ({}, n={})", window.max_psi, i18n::drift_level(lang, window.level), window.contacts),
-                )
-            })
-            .collect();
-        if !rows.is_empty() {
-            body.push_str(&bars("drift-chart", &rows, 0.5));
-        }
-        if !thin.is_empty() {
-            let names: Vec<String> =
-                thin.iter().map(|region| format!("{} (n={})", label(region), region.current.contacts)).collect();
-            let _ = write!(
-                body,
-                "<p class=\"thin\" id=\"drift-not-enough\">{} {}: {}</p>",
-                lang.t("not_enough_data"),
-                crate::modelops::drift::MIN_CONTACTS,
-                escape(&names.join(", "))
-            );
-        }
-    } else {
-        let _ = write!(body, "<p>{}</p>", lang.t("no_reference"));
-    }
     let models = std::sync::Arc::clone(console.app.screener.models());
-    match tokio::task::spawn_blocking(move || models.refresh_quality(now_ms)).await {
-        Ok(report) => body.push_str(&quality_section(lang, &report)),
-        Err(error) => tracing::error!(%error, "console: live quality"),
-    }
-    Html(layout(lang, lang.t("dashboard"), Some(&session), &body)).into_response()
+    let quality = match tokio::task::spawn_blocking(move || models.refresh_quality(now_ms)).await {
+        Ok(report) => Some(quality_section(lang, &report)),
+        Err(error) => {
+            tracing::error!(%error, "console: live quality");
+            None
+        }
+    };
+    let body = html! {
+        h1 { (lang.t("dashboard")) }
+        h2 { (lang.t("contacts_per_hour")) }
+        p.period #traffic-period { (lang.t("period")) " " (period) }
+        (hourly_chart(&hourly, now_ms))
+
+        h2 { (lang.t("by_region")) }
+        p.period { (lang.t("period")) " " (period) ". " (lang.t("answered_denominator")) }
+        table.regions #regions {
+            thead {
+                tr {
+                    th { (lang.t("region")) }
+                    th { (lang.t("contacts")) }
+                    th { (i18n::band(lang, Some(Band::Low))) }
+                    th { (i18n::band(lang, Some(Band::Elevated))) }
+                    th { (i18n::band(lang, Some(Band::High))) }
+                    th { (lang.t("share_answered")) }
+                }
+            }
+            tbody {
+                @for (region, counts) in &regions {
+                    tr {
+                        td { (region) }
+                        td { (counts.contacts()) }
+                        td { (counts.bands[0]) }
+                        td { (counts.bands[1]) }
+                        td { (counts.bands[2]) }
+                        td { (share_answered(counts)) }
+                    }
+                }
+            }
+        }
+
+        h2 { (lang.t("cases_by_state")) }
+        p.period { (lang.t("all_time")) }
+        @match cases {
+            Some(chart) => (chart),
+            None => p.error { (lang.t("unavailable")) },
+        }
+
+        (drift_section(lang, &drift))
+        @if let Some(quality) = quality { (quality) }
+    };
+    Html(layout(lang, lang.t("dashboard"), Some(&session), body)).into_response()
 }

@@ -3,21 +3,20 @@
 //! delivery form (channel, time in the region's zone, note) and the release form. The rules are the core's
 //! (`Escalator::claim`, `record_action`, `release_claim`): the console only translates.
 
-use std::fmt::Write as _;
-
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use maud::{html, Markup};
 use serde::Deserialize;
 
 use super::i18n::{local_time, zone_name, Lang};
 use super::session::Session;
-use super::{escape, lang, layout, Console, Shared};
+use super::{lang, layout, Console, Shared};
 use crate::auth::Role;
 use crate::cases::{CaseError, CaseFilter, CaseState, ClaimedCase, Delivery, DeliveryChannel};
 use crate::store::HistoryStore;
 
-fn page(lang: Lang, session: &Session, status: StatusCode, body: &str) -> Response {
+fn page(lang: Lang, session: &Session, status: StatusCode, body: Markup) -> Response {
     (status, Html(layout(lang, lang.t("dispatch_view"), Some(session), body))).into_response()
 }
 
@@ -31,13 +30,11 @@ fn problem(lang: Lang, session: &Session, error: CaseError) -> Response {
             (StatusCode::SERVICE_UNAVAILABLE, lang.t("unavailable").to_owned())
         }
     };
-    let body = format!(
-        "<p class=\"error\" id=\"notice\"><strong>{}</strong> {}</p><p><a href=\"/dispatch\">{}</a></p>",
-        lang.t("not_applied"),
-        escape(&message),
-        lang.t("back_to_deliveries")
-    );
-    page(lang, session, status, &body)
+    let body = html! {
+        p.error #notice { strong { (lang.t("not_applied")) } " " (message) }
+        p { a href="/dispatch" { (lang.t("back_to_deliveries")) } }
+    };
+    page(lang, session, status, body)
 }
 
 /// The words for a delivery channel.
@@ -56,6 +53,7 @@ pub(super) struct ListQuery {
     done: Option<String>,
 }
 
+/// The deliveries list: approved cases, oldest first, who holds a claim, and a claim button per case.
 pub(super) async fn list<S: HistoryStore>(
     State(console): Shared<S>,
     headers: HeaderMap,
@@ -72,47 +70,58 @@ pub(super) async fn list<S: HistoryStore>(
         Ok(page) => page,
         Err(error) => return problem(lang, &session, error),
     };
-    let mut body = format!("<h1>{}</h1>", lang.t("deliveries"));
-    if let Some(done) = query.done.as_deref() {
-        let text = if done == "released" { lang.t("claim_released") } else { lang.t("delivery_recorded") };
-        let _ = write!(body, "<p class=\"notice\" id=\"notice\">{text}</p>");
-    }
-    if cases.is_empty() {
-        let _ = write!(body, "<p id=\"no-deliveries\">{}</p>", lang.t("no_deliveries"));
-        return page(lang, &session, StatusCode::OK, &body);
-    }
-    let _ = write!(
-        body,
-        "<table class=\"queue\" id=\"deliveries\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
-         <th></th></tr></thead><tbody>",
-        lang.t("case"),
-        lang.t("rung"),
-        lang.t("region"),
-        lang.t("approved_at"),
-        lang.t("claimed_by"),
-    );
-    for case in &cases {
-        let claim = match (&case.claimed_by, case.claimed_ms) {
-            (Some(by), Some(at)) => format!("{} — {}", escape(by), local_time(at, &case.region)),
-            _ => "—".to_owned(),
-        };
-        let _ = write!(
-            body,
-            "<tr class=\"delivery-row\" data-case=\"{id}\"><td>{id}</td><td>{rung}</td><td>{region}</td><td>{approved}</td>\
-             <td class=\"claim\">{claim}</td><td><form method=\"post\" action=\"/dispatch/cases/{id}/claim\" class=\"inline\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"version\" value=\"{version}\">\
-             <button type=\"submit\" class=\"claim-button\">{label}</button></form></td></tr>",
-            id = escape(&case.case_id),
-            rung = super::i18n::rung(lang, case.rung),
-            region = escape(&case.region),
-            approved = case.decided_ms.map_or("—".to_owned(), |at| local_time(at, &case.region)),
-            csrf = session.csrf,
-            version = case.version,
-            label = lang.t("claim"),
-        );
-    }
-    body.push_str("</tbody></table>");
-    page(lang, &session, StatusCode::OK, &body)
+    let notice = query.done.as_deref().map(|done| {
+        if done == "released" {
+            lang.t("claim_released")
+        } else {
+            lang.t("delivery_recorded")
+        }
+    });
+    let body = html! {
+        h1 { (lang.t("deliveries")) }
+        @if let Some(notice) = notice { p.notice #notice { (notice) } }
+        @if cases.is_empty() {
+            p #no-deliveries { (lang.t("no_deliveries")) }
+        } @else {
+            table.queue #deliveries {
+                thead {
+                    tr {
+                        th { (lang.t("case")) }
+                        th { (lang.t("rung")) }
+                        th { (lang.t("region")) }
+                        th { (lang.t("approved_at")) }
+                        th { (lang.t("claimed_by")) }
+                        th {}
+                    }
+                }
+                tbody {
+                    @for case in &cases {
+                        tr.delivery-row data-case=(case.case_id) {
+                            td { (case.case_id) }
+                            td { (super::i18n::rung(lang, case.rung)) }
+                            td { (case.region) }
+                            td { (case.decided_ms.map_or("—".to_owned(), |at| local_time(at, &case.region))) }
+                            td.claim {
+                                @if let (Some(by), Some(at)) = (&case.claimed_by, case.claimed_ms) {
+                                    (by) " — " (local_time(at, &case.region))
+                                } @else {
+                                    "—"
+                                }
+                            }
+                            td {
+                                form.inline method="post" action={ "/dispatch/cases/" (case.case_id) "/claim" } {
+                                    input type="hidden" name="csrf" value=(session.csrf);
+                                    input type="hidden" name="version" value=(case.version);
+                                    button.claim-button type="submit" { (lang.t("claim")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(lang, &session, StatusCode::OK, body)
 }
 
 #[derive(Deserialize)]
@@ -126,49 +135,48 @@ pub(super) struct ChangeForm {
 }
 
 /// The claim's answer: the number, once, and the forms to report the delivery or give the case back.
-fn claimed_page(lang: Lang, session: &Session, claimed: &ClaimedCase) -> String {
+fn claimed_page(lang: Lang, session: &Session, claimed: &ClaimedCase) -> Markup {
     let case = &claimed.summary;
     let offset = saring_models::region::utc_offset_seconds(&case.region).unwrap_or(0);
-    let mut channels = String::new();
-    for channel in DeliveryChannel::allowed_for(case.rung) {
-        let _ = write!(channels, "<option value=\"{}\">{}</option>", channel.as_str(), channel_name(lang, *channel));
+    html! {
+        h1 { (lang.t("claimed")) " " (case.case_id) }
+        p.notice { (lang.t("number_once")) }
+        table.facts {
+            tr { th { (lang.t("caller_number")) } td #claimed-number { (claimed.caller_number) } }
+            tr { th { (lang.t("rung")) } td { (super::i18n::rung(lang, case.rung)) } }
+            tr { th { (lang.t("region")) } td { (case.region) } }
+            tr { th { (lang.t("rule")) } td { (super::i18n::rule_text(lang, &case.rule)) } }
+        }
+        h2 { (lang.t("record_delivery")) }
+        form.decision #deliver-form method="post" action={ "/dispatch/cases/" (case.case_id) "/deliver" } {
+            input type="hidden" name="csrf" value=(session.csrf);
+            input type="hidden" name="version" value=(case.version);
+            label {
+                (lang.t("delivery_channel")) " "
+                select name="channel" #delivery-channel required {
+                    @for channel in DeliveryChannel::allowed_for(case.rung) {
+                        option value=(channel.as_str()) { (channel_name(lang, *channel)) }
+                    }
+                }
+            }
+            label {
+                (lang.t("delivered_at")) " (" (zone_name(offset)) ") "
+                input type="datetime-local" name="delivered_at" #delivered-at;
+            }
+            label { (lang.t("delivery_note")) " " textarea name="note" #delivery-note {} }
+            button type="submit" #deliver { (lang.t("record_delivery")) }
+        }
+        h2 { (lang.t("release_claim")) }
+        form.decision method="post" action={ "/dispatch/cases/" (case.case_id) "/release" } {
+            input type="hidden" name="csrf" value=(session.csrf);
+            input type="hidden" name="version" value=(case.version);
+            label {
+                (lang.t("reason")) " "
+                textarea name="reason" #release-reason required minlength="3" {}
+            }
+            button type="submit" #release { (lang.t("release_claim")) }
+        }
     }
-    format!(
-        "<h1>{title} {id}</h1><p class=\"notice\">{once}</p>\
-         <table class=\"facts\"><tr><th>{number_label}</th><td id=\"claimed-number\">{number}</td></tr>\
-         <tr><th>{rung_label}</th><td>{rung}</td></tr><tr><th>{region_label}</th><td>{region}</td></tr>\
-         <tr><th>{rule_label}</th><td>{rule}</td></tr></table>\
-         <h2>{deliver}</h2><form method=\"post\" action=\"/dispatch/cases/{id}/deliver\" class=\"decision\" id=\"deliver-form\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"version\" value=\"{version}\">\
-         <label>{channel_label} <select name=\"channel\" id=\"delivery-channel\" required>{channels}</select></label>\
-         <label>{at_label} ({zone}) <input type=\"datetime-local\" name=\"delivered_at\" id=\"delivered-at\"></label>\
-         <label>{note_label} <textarea name=\"note\" id=\"delivery-note\"></textarea></label>\
-         <button type=\"submit\" id=\"deliver\">{deliver}</button></form>\
-         <h2>{release}</h2><form method=\"post\" action=\"/dispatch/cases/{id}/release\" class=\"decision\">\
-         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"version\" value=\"{version}\">\
-         <label>{reason_label} <textarea name=\"reason\" id=\"release-reason\" required minlength=\"3\"></textarea></label>\
-         <button type=\"submit\" id=\"release\">{release}</button></form>",
-        title = lang.t("claimed"),
-        id = escape(&case.case_id),
-        once = lang.t("number_once"),
-        number_label = lang.t("caller_number"),
-        number = escape(&claimed.caller_number),
-        rung_label = lang.t("rung"),
-        rung = super::i18n::rung(lang, case.rung),
-        region_label = lang.t("region"),
-        region = escape(&case.region),
-        rule_label = lang.t("rule"),
-        rule = escape(&super::i18n::rule_text(lang, &case.rule)),
-        deliver = lang.t("record_delivery"),
-        csrf = session.csrf,
-        version = case.version,
-        channel_label = lang.t("delivery_channel"),
-        at_label = lang.t("delivered_at"),
-        zone = zone_name(offset),
-        note_label = lang.t("delivery_note"),
-        release = lang.t("release_claim"),
-        reason_label = lang.t("reason"),
-    )
 }
 
 pub(super) async fn claim<S: HistoryStore>(
@@ -183,7 +191,7 @@ pub(super) async fn claim<S: HistoryStore>(
     };
     let lang = lang(&headers);
     match console.app.escalator.claim(&case_id, form.version, &session.principal).await {
-        Ok(claimed) => page(lang, &session, StatusCode::OK, &claimed_page(lang, &session, &claimed)),
+        Ok(claimed) => page(lang, &session, StatusCode::OK, claimed_page(lang, &session, &claimed)),
         Err(error) => problem(lang, &session, error),
     }
 }

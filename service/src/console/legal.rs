@@ -1,21 +1,20 @@
 //! The legal view: the escalation queue, a case's evidence (the only page showing a raw number; every read is
 //! audited) with its audit trail, and approve / reject / revert with a required reason. A decision that lost to
-//! another reviewer's shows theirs.
-
-use std::fmt::Write as _;
+//! another reviewer's shows theirs. Pages are built with maud, which escapes everything interpolated.
 
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
+use maud::{html, Markup};
 use saring_models::ladder::Rung;
 use serde::Deserialize;
 
 use super::i18n::{self, local_time, Lang};
 use super::session::Session;
-use super::{escape, lang, layout, Console, Shared};
+use super::{lang, layout, Console, Shared};
 use crate::auth::Role;
 use crate::cases::audit::AuditEntry;
-use crate::cases::{CaseError, CaseEvidence, CaseFilter, CaseState, CaseSummary, Decision};
+use crate::cases::{CaseError, CaseEvidence, CaseFilter, CaseState, CaseSummary, Decision, TimelineEntry};
 use crate::store::HistoryStore;
 
 const STATES: [CaseState; 5] =
@@ -29,38 +28,38 @@ pub(super) struct QueueQuery {
     before: Option<String>,
 }
 
-fn select(name: &str, id: &str, all: &str, options: &[(&str, &str)], chosen: Option<&str>) -> String {
-    let mut html = format!("<select name=\"{name}\" id=\"{id}\"><option value=\"\">{all}</option>");
-    for (option, label) in options {
-        let selected = if chosen == Some(option) { " selected" } else { "" };
-        let _ = write!(html, "<option value=\"{option}\"{selected}>{label}</option>");
+/// A filter's drop-down: "all" (the empty value) and `options` (value, label), `chosen` selected.
+fn select(name: &str, id: &str, all: &str, options: &[(&str, &str)], chosen: Option<&str>) -> Markup {
+    html! {
+        select name=(name) id=(id) {
+            option value="" { (all) }
+            @for &(option, label) in options {
+                option value=(option) selected[chosen == Some(option)] { (label) }
+            }
+        }
     }
-    html.push_str("</select>");
-    html
+}
+
+/// A case's state as a badge.
+fn state_badge(lang: Lang, state: CaseState) -> Markup {
+    html! { span class={ "state state-" (state.as_str()) } { (i18n::state(lang, state)) } }
 }
 
 /// A timeline entry's corrections, for its disposition cell: was, now, who, when, why.
-fn corrections(lang: Lang, entry: &crate::cases::TimelineEntry) -> String {
-    entry
-        .corrections
-        .iter()
-        .map(|correction| {
-            format!(
-                "<div class=\"correction\">{}: {} → {} ({}, {}): {}</div>",
-                lang.t("corrected"),
-                correction.from.as_str(),
-                correction.to.as_str(),
-                escape(&correction.by),
-                local_time(correction.at_ms, &entry.region),
-                escape(&correction.reason)
-            )
-        })
-        .collect()
+fn corrections(lang: Lang, entry: &TimelineEntry) -> Markup {
+    html! {
+        @for correction in &entry.corrections {
+            div.correction {
+                (lang.t("corrected")) ": " (correction.from.as_str()) " → " (correction.to.as_str())
+                " (" (correction.by) ", " (local_time(correction.at_ms, &entry.region)) "): " (correction.reason)
+            }
+        }
+    }
 }
 
 fn error_page(lang: Lang, session: &Session, status: StatusCode, message: &str) -> Response {
-    let body = format!("<p class=\"error\">{}</p>", escape(message));
-    (status, Html(layout(lang, lang.t("legal_view"), Some(session), &body))).into_response()
+    let body = html! { p.error { (message) } };
+    (status, Html(layout(lang, lang.t("legal_view"), Some(session), body))).into_response()
 }
 
 fn case_error(lang: Lang, session: &Session, error: CaseError) -> Response {
@@ -112,61 +111,70 @@ pub(super) async fn queue<S: HistoryStore>(
             ..CaseFilter::default()
         };
         match console.app.escalator.list(&proposed).await {
-            Ok((cases, _)) => inbox(lang, &cases, crate::cases::system_clock()()),
+            Ok((cases, _)) => Some(inbox(lang, &cases, crate::cases::system_clock()())),
             Err(error) => return case_error(lang, &session, error),
         }
     } else {
-        String::new()
+        None
     };
     let state_names: Vec<(&str, &str)> =
         STATES.iter().map(|state| (state.as_str(), i18n::state(lang, *state))).collect();
     let rung_keys: Vec<(&str, &str)> = Rung::ALL.iter().map(|rung| (rung.key(), i18n::rung(lang, *rung))).collect();
-    let mut body = inbox;
-    let _ = write!(
-        body,
-        "<h1>{queue}</h1><form method=\"get\" action=\"/legal\" class=\"filters\">\
-         <label>{state_label} {states}</label><label>{rung_label} {rungs}</label>\
-         <label>{region_label} <input name=\"region\" id=\"queue-region\" value=\"{region}\"></label>\
-         <button type=\"submit\" id=\"queue-filter\">{filter}</button></form>\
-         <table class=\"queue\"><thead><tr><th>{case}</th><th>{state_label}</th><th>{rung_label}</th>\
-         <th>{region_label}</th><th>{incidents}</th><th>{created}</th></tr></thead><tbody>",
-        queue = lang.t("queue"),
-        state_label = lang.t("state"),
-        states = select("state", "queue-state", lang.t("all"), &state_names, state.map(CaseState::as_str)),
-        rung_label = lang.t("rung"),
-        rungs = select("rung", "queue-rung", lang.t("all"), &rung_keys, rung.map(Rung::key)),
-        region_label = lang.t("region"),
-        region = escape(region.as_deref().unwrap_or("")),
-        filter = lang.t("filter"),
-        case = lang.t("case"),
-        incidents = lang.t("incidents"),
-        created = lang.t("created"),
-    );
-    for case in &cases {
-        let _ = write!(
-            body,
-            "<tr class=\"case-row\"><td><a href=\"/legal/cases/{id}\">{id}</a></td><td><span class=\"state state-{state}\">{state_words}</span></td>\
-             <td>{rung}</td><td>{region}</td><td>{incidents}</td><td>{created}</td></tr>",
-            id = escape(&case.case_id),
-            state = case.state.as_str(),
-            state_words = i18n::state(lang, case.state),
-            rung = i18n::rung(lang, case.rung),
-            region = escape(&case.region),
-            incidents = case.incidents,
-            created = local_time(case.created_ms, &case.region),
-        );
-    }
-    body.push_str("</tbody></table>");
-    if let Some((created, case_id)) = next {
-        let mut link = format!("/legal?before={created}:{}", escape(&case_id));
-        for (key, value) in [("state", state.map(CaseState::as_str)), ("rung", rung.map(Rung::key))] {
+    // The next page: after the last case shown, under the same filters (the region is free text: encoded).
+    let next_link = next.map(|(created, case_id)| {
+        let mut query = form_urlencoded::Serializer::new(String::new());
+        query.append_pair("before", &format!("{created}:{case_id}"));
+        let filters =
+            [("state", state.map(CaseState::as_str)), ("rung", rung.map(Rung::key)), ("region", region.as_deref())];
+        for (key, value) in filters {
             if let Some(value) = value {
-                let _ = write!(link, "&amp;{key}={value}");
+                query.append_pair(key, value);
             }
         }
-        let _ = write!(body, "<p><a href=\"{link}\">→</a></p>");
-    }
-    Html(layout(lang, lang.t("queue"), Some(&session), &body)).into_response()
+        format!("/legal?{}", query.finish())
+    });
+    let body = html! {
+        @if let Some(inbox) = inbox { (inbox) }
+        h1 { (lang.t("queue")) }
+        form.filters method="get" action="/legal" {
+            label {
+                (lang.t("state")) " "
+                (select("state", "queue-state", lang.t("all"), &state_names, state.map(CaseState::as_str)))
+            }
+            label {
+                (lang.t("rung")) " "
+                (select("rung", "queue-rung", lang.t("all"), &rung_keys, rung.map(Rung::key)))
+            }
+            label { (lang.t("region")) " " input name="region" #queue-region value=(region.as_deref().unwrap_or("")); }
+            button type="submit" #queue-filter { (lang.t("filter")) }
+        }
+        table.queue {
+            thead {
+                tr {
+                    th { (lang.t("case")) }
+                    th { (lang.t("state")) }
+                    th { (lang.t("rung")) }
+                    th { (lang.t("region")) }
+                    th { (lang.t("incidents")) }
+                    th { (lang.t("created")) }
+                }
+            }
+            tbody {
+                @for case in &cases {
+                    tr.case-row {
+                        td { a href={ "/legal/cases/" (case.case_id) } { (case.case_id) } }
+                        td { (state_badge(lang, case.state)) }
+                        td { (i18n::rung(lang, case.rung)) }
+                        td { (case.region) }
+                        td { (case.incidents) }
+                        td { (local_time(case.created_ms, &case.region)) }
+                    }
+                }
+            }
+        }
+        @if let Some(link) = next_link { p { a href=(link) { "→" } } }
+    };
+    Html(layout(lang, lang.t("queue"), Some(&session), body)).into_response()
 }
 
 /// How long something has waited, in the largest whole unit (minutes, hours, days).
@@ -181,12 +189,7 @@ fn waited(lang: Lang, since_ms: i64, now_ms: i64) -> String {
 
 /// The reviewer's inbox: cases awaiting a decision, grouped by caller, the caller who has waited longest first,
 /// each case with how long it has waited.
-fn inbox(lang: Lang, proposed: &[CaseSummary], now_ms: i64) -> String {
-    let mut html = format!("<h1>{}</h1>", lang.t("inbox"));
-    if proposed.is_empty() {
-        let _ = write!(html, "<p id=\"inbox-empty\">{}</p>", lang.t("inbox_empty"));
-        return html;
-    }
+fn inbox(lang: Lang, proposed: &[CaseSummary], now_ms: i64) -> Markup {
     // `proposed` is oldest first, so callers come in the order their oldest case arrived.
     let mut callers: Vec<(&str, Vec<&CaseSummary>)> = Vec::new();
     for case in proposed {
@@ -195,107 +198,96 @@ fn inbox(lang: Lang, proposed: &[CaseSummary], now_ms: i64) -> String {
             None => callers.push((&case.caller_ref, vec![case])),
         }
     }
-    let _ = write!(
-        html,
-        "<table class=\"queue\" id=\"inbox\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
-        lang.t("caller"),
-        lang.t("case"),
-        lang.t("rung"),
-        lang.t("region"),
-        lang.t("waiting"),
-    );
-    for (caller, cases) in callers {
-        for (index, case) in cases.iter().enumerate() {
-            let caller_cell = if index == 0 {
-                format!(
-                    "<td rowspan=\"{}\" class=\"caller-ref\" title=\"{}\">{}…</td>",
-                    cases.len(),
-                    escape(caller),
-                    escape(&caller[..caller.len().min(12)])
-                )
-            } else {
-                String::new()
-            };
-            let _ = write!(
-                html,
-                "<tr class=\"inbox-row\">{caller_cell}<td><a href=\"/legal/cases/{id}\">{id}</a></td><td>{rung}</td>\
-                 <td>{region}</td><td title=\"{created}\">{waited}</td></tr>",
-                id = escape(&case.case_id),
-                rung = i18n::rung(lang, case.rung),
-                region = escape(&case.region),
-                created = local_time(case.created_ms, &case.region),
-                waited = waited(lang, case.created_ms, now_ms),
-            );
+    html! {
+        h1 { (lang.t("inbox")) }
+        @if proposed.is_empty() {
+            p #inbox-empty { (lang.t("inbox_empty")) }
+        } @else {
+            table.queue #inbox {
+                thead {
+                    tr {
+                        th { (lang.t("caller")) }
+                        th { (lang.t("case")) }
+                        th { (lang.t("rung")) }
+                        th { (lang.t("region")) }
+                        th { (lang.t("waiting")) }
+                    }
+                }
+                tbody {
+                    @for (caller, cases) in &callers {
+                        @for (index, case) in cases.iter().enumerate() {
+                            tr.inbox-row {
+                                @if index == 0 {
+                                    td.caller-ref rowspan=(cases.len()) title=(caller) {
+                                        (&caller[..caller.len().min(12)]) "…"
+                                    }
+                                }
+                                td { a href={ "/legal/cases/" (case.case_id) } { (case.case_id) } }
+                                td { (i18n::rung(lang, case.rung)) }
+                                td { (case.region) }
+                                td title=(local_time(case.created_ms, &case.region)) {
+                                    (waited(lang, case.created_ms, now_ms))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
-    html.push_str("</tbody></table>");
-    html
 }
 
-fn summary_rows(lang: Lang, case: &CaseSummary) -> String {
-    let mut rows = String::new();
-    let mut row = |label: &str, value: String| {
-        let _ = write!(rows, "<tr><th>{label}</th><td>{value}</td></tr>");
-    };
-    row(
-        lang.t("state"),
-        format!(
-            "<span class=\"state state-{}\" id=\"case-state\">{}</span>",
-            case.state.as_str(),
-            i18n::state(lang, case.state)
-        ),
-    );
-    row(lang.t("rung"), i18n::rung(lang, case.rung).to_owned());
-    row(lang.t("region"), escape(&case.region));
-    row(lang.t("rule"), escape(&i18n::rule_text(lang, &case.rule)));
-    row(lang.t("policy_version"), escape(&case.policy_version));
-    row(lang.t("model_version"), escape(&case.model_version));
-    row(lang.t("created"), local_time(case.created_ms, &case.region));
-    if let (Some(by), Some(at)) = (&case.decided_by, case.decided_ms) {
-        row(
-            lang.t("decision"),
-            format!(
-                "{} — {} — {}",
-                escape(by),
-                local_time(at, &case.region),
-                escape(&i18n::rule_text(lang, case.decision_reason.as_deref().unwrap_or("")))
-            ),
-        );
-    }
-    if let (Some(by), Some(at)) = (&case.claimed_by, case.claimed_ms) {
-        row(
-            lang.t("claimed_by"),
-            format!("<span id=\"case-claim\">{} — {}</span>", escape(by), local_time(at, &case.region)),
-        );
-    }
-    match (case.delivered_ms, case.delivery_channel) {
-        (Some(at), channel) => row(
-            lang.t("delivery"),
-            format!(
-                "<span id=\"case-delivery\">{} — {} — {} — {}</span>",
-                channel.map_or("—", |channel| super::dispatch::channel_name(lang, channel)),
-                local_time(at, &case.region),
-                escape(case.actioned_by.as_deref().unwrap_or("")),
-                escape(case.action_note.as_deref().unwrap_or(""))
-            ),
-        ),
-        (None, _) if case.state == CaseState::Approved => {
-            row(lang.t("delivery"), format!("<span id=\"case-delivery\">{}</span>", lang.t("not_delivered")))
+/// The case's facts: the caller's raw number, then the summary's rows.
+fn facts(lang: Lang, evidence: &CaseEvidence) -> Markup {
+    html! {
+        table.facts {
+            tr { th { (lang.t("caller_number")) } td #caller-number { (evidence.caller_number) } }
+            (summary_rows(lang, &evidence.summary))
         }
-        _ => {}
     }
-    if let (Some(by), Some(at)) = (&case.reverted_by, case.reverted_ms) {
-        row(
-            lang.t("revert"),
-            format!(
-                "{} — {} — {}",
-                escape(by),
-                local_time(at, &case.region),
-                escape(case.revert_reason.as_deref().unwrap_or(""))
-            ),
-        );
+}
+
+fn summary_rows(lang: Lang, case: &CaseSummary) -> Markup {
+    let row = |label: &str, value: Markup| html! { tr { th { (label) } td { (value) } } };
+    let region = case.region.as_str();
+    html! {
+        (row(lang.t("state"), html! {
+            span class={ "state state-" (case.state.as_str()) } #case-state { (i18n::state(lang, case.state)) }
+        }))
+        (row(lang.t("rung"), html! { (i18n::rung(lang, case.rung)) }))
+        (row(lang.t("region"), html! { (region) }))
+        (row(lang.t("rule"), html! { (i18n::rule_text(lang, &case.rule)) }))
+        (row(lang.t("policy_version"), html! { (case.policy_version) }))
+        (row(lang.t("model_version"), html! { (case.model_version) }))
+        (row(lang.t("created"), html! { (local_time(case.created_ms, region)) }))
+        @if let (Some(by), Some(at)) = (&case.decided_by, case.decided_ms) {
+            @let reason = i18n::rule_text(lang, case.decision_reason.as_deref().unwrap_or(""));
+            (row(lang.t("decision"), html! { (by) " — " (local_time(at, region)) " — " (reason) }))
+        }
+        @if let (Some(by), Some(at)) = (&case.claimed_by, case.claimed_ms) {
+            (row(lang.t("claimed_by"), html! { span #case-claim { (by) " — " (local_time(at, region)) } }))
+        }
+        @match (case.delivered_ms, case.delivery_channel) {
+            (Some(at), channel) => {
+                @let channel = channel.map_or("—", |channel| super::dispatch::channel_name(lang, channel));
+                (row(lang.t("delivery"), html! {
+                    span #case-delivery {
+                        (channel) " — " (local_time(at, region))
+                        " — " (case.actioned_by.as_deref().unwrap_or(""))
+                        " — " (case.action_note.as_deref().unwrap_or(""))
+                    }
+                }))
+            }
+            (None, _) if case.state == CaseState::Approved => {
+                (row(lang.t("delivery"), html! { span #case-delivery { (lang.t("not_delivered")) } }))
+            }
+            _ => {}
+        }
+        @if let (Some(by), Some(at)) = (&case.reverted_by, case.reverted_ms) {
+            @let reason = case.revert_reason.as_deref().unwrap_or("");
+            (row(lang.t("revert"), html! { (by) " — " (local_time(at, region)) " — " (reason) }))
+        }
     }
-    rows
 }
 
 /// The evidence of a case for this session's reviewer: the read is audited the first time in the session, and
@@ -315,121 +307,144 @@ async fn read_once<S: HistoryStore>(
 }
 
 /// The caller's other cases: what the rule depends on (the previous rung, when and how it was delivered).
-fn other_cases(lang: Lang, case: &CaseSummary, all: &[CaseSummary], links: bool) -> String {
+fn other_cases(lang: Lang, case: &CaseSummary, all: &[CaseSummary], links: bool) -> Markup {
     let others: Vec<&CaseSummary> = all.iter().filter(|other| other.case_id != case.case_id).collect();
-    let mut html = format!("<h2>{}</h2>", lang.t("other_cases"));
-    if others.is_empty() {
-        let _ = write!(html, "<p id=\"other-cases\">{}</p>", lang.t("no_other_cases"));
-        return html;
+    html! {
+        h2 { (lang.t("other_cases")) }
+        @if others.is_empty() {
+            p #other-cases { (lang.t("no_other_cases")) }
+        } @else {
+            table.queue #other-cases {
+                thead {
+                    tr {
+                        th { (lang.t("case")) }
+                        th { (lang.t("rung")) }
+                        th { (lang.t("state")) }
+                        th { (lang.t("created")) }
+                        th { (lang.t("delivery")) }
+                    }
+                }
+                tbody {
+                    @for other in &others {
+                        tr.other-case {
+                            td {
+                                @if links {
+                                    a href={ "/legal/cases/" (other.case_id) } { (other.case_id) }
+                                } @else {
+                                    (other.case_id)
+                                }
+                            }
+                            td { (i18n::rung(lang, other.rung)) }
+                            td { (state_badge(lang, other.state)) }
+                            td { (local_time(other.created_ms, &other.region)) }
+                            td {
+                                @if let Some(at) = other.delivered_ms {
+                                    @let channel = other
+                                        .delivery_channel
+                                        .map_or("—", |channel| super::dispatch::channel_name(lang, channel));
+                                    (local_time(at, &other.region)) " — " (channel)
+                                    " — " (other.action_note.as_deref().unwrap_or(""))
+                                } @else {
+                                    "—"
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     }
-    let _ = write!(
-        html,
-        "<table class=\"queue\" id=\"other-cases\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
-         </tr></thead><tbody>",
-        lang.t("case"),
-        lang.t("rung"),
-        lang.t("state"),
-        lang.t("created"),
-        lang.t("delivery"),
-    );
-    for other in others {
-        let id = escape(&other.case_id);
-        let label = if links { format!("<a href=\"/legal/cases/{id}\">{id}</a>") } else { id };
-        let delivery = match other.delivered_ms {
-            Some(at) => format!(
-                "{} — {} — {}",
-                local_time(at, &other.region),
-                other.delivery_channel.map_or("—", |channel| super::dispatch::channel_name(lang, channel)),
-                escape(other.action_note.as_deref().unwrap_or(""))
-            ),
-            None => "—".to_owned(),
-        };
-        let _ = write!(
-            html,
-            "<tr class=\"other-case\"><td>{label}</td><td>{rung}</td><td><span class=\"state state-{state}\">{state_words}</span></td>\
-             <td>{created}</td><td>{delivery}</td></tr>",
-            rung = i18n::rung(lang, other.rung),
-            state = other.state.as_str(),
-            state_words = i18n::state(lang, other.state),
-            created = local_time(other.created_ms, &other.region),
-        );
-    }
-    html.push_str("</tbody></table>");
-    html
 }
 
-fn timeline_table(lang: Lang, evidence: &CaseEvidence) -> String {
-    let mut body = format!(
-        "<h2>{}</h2><table class=\"timeline\" id=\"timeline\"><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
-         <th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead><tbody>",
-        lang.t("timeline"),
-        lang.t("time"),
-        lang.t("contact_id"),
-        lang.t("channel"),
-        lang.t("region"),
-        lang.t("disposition"),
-        lang.t("operator"),
-        lang.t("likelihood_then"),
-        lang.t("answered"),
-        lang.t("talk_s"),
-        lang.t("counts"),
-    );
-    for entry in &evidence.timeline {
-        let likelihood = entry.likelihood.map_or("—".to_owned(), |likelihood| {
-            format!(
-                "{:.0}% <small>{}</small>",
-                likelihood * 100.0,
-                escape(entry.model_version.as_deref().unwrap_or(""))
-            )
-        });
-        let _ = write!(
-            body,
-            "<tr class=\"{counted}\"><td>{time}</td><td class=\"contact-id\">{contact}</td><td>{channel}</td><td>{region}</td>\
-             <td>{disposition}{corrections}</td><td>{operator}</td><td>{likelihood}</td><td>{answered}</td><td>{talk:.0}</td><td>{counts}</td></tr>",
-            counted = if entry.counted { "counted" } else { "" },
-            time = local_time(entry.at_ms, &entry.region),
-            contact = escape(&entry.contact_id),
-            channel = i18n::channel(lang, entry.channel),
-            region = escape(&entry.region),
-            disposition = i18n::disposition(lang, entry.disposition),
-            corrections = corrections(lang, entry),
-            operator = escape(entry.operator_id.as_deref().unwrap_or("—")),
-            answered = if entry.answered { lang.t("yes") } else { lang.t("no") },
-            talk = entry.talk_s,
-            counts = if entry.counted { "✓" } else { "" },
-        );
+fn timeline_table(lang: Lang, evidence: &CaseEvidence) -> Markup {
+    html! {
+        h2 { (lang.t("timeline")) }
+        table.timeline #timeline {
+            thead {
+                tr {
+                    th { (lang.t("time")) }
+                    th { (lang.t("contact_id")) }
+                    th { (lang.t("channel")) }
+                    th { (lang.t("region")) }
+                    th { (lang.t("disposition")) }
+                    th { (lang.t("operator")) }
+                    th { (lang.t("likelihood_then")) }
+                    th { (lang.t("answered")) }
+                    th { (lang.t("talk_s")) }
+                    th { (lang.t("counts")) }
+                }
+            }
+            tbody {
+                @for entry in &evidence.timeline {
+                    tr.counted[entry.counted] {
+                        td { (local_time(entry.at_ms, &entry.region)) }
+                        td.contact-id { (entry.contact_id) }
+                        td { (i18n::channel(lang, entry.channel)) }
+                        td { (entry.region) }
+                        td { (i18n::disposition(lang, entry.disposition)) (corrections(lang, entry)) }
+                        td { (entry.operator_id.as_deref().unwrap_or("—")) }
+                        td {
+                            @if let Some(likelihood) = entry.likelihood {
+                                (format!("{:.0}%", likelihood * 100.0)) " "
+                                small { (entry.model_version.as_deref().unwrap_or("")) }
+                            } @else {
+                                "—"
+                            }
+                        }
+                        td { (if entry.answered { lang.t("yes") } else { lang.t("no") }) }
+                        td { (format!("{:.0}", entry.talk_s)) }
+                        td { @if entry.counted { "✓" } }
+                    }
+                }
+            }
+        }
     }
-    body.push_str("</tbody></table>");
-    body
 }
 
-fn audit_table(lang: Lang, case: &CaseSummary, audit: &[AuditEntry]) -> String {
-    let mut body = format!(
-        "<h2>{}</h2><table class=\"audit\" id=\"audit\"><thead><tr><th>#</th><th>{}</th><th>{}</th><th>{}</th><th>{}</th>\
-         <th>{}</th></tr></thead><tbody>",
-        lang.t("audit"),
-        lang.t("time"),
-        lang.t("actor"),
-        lang.t("action"),
-        lang.t("state"),
-        lang.t("why"),
-    );
-    for entry in audit {
-        let _ = write!(
-            body,
-            "<tr class=\"audit-{action}\"><td>{seq}</td><td>{time}</td><td>{actor} ({role})</td><td>{action_words}</td><td>{state}</td><td>{reason}</td></tr>",
-            seq = entry.seq,
-            time = local_time(entry.at_ms, &case.region),
-            actor = escape(&entry.actor),
-            role = escape(&entry.role),
-            action = escape(&entry.action),
-            action_words = escape(i18n::action(lang, &entry.action)),
-            state = escape(i18n::state_name(lang, entry.state.as_deref().unwrap_or(""))),
-            reason = escape(&i18n::rule_text(lang, &entry.reason)),
-        );
+fn audit_table(lang: Lang, case: &CaseSummary, audit: &[AuditEntry]) -> Markup {
+    html! {
+        h2 { (lang.t("audit")) }
+        table.audit #audit {
+            thead {
+                tr {
+                    th { "#" }
+                    th { (lang.t("time")) }
+                    th { (lang.t("actor")) }
+                    th { (lang.t("action")) }
+                    th { (lang.t("state")) }
+                    th { (lang.t("why")) }
+                }
+            }
+            tbody {
+                @for entry in audit {
+                    tr class={ "audit-" (entry.action) } {
+                        td { (entry.seq) }
+                        td { (local_time(entry.at_ms, &case.region)) }
+                        td { (entry.actor) " (" (entry.role) ")" }
+                        td { (i18n::action(lang, &entry.action)) }
+                        td { (i18n::state_name(lang, entry.state.as_deref().unwrap_or(""))) }
+                        td { (i18n::rule_text(lang, &entry.reason)) }
+                    }
+                }
+            }
+        }
     }
-    body.push_str("</tbody></table>");
-    body
+}
+
+/// A form that changes the case (`action`: decide or revert) with a required reason, the session's CSRF token and
+/// the case version it was shown at, then `buttons`.
+fn change_form(lang: Lang, session: &Session, case: &CaseSummary, action: &str, buttons: Markup) -> Markup {
+    html! {
+        form.decision method="post" action={ "/legal/cases/" (case.case_id) "/" (action) } {
+            input type="hidden" name="csrf" value=(session.csrf);
+            input type="hidden" name="version" value=(case.version);
+            label {
+                (lang.t("reason")) " "
+                textarea name="reason" id={ (action) "-reason" } required minlength="3" {}
+            }
+            (buttons)
+        }
+    }
 }
 
 async fn render_case<S: HistoryStore>(
@@ -448,58 +463,39 @@ async fn render_case<S: HistoryStore>(
         Err(error) => return case_error(lang, session, error),
     };
     let case = &evidence.summary;
-    let mut body = format!(
-        "<h1>{} {}</h1><p><a href=\"/legal/cases/{id}/file\" id=\"case-file\">{}</a></p>",
-        lang.t("case"),
-        escape(&case.case_id),
-        lang.t("case_file_link"),
-        id = escape(&case.case_id),
-    );
-    if let Some((ok, message)) = &notice {
-        let class = if *ok { "notice" } else { "error" };
-        let title = if *ok { "" } else { lang.t("conflict") };
-        let _ = write!(body, "<p class=\"{class}\" id=\"notice\"><strong>{title}</strong> {}</p>", escape(message));
-    }
-    let _ = write!(
-        body,
-        "<table class=\"facts\"><tr><th>{}</th><td id=\"caller-number\">{}</td></tr>{}</table>",
-        lang.t("caller_number"),
-        escape(&evidence.caller_number),
-        summary_rows(lang, case)
-    );
-    body.push_str(&other_cases(lang, case, &all, true));
-    body.push_str(&timeline_table(lang, &evidence));
-    let form = |action: &str, buttons: &str| {
-        format!(
-            "<form method=\"post\" action=\"/legal/cases/{id}/{action}\" class=\"decision\">\
-             <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\"><input type=\"hidden\" name=\"version\" value=\"{version}\">\
-             <label>{reason} <textarea name=\"reason\" id=\"{action}-reason\" required minlength=\"3\"></textarea></label>{buttons}</form>",
-            id = escape(&case.case_id),
-            csrf = session.csrf,
-            version = case.version,
-            reason = lang.t("reason"),
-        )
+    let body = html! {
+        h1 { (lang.t("case")) " " (case.case_id) }
+        p { a href={ "/legal/cases/" (case.case_id) "/file" } #case-file { (lang.t("case_file_link")) } }
+        @if let Some((ok, message)) = &notice {
+            // A shorthand class, which maud writes before the id: tests read `class="error" id="notice"` raw.
+            p.(if *ok { "notice" } else { "error" }) #notice {
+                strong { @if !ok { (lang.t("conflict")) } } " " (message)
+            }
+        }
+        (facts(lang, &evidence))
+        (other_cases(lang, case, &all, true))
+        (timeline_table(lang, &evidence))
+        @match case.state {
+            CaseState::Proposed => {
+                (change_form(lang, session, case, "decide", html! {
+                    button type="submit" name="decision" value="approve" #approve { (lang.t("approve")) }
+                    button type="submit" name="decision" value="reject" #reject { (lang.t("reject")) }
+                }))
+            }
+            CaseState::Approved | CaseState::Actioned => {
+                (change_form(lang, session, case, "revert", html! {
+                    button type="submit" #revert { (lang.t("revert")) }
+                }))
+            }
+            CaseState::Rejected | CaseState::Reverted => {}
+        }
+        (audit_table(lang, case, &audit))
     };
-    match case.state {
-        CaseState::Proposed => body.push_str(&form(
-            "decide",
-            &format!(
-                "<button type=\"submit\" name=\"decision\" value=\"approve\" id=\"approve\">{}</button>\
-                 <button type=\"submit\" name=\"decision\" value=\"reject\" id=\"reject\">{}</button>",
-                lang.t("approve"),
-                lang.t("reject")
-            ),
-        )),
-        CaseState::Approved | CaseState::Actioned => body
-            .push_str(&form("revert", &format!("<button type=\"submit\" id=\"revert\">{}</button>", lang.t("revert")))),
-        CaseState::Rejected | CaseState::Reverted => {}
-    }
-    body.push_str(&audit_table(lang, case, &audit));
     let status = match notice {
         Some((false, _)) => StatusCode::CONFLICT,
         _ => StatusCode::OK,
     };
-    (status, Html(layout(lang, lang.t("case"), Some(session), &body))).into_response()
+    (status, Html(layout(lang, lang.t("case"), Some(session), body))).into_response()
 }
 
 /// What a case page shows around the evidence: the case's audit trail and every case of its caller.
@@ -538,31 +534,21 @@ pub(super) async fn case_file<S: HistoryStore>(
     };
     let case = &evidence.summary;
     let now = crate::cases::system_clock()();
-    let mut body = format!(
-        "<article class=\"case-file\" id=\"case-file-page\"><h1>{title} {id}</h1>\
-         <p class=\"meta\">{exported} {who} — {when}</p>\
-         <p class=\"no-print\"><button type=\"button\" id=\"print\">{print}</button> \
-         <a href=\"/legal/cases/{id}\">{back}</a></p>",
-        title = lang.t("case_file"),
-        id = escape(&case.case_id),
-        exported = lang.t("exported_by"),
-        who = escape(&session.principal.name),
-        when = local_time(now, &case.region),
-        print = lang.t("print"),
-        back = lang.t("back_to_case"),
-    );
-    let _ = write!(
-        body,
-        "<table class=\"facts\"><tr><th>{}</th><td id=\"caller-number\">{}</td></tr>{}</table>",
-        lang.t("caller_number"),
-        escape(&evidence.caller_number),
-        summary_rows(lang, case)
-    );
-    body.push_str(&other_cases(lang, case, &all, false));
-    body.push_str(&timeline_table(lang, &evidence));
-    body.push_str(&audit_table(lang, case, &audit));
-    body.push_str("</article>");
-    Html(layout(lang, lang.t("case_file"), Some(&session), &body)).into_response()
+    let body = html! {
+        article.case-file #case-file-page {
+            h1 { (lang.t("case_file")) " " (case.case_id) }
+            p.meta { (lang.t("exported_by")) " " (session.principal.name) " — " (local_time(now, &case.region)) }
+            p.no-print {
+                button type="button" #print { (lang.t("print")) } " "
+                a href={ "/legal/cases/" (case.case_id) } { (lang.t("back_to_case")) }
+            }
+            (facts(lang, &evidence))
+            (other_cases(lang, case, &all, false))
+            (timeline_table(lang, &evidence))
+            (audit_table(lang, case, &audit))
+        }
+    };
+    Html(layout(lang, lang.t("case_file"), Some(&session), body)).into_response()
 }
 
 #[derive(Deserialize)]

@@ -14,7 +14,6 @@ mod legal;
 mod operator;
 pub mod session;
 
-use std::fmt::Write as _;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,6 +24,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use maud::{html, Markup, DOCTYPE};
 use serde::Deserialize;
 use tokio::net::TcpListener;
 
@@ -156,22 +156,6 @@ fn asset(body: &'static str, content_type: &'static str) -> Response {
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "max-age=300")], body).into_response()
 }
 
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for character in text.chars() {
-        match character {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 /// The language of a request (cookie; Indonesian by default).
 fn lang(headers: &HeaderMap) -> Lang {
     let cookies = headers.get(header::COOKIE).and_then(|value| value.to_str().ok()).unwrap_or("");
@@ -193,8 +177,8 @@ impl IntoResponse for Denied {
         match self {
             Denied::SignIn => Redirect::to("/login").into_response(),
             Denied::Forbidden(lang) => {
-                let body = format!("<p class=\"error\" id=\"forbidden\">{}</p>", lang.t("forbidden"));
-                (StatusCode::FORBIDDEN, Html(layout(lang, lang.t("forbidden"), None, &body))).into_response()
+                let body = html! { p.error #forbidden { (lang.t("forbidden")) } };
+                (StatusCode::FORBIDDEN, Html(layout(lang, lang.t("forbidden"), None, body))).into_response()
             }
             Denied::Csrf => (StatusCode::FORBIDDEN, "CSRF check failed: reload the page and try again").into_response(),
         }
@@ -282,44 +266,48 @@ fn check_origin(headers: &HeaderMap, public_origin: Option<&str>) -> Result<(), 
     }
 }
 
-/// A page: header with navigation for the signed-in role, the language switch, then `body`.
-fn layout(lang: Lang, title: &str, session: Option<&Session>, body: &str) -> String {
-    let mut nav = String::new();
-    if let Some(session) = session {
-        let role = session.principal.role;
-        if role == Role::Operator {
-            let _ = write!(nav, "<a href=\"/operator\">{}</a>", lang.t("operator_view"));
-        }
-        if role == Role::Legal {
-            let _ = write!(nav, "<a href=\"/legal\">{}</a>", lang.t("legal_view"));
-        }
-        if role == Role::Dispatch {
-            let _ = write!(nav, "<a href=\"/dispatch\">{}</a>", lang.t("dispatch_view"));
-        }
-        let _ = write!(
-            nav,
-            "<a href=\"/dashboard\">{}</a><span class=\"who\">{} ({})</span>\
-             <form method=\"post\" action=\"/logout\" class=\"inline\"><input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-             <button type=\"submit\" id=\"sign-out\">{}</button></form>",
-            lang.t("dashboard"),
-            escape(&session.principal.name),
-            role.as_str(),
-            session.csrf,
-            lang.t("sign_out")
-        );
-    }
+/// A page: header with navigation for the signed-in role, the language switch, then `body`. Everything
+/// interpolated is escaped by the template engine (maud); only [`Markup`] already built by it goes in unescaped.
+fn layout(lang: Lang, title: &str, session: Option<&Session>, body: Markup) -> String {
     let other = if lang == Lang::Id { "en" } else { "id" };
-    format!(
-        "<!doctype html><html lang=\"{code}\"><head><meta charset=\"utf-8\"><title>{title}</title>\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"csrf\" content=\"{csrf}\"><link rel=\"stylesheet\" href=\"/static/console.css\"></head>\
-         <body><header><strong>saring</strong><nav>{nav}</nav><a class=\"lang\" id=\"lang\" href=\"/lang/{other}\">{switch}</a></header>\
-         <main>{body}</main><script src=\"/static/console.js\"></script></body></html>",
-        code = lang.code(),
-        title = escape(title),
-        csrf = session.map_or(String::new(), |session| session.csrf.clone()),
-        switch = lang.t("language"),
-    )
+    html! {
+        (DOCTYPE)
+        html lang=(lang.code()) {
+            head {
+                meta charset="utf-8";
+                title { (title) }
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="csrf" content=(session.map_or("", |session| session.csrf.as_str()));
+                link rel="stylesheet" href="/static/console.css";
+            }
+            body {
+                header {
+                    strong { "saring" }
+                    nav { @if let Some(session) = session { (navigation(lang, session)) } }
+                    a.lang #lang href={ "/lang/" (other) } { (lang.t("language")) }
+                }
+                main { (body) }
+                script src="/static/console.js" {}
+            }
+        }
+    }
+    .into_string()
+}
+
+/// The signed-in role's links, who is signed in, and the sign-out button.
+fn navigation(lang: Lang, session: &Session) -> Markup {
+    let role = session.principal.role;
+    html! {
+        @if role == Role::Operator { a href="/operator" { (lang.t("operator_view")) } }
+        @if role == Role::Legal { a href="/legal" { (lang.t("legal_view")) } }
+        @if role == Role::Dispatch { a href="/dispatch" { (lang.t("dispatch_view")) } }
+        a href="/dashboard" { (lang.t("dashboard")) }
+        span.who { (session.principal.name) " (" (role.as_str()) ")" }
+        form.inline method="post" action="/logout" {
+            input type="hidden" name="csrf" value=(session.csrf);
+            button type="submit" #sign-out { (lang.t("sign_out")) }
+        }
+    }
 }
 
 async fn home<S: HistoryStore>(State(console): Shared<S>, headers: HeaderMap) -> Response {
@@ -335,20 +323,20 @@ async fn home<S: HistoryStore>(State(console): Shared<S>, headers: HeaderMap) ->
     }
 }
 
-fn login_form(lang: Lang, error: Option<&str>) -> String {
-    let error = error.map_or(String::new(), |error| format!("<p class=\"error\" id=\"login-error\">{error}</p>"));
-    format!(
-        "<h1>{sign_in}</h1>{error}<form method=\"post\" action=\"/login\" class=\"login\">\
-         <label>{token} <input type=\"password\" name=\"token\" id=\"token\" autocomplete=\"off\" required></label>\
-         <button type=\"submit\" id=\"sign-in\">{sign_in}</button></form>",
-        sign_in = lang.t("sign_in"),
-        token = lang.t("token"),
-    )
+fn login_form(lang: Lang, error: Option<&str>) -> Markup {
+    html! {
+        h1 { (lang.t("sign_in")) }
+        @if let Some(error) = error { p.error #login-error { (error) } }
+        form.login method="post" action="/login" {
+            label { (lang.t("token")) " " input type="password" name="token" #token autocomplete="off" required; }
+            button type="submit" #sign-in { (lang.t("sign_in")) }
+        }
+    }
 }
 
 async fn login_page(headers: HeaderMap) -> Html<String> {
     let lang = lang(&headers);
-    Html(layout(lang, lang.t("sign_in"), None, &login_form(lang, None)))
+    Html(layout(lang, lang.t("sign_in"), None, login_form(lang, None)))
 }
 
 #[derive(Deserialize)]
@@ -373,7 +361,7 @@ async fn login<S: HistoryStore>(
     // A throttled address is not told whether its token is good: it is not looked at.
     if let Err(left) = failed.check(peer, Door::Console) {
         let seconds = left.as_secs() + u64::from(left.subsec_nanos() > 0);
-        let page = layout(lang, lang.t("sign_in"), None, &login_form(lang, Some(lang.t("too_many_failures"))));
+        let page = layout(lang, lang.t("sign_in"), None, login_form(lang, Some(lang.t("too_many_failures"))));
         return (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, seconds.to_string())], Html(page))
             .into_response();
     }
@@ -382,12 +370,12 @@ async fn login<S: HistoryStore>(
         let credential = if token.is_empty() { "none" } else { "bearer" };
         let presented = (!token.is_empty()).then_some(token.as_bytes());
         failed.record(peer, Door::Console, credential, presented, "unknown token");
-        let page = layout(lang, lang.t("sign_in"), None, &login_form(lang, Some(lang.t("bad_token"))));
+        let page = layout(lang, lang.t("sign_in"), None, login_form(lang, Some(lang.t("bad_token"))));
         return (StatusCode::UNAUTHORIZED, Html(page)).into_response();
     };
     if !CONSOLE_ROLES.contains(&principal.role) {
         tracing::info!(actor = %principal.name, role = principal.role.as_str(), "console sign-in refused: no console pages for the role");
-        let page = layout(lang, lang.t("sign_in"), None, &login_form(lang, Some(lang.t("no_console_role"))));
+        let page = layout(lang, lang.t("sign_in"), None, login_form(lang, Some(lang.t("no_console_role"))));
         return (StatusCode::FORBIDDEN, Html(page)).into_response();
     }
     tracing::info!(actor = %principal.name, role = principal.role.as_str(), "console sign-in");
@@ -443,8 +431,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escaping_covers_markup_and_quotes() {
-        assert_eq!(escape("<a href=\"x\">'&'</a>"), "&lt;a href=&quot;x&quot;&gt;&#39;&amp;&#39;&lt;/a&gt;");
+    fn whatever_a_page_interpolates_is_escaped() {
+        let hostile = "<script>alert('x')</script>\"&";
+        let page = layout(Lang::En, hostile, None, login_form(Lang::En, Some(hostile)));
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert!(page.contains("<title>&lt;script&gt;alert('x')&lt;/script&gt;&quot;&amp;</title>"), "{page}");
+        assert!(page.contains("<p class=\"error\" id=\"login-error\">&lt;script&gt;"), "{page}");
     }
 
     #[test]

@@ -13,13 +13,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
+use maud::html;
 use saring_models::ladder::Rung;
 use saring_models::Disposition;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use super::i18n::{self, local_parts, local_time_at, Lang};
-use super::{escape, lang, layout, Console, Shared};
+use super::{lang, layout, Console, Shared};
 use crate::auth::Role;
 use crate::cases::CaseState;
 use crate::error::{Error, Violation};
@@ -44,6 +45,8 @@ pub(super) struct RegionQuery {
     region: Option<String>,
 }
 
+/// The live feed page: the region filter, the feed's controls, the feed table (filled by the page's script from
+/// the server-sent events) and the detail pane with the disposition form and, when offered, the correction.
 pub(super) async fn page<S: HistoryStore>(
     State(console): Shared<S>,
     headers: HeaderMap,
@@ -55,72 +58,81 @@ pub(super) async fn page<S: HistoryStore>(
     };
     let lang = lang(&headers);
     let region = query.region.unwrap_or_default();
-    let options: String = DISPOSITIONS
-        .iter()
-        .map(|disposition| {
-            format!("<option value=\"{}\">{}</option>", disposition.as_str(), i18n::disposition(lang, *disposition))
-        })
-        .collect();
-    let body = format!(
-        "<h1>{live}</h1>\
-         <form method=\"get\" action=\"/operator\" class=\"filters\"><label>{region_label} \
-         <input name=\"region\" id=\"region\" value=\"{region}\"></label><button type=\"submit\">{filter}</button></form>\
-         <div class=\"feed-controls\"><label>{band_filter} <select id=\"band-filter\">\
-         <option value=\"\">{band_all}</option><option value=\"elevated\">{band_elevated_up}</option>\
-         <option value=\"high\">{band_high_only}</option></select></label>\
-         <button type=\"button\" id=\"pause\" data-pause=\"{pause}\" data-resume=\"{resume}\">{pause}</button>\
-         <span id=\"queued\" class=\"queued hidden\" data-label=\"{queued}\" data-high=\"{queued_high}\"></span>\
-         <label><input type=\"checkbox\" id=\"high-sound\"> {high_sound}</label></div>\
-         <div class=\"operator\"><table class=\"feed\"><thead><tr><th>{time}</th><th>{risk}</th><th>{channel}</th>\
-         <th>{region_h}</th><th>{reasons}</th><th>{standing}</th><th>{contact}</th></tr></thead>\
-         <tbody id=\"feed\" data-region=\"{region}\" data-min-band=\"\" data-raises=\"{raises}\" \
-         data-lowers=\"{lowers}\" data-withheld=\"{withheld}\"></tbody></table>\
-         <aside id=\"detail\"><h2>{history}</h2><p id=\"detail-hint\">{hint}</p><div id=\"history\"></div>\
-         <form id=\"disposition-form\" class=\"hidden\"><input type=\"hidden\" id=\"contact-id\" name=\"contact_id\">\
-         <label>{disposition} <select id=\"disposition\" name=\"disposition\">{options}</select></label>\
-         <label><input type=\"checkbox\" id=\"answered\" name=\"answered\" checked> {answered}</label>\
-         <label>{talk} <input type=\"number\" id=\"talk-s\" name=\"talk_s\" min=\"0\" max=\"86400\" value=\"0\"></label>\
-         <button type=\"submit\" id=\"record\">{record}</button>\
-         <p id=\"record-result\" data-ok=\"{recorded}\" data-duplicate=\"{duplicate}\"></p>\
-         <div id=\"correction\" class=\"hidden\"><label>{correction_reason} <textarea id=\"correction-reason\" \
-         name=\"reason\" maxlength=\"2000\" rows=\"2\"></textarea></label>\
-         <button type=\"button\" id=\"correct\">{correct}</button><p id=\"correction-result\"></p></div>\
-         </form></aside></div>",
-        live = lang.t("live_feed"),
-        region_label = lang.t("region_filter"),
-        region = escape(&region),
-        filter = lang.t("filter"),
-        band_filter = lang.t("band_filter"),
-        band_all = lang.t("band_all"),
-        band_elevated_up = lang.t("band_elevated_up"),
-        band_high_only = lang.t("band_high_only"),
-        pause = lang.t("pause"),
-        resume = lang.t("resume"),
-        queued = lang.t("queued"),
-        queued_high = lang.t("queued_high"),
-        high_sound = lang.t("high_sound"),
-        time = lang.t("time"),
-        risk = lang.t("risk"),
-        channel = lang.t("channel"),
-        region_h = lang.t("region"),
-        reasons = lang.t("reasons"),
-        standing = lang.t("standing"),
-        contact = lang.t("contact"),
-        raises = lang.t("raises"),
-        lowers = lang.t("lowers"),
-        withheld = lang.t("withheld"),
-        history = lang.t("history"),
-        hint = lang.t("select_contact"),
-        disposition = lang.t("disposition"),
-        answered = lang.t("answered"),
-        talk = lang.t("talk_s"),
-        record = lang.t("record"),
-        recorded = lang.t("recorded"),
-        correction_reason = lang.t("correction_reason"),
-        correct = lang.t("correct"),
-        duplicate = lang.t("duplicate"),
-    );
-    Html(layout(lang, lang.t("operator_view"), Some(&session), &body)).into_response()
+    let body = html! {
+        h1 { (lang.t("live_feed")) }
+        form.filters method="get" action="/operator" {
+            label { (lang.t("region_filter")) " " input name="region" #region value=(region); }
+            button type="submit" { (lang.t("filter")) }
+        }
+        div.feed-controls {
+            label {
+                (lang.t("band_filter")) " "
+                select #band-filter {
+                    option value="" { (lang.t("band_all")) }
+                    option value="elevated" { (lang.t("band_elevated_up")) }
+                    option value="high" { (lang.t("band_high_only")) }
+                }
+            }
+            button type="button" #pause data-pause=(lang.t("pause")) data-resume=(lang.t("resume")) {
+                (lang.t("pause"))
+            }
+            span.queued.hidden #queued data-label=(lang.t("queued")) data-high=(lang.t("queued_high")) {}
+            label { input type="checkbox" #high-sound; " " (lang.t("high_sound")) }
+        }
+        div.operator {
+            table.feed {
+                thead {
+                    tr {
+                        th { (lang.t("time")) }
+                        th { (lang.t("risk")) }
+                        th { (lang.t("channel")) }
+                        th { (lang.t("region")) }
+                        th { (lang.t("reasons")) }
+                        th { (lang.t("standing")) }
+                        th { (lang.t("contact")) }
+                    }
+                }
+                tbody #feed
+                    data-region=(region)
+                    data-min-band=""
+                    data-raises=(lang.t("raises"))
+                    data-lowers=(lang.t("lowers"))
+                    data-withheld=(lang.t("withheld")) {}
+            }
+            aside #detail {
+                h2 { (lang.t("history")) }
+                p #detail-hint { (lang.t("select_contact")) }
+                div #history {}
+                form.hidden #disposition-form {
+                    input type="hidden" #contact-id name="contact_id";
+                    label {
+                        (lang.t("disposition")) " "
+                        select #disposition name="disposition" {
+                            @for disposition in DISPOSITIONS {
+                                option value=(disposition.as_str()) { (i18n::disposition(lang, disposition)) }
+                            }
+                        }
+                    }
+                    label { input type="checkbox" #answered name="answered" checked; " " (lang.t("answered")) }
+                    label {
+                        (lang.t("talk_s")) " "
+                        input type="number" #talk-s name="talk_s" min="0" max="86400" value="0";
+                    }
+                    button type="submit" #record { (lang.t("record")) }
+                    p #record-result data-ok=(lang.t("recorded")) data-duplicate=(lang.t("duplicate")) {}
+                    div.hidden #correction {
+                        label {
+                            (lang.t("correction_reason")) " "
+                            textarea #correction-reason name="reason" maxlength="2000" rows="2" {}
+                        }
+                        button type="button" #correct { (lang.t("correct")) }
+                        p #correction-result {}
+                    }
+                }
+            }
+        }
+    };
+    Html(layout(lang, lang.t("operator_view"), Some(&session), body)).into_response()
 }
 
 /// The most reasons a feed row shows.

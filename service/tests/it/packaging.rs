@@ -166,6 +166,28 @@ fn rust_files(repository: &Path, dir: &Path, found: &mut Vec<String>) {
 /// ARCHITECTURE.md's code map names every source file in its crate's section — by its path (relative to the
 /// crate's `src/`, or to the crate for tests, build scripts and fuzz targets), or by its directory (`store/`) and
 /// its name — so the map cannot drift from the tree.
+/// The console's pages are maud templates, which escape whatever they interpolate: no console source builds HTML
+/// by hand (a string literal opening a tag, formatted or pushed) or opts out of escaping (`PreEscaped`).
+#[test]
+fn the_console_builds_no_html_by_hand() {
+    let directory = repository().join("service/src/console");
+    let mut offences = Vec::new();
+    for entry in std::fs::read_dir(&directory).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|extension| extension != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        for (number, line) in text.lines().enumerate() {
+            let by_hand = ["format!(\"<", "write!(html", "push_str(\"<", "PreEscaped"];
+            if by_hand.iter().any(|pattern| line.contains(pattern)) {
+                offences.push(format!("{}:{}: {}", path.display(), number + 1, line.trim()));
+            }
+        }
+    }
+    assert!(offences.is_empty(), "HTML built outside maud: {offences:#?}");
+}
+
 #[test]
 fn the_code_map_names_every_source_file() {
     let repository = repository().canonicalize().unwrap();
