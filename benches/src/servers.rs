@@ -29,8 +29,31 @@ pub struct ServerProcess {
     postgres: Option<(String, String)>,
 }
 
-fn free_port() -> std::io::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+/// A name part no other run of this process or another uses: the process id and the time in nanoseconds.
+fn unique() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |since| since.as_nanos());
+    format!("{}_{nanos}", std::process::id())
+}
+
+/// The address a `saring serve --log-format json` logged (`local_addr`) in `log`, waiting up to `timeout` for it.
+/// The server binds port 0 itself: no port is chosen here and released for anyone to take meanwhile.
+fn logged_address(log: &Path, child: &mut Child, timeout: Duration) -> anyhow::Result<String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let found = text.lines().find_map(|line| {
+            let entry: serde_json::Value = serde_json::from_str(line).ok()?;
+            entry["fields"]["local_addr"].as_str().map(str::to_owned)
+        });
+        if let Some(address) = found {
+            return Ok(address);
+        }
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!("saring exited with {status} before listening: {}", text.trim());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "saring did not log its address within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 fn pinned(program: &Path, cpus: Option<&str>) -> Command {
@@ -73,12 +96,12 @@ impl ServerProcess {
         cpus: Option<&str>,
         token: &str,
     ) -> anyhow::Result<ServerProcess> {
-        let scratch = std::env::temp_dir().join(format!("saring-bench-{}-{}", std::process::id(), free_port()?));
+        let scratch = std::env::temp_dir().join(format!("saring-bench-{}", unique()));
         std::fs::create_dir_all(&scratch)?;
         let mut postgres = None;
         let database_url = match database {
             Some(url) if url.starts_with("postgres:") || url.starts_with("postgresql:") => {
-                let schema = format!("saring_bench_{}_{}", std::process::id(), free_port()?);
+                let schema = format!("saring_bench_{}", unique());
                 psql(url, &format!("CREATE SCHEMA {schema}"))?;
                 let separator = if url.contains('?') { '&' } else { '?' };
                 postgres = Some((url.to_owned(), schema.clone()));
@@ -95,13 +118,12 @@ impl ServerProcess {
                 saring::auth::token_digest(token)
             ),
         )?;
-        let addr = format!("127.0.0.1:{}", free_port()?);
-        let prefix = format!("saring-bench-{}-{}", std::process::id(), free_port()?);
+        let prefix = format!("saring-bench-{}", unique());
         let log = std::fs::File::create(scratch.join("saring.log"))?;
-        let child = pinned(binary, cpus)
+        let mut child = pinned(binary, cpus)
             .args(["serve", "--config"])
             .arg(&config)
-            .args(["--listen", &addr, "--history", history, "--database-url"])
+            .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--history", history, "--database-url"])
             .arg(&database_url)
             .env("SARING__PRIVACY__HASH_SECRET", BENCH_HASH_SECRET)
             .env("SARING__AUDIT__CHAIN_SECRET", BENCH_CHAIN_SECRET)
@@ -114,17 +136,33 @@ impl ServerProcess {
             .stderr(log)
             .spawn()?;
         let redis = history.starts_with("redis://").then(|| (history.to_owned(), prefix));
+        let addr = match logged_address(&scratch.join("saring.log"), &mut child, Duration::from_secs(60)) {
+            Ok(addr) => addr,
+            Err(error) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(error);
+            }
+        };
         Ok(ServerProcess { pid: child.id(), child, addr, scratch: Some(scratch), redis, postgres })
     }
 
     /// Starts this binary's `ceiling-server`.
     pub fn ceiling(cpus: Option<&str>) -> anyhow::Result<ServerProcess> {
-        let addr = format!("127.0.0.1:{}", free_port()?);
-        let child = pinned(&std::env::current_exe()?, cpus)
-            .args(["ceiling-server", "--listen", &addr])
+        let mut child = pinned(&std::env::current_exe()?, cpus)
+            .args(["ceiling-server", "--listen", "127.0.0.1:0"])
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .spawn()?;
+        // It binds port 0 and prints "listening ADDR" once.
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("piped");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut line)?;
+        let Some(addr) = line.trim().strip_prefix("listening ").map(str::to_owned) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("ceiling-server did not say where it listens: {line:?}");
+        };
         Ok(ServerProcess { pid: child.id(), child, addr, scratch: None, redis: None, postgres: None })
     }
 
