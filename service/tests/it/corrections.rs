@@ -238,8 +238,9 @@ async fn a_correction_in_memory_equals_recording_the_right_disposition_first() {
 async fn a_correction_in_redis_equals_recording_the_right_disposition_first() {
     let prefix = unique_prefix("corrections");
     let scratch = std::env::temp_dir().join(prefix.replace(':', "-"));
+    let server = crate::common::process::TestRedis::new();
     let redis = RedisStore::new(RedisSettings {
-        url: "redis://127.0.0.1:6379/0".into(),
+        url: server.url.clone(),
         prefix,
         retention: Duration::from_secs(3600),
         marker_ttl: Duration::from_secs(7 * 86_400),

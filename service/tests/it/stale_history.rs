@@ -14,7 +14,7 @@ use saring::store::{Corrected, DispositionChange, Histories, HistoryStore, Recor
 use saring_models::history::{contact_fingerprint, Counter};
 use saring_models::{Disposition, HistoryEvent, Model, ModelArtifact};
 
-use crate::common::process::{unique_prefix, PrivateRedis};
+use crate::common::process::{unique_prefix, PrivateRedis, TestRedis};
 use crate::common::{app_with, connect, prank_outcome, sample_contact, screening, sqlite_url, Bearer, Screening};
 
 const SECRET: &[u8] = b"stale-history-test-secret";
@@ -162,11 +162,10 @@ fn event(contact: &str, disposition: Disposition) -> HistoryEvent {
     }
 }
 
-const LOCAL_REDIS: &str = "redis://127.0.0.1:6379/0";
-
 #[tokio::test]
 async fn the_near_cache_keeps_at_most_its_capacity() {
-    let store = redis_store(LOCAL_REDIS, &unique_prefix("near-bounded"), 128);
+    let redis = TestRedis::new();
+    let store = redis_store(&redis.url, &unique_prefix("near-bounded"), 128);
     store.record("first", Some(&key(0)), None, &event("first", Disposition::Prank)).await.unwrap();
     assert_eq!(store.cached(Some(&key(0)), None).unwrap().caller.unwrap().total_contacts, 1);
     for index in 1..1000 {
@@ -181,7 +180,8 @@ async fn the_near_cache_keeps_at_most_its_capacity() {
 
 #[tokio::test]
 async fn writes_replace_the_cached_history_and_duplicates_change_nothing() {
-    let store = redis_store(LOCAL_REDIS, &unique_prefix("near-writes"), 1024);
+    let redis = TestRedis::new();
+    let store = redis_store(&redis.url, &unique_prefix("near-writes"), 1024);
     let (number, device) = (key(1), KeyHasher::new(SECRET).device("device-near-writes"));
     assert!(store.cached(Some(&number), Some(&device)).is_none(), "nothing read or written yet");
     store.load(Some(&number), Some(&device)).await.unwrap();

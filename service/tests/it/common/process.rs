@@ -245,6 +245,25 @@ fn redis_process_id(port: u16) -> Option<u32> {
     text.lines().find_map(|line| line.strip_prefix("process_id:")).and_then(|pid| pid.trim().parse().ok())
 }
 
+/// A Redis for a test that needs no control over the server: `REDIS_URL` when set (the test's keys go under a
+/// unique prefix), else a private server that lives as long as this.
+pub struct TestRedis {
+    pub url: String,
+    _private: Option<PrivateRedis>,
+}
+
+impl TestRedis {
+    pub fn new() -> Self {
+        match std::env::var("REDIS_URL") {
+            Ok(url) if !url.trim().is_empty() => TestRedis { url, _private: None },
+            _ => {
+                let private = PrivateRedis::start();
+                TestRedis { url: private.url(), _private: Some(private) }
+            }
+        }
+    }
+}
+
 /// A port nothing listened on a moment ago, for a server that cannot bind port 0 and report its port (Redis):
 /// whoever starts one on it checks that its own child answers there, and tries another port when not
 /// ([`PrivateRedis::start`]). For a port that must stay unanswered, use [`ClosedPort`].
