@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use saring_models::ladder::Delivered;
+use tracing::Instrument as _;
 
 use crate::auth::{Authenticator, Principal};
 use crate::cases::{CaseError, CaseSummary, ContactRecord, Escalator, LadderOutcome};
@@ -107,7 +108,9 @@ impl<S: HistoryStore> App<S> {
         let known = report.contact.clone().or_else(|| self.screener.recent_contact(&report.contact_id));
         if let Some(contact) = known {
             if let Some(number) = &contact.caller {
-                match self.escalator.check_outcome(&self.contact_record(&report, &contact, number, None)).await {
+                let record = self.contact_record(&report, &contact, number, None);
+                let span = tracing::debug_span!("cases.check", contact_id = %report.contact_id);
+                match self.escalator.check_outcome(&record).instrument(span).await {
                     Ok(()) | Err(CaseError::Database(_)) => {}
                     Err(refused) => return Err(refused.into()),
                 }
@@ -116,7 +119,11 @@ impl<S: HistoryStore> App<S> {
         let (recorded, contact, likelihood) = self.screener.record_outcome(&report).await?;
         let Some(number) = &contact.caller else { return Ok(OutcomeResult { recorded, ladder: None }) };
         let record = self.contact_record(&report, &contact, number, likelihood);
-        let ladder = self.escalator.on_outcome(&record).await?;
+        let ladder = self
+            .escalator
+            .on_outcome(&record)
+            .instrument(tracing::debug_span!("cases.record", contact_id = %report.contact_id))
+            .await?;
         Ok(OutcomeResult { recorded, ladder: Some(ladder) })
     }
 

@@ -137,6 +137,9 @@ async fn calls_are_exported_as_spans_of_their_callers_trace_and_flushed_at_shutd
     assert_eq!(text(&load[0].attributes, "contact_id").as_deref(), Some("otlp-1"));
     assert!(load[0].start_time_unix_nano >= score.start_time_unix_nano);
     assert_eq!(children(&record, "history.record").len(), 1, "the history write is the outcome call's child");
+    let case_database = children(&record, "cases.record");
+    assert_eq!(case_database.len(), 1, "so is the case database's part");
+    assert_eq!(text(&case_database[0].attributes, "contact_id").as_deref(), Some("otlp-1"));
 
     assert!(
         spans.iter().all(|(_, span)| text(&span.attributes, "contact_id").as_deref() != Some("otlp-unsampled")),
