@@ -72,6 +72,19 @@ fn case_error(lang: Lang, session: &Session, error: CaseError) -> Response {
     }
 }
 
+/// The queue's next page: after the case created at `created` with id `case_id`, under the same `filters` (name,
+/// value when set), every value URL-encoded (a region is free text).
+fn next_page(created: i64, case_id: &str, filters: &[(&str, Option<&str>)]) -> String {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    query.append_pair("before", &format!("{created}:{case_id}"));
+    for (key, value) in filters {
+        if let Some(value) = value {
+            query.append_pair(key, value);
+        }
+    }
+    format!("/legal?{}", query.finish())
+}
+
 pub(super) async fn queue<S: HistoryStore>(
     State(console): Shared<S>,
     headers: HeaderMap,
@@ -120,19 +133,9 @@ pub(super) async fn queue<S: HistoryStore>(
     let state_names: Vec<(&str, &str)> =
         STATES.iter().map(|state| (state.as_str(), i18n::state(lang, *state))).collect();
     let rung_keys: Vec<(&str, &str)> = Rung::ALL.iter().map(|rung| (rung.key(), i18n::rung(lang, *rung))).collect();
-    // The next page: after the last case shown, under the same filters (the region is free text: encoded).
-    let next_link = next.map(|(created, case_id)| {
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        query.append_pair("before", &format!("{created}:{case_id}"));
-        let filters =
-            [("state", state.map(CaseState::as_str)), ("rung", rung.map(Rung::key)), ("region", region.as_deref())];
-        for (key, value) in filters {
-            if let Some(value) = value {
-                query.append_pair(key, value);
-            }
-        }
-        format!("/legal?{}", query.finish())
-    });
+    let filters =
+        [("state", state.map(CaseState::as_str)), ("rung", rung.map(Rung::key)), ("region", region.as_deref())];
+    let next_link = next.map(|(created, case_id)| next_page(created, &case_id, &filters));
     let body = html! {
         @if let Some(inbox) = inbox { (inbox) }
         h1 { (lang.t("queue")) }
@@ -636,4 +639,21 @@ pub(super) async fn revert<S: HistoryStore>(
     Form(form): Form<DecisionForm>,
 ) -> Response {
     change(&console, &headers, &case_id, &form, true).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_page_keeps_every_filter_encoded() {
+        let filters = [("state", Some("proposed")), ("rung", None), ("region", Some("Jawa Barat & <Banten>"))];
+        let link = next_page(1_772_323_200_000, "case-7", &filters);
+        let query = link.strip_prefix("/legal?").unwrap();
+        assert!(!query.contains(' ') && !query.contains('<'), "{link}");
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+        let expected = [("before", "1772323200000:case-7"), ("state", "proposed"), ("region", "Jawa Barat & <Banten>")];
+        let expected: Vec<(String, String)> = expected.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        assert_eq!(pairs, expected);
+    }
 }
