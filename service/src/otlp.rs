@@ -28,7 +28,7 @@ use self::proto::collector::trace::v1::trace_service_client::TraceServiceClient;
 use self::proto::collector::trace::v1::ExportTraceServiceRequest;
 use self::proto::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use self::proto::resource::v1::Resource;
-use self::proto::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span};
+use self::proto::trace::v1::{span::SpanKind, status, ResourceSpans, ScopeSpans, Span, Status};
 
 /// The vendored OTLP contract (`service/otlp/`, from the opentelemetry-proto project): messages, the client, and a
 /// server for tests.
@@ -163,6 +163,8 @@ struct Open {
     kind: SpanKind,
     start_unix_nano: u64,
     attributes: Vec<KeyValue>,
+    /// The gRPC status a refused call was answered with.
+    grpc_status: Option<i64>,
 }
 
 /// A span's fields, read by the layer: the trace context of an `rpc` span, the rest as attributes.
@@ -173,6 +175,7 @@ struct Fields {
     parent_id: Option<[u8; 8]>,
     sampled: Option<bool>,
     method: Option<String>,
+    grpc_status: Option<i64>,
     attributes: Vec<KeyValue>,
 }
 
@@ -208,7 +211,14 @@ impl Visit for Fields {
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.attributes.push(attribute(field.name(), any_value::Value::IntValue(value)));
+        match field.name() {
+            // The semantic conventions' name; a non-zero code makes the span an error.
+            "grpc_status" => {
+                self.grpc_status = Some(value);
+                self.attributes.push(attribute("rpc.grpc.status_code", any_value::Value::IntValue(value)));
+            }
+            name => self.attributes.push(attribute(name, any_value::Value::IntValue(value))),
+        }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
@@ -255,6 +265,7 @@ where
                 kind: SpanKind::Server,
                 start_unix_nano: unix_nanos(),
                 attributes: fields.attributes,
+                grpc_status: fields.grpc_status,
             },
             // A span inside one: the same trace, a new span id, its parent's as the parent.
             _ => {
@@ -270,6 +281,7 @@ where
                     kind: SpanKind::Internal,
                     start_unix_nano: unix_nanos(),
                     attributes: fields.attributes,
+                    grpc_status: fields.grpc_status,
                 }
             }
         };
@@ -288,6 +300,9 @@ where
             }
             if let Some(sampled) = fields.sampled {
                 open.sampled = sampled;
+            }
+            if let Some(code) = fields.grpc_status {
+                open.grpc_status = Some(code);
             }
         }
     }
@@ -311,6 +326,10 @@ where
             end_time_unix_nano: unix_nanos(),
             attributes: open.attributes,
             flags,
+            status: open
+                .grpc_status
+                .filter(|code| *code != 0)
+                .map(|code| Status { message: format!("gRPC status {code}"), code: status::StatusCode::Error as i32 }),
             ..Span::default()
         };
         if self.sender.try_send(exported).is_err() {

@@ -2,7 +2,8 @@
 //! is accepted and its trace id carried by the call's `rpc` span — and so by every log line written inside it,
 //! with the contact id the handler records (`contact_id`) — and the reply's `traceparent` names the same trace and
 //! this call as the parent of whatever the caller does next. Without one (or with a malformed one, which is
-//! ignored, as the W3C recommendation says) the call starts a new trace.
+//! ignored, as the W3C recommendation says) the call starts a new trace. A call refused with a gRPC status records
+//! it (`grpc_status`) on its span.
 
 use std::task::{Context, Poll};
 
@@ -188,14 +189,22 @@ where
             parent_id = tracing::field::Empty,
             sampled = context.sampled(),
             contact_id = tracing::field::Empty,
+            grpc_status = tracing::field::Empty,
         );
         if let Some(parent) = &context.parent_span_id {
             span.record("parent_id", tracing::field::display(Hex(parent)));
         }
         request.extensions_mut().insert(context);
-        let reply = self.inner.call(request).instrument(span);
+        let reply = self.inner.call(request).instrument(span.clone());
         Box::pin(async move {
             let mut reply = reply.await?;
+            // A failed unary call is answered trailers-only: its status is in the headers. (A success puts its
+            // status in the trailers, after the reply: not recorded.)
+            if let Some(code) = reply.headers().get("grpc-status").and_then(|value| value.to_str().ok()) {
+                if let Ok(code) = code.parse::<i64>() {
+                    span.record("grpc_status", code);
+                }
+            }
             if let Ok(value) = http::HeaderValue::from_str(&context.traceparent()) {
                 reply.headers_mut().insert("traceparent", value);
             }

@@ -13,6 +13,7 @@ use saring::otlp::proto::collector::trace::v1::trace_service_server::{TraceServi
 use saring::otlp::proto::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use saring::otlp::proto::common::v1::{any_value, KeyValue};
 use saring::otlp::proto::trace::v1::span::SpanKind;
+use saring::otlp::proto::trace::v1::status::StatusCode;
 use saring::otlp::proto::trace::v1::Span;
 
 use crate::common::process::{ClosedPort, SaringProcess};
@@ -93,6 +94,11 @@ async fn calls_are_exported_as_spans_of_their_callers_trace_and_flushed_at_shutd
     let score_span = reply_span_id(&scored);
     let recorded = routing.record_outcome(traced(prank_outcome("otlp-1", None), "01")).await.unwrap();
     let record_span = reply_span_id(&recorded);
+    // A refused call: its span says so.
+    let mut refused = sample_contact("otlp-refused", Some(NUMBER));
+    refused.region = "Nowhere".into();
+    let refused = routing.score_contact(traced(refused, "01")).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
     // The caller did not sample this trace: nothing of it is exported.
     routing.score_contact(traced(sample_contact("otlp-unsampled", Some(NUMBER)), "00")).await.unwrap();
     // No traceparent: a new trace, sampled (telemetry.sample_ratio defaults to 1).
@@ -119,6 +125,19 @@ async fn calls_are_exported_as_spans_of_their_callers_trace_and_flushed_at_shutd
     assert_eq!(score.kind, SpanKind::Server as i32);
     assert_eq!(text(&score.attributes, "contact_id").as_deref(), Some("otlp-1"));
     assert!(score.end_time_unix_nano >= score.start_time_unix_nano && score.start_time_unix_nano > 0);
+    assert_eq!(score.status, None, "an answered call is no error");
+    let refused: Vec<&Span> = spans
+        .iter()
+        .map(|(_, span)| span)
+        .filter(|span| span.name == "saring.v1.Screening/ScoreContact" && span.status.is_some())
+        .collect();
+    assert_eq!(refused.len(), 1, "the refused call is the one error: {spans:#?}");
+    assert_eq!(refused[0].status.as_ref().unwrap().code, StatusCode::Error as i32);
+    let code = refused[0].attributes.iter().find(|attribute| attribute.key == "rpc.grpc.status_code");
+    assert_eq!(
+        code.and_then(|attribute| attribute.value.clone()).and_then(|value| value.value),
+        Some(any_value::Value::IntValue(3))
+    );
     let record = find("saring.v1.Screening/RecordOutcome", &record_span);
     assert_eq!(hex::encode(&record.trace_id), TRACE);
 
