@@ -60,6 +60,14 @@ pub struct ScoreLabels {
     pub province: &'static str,
 }
 
+/// Brings `counter` up to `total`, a count since start-up kept elsewhere (callers hold `Metrics::catching_up`).
+fn catch_up(counter: &Counter, total: u64) {
+    let counted = counter.get();
+    if total > counted {
+        counter.inc_by(total - counted);
+    }
+}
+
 /// No labels: a family of one series that can be absent (instead of a sentinel value meaning "not known").
 #[derive(Debug, Clone, Hash, PartialEq, Eq)]
 struct NoLabels;
@@ -261,8 +269,9 @@ pub struct Metrics {
     retention_pruned: Family<KindLabels, Counter>,
     retention_last_run: Gauge,
     notices_applied: Counter,
-    /// Serialises the scrape-time catch-up of the authentication and journal counters.
-    auth_sync: Mutex<()>,
+    /// Serialises the scrape-time catch-up of counters kept elsewhere (authentication, journal, shadow, traces),
+    /// so two scrapes never add the same difference.
+    catching_up: Mutex<()>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -513,25 +522,18 @@ impl Metrics {
             capture,
             auth_failures,
             auth_throttled,
-            auth_sync: Mutex::new(()),
+            catching_up: Mutex::new(()),
         }
     }
 
     /// Brings the authentication counters up to the authenticator's counts (kept there, because the
     /// authenticator exists before the metrics and is shared by every door).
     fn sync_auth(&self, failed: &crate::failed_auth::FailedAuth) {
-        let _serialised = self.auth_sync.lock();
+        let _serialised = self.catching_up.lock();
         for door in crate::failed_auth::Door::ALL {
             let labels = DoorLabels { door: door.as_str() };
-            for (family, total) in
-                [(&self.auth_failures, failed.failures(door)), (&self.auth_throttled, failed.throttled(door))]
-            {
-                let counter = family.get_or_create(&labels);
-                let shown = counter.get();
-                if total > shown {
-                    counter.inc_by(total - shown);
-                }
-            }
+            catch_up(&self.auth_failures.get_or_create(&labels), failed.failures(door));
+            catch_up(&self.auth_throttled.get_or_create(&labels), failed.throttled(door));
         }
     }
 
@@ -597,23 +599,13 @@ impl Metrics {
         let screener = &app.screener;
         if let Some(journal) = screener.store().journal() {
             self.journal_depth.set(journal.depth as i64);
-            // A count since start-up, kept by the journal: the counter catches up with it at each scrape (one
-            // scrape at a time, so two never add the same difference).
-            let _catching_up = self.auth_sync.lock();
-            let counted = self.journaled.get();
-            if journal.appended > counted {
-                self.journaled.inc_by(journal.appended - counted);
-            }
+            // A count since start-up, kept by the journal: the counter catches up with it at each scrape.
+            let _catching_up = self.catching_up.lock();
+            catch_up(&self.journaled, journal.appended);
         }
         {
-            let _catching_up = self.auth_sync.lock();
+            let _catching_up = self.catching_up.lock();
             let counts = crate::otlp::counts();
-            let catch_up = |counter: &Counter, total: u64| {
-                let counted = counter.get();
-                if total > counted {
-                    counter.inc_by(total - counted);
-                }
-            };
             catch_up(&self.trace_exported, counts.exported);
             catch_up(
                 &self.trace_dropped.get_or_create(&ReasonLabels { reason: "queue_full" }),
@@ -638,7 +630,7 @@ impl Metrics {
         {
             // The shadow statistics restart with each challenger: the counter adds what was scored since the last
             // scrape (all of it after a restart), one scrape at a time.
-            let _catching_up = self.auth_sync.lock();
+            let _catching_up = self.catching_up.lock();
             let seen = self.shadow_seen.swap(shadow.scored, std::sync::atomic::Ordering::Relaxed);
             self.shadow_scored.inc_by(if shadow.scored >= seen { shadow.scored - seen } else { shadow.scored });
         }
