@@ -185,8 +185,13 @@ impl Fields {
             "trace_id" => self.trace_id = hex_bytes(&text),
             "span_id" => self.span_id = hex_bytes(&text),
             "parent_id" => self.parent_id = hex_bytes(&text),
+            // The call's path, `/saring.v1.Screening/ScoreContact`: the semantic conventions' service and method.
             "method" => {
-                self.attributes.push(attribute("rpc.method", any_value::Value::StringValue(text.clone())));
+                let (service, method) = text.trim_start_matches('/').split_once('/').unwrap_or(("", &text));
+                let string = |value: &str| any_value::Value::StringValue(value.to_owned());
+                self.attributes.push(attribute("rpc.system", string("grpc")));
+                self.attributes.push(attribute("rpc.service", string(service)));
+                self.attributes.push(attribute("rpc.method", string(method)));
                 self.method = Some(text);
             }
             name => self.attributes.push(attribute(name, any_value::Value::StringValue(text))),

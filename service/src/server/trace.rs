@@ -195,21 +195,24 @@ where
             span.record("parent_id", tracing::field::display(Hex(parent)));
         }
         request.extensions_mut().insert(context);
-        let reply = self.inner.call(request).instrument(span.clone());
-        Box::pin(async move {
-            let mut reply = reply.await?;
-            // A failed unary call is answered trailers-only: its status is in the headers. (A success puts its
-            // status in the trailers, after the reply: not recorded.)
-            if let Some(code) = reply.headers().get("grpc-status").and_then(|value| value.to_str().ok()) {
-                if let Ok(code) = code.parse::<i64>() {
-                    span.record("grpc_status", code);
+        let reply = self.inner.call(request);
+        Box::pin(
+            async move {
+                let mut reply = reply.await?;
+                // A failed unary call is answered trailers-only: its status is in the headers. (A success puts its
+                // status in the trailers, after the reply: not recorded.)
+                if let Some(code) = reply.headers().get("grpc-status").and_then(|value| value.to_str().ok()) {
+                    if let Ok(code) = code.parse::<i64>() {
+                        tracing::Span::current().record("grpc_status", code);
+                    }
                 }
+                if let Ok(value) = http::HeaderValue::from_str(&context.traceparent()) {
+                    reply.headers_mut().insert("traceparent", value);
+                }
+                Ok(reply)
             }
-            if let Ok(value) = http::HeaderValue::from_str(&context.traceparent()) {
-                reply.headers_mut().insert("traceparent", value);
-            }
-            Ok(reply)
-        })
+            .instrument(span),
+        )
     }
 }
 

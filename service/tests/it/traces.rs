@@ -124,6 +124,8 @@ async fn calls_are_exported_as_spans_of_their_callers_trace_and_flushed_at_shutd
     assert_eq!(hex::encode(&score.parent_span_id), PARENT, "the caller's span is the parent");
     assert_eq!(score.kind, SpanKind::Server as i32);
     assert_eq!(text(&score.attributes, "contact_id").as_deref(), Some("otlp-1"));
+    assert_eq!(text(&score.attributes, "rpc.service").as_deref(), Some("saring.v1.Screening"));
+    assert_eq!(text(&score.attributes, "rpc.method").as_deref(), Some("ScoreContact"));
     assert!(score.end_time_unix_nano >= score.start_time_unix_nano && score.start_time_unix_nano > 0);
     assert_eq!(score.status, None, "an answered call is no error");
     let refused: Vec<&Span> = spans
