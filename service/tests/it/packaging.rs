@@ -163,9 +163,6 @@ fn rust_files(repository: &Path, dir: &Path, found: &mut Vec<String>) {
     }
 }
 
-/// ARCHITECTURE.md's code map names every source file in its crate's section — by its path (relative to the
-/// crate's `src/`, or to the crate for tests, build scripts and fuzz targets), or by its directory (`store/`) and
-/// its name — so the map cannot drift from the tree.
 /// The console's pages are maud templates, which escape whatever they interpolate: no console source builds HTML
 /// by hand (a string literal opening a tag, formatted or pushed) or opts out of escaping (`PreEscaped`).
 #[test]
@@ -188,6 +185,9 @@ fn the_console_builds_no_html_by_hand() {
     assert!(offences.is_empty(), "HTML built outside maud: {offences:#?}");
 }
 
+/// ARCHITECTURE.md's code map names every source file in its crate's section — by its path (relative to the
+/// crate's `src/`, or to the crate for tests, build scripts and fuzz targets), or by its directory (`store/`) and
+/// its name — so the map cannot drift from the tree.
 #[test]
 fn the_code_map_names_every_source_file() {
     let repository = repository().canonicalize().unwrap();
