@@ -31,7 +31,7 @@ const SAMPLE_SEED: u64 = 0x5a71_6e67;
 /// Contacts per kind of caller in the sample.
 const CONTACTS_PER_KIND: usize = 500;
 /// A caller is hot with at least this many earlier contacts recorded.
-const HOT_MIN_CONTACTS: u64 = 10;
+const HOT_MIN_CONTACTS: u32 = 10;
 /// As the service does (`REASONS_PER_SCORE`).
 const REASONS_PER_SCORE: usize = 5;
 

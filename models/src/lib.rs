@@ -22,5 +22,5 @@ pub mod region;
 pub use artifact::{ArtifactError, ModelArtifact};
 pub use domain::{Channel, Disposition};
 pub use features::{ContactContext, FeatureVector, FEATURE_COUNT};
-pub use history::{CallerHistory, HistoryEvent};
+pub use history::{CallerHistory, HistoryEvent, PackedHistory};
 pub use inference::{Band, Model, Score};

@@ -309,6 +309,11 @@ pub struct HistorySettings {
     /// Histories a Redis store keeps in this process (the last read or written), so a read that misses
     /// `budget_ms` answers from the last known history (`history_stale`) instead of none. 0: off.
     pub near_cache_entries: usize,
+    /// Redis buckets histories by the first this many bits of their keyed hash (1..=24): 2^bits hashes per kind,
+    /// each holding a few hundred callers as one compact listpack. Choose so that callers ÷ 2^bits stays
+    /// between ~50 and `hash-max-listpack-entries` (16 for up to ~30 million callers). Fixed once data is written:
+    /// a replica configured otherwise refuses the store.
+    pub redis_bucket_bits: u8,
 }
 
 /// The smallest near-cache (`history.near_cache_entries`) other than 0: two generations in each of its 64 shards.
@@ -330,6 +335,7 @@ impl Default for HistorySettings {
             redis_wait_replicas: 0,
             redis_wait_timeout_ms: 20,
             near_cache_entries: crate::store::redis::DEFAULT_NEAR_CACHE_ENTRIES,
+            redis_bucket_bits: crate::store::redis::DEFAULT_BUCKET_BITS,
         }
     }
 }
@@ -482,6 +488,13 @@ impl Settings {
                     "privacy.hash_secret: required with a Redis history store (histories are shared and kept)".into(),
                 );
             }
+        }
+        if !(1..=crate::store::redis::MAX_BUCKET_BITS).contains(&self.history.redis_bucket_bits) {
+            return fail(format!(
+                "history.redis_bucket_bits: {} must be within 1..={}",
+                self.history.redis_bucket_bits,
+                crate::store::redis::MAX_BUCKET_BITS
+            ));
         }
         if self.history.write_budget_ms == 0 || self.history.retention_days == 0 {
             return fail("history.write_budget_ms and history.retention_days: must be positive".into());

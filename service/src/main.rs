@@ -94,6 +94,11 @@ enum Command {
         #[command(subcommand)]
         command: CasesCommand,
     },
+    /// The Redis history store's maintenance.
+    History {
+        #[command(subcommand)]
+        command: HistoryCommand,
+    },
     /// A data subject's requests (legal role), through the running service's Privacy RPCs: the token is read
     /// from SARING_TOKEN or --token-file.
     Privacy {
@@ -115,6 +120,21 @@ enum CasesCommand {
         /// Case database URL (overrides the config).
         #[arg(long)]
         database_url: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum HistoryCommand {
+    /// Moves every history of Redis layout 1 (one key per caller) into layout 2 (callers bucketed into compact
+    /// hashes), counts exact, while the service keeps serving; run once every replica runs this version, and again
+    /// after an interruption (OPERATIONS.md). Replicas stop reading layout 1 when it reports done.
+    Migrate {
+        /// TOML config file (its [history] section is used).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// History store: redis://HOST:PORT/DB or redis-cluster://HOST:PORT,HOST:PORT (overrides the config).
+        #[arg(long)]
+        history: Option<String>,
     },
 }
 
@@ -265,9 +285,52 @@ fn main() -> ExitCode {
             audit_verify(config, &flags, anchor_path, without_anchor)
         }
         Command::Privacy { target, command } => privacy(target, command),
+        Command::History { command: HistoryCommand::Migrate { config, history } } => {
+            let flags = FlagOverrides { history, ..FlagOverrides::default() };
+            history_migrate(config, &flags)
+        }
         Command::Cases { command: CasesCommand::Rekey { config, database_url } } => {
             let flags = FlagOverrides { database_url, ..FlagOverrides::default() };
             cases_rekey(config, &flags)
+        }
+    }
+}
+
+fn history_migrate(config: Option<PathBuf>, flags: &FlagOverrides) -> ExitCode {
+    let settings = match Settings::load(config.as_deref(), flags) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("saring: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    if settings.history.store == "memory" {
+        eprintln!("saring: history.store is memory: there is no Redis layout to migrate (give --history or a config)");
+        return ExitCode::from(EXIT_CONFIG);
+    }
+    let store = match saring::server::redis_history(&settings) {
+        Ok(store) => store,
+        Err(error) => {
+            eprintln!("saring: {error}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let runtime = match runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(store.migrate()) {
+        Ok(migrated) => {
+            println!(
+                "moved {} layout-1 histories into layout 2 ({} found moved by an earlier run); replicas read layout 2 \
+                 only from their next check (within 30 s)",
+                migrated.moved, migrated.already_moved
+            );
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("saring: history migration stopped: {error}; run it again to continue");
+            ExitCode::FAILURE
         }
     }
 }
@@ -400,6 +463,9 @@ fn spawn_notices<S: HistoryStore>(app: &Arc<App<S>>, settings: &Settings) -> tok
 /// The retention task of the case database (`saring::retention`).
 fn spawn_retention<S: HistoryStore>(app: &Arc<App<S>>, settings: &Settings) -> tokio::task::JoinHandle<()> {
     let store = app.escalator.store().clone();
+    let interval = std::time::Duration::from_secs(u64::from(settings.cases.retention_interval_minutes) * 60);
+    let retention = std::time::Duration::from_secs(settings.history.retention_days * 86_400);
+    tokio::spawn(saring::retention::sweep_histories(Arc::clone(app), retention, interval));
     tokio::spawn(saring::retention::run(store, Arc::clone(app.screener.metrics()), settings.cases.clone()))
 }
 

@@ -454,10 +454,11 @@ impl Metrics {
         registry.register(
             "retention_pruned",
             "Rows pruned by this replica's retention runs: outcome rows (contacts), closed cases stripped of their \
-             number (cases) and expired erasure notices (erasure_notices)",
+             number (cases), expired erasure notices (erasure_notices) and histories whose last contact is older \
+             than history.retention_days (histories)",
             retention_pruned.clone(),
         );
-        for kind in ["contacts", "cases", "erasure_notices"] {
+        for kind in ["contacts", "cases", "erasure_notices", "histories"] {
             drop(retention_pruned.get_or_create(&KindLabels { kind }));
         }
         let retention_last_run = Gauge::default();
@@ -570,6 +571,11 @@ impl Metrics {
         self.retention_pruned.get_or_create(&KindLabels { kind: "contacts" }).inc_by(contacts);
         self.retention_pruned.get_or_create(&KindLabels { kind: "cases" }).inc_by(cases);
         self.retention_last_run.set(finished_unix_s);
+    }
+
+    /// Counts the histories one sweep removed (`history.retention_days`).
+    pub fn observe_history_sweep(&self, removed: u64) {
+        self.retention_pruned.get_or_create(&KindLabels { kind: "histories" }).inc_by(removed);
     }
 
     /// Counts erasure notices applied, and expired ones pruned.

@@ -10,6 +10,7 @@ use crate::cases::privacy::Pruned;
 use crate::cases::{CaseError, CaseStore};
 use crate::config::CasesSettings;
 use crate::metrics::Metrics;
+use crate::store::HistoryStore;
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -45,6 +46,38 @@ pub async fn run(store: CaseStore, metrics: Arc<Metrics>, settings: CasesSetting
             if let Err(error) = prune_once(&store, &metrics, &settings, crate::grpc::now_ms()).await {
                 tracing::warn!(%error, "retention run failed; trying again at the next interval");
             }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// Removes the histories whose last contact is older than `retention` (per caller: memory keeps no TTL, and Redis
+/// hash fields have none before 7.4), counted in `saring_retention_pruned_total{kind="histories"}`.
+pub async fn sweep_histories_once<S: HistoryStore>(
+    store: &S,
+    metrics: &Metrics,
+    retention: Duration,
+    now_ms: i64,
+) -> Result<u64, crate::store::StoreError> {
+    let cutoff_ms = now_ms - i64::try_from(retention.as_millis()).unwrap_or(i64::MAX / 2);
+    let removed = store.sweep_expired(cutoff_ms).await?;
+    metrics.observe_history_sweep(removed);
+    if removed > 0 {
+        tracing::info!(histories = removed, "retention swept histories past history.retention_days");
+    }
+    Ok(removed)
+}
+
+/// Sweeps histories a minute after start-up and then every `interval`, until the task is dropped; a failed sweep
+/// is logged and tried again at the next interval.
+pub async fn sweep_histories<S: HistoryStore>(app: Arc<crate::app::App<S>>, retention: Duration, interval: Duration) {
+    tokio::time::sleep(Duration::from_secs(60).min(interval)).await;
+    loop {
+        let screener = &app.screener;
+        if let Err(error) =
+            sweep_histories_once(screener.store(), screener.metrics(), retention, crate::grpc::now_ms()).await
+        {
+            tracing::warn!(%error, "history sweep failed; trying again at the next interval");
         }
         tokio::time::sleep(interval).await;
     }

@@ -165,7 +165,7 @@ impl Summary {
             misuse_day: misuse(DAY),
             contacts_month: history.value_at(Counter::Contacts, MONTH, now_ms),
             misuse_month: misuse(MONTH),
-            total_contacts: history.total_contacts,
+            total_contacts: u64::from(history.total_contacts),
             first_seen_ms: Some(history.first_seen_ms),
             last_seen_ms: Some(history.last_seen_ms),
         }

@@ -183,7 +183,16 @@ pub fn memory_store(settings: &Settings) -> MemoryStore {
 /// The Redis history store behind its durable journal, as the settings describe. Does not connect yet.
 pub fn redis_store(settings: &Settings) -> Result<JournaledStore<RedisStore>, StartError> {
     let history = &settings.history;
-    let redis = RedisStore::new(RedisSettings {
+    let redis = redis_history(settings)?;
+    JournaledStore::open(redis, &history.journal_path, Duration::from_millis(history.write_budget_ms))
+        .map(|journal| journal.with_retention(Duration::from_secs(history.retention_days * 86_400)))
+        .map_err(|source| StartError::Store(source.to_string()))
+}
+
+/// The Redis history store as the settings describe, without a journal (the migration tool's). Does not connect.
+pub fn redis_history(settings: &Settings) -> Result<RedisStore, StartError> {
+    let history = &settings.history;
+    Ok(RedisStore::new(RedisSettings {
         url: history.store.clone(),
         prefix: history.redis_prefix.clone(),
         retention: Duration::from_secs(history.retention_days * 86_400),
@@ -191,11 +200,10 @@ pub fn redis_store(settings: &Settings) -> Result<JournaledStore<RedisStore>, St
         connect_timeout: Duration::from_millis(500),
     })
     .map_err(|source| StartError::Store(source.to_string()))?
+    .with_bucket_bits(history.redis_bucket_bits)
+    .map_err(|source| StartError::Store(source.to_string()))?
     .with_replica_wait(history.redis_wait_replicas, Duration::from_millis(history.redis_wait_timeout_ms))
-    .with_near_cache(history.near_cache_entries);
-    JournaledStore::open(redis, &history.journal_path, Duration::from_millis(history.write_budget_ms))
-        .map(|journal| journal.with_retention(Duration::from_secs(history.retention_days * 86_400)))
-        .map_err(|source| StartError::Store(source.to_string()))
+    .with_near_cache(history.near_cache_entries))
 }
 
 /// A screener over `store`, configured by the settings, scoring with `models`.

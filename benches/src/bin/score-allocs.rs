@@ -6,9 +6,11 @@
 //!   reasons, drift, recent contacts);
 //! - and one gRPC ScoreContact round-trip in process (client and server in one process, so both sides'
 //!   allocations are counted) to the ceiling and to saring's whole server (auth, limits, deadline, metrics layers,
-//!   handler, core): the difference is what saring's request path allocates beyond tonic's.
+//!   handler, core): the difference is what saring's request path allocates beyond tonic's;
+//! - and the in-memory store's heap bytes per caller history (over 1,000,000 callers unless `--callers N`), with
+//!   the projection for 20 million callers (issue 20: ≤ 200 B a caller, ≤ 4 GiB).
 //!
-//! `cargo run --release -p saring-bench --bin score-allocs`
+//! `cargo run --release -p saring-bench --bin score-allocs [-- [--store-only] [--callers N]]`
 
 use std::alloc::System;
 use std::hint::black_box;
@@ -104,6 +106,14 @@ fn per_call(name: &str, calls: usize, work: impl FnOnce()) {
 
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let callers = match args.iter().position(|arg| arg == "--callers") {
+        Some(index) => args.get(index + 1).ok_or_else(|| anyhow::anyhow!("--callers takes a number"))?.parse()?,
+        None => 1_000_000,
+    };
+    if args.iter().any(|arg| arg == "--store-only") {
+        return memory_store_bytes(&runtime, callers);
+    }
     let mix = Mix::simulated(7, 14, 5000);
     let model = Model::new(ModelArtifact::from_json(saring::server::SHIPPED_MODEL)?);
     let hasher = saring::privacy::KeyHasher::new(b"score-allocs-secret-0123456789");
@@ -180,16 +190,15 @@ fn main() -> anyhow::Result<()> {
     drop(screener);
     grpc_round_trip(&runtime, &mix)?;
     saring_round_trip(&runtime, &mix, model)?;
-    memory_store_bytes(&runtime)?;
+    memory_store_bytes(&runtime, callers)?;
     Ok(())
 }
 
-/// Heap bytes the in-memory store keeps per caller (history) and per recorded contact (its marker), as net
-/// bytes allocated while recording `CALLERS` new callers once each, then `CALLERS` more contacts of one caller.
-fn memory_store_bytes(runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+/// Heap bytes the in-memory store keeps per caller history and per recorded contact id (its marker), as net bytes
+/// allocated while recording `callers` new callers once each (markers expiring at once, so the histories alone stay),
+/// then, in a second store keeping markers an hour, `callers` contacts of one caller (one history, the markers).
+fn memory_store_bytes(runtime: &tokio::runtime::Runtime, callers: usize) -> anyhow::Result<()> {
     use saring::store::HistoryStore;
-    const CALLERS: usize = 1_000_000;
-    let store = MemoryStore::new(Duration::from_secs(3600));
     let hasher = saring::privacy::KeyHasher::new(b"score-allocs-secret-0123456789");
     let context = saring_models::features::ContactContext {
         received_at_ms: 1_780_000_000_000,
@@ -200,8 +209,8 @@ fn memory_store_bytes(runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         has_device: false,
         location_accuracy_m: None,
     };
-    let keys: Vec<_> = (0..CALLERS).map(|index| hasher.number(&format!("+62813{index:08}"))).collect();
-    let ids: Vec<String> = (0..2 * CALLERS).map(|index| format!("c-{index:012}")).collect();
+    let keys: Vec<_> = (0..callers).map(|index| hasher.number(&format!("+62813{index:08}"))).collect();
+    let ids: Vec<String> = (0..callers).map(|index| format!("c-{index:012}")).collect();
     let event = |id: &str| {
         context.history_event(saring_models::history::contact_fingerprint(id), true, 30.0, Disposition::NonEmergency)
     };
@@ -209,23 +218,27 @@ fn memory_store_bytes(runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
         stats.bytes_allocated as f64 - stats.bytes_deallocated as f64 + stats.bytes_reallocated as f64
     };
     let region = Region::new(GLOBAL);
+    let store = MemoryStore::new(Duration::ZERO);
     runtime.block_on(async {
         for (key, id) in keys.iter().zip(&ids) {
             store.record(id, Some(key), None, &event(id)).await.expect("memory store");
         }
     });
-    let with_history = net(region.change()) / CALLERS as f64;
+    let per_history = net(region.change()) / callers as f64;
+    drop(store);
     let region = Region::new(GLOBAL);
+    let store = MemoryStore::new(Duration::from_secs(3600));
     runtime.block_on(async {
-        for id in &ids[CALLERS..] {
+        for id in &ids {
             store.record(id, Some(&keys[0]), None, &event(id)).await.expect("memory store");
         }
     });
-    let marker_only = net(region.change()) / CALLERS as f64;
+    let per_marker = net(region.change()) / callers as f64;
+    let gib_for_20_million = per_history * 20e6 / (1u64 << 30) as f64;
     println!(
-        "in-memory store, {CALLERS} callers: {with_history:.0} heap bytes per new caller with its first contact; \
-         {marker_only:.0} per further contact (its marker); so about {:.0} per caller history",
-        with_history - marker_only
+        "in-memory store, {callers} callers: {per_history:.1} heap bytes per caller history (goal ≤ 200), so \
+         {gib_for_20_million:.2} GiB for 20 million callers (goal ≤ 4); {per_marker:.0} per contact id held for the \
+         marker window"
     );
     Ok(())
 }

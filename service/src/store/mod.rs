@@ -155,6 +155,14 @@ pub trait HistoryStore: Send + Sync + 'static {
         async { Err(StoreError("this history store cannot erase histories".into())) }
     }
 
+    /// Removes the histories whose latest contact is older than `cutoff_ms` (Unix ms): the retention of
+    /// `history.retention_days`, kept per caller. Returns how many were removed. The server calls it periodically
+    /// (`crate::retention`); a store that expires histories by itself keeps the default (nothing to do).
+    fn sweep_expired(&self, cutoff_ms: i64) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        let _ = cutoff_ms;
+        async { Ok(0) }
+    }
+
     /// Erases, from what this replica alone holds — its journal, its caches, an in-memory store's histories — the
     /// histories whose keys erasure notices name (`crate::notices`: an erasure served by another replica). A store
     /// shared by every replica (Redis) was erased by the replica that served the erasure and is not scanned. Erasing
@@ -230,6 +238,10 @@ impl<S: HistoryStore> HistoryStore for std::sync::Arc<S> {
         device: Option<&HistoryKey>,
     ) -> impl Future<Output = Result<Erased, StoreError>> + Send {
         self.as_ref().erase(caller, device)
+    }
+
+    fn sweep_expired(&self, cutoff_ms: i64) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.as_ref().sweep_expired(cutoff_ms)
     }
 
     fn forget_named(&self, named: &NamedKeys) -> impl Future<Output = Result<Erased, StoreError>> + Send {

@@ -209,9 +209,9 @@ mod tests {
         HistoryKey(key)
     }
 
-    fn history(total: u64) -> CallerHistory {
+    fn history(total: u32) -> CallerHistory {
         let mut history = CallerHistory::from_event(&saring_models::HistoryEvent {
-            contact_fingerprint: total,
+            contact_fingerprint: u64::from(total),
             at_ms: 1_772_323_200_000,
             answered: true,
             talk_s: 3.0,

@@ -11,6 +11,7 @@ mod delivery;
 mod doors;
 mod fuzz_corpus;
 mod group_commit;
+mod history_layout;
 mod integrity;
 mod ladder;
 mod lifecycle;
