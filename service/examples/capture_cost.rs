@@ -3,8 +3,8 @@
 //! Simulates a log (`--callers`, `--days`, `--seed`), then feeds every contact and outcome through a screener
 //! (in-memory history, shipped model, one thread, no gRPC) twice: once without capture and once capturing into
 //! `--out DIR`. Prints the scoring thread's CPU time per event in both runs (the difference is what capture adds on the
-//! scoring path) and the capture writer thread's CPU per record (the writer reports its own CPU time as the kernel
-//! counts it, not wall time). The capture left in `--out` is what `saring-train fit --capture DIR` reads.
+//! scoring path), and the CPU per record of the capture's writer thread (appending spools) and of its converter
+//! thread (spools to Parquet), each as the kernel counts it for that thread, not wall time. The capture left in `--out` is what `saring-train fit --capture DIR` reads.
 //!
 //! ```sh
 //! cargo run --release -p saring --example capture_cost -- --callers 60000 --days 21 --out /tmp/capture-1m
@@ -50,7 +50,10 @@ fn arguments() -> Result<Arguments, String> {
 }
 
 /// Scores and records `events` through a screener built from `settings`; returns (contacts, outcomes, seconds).
-async fn replay(settings: &Settings, events: &[Event]) -> Result<(u64, u64, f64, Option<f64>), String> {
+async fn replay(
+    settings: &Settings,
+    events: &[Event],
+) -> Result<(u64, u64, f64, Option<(Option<f64>, Option<f64>)>), String> {
     let models = Arc::new(load_models(settings).map_err(|error| error.to_string())?);
     let (screener, writer) =
         with_capture(settings, build_screener(settings, models, memory_store(settings))).map_err(|e| e.to_string())?;
@@ -85,7 +88,7 @@ async fn replay(settings: &Settings, events: &[Event]) -> Result<(u64, u64, f64,
                 report.failed,
                 closing.elapsed().as_secs_f64()
             );
-            report.cpu_seconds
+            Some((report.cpu_seconds, report.converter_cpu_seconds))
         }
         None => None,
     };
@@ -131,8 +134,13 @@ fn main() -> Result<(), String> {
         with * 1e6 / records,
         (with - without) * 1e6 / records
     );
-    if let Some(cpu) = writer_cpu {
-        println!("writer thread CPU: {cpu:.2} s, {:.2} µs per record", cpu * 1e6 / records);
+    if let Some((writer, converter)) = writer_cpu {
+        if let Some(cpu) = writer {
+            println!("writer thread CPU (spooling):    {cpu:.2} s, {:.2} µs per record", cpu * 1e6 / records);
+        }
+        if let Some(cpu) = converter {
+            println!("converter thread CPU (Parquet): {cpu:.2} s, {:.2} µs per record", cpu * 1e6 / records);
+        }
     }
     Ok(())
 }
