@@ -642,6 +642,8 @@ async fn run(
     settings: Settings,
     spans: Option<tokio::sync::mpsc::Receiver<saring::otlp::proto::trace::v1::Span>>,
 ) -> Result<(), StartError> {
+    // Installed first: a SIGTERM while the service starts is kept, and honoured (cleanly) once it serves.
+    let shutdown = saring::shutdown::signal();
     let (stop_export, export_stopped) = tokio::sync::oneshot::channel::<()>();
     let exporter = settings.telemetry.otlp_endpoint.clone().zip(spans).map(|(endpoint, spans)| {
         let resource = saring::otlp::resource(&settings.capture.replica_name());
@@ -694,7 +696,7 @@ async fn run(
         let app = app(screener, escalator, auth);
         let retention = spawn_retention(&app, &settings);
         let notices = spawn_notices(&app, &settings);
-        serve_logged(listener, console, app, transport).await;
+        serve_logged(listener, console, app, transport, shutdown).await;
         retention.abort();
         notices.abort();
         capture_writer
@@ -711,7 +713,7 @@ async fn run(
             }
             background.screener.store().replay_forever(Duration::from_millis(500)).await;
         });
-        serve_logged(listener, console, app, transport).await;
+        serve_logged(listener, console, app, transport, shutdown).await;
         replayer.abort();
         retention.abort();
         notices.abort();
@@ -793,6 +795,7 @@ async fn serve_logged<S: HistoryStore + 'static>(
     console: Option<(TcpListener, AdminOptions)>,
     app: Arc<App<S>>,
     transport: Transport,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) {
     let grace = transport.grace;
     let (stop_console, console_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -807,7 +810,7 @@ async fn serve_logged<S: HistoryStore + 'static>(
             }
         })
     });
-    if let Err(error) = serve(listener, app, saring::shutdown::signal(), transport).await {
+    if let Err(error) = serve(listener, app, shutdown, transport).await {
         tracing::error!(%error, "server error");
     }
     let _ = stop_console.send(());

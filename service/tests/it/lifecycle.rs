@@ -111,6 +111,18 @@ async fn sigterm_drains_and_exits_cleanly() {
     assert!(log.iter().any(|line| line.contains("saring stopped")), "{log:?}");
 }
 
+/// A SIGTERM the moment the service has logged its address (an orchestrator stopping a pod that just started) is
+/// a clean shutdown: its handlers are installed before it serves, so the signal's default action never kills it.
+#[test]
+fn a_sigterm_right_after_start_up_is_a_clean_shutdown() {
+    for _ in 0..3 {
+        let saring = SaringProcess::spawn(&[], &[]);
+        let (clean, log) = saring.terminate();
+        assert!(clean, "{log:?}");
+        assert!(log.iter().any(|line| line.contains("saring stopped")), "{log:?}");
+    }
+}
+
 #[test]
 fn version_names_the_commit_and_the_shipped_model() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_saring")).arg("--version").output().unwrap();
