@@ -281,3 +281,82 @@ async fn a_model_fitted_from_the_capture_of_a_replayed_log_is_the_model_fitted_f
     assert_eq!(serde_json::to_value(&from_capture.params).unwrap(), serde_json::to_value(&from_log.params).unwrap());
     assert_eq!(serde_json::to_value(from_capture.bands).unwrap(), serde_json::to_value(from_log.bands).unwrap());
 }
+
+/// The spools in `dir` (a replica's capture not yet converted to Parquet).
+fn spools(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension().is_some_and(|extension| extension == "spool"))
+        .collect();
+    found.sort();
+    found
+}
+
+#[tokio::test]
+async fn a_killed_replica_loses_nothing_it_had_spooled_and_converts_it_when_it_starts_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture_dir = dir.path().join("capture");
+    let environment = [("SARING__PRIVACY__HASH_SECRET", SECRET), ("SARING__CAPTURE__REPLICA", "replica-k")];
+    let mut saring = SaringProcess::spawn(&["--capture", capture_dir.to_str().unwrap()], &environment);
+    let channel = connect(saring.url()).await;
+    let mut client = screening(&channel, Bearer::of(Role::Routing));
+    let caller = "081234567999";
+    for index in 0..20 {
+        let contact_id = format!("kill-{index}");
+        client.score_contact(sample_contact(&contact_id, Some(caller))).await.unwrap();
+        let outcome = proto::Outcome {
+            contact_id,
+            contact: None,
+            answered: true,
+            ring_s: 2.0,
+            talk_s: 5.0,
+            disposition: proto::Disposition::Prank as i32,
+            category: None,
+            operator_id: None,
+        };
+        client.record_outcome(outcome).await.unwrap();
+    }
+    // The writer appends what was queued to the spool every 20 ms: wait until the spool stops growing.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut last = 0;
+    loop {
+        let length = spools(&capture_dir).first().map_or(0, |spool| std::fs::metadata(spool).unwrap().len());
+        if length > 8 && length == last {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the spool never settled ({length} bytes)");
+        last = length;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    // The spool holds references, never the number.
+    let spool = spools(&capture_dir).remove(0);
+    let bytes = std::fs::read(&spool).unwrap();
+    for needle in [caller, "+6281234567999", "6281234567999", "81234567999"] {
+        assert!(!bytes.windows(needle.len()).any(|window| window == needle.as_bytes()), "{needle} in the spool");
+    }
+    // SIGKILL: no shutdown, nothing completed.
+    saring.child.kill().unwrap();
+    saring.child.wait().unwrap();
+    assert!(capture_files(&capture_dir).is_empty());
+    assert_eq!(spools(&capture_dir), [spool.clone()]);
+
+    let again = SaringProcess::spawn(&["--capture", capture_dir.to_str().unwrap()], &environment);
+    // The start converts the spool the killed run left, before anything else the converter does.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !metrics_text(&again.console_url()).contains("saring_capture_written_total 40") {
+        assert!(std::time::Instant::now() < deadline, "{}", metrics_text(&again.console_url()));
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (clean, log) = again.terminate();
+    assert!(clean, "{log:?}");
+    assert!(spools(&capture_dir).is_empty(), "{log:#?}");
+    let files = capture_files(&capture_dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert_eq!(files[0].file_stem(), spool.file_stem(), "the spool became its Parquet file");
+    let rows = rows(&files);
+    let kinds = |kind: &str| rows.iter().filter(|row| row["kind"].as_deref() == Some(kind)).count();
+    assert_eq!((kinds("contact"), kinds("outcome")), (20, 20), "every record of the killed run");
+    let reference = KeyHasher::new(SECRET.as_bytes()).number("+6281234567999").to_hex();
+    assert!(rows.iter().all(|row| row["caller_ref"].as_deref() == Some(reference.as_str())));
+}
