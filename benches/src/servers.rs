@@ -214,6 +214,12 @@ impl ServerProcess {
             delete_redis_prefix(&url, &prefix).await?;
         }
         if let Some(scratch) = self.scratch.take() {
+            // A run with `SARING__CAPTURE__DIR` set: what the capture wrote and dropped (a capture-cost figure is
+            // only valid with nothing dropped).
+            let log = std::fs::read_to_string(scratch.join("saring.log")).unwrap_or_default();
+            for line in log.lines().filter(|line| line.contains("capture closed")) {
+                eprintln!("saring: {line}");
+            }
             std::fs::remove_dir_all(scratch).ok();
         }
         if let Some((url, schema)) = self.postgres.take() {

@@ -641,6 +641,8 @@ pub struct WriterReport {
     pub written: u64,
     /// Records lost to a failed write, conversion or fsync.
     pub failed: u64,
+    /// Records the buffer could not take (full, or offered after the close began), as of the close.
+    pub dropped: u64,
     /// CPU seconds the writer thread used (appending spools).
     pub cpu_seconds: Option<f64>,
     /// CPU seconds the converter thread used (spools to Parquet).
@@ -859,6 +861,7 @@ impl Writer {
             WriterReport::default()
         });
         report.failed += self.failed;
+        report.dropped = self.counters.dropped.get();
         report.cpu_seconds = cpu_seconds;
         report
     }

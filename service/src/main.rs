@@ -720,9 +720,15 @@ async fn run(
         capture_writer
     };
     if let Some(writer) = capture_writer {
-        // Completes the open capture file (footer, fsync) with every record queued before the drain ended.
+        // Completes the open spool with every record queued before the drain ended and converts it (Parquet, fsync).
         let report = tokio::task::spawn_blocking(move || writer.close()).await.unwrap_or_default();
-        tracing::info!(written = report.written, failed = report.failed, files = report.files.len(), "capture closed");
+        tracing::info!(
+            written = report.written,
+            failed = report.failed,
+            dropped = report.dropped,
+            files = report.files.len(),
+            "capture closed"
+        );
     }
     quality.abort();
     if let Some(watcher) = watcher {

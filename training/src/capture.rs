@@ -3,8 +3,8 @@
 //! there is no training/serving skew), for `saring-train fit --capture` and `evaluate --capture`.
 //!
 //! The files are Parquet, `capture-YYYY-MM-DD-REPLICA-OPENEDMS.parquet`, one schema for both kinds of record
-//! (column `kind`: `contact` or `outcome`; see `service/src/capture.rs` for every column). Files still open
-//! (`.parquet.partial`) are not read. A contact scored more than once (a retried ScoreContact) keeps its first
+//! (column `kind`: `contact` or `outcome`; see `service/src/capture.rs` for every column). Spools not yet converted
+//! (`.spool`) and files being written (`.parquet.partial`) are not read. A contact scored more than once (a retried ScoreContact) keeps its first
 //! score; a contact with more than one outcome (recorded through two replicas) keeps the latest one, and the earlier
 //! are counted as superseded. Contacts scored on another feature schema, or whose score failed before features
 //! were computed, are counted and left out.

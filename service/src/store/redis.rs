@@ -790,19 +790,26 @@ impl RedisStore {
         }
     }
 
-    /// The bucket of a keyed hash: its first `bucket_bits` bits, in hex.
-    fn bucket_id(&self, key: &HistoryKey) -> String {
+    /// The bucket of a keyed hash: its first `bucket_bits` bits.
+    fn bucket(&self, key: &HistoryKey) -> u32 {
         let first = u32::from_be_bytes([key.0[0], key.0[1], key.0[2], 0]) >> 8;
-        let bucket = first >> (24 - u32::from(self.bucket_bits));
-        let digits = usize::from(self.bucket_bits).div_ceil(4);
-        format!("{bucket:0digits$x}")
+        first >> (24 - u32::from(self.bucket_bits))
     }
 
-    /// Where a number's (`'n'`) or a device's (`'d'`) history lives in layout 2.
+    /// [`RedisStore::bucket`] in hex, as bucket keys name it.
+    #[cfg(test)]
+    fn bucket_id(&self, key: &HistoryKey) -> String {
+        let digits = usize::from(self.bucket_bits).div_ceil(4);
+        format!("{:0digits$x}", self.bucket(key))
+    }
+
+    /// Where a number's (`'n'`) or a device's (`'d'`) history lives in layout 2 (one allocation: the key).
     fn place(&self, kind: char, key: &HistoryKey) -> Place {
         let mut field = [0u8; FIELD_BYTES];
         field.copy_from_slice(&key.0[..FIELD_BYTES]);
-        Place { bucket: format!("{}:v2:{kind}:{{{}}}", self.settings.prefix, self.bucket_id(key)), field }
+        let digits = usize::from(self.bucket_bits).div_ceil(4);
+        let bucket = self.bucket(key);
+        Place { bucket: format!("{}:v2:{kind}:{{{bucket:0digits$x}}}", self.settings.prefix), field }
     }
 
     /// The bucket key and field of a number's (`'n'`) or a device's (`'d'`) history (for tests and tools).
