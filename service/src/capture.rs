@@ -25,13 +25,14 @@ use std::fs::File;
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arrow_array::builder::{BooleanBuilder, Float64Builder, StringBuilder, TimestampMillisecondBuilder, UInt64Builder};
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use parking_lot::Mutex;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::file::metadata::KeyValue;
@@ -287,6 +288,10 @@ impl<'a> CapturedContact<'a> {
 }
 
 /// One captured record with the wall-clock time (Unix ms) it was captured.
+// A contact's features make it ~470 bytes, an outcome's record far less: records live on the stack while they are
+// encoded, or a batch of them while a spool is converted, so boxing the large one would only add an allocation per
+// scored contact.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Record<'a> {
     /// A scored contact.
@@ -373,8 +378,8 @@ mod spool {
                 match capture.degraded_reasons {
                     Reasons::Joined(joined) => text(out, joined),
                     Reasons::List(reasons) => {
-                        let length = reasons.iter().map(|reason| reason.len()).sum::<usize>()
-                            + reasons.len().saturating_sub(1);
+                        let length =
+                            reasons.iter().map(|reason| reason.len()).sum::<usize>() + reasons.len().saturating_sub(1);
                         out.extend_from_slice(&(length as u32).to_le_bytes());
                         for (index, reason) in reasons.iter().enumerate() {
                             if index > 0 {
@@ -503,10 +508,8 @@ struct Queue {
 }
 
 impl Queue {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
-        // Encoding cannot panic half-way in a way that matters: a record is a length and its bytes, and a reader
-        // stops at the first one that is not whole.
-        self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Pending> {
+        self.pending.lock()
     }
 }
 
@@ -1620,11 +1623,8 @@ mod tests {
     fn a_full_queue_drops_and_counts() {
         let (control, _receiver) = std::sync::mpsc::sync_channel(1);
         let counters = CaptureCounters::default();
-        let queue = Queue {
-            pending: Mutex::new(Pending { bytes: Vec::new(), records: 0, open: true }),
-            capacity: 1,
-            control,
-        };
+        let queue =
+            Queue { pending: Mutex::new(Pending { bytes: Vec::new(), records: 0, open: true }), capacity: 1, control };
         let capture = Capture { queue: Some(Arc::new(queue)), counters: counters.clone() };
         capture.offer(&contact_record("c-1", None));
         capture.offer(&contact_record("c-2", None));
@@ -1685,7 +1685,7 @@ mod tests {
         let (_capture, writer) = start(&settings, counters.clone()).unwrap();
         let report = writer.close();
         let converted = dir.path().join("capture-2026-02-14-r1-5.parquet");
-        assert_eq!(report.files, [converted.clone()]);
+        assert_eq!(report.files, std::slice::from_ref(&converted));
         assert_eq!((report.written, counters.written.get()), (2, 2), "the two whole records are kept");
         assert!(!crashed.exists());
         assert!(others.exists(), "replica r1-x's spool is its own to convert");
@@ -1700,7 +1700,10 @@ mod tests {
     fn a_file_name_tells_its_replica() {
         assert_eq!(replica_of(Path::new("/d/capture-2026-02-14-r1-x-6.spool")), "r1-x");
         assert_eq!(replica_of(Path::new("capture-2026-02-14-r1-6.parquet")), "r1");
-        assert_eq!(parquet_of(Path::new("/d/capture-2026-02-14-r1-6.spool")), Path::new("/d/capture-2026-02-14-r1-6.parquet"));
+        assert_eq!(
+            parquet_of(Path::new("/d/capture-2026-02-14-r1-6.spool")),
+            Path::new("/d/capture-2026-02-14-r1-6.parquet")
+        );
     }
 
     #[test]

@@ -28,14 +28,20 @@ use crate::common::{
 
 const SECRET: &str = "capture-test-secret-0123456789";
 
-fn capture_files(dir: &Path) -> Vec<PathBuf> {
+/// The files in `dir` named `*.{extension}`, sorted.
+fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "parquet"))
+        .filter(|path| path.extension().is_some_and(|found| found == extension))
         .collect();
     files.sort();
     files
+}
+
+/// The complete capture files in `dir`.
+fn capture_files(dir: &Path) -> Vec<PathBuf> {
+    files_with_extension(dir, "parquet")
 }
 
 fn read_batches(path: &Path) -> Vec<RecordBatch> {
@@ -284,13 +290,7 @@ async fn a_model_fitted_from_the_capture_of_a_replayed_log_is_the_model_fitted_f
 
 /// The spools in `dir` (a replica's capture not yet converted to Parquet).
 fn spools(dir: &Path) -> Vec<PathBuf> {
-    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|path| path.extension().is_some_and(|extension| extension == "spool"))
-        .collect();
-    found.sort();
-    found
+    files_with_extension(dir, "spool")
 }
 
 #[tokio::test]
@@ -339,7 +339,7 @@ async fn a_killed_replica_loses_nothing_it_had_spooled_and_converts_it_when_it_s
     saring.child.kill().unwrap();
     saring.child.wait().unwrap();
     assert!(capture_files(&capture_dir).is_empty());
-    assert_eq!(spools(&capture_dir), [spool.clone()]);
+    assert_eq!(spools(&capture_dir), std::slice::from_ref(&spool));
 
     let again = SaringProcess::spawn(&["--capture", capture_dir.to_str().unwrap()], &environment);
     // The start converts the spool the killed run left, before anything else the converter does.
