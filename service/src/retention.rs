@@ -68,16 +68,23 @@ pub async fn sweep_histories_once<S: HistoryStore>(
     Ok(removed)
 }
 
-/// Sweeps histories a minute after start-up and then every `interval`, until the task is dropped; a failed sweep
-/// is logged and tried again at the next interval.
+/// Sweeps histories a minute after start-up and then every `interval`, until the task is dropped, when the store
+/// grants this replica the interval's sweep ([`HistoryStore::claim_sweep`]: on Redis one replica sweeps per interval,
+/// and a restart within it does not sweep again); a failed sweep is logged and tried again at the next interval.
 pub async fn sweep_histories<S: HistoryStore>(app: Arc<crate::app::App<S>>, retention: Duration, interval: Duration) {
     tokio::time::sleep(Duration::from_secs(60).min(interval)).await;
     loop {
         let screener = &app.screener;
-        if let Err(error) =
-            sweep_histories_once(screener.store(), screener.metrics(), retention, crate::grpc::now_ms()).await
-        {
-            tracing::warn!(%error, "history sweep failed; trying again at the next interval");
+        match screener.store().claim_sweep(interval).await {
+            Ok(true) => {
+                if let Err(error) =
+                    sweep_histories_once(screener.store(), screener.metrics(), retention, crate::grpc::now_ms()).await
+                {
+                    tracing::warn!(%error, "history sweep failed; trying again at the next interval");
+                }
+            }
+            Ok(false) => tracing::debug!("history sweep skipped: another replica or an earlier start swept within the interval"),
+            Err(error) => tracing::warn!(%error, "history sweep not claimed; trying again at the next interval"),
         }
         tokio::time::sleep(interval).await;
     }

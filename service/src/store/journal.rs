@@ -464,6 +464,10 @@ impl<S: HistoryStore> HistoryStore for JournaledStore<S> {
         self.inner.sweep_expired(cutoff_ms).await
     }
 
+    async fn claim_sweep(&self, every: std::time::Duration) -> Result<bool, StoreError> {
+        self.inner.claim_sweep(every).await
+    }
+
     async fn forget_named(&self, named: &crate::privacy::NamedKeys) -> Result<Erased, StoreError> {
         if named.is_empty() {
             return self.inner.forget_named(named).await;

@@ -163,6 +163,15 @@ pub trait HistoryStore: Send + Sync + 'static {
         async { Ok(0) }
     }
 
+    /// Claims the next sweep for `every`: `true` when this replica is to sweep now. A store shared by every
+    /// replica (Redis) grants one claim per interval to all of them together, so neither several replicas nor a
+    /// rolling restart sweep the same buckets again within the interval; a store of this replica's own (memory)
+    /// always grants it.
+    fn claim_sweep(&self, every: std::time::Duration) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        let _ = every;
+        async { Ok(true) }
+    }
+
     /// Erases, from what this replica alone holds — its journal, its caches, an in-memory store's histories — the
     /// histories whose keys erasure notices name (`crate::notices`: an erasure served by another replica). A store
     /// shared by every replica (Redis) was erased by the replica that served the erasure and is not scanned. Erasing
@@ -242,6 +251,10 @@ impl<S: HistoryStore> HistoryStore for std::sync::Arc<S> {
 
     fn sweep_expired(&self, cutoff_ms: i64) -> impl Future<Output = Result<u64, StoreError>> + Send {
         self.as_ref().sweep_expired(cutoff_ms)
+    }
+
+    fn claim_sweep(&self, every: std::time::Duration) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.as_ref().claim_sweep(every)
     }
 
     fn forget_named(&self, named: &NamedKeys) -> impl Future<Output = Result<Erased, StoreError>> + Send {

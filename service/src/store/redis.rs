@@ -818,6 +818,11 @@ impl RedisStore {
         (place.bucket, place.field.to_vec())
     }
 
+    /// The key whose presence says that a sweep was claimed within the last interval (its value: when, in Unix ms).
+    pub fn sweep_claim_key(&self) -> String {
+        format!("{}:v2:swept", self.settings.prefix)
+    }
+
     /// The layout-1 key of a history.
     pub fn v1_key(&self, kind: char, key: &HistoryKey) -> String {
         format!("{}:v1:{kind}:{{{}}}", self.settings.prefix, key.to_hex())
@@ -1361,6 +1366,15 @@ impl HistoryStore for RedisStore {
             }
         }
         Ok(removed)
+    }
+
+    async fn claim_sweep(&self, every: Duration) -> Result<bool, StoreError> {
+        let mut connection = self.connect().await?;
+        let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut claim = redis::cmd("SET");
+        claim.arg(self.sweep_claim_key()).arg(now_ms()).arg("NX").arg("PX").arg(every_ms);
+        let replies = connection.run(vec![claim]).await.map_err(store_error)?;
+        Ok(replies.first() == Some(&Value::Okay))
     }
 
     async fn record(

@@ -295,6 +295,26 @@ async fn the_sweep_removes_exactly_the_histories_past_retention() {
 }
 
 #[tokio::test]
+async fn one_sweep_is_claimed_per_interval_by_every_replica_together() {
+    let redis = PrivateRedis::start();
+    let prefix = unique_prefix("layout-sweep-claim");
+    let first = store_at(&redis.url(), &prefix);
+    let second = store_at(&redis.url(), &prefix);
+    let other_deployment = store_at(&redis.url(), &unique_prefix("layout-sweep-claim-other"));
+    let interval = std::time::Duration::from_millis(400);
+    assert!(first.claim_sweep(interval).await.unwrap(), "nobody swept yet");
+    assert!(!second.claim_sweep(interval).await.unwrap(), "another replica swept within the interval");
+    assert!(!first.claim_sweep(interval).await.unwrap(), "a restart within the interval does not sweep again");
+    assert!(other_deployment.claim_sweep(interval).await.unwrap(), "another prefix has its own claim");
+    // The claim lapses with its interval: the next interval's sweep is claimed again.
+    let mut connection = redis::Client::open(redis.url()).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let left_ms: i64 = redis::cmd("PTTL").arg(first.sweep_claim_key()).query_async(&mut connection).await.unwrap();
+    assert!(left_ms > 0 && left_ms <= 400, "{left_ms}");
+    tokio::time::sleep(std::time::Duration::from_millis(450)).await;
+    assert!(second.claim_sweep(interval).await.unwrap());
+}
+
+#[tokio::test]
 async fn a_replica_configured_for_other_bucket_bits_refuses_the_store() {
     let redis = PrivateRedis::start();
     let prefix = unique_prefix("layout-bits");
