@@ -83,7 +83,9 @@ pub async fn sweep_histories<S: HistoryStore>(app: Arc<crate::app::App<S>>, rete
                     tracing::warn!(%error, "history sweep failed; trying again at the next interval");
                 }
             }
-            Ok(false) => tracing::debug!("history sweep skipped: another replica or an earlier start swept within the interval"),
+            Ok(false) => {
+                tracing::debug!("history sweep skipped: another replica or an earlier start swept within the interval")
+            }
             Err(error) => tracing::warn!(%error, "history sweep not claimed; trying again at the next interval"),
         }
         tokio::time::sleep(interval).await;
