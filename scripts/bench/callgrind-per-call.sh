@@ -11,6 +11,8 @@
 # `saring-bench run --addr … --requests N` with N = 2,000 and 12,000, and prints (instructions at 12,000 − at
 # 2,000) / 10,000, so start-up and shutdown cancel. The capture's converter thread (Parquet, paid when a spool
 # completes) is reported apart from the serving threads. saring-bench is taken from beside SARING_BINARY.
+# COLLECT='*score_contact*' (any callgrind --toggle-collect pattern) counts only inside the functions it names, so that
+# periodic tasks (notice follower, audit check, case writer after the preload) drop out of a comparison of two builds.
 # Work files go to /tmp/callgrind-LABEL-N. Minutes per run: saring answers ~300 calls/s under valgrind.
 set -euo pipefail
 label=$1; binary=$(realpath "$2"); history=$3; capture=${4:-}
@@ -33,7 +35,9 @@ run() {  # run N: leaves the per-thread callgrind files in /tmp/callgrind-$label
         preload=(--preload)
         redis-cli -u "$history" SET "$prefix:v2:swept" 0 PX 3600000 > /dev/null
     fi
-    env "${environment[@]}" valgrind --tool=callgrind --separate-threads=yes --callgrind-out-file="$dir/cg.out.%p" \
+    local -a collect=()
+    [ -n "${COLLECT:-}" ] && collect=(--toggle-collect="$COLLECT")
+    env "${environment[@]}" valgrind --tool=callgrind --separate-threads=yes "${collect[@]}" --callgrind-out-file="$dir/cg.out.%p" \
         "$binary" serve --config "$dir/saring.toml" --listen "127.0.0.1:$port" --log-format json \
         --history "$history" --database-url "sqlite://$dir/cases.db" > "$dir/log" 2>&1 &
     local pid=$!
