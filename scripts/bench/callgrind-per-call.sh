@@ -13,7 +13,7 @@
 # completes) is reported apart from the serving threads. saring-bench is taken from beside SARING_BINARY.
 # COLLECT='*score_contact*' (any callgrind --toggle-collect pattern) counts only inside the functions it names, so that
 # periodic tasks (notice follower, audit check, case writer after the preload) drop out of a comparison of two builds.
-# Work files go to /tmp/callgrind-LABEL-N. Minutes per run: saring answers ~300 calls/s under valgrind.
+# Work files go to /tmp/callgrind-LABEL-N; the run's Redis keys are deleted after it. Minutes per run: saring answers ~300 calls/s under valgrind.
 set -euo pipefail
 label=$1; binary=$(realpath "$2"); history=$3; capture=${4:-}
 bench=$(dirname "$binary")/saring-bench
@@ -45,6 +45,10 @@ run() {  # run N: leaves the per-thread callgrind files in /tmp/callgrind-$label
     "$bench" run --addr "127.0.0.1:$port" --token "$token" "${preload[@]}" --requests "$requests" --warmup 0 \
         --connections 4 --concurrency 16 --json > "$dir/bench.json" 2> "$dir/bench.err" || true
     kill -TERM "$pid"; wait "$pid" || true
+    # Leave Redis as found: keys left behind kept later fresh prefixes from finishing their scan for layout-1 keys.
+    if [ "$history" != memory ]; then
+        redis-cli -u "$history" --scan --pattern "$prefix:*" | xargs -r -n 500 redis-cli -u "$history" UNLINK > /dev/null
+    fi
     grep -o '"degraded": [0-9]*\|"errors": [0-9]*' "$dir/bench.json" | head -2 | tr '\n' ' ' >&2; echo "($requests calls)" >&2
 }
 

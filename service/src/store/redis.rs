@@ -801,11 +801,11 @@ impl RedisStore {
         first >> (24 - u32::from(self.bucket_bits))
     }
 
-    /// [`RedisStore::bucket`] in hex, as bucket keys name it.
+    /// [`RedisStore::bucket`] in hex, read back from the bucket key [`RedisStore::place`] names.
     #[cfg(test)]
     fn bucket_id(&self, key: &HistoryKey) -> String {
-        let digits = usize::from(self.bucket_bits).div_ceil(4);
-        format!("{:0digits$x}", self.bucket(key))
+        let bucket = self.place('n', key).bucket;
+        bucket[bucket.rfind('{').expect("{") + 1..bucket.len() - 1].to_owned()
     }
 
     /// Where a number's (`'n'`) or a device's (`'d'`) history lives in layout 2 (one allocation: the key).
