@@ -2,9 +2,10 @@
 //! costs an INSERT of its contact, a read of its caller's standing and a read of its caller's incidents before the
 //! policy is evaluated; here the batch is taken in rounds — the first outcome of every caller in it, then the
 //! second of those with two, and so on — and each round inserts all its contacts in one statement, reads all its
-//! callers' standings in one and all their incidents in one. Then each outcome takes the ladder's steps alone
-//! ([`ladder_steps`]): most take none (no open case whose rung counts the disposition, no rung due); evidence and
-//! proposals write as they would one by one.
+//! callers' standings in one and all their incidents in one. The round's contacts that their callers' open cases
+//! count are added as evidence together ([`add_evidence`], a few statements for all of them); every other outcome
+//! takes the ladder's steps alone ([`ladder_steps`]): most take none (no open case, or one whose rung does not
+//! count the disposition, and no rung due); proposals write as they would one by one.
 //!
 //! The result equals running the outcomes one by one in queue order: one caller's outcomes are in successive
 //! rounds, so each sees its caller's earlier ones and not its later ones, and outcomes of different callers touch
@@ -21,15 +22,16 @@ use sqlx::{Any, Row, Transaction};
 
 use super::audit::AuditKey;
 use super::chain::AuditLink;
+use super::evidence::{add_evidence, EvidenceItem};
 use super::store::{
-    add_standing, bind_contact, ladder_steps, now_ms, push_incident, repeated_outcome, Standing, INCIDENT_ORDER,
-    INCIDENT_QUERY, STANDING_COLUMNS, STANDING_FILTER, STANDING_ORDER,
+    add_standing, bind_contact, ladder_steps, now_ms, push_incident, repeated_outcome, spent_contacts, Standing,
+    INCIDENT_ORDER, INCIDENT_QUERY, STANDING_COLUMNS, STANDING_FILTER, STANDING_ORDER,
 };
 use super::{CaseError, ContactRecord, LadderOutcome};
 
 /// The most contacts (or callers) one statement carries: 64 contacts are 768 parameters, far below SQLite's and
 /// PostgreSQL's limits, and an IN list the planners take as index lookups.
-const CHUNK: usize = 64;
+pub(super) const CHUNK: usize = 64;
 
 /// One outcome of a batch: its caller's policy, its record and the clock when it was received.
 pub(super) type BatchItem<'a> = (&'a LadderPolicy, &'a ContactRecord, i64);
@@ -74,14 +76,25 @@ pub(super) async fn batch_steps(
             .collect();
         let mut incidents =
             incidents(tx, &unopened.iter().map(|&index| (items[index].0, items[index].1)).collect::<Vec<_>>()).await?;
+        let mut evidence: Vec<(usize, EvidenceItem<'_>)> = Vec::new();
         for index in new {
             let (policy, record, clock_ms) = items[index];
             let standing = standings.remove(&record.caller_ref).unwrap_or_default();
-            let read = match standing.0 {
+            let read = match &standing.0 {
+                Some(case) if policy.rule(case.rung).counts.contains(&record.disposition) => {
+                    // Evidence for the open case: added for the whole round below.
+                    let (case, _) = standing;
+                    evidence.push((index, (record, case.expect("matched an open case"))));
+                    continue;
+                }
                 Some(_) => None,
                 None => Some(incidents.remove(&record.caller_ref).unwrap_or_default()),
             };
             results[index] = Some(ladder_steps(tx, key, policy, record, clock_ms, standing, read).await?);
+        }
+        let (indices, evidence): (Vec<usize>, Vec<EvidenceItem<'_>>) = evidence.into_iter().unzip();
+        for (index, added) in indices.into_iter().zip(add_evidence(tx, key, &evidence).await?) {
+            results[index] = Some(added);
         }
     }
     Ok(results.into_iter().map(|result| result.expect("every outcome is in one round")).collect())
@@ -120,7 +133,7 @@ fn insert_sql(rows: usize) -> String {
 }
 
 /// `$first, …` for `count` parameters.
-fn params(first: usize, count: usize) -> String {
+pub(super) fn params(first: usize, count: usize) -> String {
     (first..first + count).map(|param| format!("${param}")).collect::<Vec<_>>().join(", ")
 }
 
@@ -169,12 +182,15 @@ async fn incidents(
         for (_, record) in chunk {
             query = query.bind(&record.caller_ref);
         }
-        for row in query.fetch_all(&mut **tx).await? {
+        let rows = query.fetch_all(&mut **tx).await?;
+        let callers: Vec<&str> = from.keys().copied().collect();
+        let spent = spent_contacts(tx, &callers).await?;
+        for row in rows {
             let caller: String = row.try_get("caller_key")?;
             let at_ms: i64 = row.try_get("at_ms")?;
             // Every caller's own lookback: the statement read from the earliest of the chunk's.
             if from.get(caller.as_str()).is_some_and(|&from_ms| at_ms > from_ms) {
-                push_incident(read.entry(caller).or_default(), &row)?;
+                push_incident(read.entry(caller).or_default(), &row, &spent)?;
             }
         }
     }

@@ -140,6 +140,95 @@ pub(super) async fn case_digest(connection: &mut AnyConnection, case_id: &str) -
     Ok(Some(digest(&case, incidents)))
 }
 
+/// A case's digested rows as read: its `cases` row's values and its incidents'.
+#[derive(Debug, Clone)]
+pub(super) struct CaseRows {
+    case: Vec<Value>,
+    incidents: Vec<Vec<Value>>,
+}
+
+impl CaseRows {
+    /// The digest of these rows, as [`case_digest`] computes it.
+    pub(super) fn digest(&self) -> String {
+        digest(&self.case, self.incidents.clone())
+    }
+}
+
+/// The rows of `case_ids`' cases as `connection` sees them (inside the transaction that changes them), by case
+/// id, in two statements ([`case_digest`]'s reads for every case at once); a case that does not exist is absent.
+pub(super) async fn case_rows(
+    connection: &mut AnyConnection,
+    case_ids: &[&str],
+) -> Result<HashMap<String, CaseRows>, CaseError> {
+    if case_ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let params = (1..=case_ids.len()).map(|param| format!("${param}")).collect::<Vec<_>>().join(", ");
+    let sql = format!("{INCIDENT_SELECT} WHERE ci.case_id IN ({params})");
+    let mut query = sqlx::query(&sql).persistent(false);
+    for case_id in case_ids {
+        query = query.bind(*case_id);
+    }
+    let mut incidents: HashMap<String, Vec<Vec<Value>>> = HashMap::new();
+    for row in query.fetch_all(&mut *connection).await?.iter() {
+        let incident = values(row, INCIDENT)?;
+        incidents.entry(text(&incident, 0)).or_default().push(incident);
+    }
+    let sql = format!("SELECT {} FROM cases WHERE case_id IN ({params})", case_columns());
+    let mut query = sqlx::query(&sql).persistent(false);
+    for case_id in case_ids {
+        query = query.bind(*case_id);
+    }
+    let mut cases = HashMap::with_capacity(case_ids.len());
+    for row in query.fetch_all(&mut *connection).await?.iter() {
+        let case = case_values(row)?;
+        let case_id = text(&case, 0);
+        let incidents = incidents.remove(&case_id).unwrap_or_default();
+        cases.insert(case_id, CaseRows { case, incidents });
+    }
+    Ok(cases)
+}
+
+/// `cases` read again after each `(case_id, contact_id)`'s contact was added to its case (read before by
+/// [`case_rows`], in the same transaction): their `cases` rows and the added incidents, read in two statements
+/// however much evidence the cases hold, so the digests after the change cost what the change costs.
+pub(super) async fn add_incidents(
+    connection: &mut AnyConnection,
+    cases: &mut HashMap<String, CaseRows>,
+    added: &[(&str, &str)],
+) -> Result<(), CaseError> {
+    if added.is_empty() {
+        return Ok(());
+    }
+    let params = |first: usize| (first..first + added.len()).map(|param| format!("${param}")).collect::<Vec<_>>();
+    let sql = format!("{INCIDENT_SELECT} WHERE ci.contact_id IN ({})", params(1).join(", "));
+    let mut query = sqlx::query(&sql).persistent(false);
+    for (_, contact_id) in added {
+        query = query.bind(*contact_id);
+    }
+    for row in query.fetch_all(&mut *connection).await?.iter() {
+        let incident = values(row, INCIDENT)?;
+        let (case_id, contact_id) = (text(&incident, 0), text(&incident, 1));
+        if added.contains(&(case_id.as_str(), contact_id.as_str())) {
+            if let Some(rows) = cases.get_mut(&case_id) {
+                rows.incidents.push(incident);
+            }
+        }
+    }
+    let sql = format!("SELECT {} FROM cases WHERE case_id IN ({})", case_columns(), params(1).join(", "));
+    let mut query = sqlx::query(&sql).persistent(false);
+    for (case_id, _) in added {
+        query = query.bind(*case_id);
+    }
+    for row in query.fetch_all(&mut *connection).await?.iter() {
+        let case = case_values(row)?;
+        if let Some(rows) = cases.get_mut(&text(&case, 0)) {
+            rows.case = case;
+        }
+    }
+    Ok(())
+}
+
 /// The digest of every case's rows, by case id.
 pub(super) async fn all_case_digests(pool: &sqlx::AnyPool) -> Result<HashMap<String, String>, CaseError> {
     let mut incidents: HashMap<String, Vec<Vec<Value>>> = HashMap::new();

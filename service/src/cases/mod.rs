@@ -8,6 +8,7 @@ pub mod audit;
 mod batch;
 mod chain;
 mod digest;
+mod evidence;
 pub mod privacy;
 mod store;
 mod verify;

@@ -2,7 +2,7 @@
 //! Every change is one transaction that also appends its audit entry, so a case and its audit trail never
 //! disagree, and a commit is durable before anything is acknowledged.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -28,8 +28,8 @@ use crate::auth::Principal;
 pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// The actor of the policy's own steps in the audit log.
-const SYSTEM_ACTOR: &str = "saring";
-const SYSTEM_ROLE: &str = "system";
+pub(super) const SYSTEM_ACTOR: &str = "saring";
+pub(super) const SYSTEM_ROLE: &str = "system";
 
 pub(super) const CASE_COLUMNS: &str =
     "case_id, caller_key, rung, state, version, region, approval, rule, policy_version, \
@@ -1088,8 +1088,7 @@ pub(super) async fn ladder_steps(
             .bind(&record.contact_id)
             .execute(&mut **tx)
             .await?;
-        let reason = format!("{} contact {} added as evidence", record.disposition.as_str(), record.contact_id);
-        let link = bump(tx, key, &case, "evidence_added", &reason).await?;
+        let link = bump(tx, key, &case, "evidence_added", &evidence_reason(record)).await?;
         let case = load_case(tx, &case.case_id).await?;
         return Ok((
             LadderOutcome { duplicate: false, change: LadderChange::EvidenceAdded, case: Some(case) },
@@ -1098,6 +1097,11 @@ pub(super) async fn ladder_steps(
     }
     let (change, case, link) = propose(tx, key, policy, record, delivered, record.at_ms, clock_ms, incidents).await?;
     Ok((LadderOutcome { duplicate: false, change, case }, link))
+}
+
+/// The reason of the audit entry that adds `record`'s contact to its caller's open case.
+pub(super) fn evidence_reason(record: &ContactRecord) -> String {
+    format!("{} contact {} added as evidence", record.disposition.as_str(), record.contact_id)
 }
 
 /// An optional double for a DOUBLE PRECISION column. sqlx 0.8.6's Any driver sends a NULL `f64` as a NULL
@@ -1373,7 +1377,7 @@ async fn incidents(
     caller_ref: &str,
     from_ms: i64,
 ) -> Result<(Vec<String>, Vec<Incident>), CaseError> {
-    // One query: a contact is spent when it grounds one of the caller's closed cases.
+    let spent = spent_contacts(tx, &[caller_ref]).await?;
     let rows = sqlx::query(&format!("{INCIDENT_QUERY} WHERE c.caller_key = $1 AND c.at_ms > $2 {INCIDENT_ORDER}"))
         .bind(caller_ref)
         .bind(from_ms)
@@ -1381,38 +1385,73 @@ async fn incidents(
         .await?;
     let mut read = (Vec::with_capacity(rows.len()), Vec::with_capacity(rows.len()));
     for row in &rows {
-        push_incident(&mut read, row)?;
+        push_incident(&mut read, row, &spent)?;
     }
     Ok(read)
 }
 
-/// The ladder's incidents of callers' contacts, with `WHERE` and [`INCIDENT_ORDER`] to follow: a contact is spent
-/// when it grounds one of its caller's closed cases.
-pub(super) const INCIDENT_QUERY: &str = "SELECT c.caller_key, c.contact_id, c.at_ms, c.disposition, \
-     CAST(CASE WHEN EXISTS (SELECT 1 FROM case_incidents ci JOIN cases k ON k.case_id = ci.case_id \
-     WHERE ci.contact_id = c.contact_id AND k.caller_key = c.caller_key \
-     AND k.state NOT IN ('proposed', 'approved')) THEN 1 ELSE 0 END AS BIGINT) AS spent, \
-     CAST(CASE WHEN EXISTS (SELECT 1 FROM case_incidents ci JOIN cases k ON k.case_id = ci.case_id \
-     WHERE ci.contact_id = c.contact_id AND k.caller_key = c.caller_key \
-     AND k.state = 'actioned' AND k.rung = 'welfare_referral') THEN 1 ELSE 0 END AS BIGINT) AS welfare FROM contacts c";
+/// The ladder's incidents of callers' contacts, with `WHERE` and [`INCIDENT_ORDER`] to follow; which of them are
+/// spent is read apart ([`spent_contacts`]): one range scan of the contacts, and one read of the callers' closed
+/// cases, rather than two lookups for every contact.
+pub(super) const INCIDENT_QUERY: &str = "SELECT c.caller_key, c.contact_id, c.at_ms, c.disposition FROM contacts c";
 
 /// The order of a caller's incidents.
 pub(super) const INCIDENT_ORDER: &str = "ORDER BY c.caller_key, c.at_ms, c.contact_id";
 
-/// Adds a row of [`INCIDENT_QUERY`] to a caller's incidents and their contact ids.
+/// The contacts that ground a closed case of their own caller (spent): by contact id, each caller key whose
+/// closed case it grounds, with whether one of those cases is a delivered welfare referral (the caller is held for
+/// welfare).
+pub(super) type Spent = HashMap<String, Vec<(String, bool)>>;
+
+/// The spent contacts of `callers` ([`Spent`]), in one statement.
+pub(super) async fn spent_contacts(tx: &mut Transaction<'_, Any>, callers: &[&str]) -> Result<Spent, CaseError> {
+    let mut spent = Spent::new();
+    if callers.is_empty() {
+        return Ok(spent);
+    }
+    let list = (1..=callers.len()).map(|param| format!("${param}")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT k.caller_key, ci.contact_id, CAST(CASE WHEN k.state = 'actioned' AND k.rung = 'welfare_referral' \
+         THEN 1 ELSE 0 END AS BIGINT) AS welfare FROM cases k JOIN case_incidents ci ON ci.case_id = k.case_id \
+         WHERE k.caller_key IN ({list}) AND k.state NOT IN ('proposed', 'approved')"
+    );
+    let mut query = sqlx::query(&sql).persistent(false);
+    for caller in callers {
+        query = query.bind(*caller);
+    }
+    for row in query.fetch_all(&mut **tx).await? {
+        let (caller, welfare): (String, bool) = (row.try_get("caller_key")?, row.try_get::<i64, _>("welfare")? != 0);
+        let callers = spent.entry(row.try_get("contact_id")?).or_default();
+        match callers.iter_mut().find(|(known, _)| *known == caller) {
+            Some((_, held)) => *held |= welfare,
+            None => callers.push((caller, welfare)),
+        }
+    }
+    Ok(spent)
+}
+
+/// Adds a row of [`INCIDENT_QUERY`] to a caller's incidents and their contact ids, spent as `spent` says.
 pub(super) fn push_incident(
     (ids, incidents): &mut (Vec<String>, Vec<Incident>),
     row: &AnyRow,
+    spent: &Spent,
 ) -> Result<(), CaseError> {
     let contact_id: String = row.try_get("contact_id")?;
     let disposition: String = row.try_get("disposition")?;
+    let welfare = match spent.get(&contact_id) {
+        Some(callers) => {
+            let caller: String = row.try_get("caller_key")?;
+            callers.iter().find(|(known, _)| *known == caller).map(|(_, welfare)| *welfare)
+        }
+        None => None,
+    };
     incidents.push(Incident {
         id: ids.len(),
         at_ms: row.try_get("at_ms")?,
         disposition: Disposition::from_name(&disposition)
             .ok_or(CaseError::Corrupt { what: "disposition", value: disposition })?,
-        spent: row.try_get::<i64, _>("spent")? != 0,
-        welfare: row.try_get::<i64, _>("welfare")? != 0,
+        spent: welfare.is_some(),
+        welfare: welfare.unwrap_or(false),
     });
     ids.push(contact_id);
     Ok(())
@@ -1480,14 +1519,18 @@ pub(super) async fn check_audited(tx: &mut Transaction<'_, Any>, case_id: &str) 
     if case_digest(tx, case_id).await?.as_deref() == Some(audited.as_str()) {
         return Ok(());
     }
-    let seq: i64 = last.try_get("seq")?;
-    Err(CaseError::Corrupt {
+    Err(unaudited(case_id, last.try_get("seq")?))
+}
+
+/// The refusal of a change to a case whose rows differ from its last audited entry `seq` ([`check_audited`]).
+pub(super) fn unaudited(case_id: &str, seq: i64) -> CaseError {
+    CaseError::Corrupt {
         what: "case state",
         value: format!(
             "{case_id}: its rows differ from its last audited state (entry {seq}); they were changed outside \
              saring, and no change is made on top of them (run saring audit verify)"
         ),
-    })
+    }
 }
 
 /// A caller's contacts from `from_ms` on, oldest first, each with its corrections; `counted` names the ones that

@@ -242,6 +242,57 @@ async fn a_refused_outcome_fails_only_its_own_caller(url: &str, _: &str) {
 }
 on_both_databases!(a_refused_outcome_fails_only_its_own_caller);
 
+/// Evidence for several open cases in one batch is added together; when one of those cases' rows were changed
+/// outside saring, only that case's caller is refused (nothing is added on top of the changed rows) and the others'
+/// evidence is added with entries that extend the chain.
+async fn evidence_for_a_case_changed_outside_saring_fails_only_its_caller(url: &str, _: &str) {
+    let escalator = Escalator::new(CaseStore::connect(url).await.unwrap(), LadderPolicy::default_policy());
+    for caller in ["t1", "t2", "t3"] {
+        for n in 0..2 {
+            let outcome = escalator.on_outcome(&record(&format!("{caller}-{n}"), caller, Disposition::Prank)).await;
+            assert_eq!(outcome.unwrap().change, [LadderChange::None, LadderChange::Proposed][n]);
+        }
+    }
+    let changed = format!("UPDATE cases SET caller_number = '0813-999' WHERE caller_key = '{:0>64}'", "t2");
+    assert_eq!(execute(url, &changed).await, 1);
+    let before = escalator.store().outcome_batches();
+    let retried = escalator.store().outcome_batches_retried();
+
+    let batch: Vec<ContactRecord> = ["t1", "t2", "t3", "t4"]
+        .iter()
+        .map(|caller| record(&format!("{caller}-2"), caller, Disposition::Prank))
+        .collect();
+    let results = join_all(batch.iter().map(|record| escalator.on_outcome(record)).collect()).await;
+    one_batch_per_writer(escalator.store(), before);
+    assert!(escalator.store().outcome_batches_retried() > retried, "the batch ran again outcome by outcome");
+    assert!(matches!(&results[1], Err(CaseError::Corrupt { what: "case state", .. })), "{:?}", results[1]);
+    for index in [0, 2] {
+        let outcome = results[index].as_ref().unwrap();
+        assert_eq!(outcome.change, LadderChange::EvidenceAdded);
+        assert_eq!(outcome.case.as_ref().unwrap().incidents, 3);
+        assert_eq!(outcome.case.as_ref().unwrap().version, 3, "proposed, approved, evidence added");
+    }
+    assert_eq!(results[3].as_ref().unwrap().change, LadderChange::None);
+    let incidents = "SELECT c.caller_key, COUNT(*) FROM cases c JOIN case_incidents ci ON ci.case_id = c.case_id \
+                     GROUP BY c.caller_key ORDER BY c.caller_key";
+    let counts: Vec<String> = rows(url, incidents).await.into_iter().map(|row| row[1].clone()).collect();
+    assert_eq!(counts, ["3", "2", "3"], "t2's case is left as it was");
+    escalator.store().close().await;
+
+    // The chain itself holds (the batch's entries extend it); verification names the changed case, and only it.
+    let changed_case = format!("SELECT case_id FROM cases WHERE caller_key = '{:0>64}'", "t2");
+    let changed_case = rows(url, &changed_case).await.remove(0).remove(0);
+    let store = CaseStore::connect(url).await.unwrap();
+    match store.verify_audit().await.unwrap() {
+        Verification::Broken { problem, .. } => {
+            assert!(problem.contains(&format!("case {changed_case}: its rows differ")), "{problem}");
+        }
+        other => panic!("the changed case is reported: {other:?}"),
+    }
+    store.close().await;
+}
+on_both_databases!(evidence_for_a_case_changed_outside_saring_fails_only_its_caller);
+
 /// A batch in which callers come back several times (each caller's pranks, emergencies and repeats in successive
 /// rounds of [`saring::cases`]' batched statements) is written in one attempt, and it keeps and proposes exactly what
 /// the same outcomes one at a time keep and propose.
