@@ -57,7 +57,7 @@ async fn add_chunk(
          WHERE b.case_id = a.case_id AND b.case_digest IS NOT NULL)"
     );
     let audited = bind_ids(sqlx::query(&sql).persistent(false), &case_ids).fetch_all(&mut **tx).await?;
-    let mut rows = case_rows(&mut **tx, &case_ids).await?;
+    let mut rows = case_rows(tx, &case_ids).await?;
     for row in &audited {
         let case_id: String = row.try_get("case_id")?;
         let digest: String = row.try_get("case_digest")?;
@@ -88,7 +88,7 @@ async fn add_chunk(
         .await?;
     let added: Vec<(&str, &str)> =
         items.iter().map(|(record, case)| (case.case_id.as_str(), record.contact_id.as_str())).collect();
-    add_incidents(&mut **tx, &mut rows, &added).await?;
+    add_incidents(tx, &mut rows, &added).await?;
     let first: i64 = head.try_get::<i64, _>("seq")? - count + 1;
     let mut prev_hash: String = head.try_get("hash")?;
     let at_ms = now_ms();
