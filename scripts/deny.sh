@@ -18,6 +18,10 @@ if [ ! -x "$deny" ]; then
   cargo install --quiet --locked --root "$root" cargo-deny --version "$DENY_VERSION"
 fi
 
+# cargo deny reads the metadata of every crate in Cargo.lock, those of other platforms too, offline: fetch them
+# first (a build downloads only this platform's), or a fresh machine fails here.
+cargo fetch --locked --quiet
+
 if [ "${SARING_DENY_FETCH:-0}" = 1 ]; then
   "$deny" fetch db
 fi
