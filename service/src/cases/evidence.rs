@@ -19,7 +19,7 @@ use super::batch::{params, CHUNK};
 use super::chain::AuditLink;
 use super::digest::{add_incidents, case_rows, CaseRows};
 use super::store::{
-    evidence_reason, now_ms, summary, unaudited, AUDIT_COLUMNS, CASE_COLUMNS, SYSTEM_ACTOR, SYSTEM_ROLE,
+    bind_audit, evidence_reason, now_ms, summary, unaudited, AUDIT_COLUMNS, CASE_COLUMNS, SYSTEM_ACTOR, SYSTEM_ROLE,
 };
 use super::{CaseError, CaseSummary, ContactRecord, LadderChange, LadderOutcome};
 
@@ -116,19 +116,7 @@ async fn add_chunk(
     let sql = format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES {}", rows.join(", "));
     let mut insert = sqlx::query(&sql).persistent(false);
     for entry in &entries {
-        insert = insert
-            .bind(entry.seq)
-            .bind(entry.at_ms)
-            .bind(&entry.actor)
-            .bind(&entry.role)
-            .bind(&entry.action)
-            .bind(&entry.case_id)
-            .bind(&entry.state)
-            .bind(&entry.reason)
-            .bind(entry.scheme)
-            .bind(&entry.case_digest)
-            .bind(&entry.prev_hash)
-            .bind(&entry.hash);
+        insert = bind_audit(insert, entry);
     }
     insert.execute(&mut **tx).await?;
     sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&prev_hash).execute(&mut **tx).await?;

@@ -1099,6 +1099,26 @@ pub(super) async fn ladder_steps(
     Ok((LadderOutcome { duplicate: false, change, case }, link))
 }
 
+/// Binds an audit entry's twelve columns, in the order of [`AUDIT_COLUMNS`].
+pub(super) fn bind_audit<'q>(
+    query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>>,
+    entry: &'q AuditEntry,
+) -> sqlx::query::Query<'q, Any, sqlx::any::AnyArguments<'q>> {
+    query
+        .bind(entry.seq)
+        .bind(entry.at_ms)
+        .bind(&entry.actor)
+        .bind(&entry.role)
+        .bind(&entry.action)
+        .bind(&entry.case_id)
+        .bind(&entry.state)
+        .bind(&entry.reason)
+        .bind(entry.scheme)
+        .bind(&entry.case_digest)
+        .bind(&entry.prev_hash)
+        .bind(&entry.hash)
+}
+
 /// The reason of the audit entry that adds `record`'s contact to its caller's open case.
 pub(super) fn evidence_reason(record: &ContactRecord) -> String {
     format!("{} contact {} added as evidence", record.disposition.as_str(), record.contact_id)
@@ -1663,23 +1683,9 @@ pub(super) async fn append_audit(
         hash: String::new(),
     };
     entry.hash = entry.expected_link(key).expect("the keyed scheme is known");
-    sqlx::query(&format!(
-        "INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
-    ))
-    .bind(entry.seq)
-    .bind(entry.at_ms)
-    .bind(&entry.actor)
-    .bind(&entry.role)
-    .bind(&entry.action)
-    .bind(&entry.case_id)
-    .bind(&entry.state)
-    .bind(&entry.reason)
-    .bind(entry.scheme)
-    .bind(&entry.case_digest)
-    .bind(&entry.prev_hash)
-    .bind(&entry.hash)
-    .execute(&mut **tx)
-    .await?;
+    let insert =
+        format!("INSERT INTO audit ({AUDIT_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)");
+    bind_audit(sqlx::query(&insert), &entry).execute(&mut **tx).await?;
     sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1").bind(&entry.hash).execute(&mut **tx).await?;
     Ok(AuditLink { seq: entry.seq, link: entry.hash })
 }
